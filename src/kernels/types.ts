@@ -1,0 +1,152 @@
+/**
+ * The numeric kernels the model is written against. Two implementations exist: `reference.ts` (plain TypeScript,
+ * the test oracle and the fallback) and `native.ts` (the C++ addon). All matrices are row-major Float32Array;
+ * sizes are passed explicitly so callers can hand in views of preallocated buffers.
+ */
+export interface Kernels {
+  readonly name: 'native' | 'typescript';
+
+  /**
+   * out (m x n) = op(a) * op(b), or out += op(a) * op(b) when accumulate.
+   * op(a) is m x k: a is stored m x k, or k x m when transA. op(b) is k x n: b is stored k x n, or n x k when transB.
+   */
+  matmul(
+    out: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    accumulate: boolean,
+  ): void;
+
+  /**
+   * Fused output layer with full softmax cross-entropy over items 1..numItems-1 (row 0 is padding and excluded).
+   * hidden: rows x d; items: numItems x d; targets: rows (each in 1..numItems-1).
+   * Loss L = scale * sum_r CE_r. Writes dHidden = dL/dhidden (rows x d); adds dL/ditems into dItems (numItems x d).
+   * Returns sum_r CE_r (unscaled). Works in row chunks so scratch memory is chunk x numItems, never rows x numItems.
+   */
+  softmaxCrossEntropy(
+    hidden: Float32Array,
+    items: Float32Array,
+    targets: Int32Array,
+    rows: number,
+    d: number,
+    numItems: number,
+    scale: number,
+    dHidden: Float32Array,
+    dItems: Float32Array,
+  ): number;
+
+  /** out = (x - mean) * rstd * gamma + beta per row; saves mean and rstd (length rows). */
+  layerNormForward(
+    out: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    x: Float32Array,
+    gamma: Float32Array,
+    beta: Float32Array,
+    rows: number,
+    d: number,
+    eps: number,
+  ): void;
+  /** dx += dL/dx; dGamma += ; dBeta += . */
+  layerNormBackward(
+    dx: Float32Array,
+    dGamma: Float32Array,
+    dBeta: Float32Array,
+    dOut: Float32Array,
+    x: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    gamma: Float32Array,
+    rows: number,
+    d: number,
+  ): void;
+
+  /**
+   * Causal multi-head self-attention over left-padded sequences. q, k, v, out: batch x T x d (heads are contiguous
+   * d/heads slices of d). Sequence b has real positions T - lengths[b] .. T-1; a real query attends to real keys at
+   * or before it; padding queries produce zeros. att (batch x heads x T x T) keeps the softmax probabilities.
+   */
+  attentionForward(
+    out: Float32Array,
+    att: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    lengths: Int32Array,
+    batch: number,
+    T: number,
+    heads: number,
+    d: number,
+  ): void;
+  /** Writes dq, dk, dv (overwrites). */
+  attentionBackward(
+    dq: Float32Array,
+    dk: Float32Array,
+    dv: Float32Array,
+    dOut: Float32Array,
+    att: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    lengths: Int32Array,
+    batch: number,
+    T: number,
+    heads: number,
+    d: number,
+  ): void;
+
+  reluForward(out: Float32Array, x: Float32Array, n: number): void;
+  /** dx += dOut * (x > 0). */
+  reluBackward(dx: Float32Array, dOut: Float32Array, x: Float32Array, n: number): void;
+  geluForward(out: Float32Array, x: Float32Array, n: number): void;
+  geluBackward(dx: Float32Array, dOut: Float32Array, x: Float32Array, n: number): void;
+
+  /**
+   * Inverted dropout: out = x * mask / (1 - p). mask[i] is 1 or 0, drawn from a counter-based generator of
+   * (seed, i) so that both implementations draw the same mask.
+   */
+  dropoutForward(out: Float32Array, mask: Uint8Array, x: Float32Array, n: number, p: number, seed: number): void;
+  /** dx = dOut * mask / (1 - p) (overwrites). */
+  dropoutBackward(dx: Float32Array, dOut: Float32Array, mask: Uint8Array, n: number, p: number): void;
+
+  /** out[r] = table[indices[r]] (rows of width d). */
+  gather(out: Float32Array, table: Float32Array, indices: Int32Array, rows: number, d: number): void;
+  /** dTable[indices[r]] += dOut[r]. */
+  scatterAdd(dTable: Float32Array, dOut: Float32Array, indices: Int32Array, rows: number, d: number): void;
+
+  /** One Adam(W) step on n parameters; step is 1-based. weightDecay is decoupled (AdamW); 0 disables it. */
+  adamStep(
+    param: Float32Array,
+    grad: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    n: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    step: number,
+    weightDecay: number,
+  ): void;
+
+  /** Rescale every row r in [firstRow, rows) whose L2 norm exceeds maxNorm to norm maxNorm. */
+  clipRowNorms(x: Float32Array, rows: number, d: number, maxNorm: number, firstRow: number): void;
+
+  /**
+   * Top-k per row of scores (rows x n), highest first, ties broken by lower index. Entries equal to -Infinity are
+   * never returned; a row with fewer than k finite scores pads outIndices with -1 and outScores with -Infinity.
+   */
+  topK(
+    outIndices: Int32Array,
+    outScores: Float32Array,
+    scores: Float32Array,
+    rows: number,
+    n: number,
+    k: number,
+  ): void;
+}
