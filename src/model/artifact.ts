@@ -402,6 +402,7 @@ async function readTensorFile(dir: string, name: string) {
   } catch (error) {
     throw new Error(
       `${path}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      { cause: error },
     );
   }
   return decodeSafetensors(bytes, path);
@@ -417,7 +418,9 @@ export async function loadArtifact(dir: string): Promise<LoadedArtifact> {
   try {
     raw = JSON.parse(await readFile(manifestPath, 'utf8'));
   } catch (error) {
-    throw new Error(`${manifestPath}: cannot read the manifest (${(error as Error).message})`);
+    throw new Error(`${manifestPath}: cannot read the manifest (${(error as Error).message})`, {
+      cause: error,
+    });
   }
   const manifest = checkManifest(raw, manifestPath);
   const decoded = await readTensorFile(root, manifest.model.weights);
@@ -465,7 +468,9 @@ export async function loadModel(dir: string, kernels?: Kernels): Promise<LoadedM
       kernels,
     );
   } catch (error) {
-    throw new Error(`${artifact.dir}: weights do not match the manifest (${(error as Error).message})`);
+    throw new Error(`${artifact.dir}: weights do not match the manifest (${(error as Error).message})`, {
+      cause: error,
+    });
   }
   if (model.numItems + 1 !== manifest.items.ids.length) {
     throw new Error(
