@@ -53,6 +53,10 @@ export interface SplitStats {
   cold_input_share: number;
   avg_sequence_length: number;
   protocol: 'temporal' | 'leave-last-out';
+  /** Interactions dropped by the rating filter. */
+  rating_filtered?: number;
+  /** Validation cases (validation users whose warm-only sequence has at least two items). */
+  validation_cases?: number;
 }
 
 /** The prepared split of PROTOCOL.md, ready for training and evaluation. */

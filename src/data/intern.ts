@@ -1,0 +1,99 @@
+/** Interning of string ids to dense indices, straight from bytes (no string is built for an id seen before). */
+import type { IdMap } from './types.js';
+
+export class ByteInterner {
+  count = 0;
+  private arena = new Uint8Array(1 << 16);
+  private used = 0;
+  private offsets = new Int32Array(1025); // id k is arena[offsets[k] .. offsets[k + 1])
+  private hashes = new Int32Array(1024);
+  private table = new Int32Array(2048).fill(-1);
+  private mask = 2047;
+
+  /** Dense 0-based index of the id bytes buf[s..e). */
+  intern(buf: Uint8Array, s: number, e: number): number {
+    let h = 0x811c9dc5 | 0;
+    for (let i = s; i < e; i++) h = Math.imul(h ^ buf[i], 0x01000193);
+    h ^= h >>> 15;
+    const table = this.table;
+    const mask = this.mask;
+    let slot = h & mask;
+    const len = e - s;
+    for (;;) {
+      const id = table[slot];
+      if (id < 0) break;
+      if (this.hashes[id] === h) {
+        const a = this.offsets[id];
+        if (this.offsets[id + 1] - a === len) {
+          const arena = this.arena;
+          let k = 0;
+          while (k < len && arena[a + k] === buf[s + k]) k++;
+          if (k === len) return id;
+        }
+      }
+      slot = (slot + 1) & mask;
+    }
+    return this.insert(buf, s, e, h, slot);
+  }
+
+  /** Interns a JavaScript string (for non-CSV sources). */
+  internString(id: string): number {
+    const bytes = Buffer.from(id, 'utf8');
+    return this.intern(bytes, 0, bytes.length);
+  }
+
+  /** The interned ids as strings, in index order. */
+  strings(): string[] {
+    const text = Buffer.from(this.arena.buffer, this.arena.byteOffset, this.used);
+    const out = new Array<string>(this.count);
+    for (let k = 0; k < this.count; k++) out[k] = text.toString('utf8', this.offsets[k], this.offsets[k + 1]);
+    return out;
+  }
+
+  private insert(buf: Uint8Array, s: number, e: number, h: number, slot: number): number {
+    const id = this.count;
+    if (id + 1 >= this.hashes.length) {
+      const hashes = new Int32Array(this.hashes.length * 2);
+      hashes.set(this.hashes);
+      this.hashes = hashes;
+      const offsets = new Int32Array(hashes.length + 1);
+      offsets.set(this.offsets);
+      this.offsets = offsets;
+    }
+    const len = e - s;
+    if (this.used + len > this.arena.length) {
+      const arena = new Uint8Array(Math.max(this.arena.length * 2, this.used + len));
+      arena.set(this.arena.subarray(0, this.used));
+      this.arena = arena;
+    }
+    this.arena.set(buf.subarray(s, e), this.used);
+    this.used += len;
+    this.offsets[id + 1] = this.used;
+    this.hashes[id] = h;
+    this.table[slot] = id;
+    this.count = id + 1;
+    if (this.count * 2 > this.table.length) this.rehash();
+    return id;
+  }
+
+  private rehash(): void {
+    const size = this.table.length * 2;
+    const table = new Int32Array(size).fill(-1);
+    const mask = size - 1;
+    for (let id = 0; id < this.count; id++) {
+      let slot = this.hashes[id] & mask;
+      while (table[slot] >= 0) slot = (slot + 1) & mask;
+      table[slot] = id;
+    }
+    this.table = table;
+    this.mask = mask;
+  }
+}
+
+/** An IdMap from ids in index order. With padding, ids[0] = '' is the padding index and is not in the map. */
+export function makeIdMap(ids: string[], padding: boolean): IdMap {
+  const all = padding ? ['', ...ids] : ids;
+  const index = new Map<string, number>();
+  for (let k = padding ? 1 : 0; k < all.length; k++) index.set(all[k], k);
+  return { ids: all, index };
+}
