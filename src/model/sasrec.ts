@@ -1,0 +1,814 @@
+/**
+ * SASRec (Kang & McAuley 2018) with the item-embedding strategies of PAPER.md, written llm.c style: one flat
+ * parameter buffer with named views, a mirror gradient buffer, activation buffers allocated once per row capacity
+ * and reused, and an explicit forward and backward per layer. No autograd.
+ *
+ * Layout (pmixer's SASRec.pytorch and RecTools' SASRec, which the paper's authors use):
+ *   x0  = dropout(E[item] + P[position])          positions count from the end: the most recent item uses row 0
+ *   per block:
+ *     q   = LN1(x)
+ *     r   = q + Attn(q, x, x)                        causal, padding keys masked; Q from LN1(x), K and V from x
+ *     f   = LN2(r)
+ *     x'  = (f + dropout(W2 dropout(act(W1 f + b1)) + b2)) * timelineMask
+ *   h   = LNf(x_L)                                  only at the rows that are scored
+ *   logits = h E^T over items 1..numItems (tied input/output embeddings), full softmax cross-entropy.
+ *
+ * Decisions (documented differences):
+ * - No sqrt(d) scaling of the item embedding (RecTools' default `use_scale_factor = False`): content vectors are
+ *   unit norm and xavier-initialized positions have norm about 1 too, so both start on the same scale.
+ * - Dropout sits on the embedding, after the FFN activation and on the FFN output. There is no dropout on the
+ *   attention probabilities (the attention kernel keeps none; pmixer has one there).
+ * - Padding rows are exactly zero after the embedding and after every block; the attention kernel gives padding
+ *   queries zero output and never attends to padding keys, so padding never influences real positions.
+ * - Layer norm eps 1e-5 (PyTorch's default, as RecTools).
+ * - Items in an input the model does not know (index > numItems, e.g. cold items for an `id` model) are dropped
+ *   from that input at inference.
+ */
+import { kernels as defaultKernels } from '../kernels/index.js';
+import type { Kernels } from '../kernels/types.js';
+import { hash32, Random } from '../util/random.js';
+import { ItemEmbeddings, usesContent, type EmbeddingStrategy, type ParamGroup } from './embeddings.js';
+import type { Recommender } from './types.js';
+
+export type { EmbeddingStrategy, ParamGroup } from './embeddings.js';
+
+export interface SASRecConfig {
+  /** Scorable item rows 1..numItems at construction (the warm items when training). */
+  numItems: number;
+  d: number;
+  blocks: number;
+  heads: number;
+  ffWidth: number;
+  dropout: number;
+  maxLength: number;
+  strategy: EmbeddingStrategy;
+  /** Row-norm bound of the trainable delta (content-delta only). */
+  deltaMax: number;
+  activation: 'relu' | 'gelu';
+  seed: number;
+}
+
+/** The paper's settings (Beauty: d = 128); ffWidth defaults to d. */
+export function sasrecConfig(config: Partial<SASRecConfig> & { numItems: number }): SASRecConfig {
+  const d = config.d ?? 128;
+  return {
+    d,
+    blocks: 2,
+    heads: 1,
+    ffWidth: d,
+    dropout: 0.3,
+    maxLength: 64,
+    strategy: 'content-delta',
+    deltaMax: 0.5,
+    activation: 'relu',
+    seed: 0,
+    ...config,
+  };
+}
+
+/** A training batch: `size` left-padded sequences of length T (row-major size x T). */
+export interface Batch {
+  size: number;
+  T: number;
+  /** size x T input items, 0 = padding, real items contiguous at the end of each row. */
+  inputs: Int32Array;
+  /** size x T next-item targets, 0 exactly where inputs are 0. */
+  targets: Int32Array;
+  /** Real (non-padding) positions per row. */
+  lengths: Int32Array;
+}
+
+const LN_EPS = 1e-5;
+
+type Tensor = { name: string; shape: number[]; data: Float32Array };
+
+/** Views of one block's parameters (or gradients) inside a flat buffer. Weights are stored (in x out). */
+interface BlockTensors {
+  ln1Gamma: Float32Array;
+  ln1Beta: Float32Array;
+  wq: Float32Array;
+  bq: Float32Array;
+  wk: Float32Array;
+  bk: Float32Array;
+  wv: Float32Array;
+  bv: Float32Array;
+  wo: Float32Array;
+  bo: Float32Array;
+  ln2Gamma: Float32Array;
+  ln2Beta: Float32Array;
+  w1: Float32Array;
+  b1: Float32Array;
+  w2: Float32Array;
+  b2: Float32Array;
+}
+
+/** Every dense (non-item) tensor of the model as views into one flat Float32Array. */
+class DenseTensors {
+  readonly flat: Float32Array;
+  readonly list: Tensor[] = [];
+  readonly positions: Float32Array;
+  readonly blocks: BlockTensors[] = [];
+  readonly finalGamma: Float32Array;
+  readonly finalBeta: Float32Array;
+
+  constructor(c: SASRecConfig) {
+    const { d, ffWidth: f, maxLength } = c;
+    const specs: [string, number[]][] = [['positions', [maxLength, d]]];
+    const blockNames: [keyof BlockTensors, string, number[]][] = [
+      ['ln1Gamma', 'ln1.gamma', [d]],
+      ['ln1Beta', 'ln1.beta', [d]],
+      ['wq', 'attn.wq', [d, d]],
+      ['bq', 'attn.bq', [d]],
+      ['wk', 'attn.wk', [d, d]],
+      ['bk', 'attn.bk', [d]],
+      ['wv', 'attn.wv', [d, d]],
+      ['bv', 'attn.bv', [d]],
+      ['wo', 'attn.wo', [d, d]],
+      ['bo', 'attn.bo', [d]],
+      ['ln2Gamma', 'ln2.gamma', [d]],
+      ['ln2Beta', 'ln2.beta', [d]],
+      ['w1', 'ffn.w1', [d, f]],
+      ['b1', 'ffn.b1', [f]],
+      ['w2', 'ffn.w2', [f, d]],
+      ['b2', 'ffn.b2', [d]],
+    ];
+    for (let l = 0; l < c.blocks; l++)
+      for (const [, name, shape] of blockNames) specs.push([`blocks.${l}.${name}`, shape]);
+    specs.push(['final_ln.gamma', [d]], ['final_ln.beta', [d]]);
+    let total = 0;
+    for (const [, shape] of specs) total += shape.reduce((a, b) => a * b, 1);
+    this.flat = new Float32Array(total);
+    let offset = 0;
+    for (const [name, shape] of specs) {
+      const size = shape.reduce((a, b) => a * b, 1);
+      this.list.push({ name, shape, data: this.flat.subarray(offset, offset + size) });
+      offset += size;
+    }
+    const byName = new Map(this.list.map((t) => [t.name, t.data]));
+    this.positions = byName.get('positions')!;
+    for (let l = 0; l < c.blocks; l++) {
+      const block = {} as BlockTensors;
+      for (const [key, name] of blockNames) block[key] = byName.get(`blocks.${l}.${name}`)!;
+      this.blocks.push(block);
+    }
+    this.finalGamma = byName.get('final_ln.gamma')!;
+    this.finalBeta = byName.get('final_ln.beta')!;
+  }
+}
+
+/** Forward activations of one block, kept for the backward pass. */
+interface BlockActivations {
+  ln1Mean: Float32Array;
+  ln1Rstd: Float32Array;
+  qIn: Float32Array; // LN1(x)
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  att: Float32Array; // attention probabilities, batch x heads x T x T
+  attOut: Float32Array;
+  r: Float32Array; // qIn + attOut Wo + bo
+  ln2Mean: Float32Array;
+  ln2Rstd: Float32Array;
+  fIn: Float32Array; // LN2(r)
+  h1: Float32Array; // fIn W1 + b1 (rows x ff)
+  act: Float32Array; // act(h1)
+  actDrop: Float32Array;
+  actMask: Uint8Array;
+  h2: Float32Array; // actDrop W2 + b2
+  outMask: Uint8Array;
+  out: Float32Array; // block output
+}
+
+/** Activation and activation-gradient buffers for up to `rows` = batch x T rows; reallocated only to grow. */
+class Activations {
+  readonly rows: number;
+  readonly emb: Float32Array;
+  readonly embMask: Uint8Array;
+  readonly x0: Float32Array;
+  readonly blocks: BlockActivations[] = [];
+  readonly headRows: Int32Array; // rows that are scored (real positions in training, last positions at inference)
+  readonly headTargets: Int32Array;
+  readonly headIn: Float32Array;
+  readonly headMean: Float32Array;
+  readonly headRstd: Float32Array;
+  readonly headOut: Float32Array;
+  constructor(c: SASRecConfig, rows: number) {
+    const { d, ffWidth: f } = c;
+    const n = rows * d;
+    const nf = rows * f;
+    this.rows = rows;
+    this.emb = new Float32Array(n);
+    this.embMask = new Uint8Array(n);
+    this.x0 = new Float32Array(n);
+    for (let l = 0; l < c.blocks; l++) {
+      this.blocks.push({
+        ln1Mean: new Float32Array(rows),
+        ln1Rstd: new Float32Array(rows),
+        qIn: new Float32Array(n),
+        q: new Float32Array(n),
+        k: new Float32Array(n),
+        v: new Float32Array(n),
+        att: new Float32Array(rows * c.heads * c.maxLength),
+        attOut: new Float32Array(n),
+        r: new Float32Array(n),
+        ln2Mean: new Float32Array(rows),
+        ln2Rstd: new Float32Array(rows),
+        fIn: new Float32Array(n),
+        h1: new Float32Array(nf),
+        act: new Float32Array(nf),
+        actDrop: new Float32Array(nf),
+        actMask: new Uint8Array(nf),
+        h2: new Float32Array(n),
+        outMask: new Uint8Array(n),
+        out: new Float32Array(n),
+      });
+    }
+    this.headRows = new Int32Array(rows);
+    this.headTargets = new Int32Array(rows);
+    this.headIn = new Float32Array(n);
+    this.headMean = new Float32Array(rows);
+    this.headRstd = new Float32Array(rows);
+    this.headOut = new Float32Array(n);
+  }
+}
+
+/** Activation-gradient scratch for the backward pass, shared by all blocks; allocated only for training. */
+class ActivationGrads {
+  readonly rows: number;
+  readonly ones: Float32Array; // bias gradients as a matrix product
+  readonly dHeadOut: Float32Array;
+  readonly dHeadIn: Float32Array;
+  readonly dOut: Float32Array;
+  readonly dX: Float32Array;
+  readonly dR: Float32Array;
+  readonly dAttOut: Float32Array;
+  readonly dQ: Float32Array;
+  readonly dK: Float32Array;
+  readonly dV: Float32Array;
+  readonly dH2: Float32Array;
+  readonly dActDrop: Float32Array;
+  readonly dH1: Float32Array;
+
+  constructor(c: SASRecConfig, rows: number) {
+    const n = rows * c.d;
+    const nf = rows * c.ffWidth;
+    this.rows = rows;
+    this.ones = new Float32Array(rows).fill(1);
+    this.dHeadOut = new Float32Array(n);
+    this.dHeadIn = new Float32Array(n);
+    this.dOut = new Float32Array(n);
+    this.dX = new Float32Array(n);
+    this.dR = new Float32Array(n);
+    this.dAttOut = new Float32Array(n);
+    this.dQ = new Float32Array(n);
+    this.dK = new Float32Array(n);
+    this.dV = new Float32Array(n);
+    this.dH2 = new Float32Array(n);
+    this.dActDrop = new Float32Array(nf);
+    this.dH1 = new Float32Array(nf);
+  }
+}
+
+/** Sequences scored per forward pass at inference. */
+const INFERENCE_CHUNK = 128;
+
+export class SASRec implements Recommender {
+  readonly config: SASRecConfig;
+  readonly kernels: Kernels;
+  readonly items: ItemEmbeddings;
+  readonly params: DenseTensors;
+  /** Gradients of `params`, same layout. */
+  readonly grads: DenseTensors;
+  private acts: Activations | null = null;
+  private actGrads: ActivationGrads | null = null;
+  private inferenceInputs = new Int32Array(0);
+  private inferenceLengths = new Int32Array(0);
+  /** E must be rebuilt (content-delta) before the next use: set after optimizer steps and weight loads. */
+  private itemsStale = false;
+
+  /**
+   * content: (numItems + 1) x d content vectors (unit-norm rows, row 0 zeros); required by the content-* strategies.
+   * kernels: the numeric implementation (defaults to the active one; tests pass `referenceKernels`).
+   */
+  constructor(config: SASRecConfig, content?: Float32Array, kernels: Kernels = defaultKernels) {
+    checkConfig(config);
+    this.config = { ...config };
+    this.kernels = kernels;
+    const c = this.config;
+    this.items = new ItemEmbeddings(c.strategy, c.numItems, c.d, c.deltaMax, c.seed, content);
+    this.params = new DenseTensors(c);
+    this.grads = new DenseTensors(c);
+    this.initDense();
+  }
+
+  get numItems(): number {
+    return this.items.numItems;
+  }
+
+  /** Xavier-normal weights and positions (as pmixer/RecTools), zero biases, unit layer-norm gains. */
+  private initDense(): void {
+    const { d, ffWidth: f, maxLength } = this.config;
+    const rng = new Random(hash32(this.config.seed) ^ 0x5a5a);
+    const xavier = (w: Float32Array, fanIn: number, fanOut: number) => {
+      const std = Math.sqrt(2 / (fanIn + fanOut));
+      for (let i = 0; i < w.length; i++) w[i] = rng.nextGaussian() * std;
+    };
+    const p = this.params;
+    xavier(p.positions, maxLength, d);
+    for (const b of p.blocks) {
+      b.ln1Gamma.fill(1);
+      b.ln2Gamma.fill(1);
+      xavier(b.wq, d, d);
+      xavier(b.wk, d, d);
+      xavier(b.wv, d, d);
+      xavier(b.wo, d, d);
+      xavier(b.w1, d, f);
+      xavier(b.w2, f, d);
+    }
+    p.finalGamma.fill(1);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Forward
+
+  private activations(rows: number): Activations {
+    if (!this.acts || this.acts.rows < rows) this.acts = new Activations(this.config, rows);
+    return this.acts;
+  }
+
+  /** Runs the embedding and every block over size x T rows; the last block's output is in acts.blocks[L-1].out. */
+  private forwardBody(
+    inputs: Int32Array,
+    lengths: Int32Array,
+    size: number,
+    T: number,
+    training: boolean,
+    dropoutSeed: number,
+  ): Activations {
+    const k = this.kernels;
+    const { d, ffWidth: f, heads } = this.config;
+    const rows = size * T;
+    const a = this.activations(rows);
+    const n = rows * d;
+    const p = this.params;
+    const dropout = training ? this.config.dropout : 0;
+    const E = this.items.matrix;
+
+    // Embedding: gather items, add positions counted from the end at real rows (padding rows gather the zero row).
+    k.gather(a.emb, E, inputs, rows, d);
+    for (let b = 0; b < size; b++) {
+      for (let t = T - lengths[b]; t < T; t++) {
+        const o = (b * T + t) * d;
+        const po = (T - 1 - t) * d;
+        for (let j = 0; j < d; j++) a.emb[o + j] += p.positions[po + j];
+      }
+    }
+    this.dropoutForward(a.x0, a.embMask, a.emb, n, dropout, siteSeed(dropoutSeed, 0));
+
+    let x = a.x0;
+    for (let l = 0; l < this.config.blocks; l++) {
+      const w = p.blocks[l];
+      const s = a.blocks[l];
+      k.layerNormForward(s.qIn, s.ln1Mean, s.ln1Rstd, x, w.ln1Gamma, w.ln1Beta, rows, d, LN_EPS);
+      this.linear(s.q, s.qIn, w.wq, w.bq, rows, d, d);
+      this.linear(s.k, x, w.wk, w.bk, rows, d, d);
+      this.linear(s.v, x, w.wv, w.bv, rows, d, d);
+      k.attentionForward(s.attOut, s.att, s.q, s.k, s.v, lengths, size, T, heads, d);
+      this.linear(s.r, s.attOut, w.wo, w.bo, rows, d, d);
+      for (let i = 0; i < n; i++) s.r[i] += s.qIn[i];
+      k.layerNormForward(s.fIn, s.ln2Mean, s.ln2Rstd, s.r, w.ln2Gamma, w.ln2Beta, rows, d, LN_EPS);
+      this.linear(s.h1, s.fIn, w.w1, w.b1, rows, d, f);
+      if (this.config.activation === 'relu') k.reluForward(s.act, s.h1, rows * f);
+      else k.geluForward(s.act, s.h1, rows * f);
+      this.dropoutForward(s.actDrop, s.actMask, s.act, rows * f, dropout, siteSeed(dropoutSeed, 1 + 2 * l));
+      this.linear(s.h2, s.actDrop, w.w2, w.b2, rows, f, d);
+      this.dropoutForward(s.out, s.outMask, s.h2, n, dropout, siteSeed(dropoutSeed, 2 + 2 * l));
+      for (let i = 0; i < n; i++) s.out[i] += s.fIn[i];
+      zeroPaddingRows(s.out, lengths, size, T, d);
+      x = s.out;
+    }
+    return a;
+  }
+
+  /** Final layer norm over the selected rows (a.headRows[0..count)) of the last block's output into a.headOut. */
+  private forwardHead(a: Activations, count: number): void {
+    const d = this.config.d;
+    const last = a.blocks[this.config.blocks - 1].out;
+    this.kernels.gather(a.headIn, last, a.headRows, count, d);
+    const p = this.params;
+    this.kernels.layerNormForward(
+      a.headOut,
+      a.headMean,
+      a.headRstd,
+      a.headIn,
+      p.finalGamma,
+      p.finalBeta,
+      count,
+      d,
+      LN_EPS,
+    );
+  }
+
+  /** out (rows x outDim) = x (rows x inDim) W (inDim x outDim) + bias. */
+  private linear(
+    out: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    bias: Float32Array,
+    rows: number,
+    inDim: number,
+    outDim: number,
+  ): void {
+    for (let r = 0; r < rows; r++) out.set(bias, r * outDim);
+    this.kernels.matmul(out, x, w, rows, outDim, inDim, false, false, true);
+  }
+
+  private dropoutForward(
+    out: Float32Array,
+    mask: Uint8Array,
+    x: Float32Array,
+    n: number,
+    p: number,
+    seed: number,
+  ): void {
+    if (p > 0) this.kernels.dropoutForward(out, mask, x, n, p, seed);
+    else out.set(x.subarray(0, n));
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Training
+
+  /**
+   * Forward and backward over one batch: the mean next-item cross-entropy over all real positions (full softmax
+   * over items 1..numItems). Gradients are written (not accumulated) into `grads` and `items.grad`.
+   * dropoutSeed selects the dropout masks (the trainer derives it from the seed and step); with training = false
+   * no dropout is applied.
+   */
+  forwardBackward(batch: Batch, training = true, dropoutSeed = 0): number {
+    const { size, T, inputs, targets, lengths } = batch;
+    const k = this.kernels;
+    const { d, ffWidth: f, heads } = this.config;
+    const numItems = this.items.numItems;
+    const rows = size * T;
+    const n = rows * d;
+    checkBatch(batch, numItems, this.config.maxLength);
+    this.items.refresh();
+    this.itemsStale = false;
+    const dropout = training ? this.config.dropout : 0;
+    const a = this.forwardBody(inputs, lengths, size, T, training, dropoutSeed);
+    if (!this.actGrads || this.actGrads.rows < a.rows)
+      this.actGrads = new ActivationGrads(this.config, a.rows);
+    const ga = this.actGrads;
+
+    // Scored rows: every real position.
+    let count = 0;
+    for (let b = 0; b < size; b++) {
+      for (let t = T - lengths[b]; t < T; t++) {
+        const row = b * T + t;
+        a.headRows[count] = row;
+        a.headTargets[count] = targets[row];
+        count++;
+      }
+    }
+    if (count === 0) throw new Error('forwardBackward: the batch has no real positions');
+    this.forwardHead(a, count);
+
+    const p = this.params;
+    const g = this.grads;
+    g.flat.fill(0);
+    const dE = this.items.zeroGrad();
+    const loss =
+      k.softmaxCrossEntropy(
+        a.headOut,
+        this.items.matrix,
+        a.headTargets,
+        count,
+        d,
+        numItems + 1,
+        1 / count,
+        ga.dHeadOut,
+        dE,
+      ) / count;
+
+    // Final layer norm, then scatter its input gradient back to the last block's output rows.
+    ga.dHeadIn.fill(0, 0, count * d);
+    k.layerNormBackward(
+      ga.dHeadIn,
+      g.finalGamma,
+      g.finalBeta,
+      ga.dHeadOut,
+      a.headIn,
+      a.headMean,
+      a.headRstd,
+      p.finalGamma,
+      count,
+      d,
+    );
+    let dOut = ga.dOut;
+    let dX = ga.dX;
+    dOut.fill(0, 0, n);
+    k.scatterAdd(dOut, ga.dHeadIn, a.headRows, count, d);
+
+    for (let l = this.config.blocks - 1; l >= 0; l--) {
+      const w = p.blocks[l];
+      const gw = g.blocks[l];
+      const s = a.blocks[l];
+      const x = l === 0 ? a.x0 : a.blocks[l - 1].out;
+      // out = (fIn + dropout(h2)) * timelineMask
+      zeroPaddingRows(dOut, lengths, size, T, d);
+      this.dropoutBackward(ga.dH2, dOut, s.outMask, n, dropout);
+      // h2 = actDrop W2 + b2
+      this.linearBackward(ga.dActDrop, gw.w2, gw.b2, ga.dH2, s.actDrop, w.w2, rows, f, d, false);
+      // actDrop = dropout(act(h1))
+      this.dropoutBackward(ga.dActDrop, ga.dActDrop, s.actMask, rows * f, dropout);
+      ga.dH1.fill(0, 0, rows * f);
+      if (this.config.activation === 'relu') k.reluBackward(ga.dH1, ga.dActDrop, s.h1, rows * f);
+      else k.geluBackward(ga.dH1, ga.dActDrop, s.h1, rows * f);
+      // h1 = fIn W1 + b1; dOut becomes dL/dfIn (the residual path plus the FFN path).
+      this.linearBackward(dOut, gw.w1, gw.b1, ga.dH1, s.fIn, w.w1, rows, d, f, true);
+      // fIn = LN2(r)
+      ga.dR.fill(0, 0, n);
+      k.layerNormBackward(
+        ga.dR,
+        gw.ln2Gamma,
+        gw.ln2Beta,
+        dOut,
+        s.r,
+        s.ln2Mean,
+        s.ln2Rstd,
+        w.ln2Gamma,
+        rows,
+        d,
+      );
+      // r = qIn + attOut Wo + bo; dR keeps accumulating dL/dqIn.
+      this.linearBackward(ga.dAttOut, gw.wo, gw.bo, ga.dR, s.attOut, w.wo, rows, d, d, false);
+      k.attentionBackward(ga.dQ, ga.dK, ga.dV, ga.dAttOut, s.att, s.q, s.k, s.v, lengths, size, T, heads, d);
+      this.linearBackward(ga.dR, gw.wq, gw.bq, ga.dQ, s.qIn, w.wq, rows, d, d, true);
+      this.linearBackward(dX, gw.wk, gw.bk, ga.dK, x, w.wk, rows, d, d, false);
+      this.linearBackward(dX, gw.wv, gw.bv, ga.dV, x, w.wv, rows, d, d, true);
+      // qIn = LN1(x)
+      k.layerNormBackward(dX, gw.ln1Gamma, gw.ln1Beta, ga.dR, x, s.ln1Mean, s.ln1Rstd, w.ln1Gamma, rows, d);
+      const tmp = dOut;
+      dOut = dX;
+      dX = tmp;
+    }
+
+    // x0 = dropout(E[item] + P[position]) at real rows.
+    zeroPaddingRows(dOut, lengths, size, T, d);
+    this.dropoutBackward(dOut, dOut, a.embMask, n, dropout);
+    for (let b = 0; b < size; b++) {
+      for (let t = T - lengths[b]; t < T; t++) {
+        const o = (b * T + t) * d;
+        const po = (T - 1 - t) * d;
+        for (let j = 0; j < d; j++) g.positions[po + j] += dOut[o + j];
+      }
+    }
+    k.scatterAdd(dE, dOut, inputs, rows, d);
+    dE.fill(0, 0, d); // the padding row never gets a gradient
+    return loss;
+  }
+
+  /**
+   * Given dY (rows x outDim) of y = x W + b: dW += x^T dY, dB += colsum(dY), and dX = dY W^T (or dX += when
+   * accumulate).
+   */
+  private linearBackward(
+    dX: Float32Array,
+    dW: Float32Array,
+    dB: Float32Array,
+    dY: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    rows: number,
+    inDim: number,
+    outDim: number,
+    accumulate: boolean,
+  ): void {
+    const k = this.kernels;
+    k.matmul(dW, x, dY, inDim, outDim, rows, true, false, true);
+    k.matmul(dB, this.actGrads!.ones, dY, 1, outDim, rows, false, false, true);
+    k.matmul(dX, dY, w, rows, inDim, outDim, false, true, accumulate);
+  }
+
+  private dropoutBackward(
+    dx: Float32Array,
+    dOut: Float32Array,
+    mask: Uint8Array,
+    n: number,
+    p: number,
+  ): void {
+    if (p > 0) this.kernels.dropoutBackward(dx, dOut, mask, n, p);
+    else if (dx !== dOut) dx.set(dOut.subarray(0, n));
+  }
+
+  /** The optimizer's view: the dense parameters and, unless frozen, the item table (E or the delta D). */
+  paramGroups(): ParamGroup[] {
+    const groups: ParamGroup[] = [
+      {
+        name: 'dense',
+        param: this.params.flat,
+        grad: this.grads.flat,
+        rowWidth: this.params.flat.length,
+        firstRow: 0,
+      },
+    ];
+    const items = this.items.paramGroup();
+    if (items) groups.push(items);
+    return groups;
+  }
+
+  /** Call after changing parameters in place (optimizer steps, weight restores): E is rebuilt before next use. */
+  parametersChanged(): void {
+    this.itemsStale = true;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Inference
+
+  /** User states: the final hidden state at the last position of each input (inputs.length x d), no dropout. */
+  encode(inputs: readonly Int32Array[], out: Float32Array): void {
+    const d = this.config.d;
+    if (out.length < inputs.length * d)
+      throw new Error(`encode: out has ${out.length} values, need ${inputs.length * d}`);
+    this.refreshItems();
+    for (let start = 0; start < inputs.length; start += INFERENCE_CHUNK) {
+      const count = Math.min(INFERENCE_CHUNK, inputs.length - start);
+      const a = this.encodeChunk(inputs, start, count);
+      out.set(a.headOut.subarray(0, count * d), start * d);
+    }
+  }
+
+  /** Recommender: scores items 0..numItems for each input; column 0 (padding) is -Infinity. */
+  score(inputs: readonly Int32Array[], out: Float32Array): void {
+    const d = this.config.d;
+    const cols = this.items.numItems + 1;
+    if (out.length < inputs.length * cols) {
+      throw new Error(
+        `score: out has ${out.length} values, need inputs.length x (numItems + 1) = ${inputs.length * cols}`,
+      );
+    }
+    this.refreshItems();
+    for (let start = 0; start < inputs.length; start += INFERENCE_CHUNK) {
+      const count = Math.min(INFERENCE_CHUNK, inputs.length - start);
+      const a = this.encodeChunk(inputs, start, count);
+      const view = out.subarray(start * cols, (start + count) * cols);
+      this.kernels.matmul(view, a.headOut, this.items.matrix, count, cols, d, false, true, false);
+      for (let r = 0; r < count; r++) view[r * cols] = -Infinity;
+    }
+  }
+
+  /** Left-pads inputs[start..start+count) (last maxLength known items) and runs the network without dropout. */
+  private encodeChunk(inputs: readonly Int32Array[], start: number, count: number): Activations {
+    const { maxLength } = this.config;
+    const numItems = this.items.numItems;
+    if (this.inferenceLengths.length < count) this.inferenceLengths = new Int32Array(count);
+    const lengths = this.inferenceLengths;
+    let T = 1;
+    for (let b = 0; b < count; b++) {
+      const seq = inputs[start + b];
+      let known = 0;
+      for (let i = seq.length - 1; i >= 0 && known < maxLength; i--) {
+        const item = seq[i];
+        if (!Number.isInteger(item) || item < 0)
+          throw new Error(`score: input ${start + b} has invalid item index ${item} at position ${i}`);
+        if (item > 0 && item <= numItems) known++;
+      }
+      lengths[b] = known;
+      if (known > T) T = known;
+    }
+    if (this.inferenceInputs.length < count * T) this.inferenceInputs = new Int32Array(count * T);
+    const padded = this.inferenceInputs;
+    padded.fill(0, 0, count * T);
+    for (let b = 0; b < count; b++) {
+      const seq = inputs[start + b];
+      let t = T - 1;
+      for (let i = seq.length - 1; i >= 0 && t >= T - lengths[b]; i--) {
+        const item = seq[i];
+        if (item > 0 && item <= numItems) padded[b * T + t--] = item;
+      }
+    }
+    const a = this.forwardBody(padded, lengths, count, T, false, 0);
+    for (let b = 0; b < count; b++) a.headRows[b] = b * T + T - 1;
+    this.forwardHead(a, count);
+    return a;
+  }
+
+  private refreshItems(): void {
+    if (this.itemsStale) {
+      this.items.refresh();
+      this.itemsStale = false;
+    }
+  }
+
+  /** (numItems + 1) x d item matrix E (content + delta, or the learned table); row 0 zeros. A live view. */
+  itemEmbeddings(): Float32Array {
+    this.refreshItems();
+    return this.items.matrix;
+  }
+
+  /** Appends `count` new (cold) items from their content vectors (count x d) with zero delta. content-* only. */
+  appendItems(content: Float32Array, count: number): void {
+    this.items.append(content, count);
+    this.config.numItems = this.items.numItems;
+    this.itemsStale = false;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Persistence
+
+  /** Every tensor needed to restore the model, including frozen content (live views, not copies). */
+  parameters(): Tensor[] {
+    return [...this.items.tensors(), ...this.params.list];
+  }
+
+  /** Rebuilds a model from `parameters()` tensors; numItems is taken from the item tensors (appended items count). */
+  static fromParameters(
+    config: SASRecConfig,
+    tensors: Map<string, Float32Array>,
+    kernels: Kernels = defaultKernels,
+  ): SASRec {
+    const itemName = config.strategy === 'id' || config.strategy === 'content-init' ? 'items' : 'content';
+    const itemTable = tensors.get(itemName);
+    if (!itemTable)
+      throw new Error(`fromParameters: missing tensor '${itemName}' for strategy '${config.strategy}'`);
+    if (itemTable.length % config.d !== 0 || itemTable.length < config.d) {
+      throw new Error(
+        `fromParameters: '${itemName}' has ${itemTable.length} values, not a multiple of d = ${config.d}`,
+      );
+    }
+    const numItems = itemTable.length / config.d - 1;
+    const model = new SASRec(
+      { ...config, numItems },
+      config.strategy === 'id' ? undefined : itemTable,
+      kernels,
+    );
+    for (const t of model.parameters()) {
+      const src = tensors.get(t.name);
+      if (!src) throw new Error(`fromParameters: missing tensor '${t.name}'`);
+      if (src.length !== t.data.length) {
+        throw new Error(
+          `fromParameters: tensor '${t.name}' has ${src.length} values, expected ${t.data.length} (shape ${t.shape.join(' x ')})`,
+        );
+      }
+      t.data.set(src);
+    }
+    model.items.refresh();
+    return model;
+  }
+}
+
+/** Distinct dropout seeds per site (embedding, and two per block) from one per-step seed. */
+function siteSeed(seed: number, site: number): number {
+  return hash32((seed ^ Math.imul(site + 1, 0x9e3779b9)) >>> 0);
+}
+
+function zeroPaddingRows(x: Float32Array, lengths: Int32Array, size: number, T: number, d: number): void {
+  for (let b = 0; b < size; b++) {
+    const pad = T - lengths[b];
+    if (pad > 0) x.fill(0, b * T * d, (b * T + pad) * d);
+  }
+}
+
+function checkConfig(c: SASRecConfig): void {
+  const positiveInts: (keyof SASRecConfig)[] = ['numItems', 'd', 'blocks', 'heads', 'ffWidth', 'maxLength'];
+  for (const key of positiveInts) {
+    const v = c[key] as number;
+    if (!Number.isInteger(v) || v < 1)
+      throw new Error(`SASRec config: ${key} must be a positive integer (got ${v})`);
+  }
+  if (c.d % c.heads !== 0)
+    throw new Error(`SASRec config: d = ${c.d} is not divisible by heads = ${c.heads}`);
+  if (!(c.dropout >= 0 && c.dropout < 1))
+    throw new Error(`SASRec config: dropout must be in [0, 1) (got ${c.dropout})`);
+  if (c.activation !== 'relu' && c.activation !== 'gelu') {
+    throw new Error(`SASRec config: activation must be 'relu' or 'gelu' (got ${String(c.activation)})`);
+  }
+  if (usesContent(c.strategy) && c.strategy === 'content-delta' && !(c.deltaMax > 0)) {
+    throw new Error(`SASRec config: deltaMax must be > 0 for content-delta (got ${c.deltaMax})`);
+  }
+}
+
+function checkBatch(batch: Batch, numItems: number, maxLength: number): void {
+  const { size, T, inputs, targets, lengths } = batch;
+  if (T < 1 || T > maxLength) throw new Error(`batch: T = ${T} must be in 1..maxLength = ${maxLength}`);
+  if (inputs.length < size * T || targets.length < size * T || lengths.length < size) {
+    throw new Error('batch: inputs/targets must hold size x T values and lengths size values');
+  }
+  for (let b = 0; b < size; b++) {
+    const len = lengths[b];
+    if (len < 0 || len > T) throw new Error(`batch: row ${b} length ${len} outside 0..${T}`);
+    for (let t = 0; t < T; t++) {
+      const i = b * T + t;
+      const real = t >= T - len;
+      const item = inputs[i];
+      const target = targets[i];
+      if (
+        real ? item < 1 || item > numItems || target < 1 || target > numItems : item !== 0 || target !== 0
+      ) {
+        throw new Error(
+          `batch: row ${b} position ${t}: input ${item}, target ${target} (real positions need items in 1..${numItems}, padding needs 0)`,
+        );
+      }
+    }
+  }
+}

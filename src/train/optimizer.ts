@@ -1,0 +1,95 @@
+/**
+ * Adam over the model's parameter groups, with the projected variant of PAPER.md for content-delta: after each
+ * step every delta row whose norm exceeds deltaMax is rescaled to deltaMax (`kernels.clipRowNorms`). Rows before a
+ * group's firstRow (the padding row of item tables) are never touched. Dense moments (12k x 128 items is small).
+ */
+import type { Kernels } from '../kernels/types.js';
+import type { ParamGroup } from '../model/embeddings.js';
+
+export interface AdamOptions {
+  lr?: number; // 1e-3
+  betas?: [number, number]; // [0.9, 0.98] as pmixer's SASRec and RecTools
+  eps?: number; // 1e-8
+  /** Decoupled (AdamW) weight decay on every group; 0 (off) by default. */
+  weightDecay?: number;
+  /** Rescale all gradients together to at most this global L2 norm before the step; 0 (off) by default. */
+  gradClip?: number;
+}
+
+export class Adam {
+  readonly lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  readonly gradClip: number;
+  /** Steps taken (1-based inside step()). */
+  stepCount = 0;
+  private readonly groups: ParamGroup[];
+  private readonly m: Float32Array[];
+  private readonly v: Float32Array[];
+
+  constructor(
+    groups: ParamGroup[],
+    private readonly kernels: Kernels,
+    options: AdamOptions = {},
+  ) {
+    this.groups = groups;
+    this.lr = options.lr ?? 1e-3;
+    [this.beta1, this.beta2] = options.betas ?? [0.9, 0.98];
+    this.eps = options.eps ?? 1e-8;
+    this.weightDecay = options.weightDecay ?? 0;
+    this.gradClip = options.gradClip ?? 0;
+    if (!(this.lr > 0)) throw new Error(`Adam: lr must be > 0 (got ${this.lr})`);
+    if (!(this.beta1 >= 0 && this.beta1 < 1 && this.beta2 >= 0 && this.beta2 < 1)) {
+      throw new Error(`Adam: betas must be in [0, 1) (got ${this.beta1}, ${this.beta2})`);
+    }
+    this.m = groups.map((g) => new Float32Array(g.param.length));
+    this.v = groups.map((g) => new Float32Array(g.param.length));
+  }
+
+  /** Global L2 norm of the gradients (trainable rows only). */
+  gradNorm(): number {
+    let s = 0;
+    for (const g of this.groups) {
+      const grad = g.grad;
+      for (let i = g.firstRow * g.rowWidth; i < grad.length; i++) s += grad[i] * grad[i];
+    }
+    return Math.sqrt(s);
+  }
+
+  /** One update of every group from its current gradient; returns the gradient norm when clipping, else NaN. */
+  step(): number {
+    this.stepCount++;
+    let norm = NaN;
+    let gradScale = 1;
+    if (this.gradClip > 0) {
+      norm = this.gradNorm();
+      if (norm > this.gradClip) gradScale = this.gradClip / norm;
+    }
+    for (let i = 0; i < this.groups.length; i++) {
+      const g = this.groups[i];
+      const from = g.firstRow * g.rowWidth;
+      const n = g.param.length - from;
+      const grad = g.grad.subarray(from);
+      if (gradScale !== 1) for (let j = 0; j < n; j++) grad[j] *= gradScale;
+      this.kernels.adamStep(
+        g.param.subarray(from),
+        grad,
+        this.m[i].subarray(from),
+        this.v[i].subarray(from),
+        n,
+        this.lr,
+        this.beta1,
+        this.beta2,
+        this.eps,
+        this.stepCount,
+        this.weightDecay,
+      );
+      if (g.maxRowNorm !== undefined) {
+        this.kernels.clipRowNorms(g.param, g.param.length / g.rowWidth, g.rowWidth, g.maxRowNorm, g.firstRow);
+      }
+    }
+    return norm;
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * Training loop for SASRec: seeded shuffled epochs, next-item cross-entropy at every real position, validation
+ * after each epoch, early stopping that restores the best weights, checkpoints, progress lines and a clean stop on
+ * Ctrl-C or an AbortSignal.
+ *
+ * For benchmarks (one timed step on a given batch):
+ *   const optimizer = createOptimizer(model, { lr: 1e-3 });
+ *   const builder = new BatchBuilder(128, model.config.maxLength);
+ *   const batch = builder.fill(sequences, order, 0, 128);   // or build a `Batch` by hand
+ *   const loss = trainStep(model, optimizer, batch);         // forward + backward + Adam (+ delta projection)
+ * Logits are always computed at non-padding positions only.
+ */
+import type { Sequences } from '../data/types.js';
+import type { Batch, SASRec } from '../model/sasrec.js';
+import { hash32, Random } from '../util/random.js';
+import { saveCheckpoint } from './checkpoint.js';
+import { Adam, type AdamOptions } from './optimizer.js';
+
+export interface TrainOptions extends AdamOptions {
+  /** Maximum epochs (default 200; early stopping usually ends sooner). */
+  epochs?: number;
+  batchSize?: number; // 128
+  /** Epochs without a validation improvement before stopping (default 5). */
+  patience?: number;
+  /** Shuffling and dropout seed (default: the model's config seed). */
+  seed?: number;
+  /** Validation metric after each epoch, higher is better (validation NDCG@10). Enables early stopping. */
+  validate?: (model: SASRec) => number | Promise<number>;
+  /** Called after every epoch; the default prints `progress.line` to stderr. */
+  onProgress?: (progress: EpochProgress) => void;
+  /** Saves the best weights (or the latest epoch's, without validate) here as safetensors. */
+  checkpointPath?: string;
+  /** Stops cleanly after the current step; the best weights so far are kept. */
+  signal?: AbortSignal;
+  /** Ctrl-C stops cleanly like the signal (a second Ctrl-C exits). Default true. */
+  handleSigint?: boolean;
+}
+
+export interface EpochProgress {
+  epoch: number; // 1-based
+  epochs: number;
+  /** Mean cross-entropy over the epoch's real positions. */
+  loss: number;
+  metric: number | null;
+  bestMetric: number | null;
+  bestEpoch: number;
+  sequencesPerSecond: number;
+  /** Wall seconds of this epoch including validation. */
+  seconds: number;
+  /** Upper bound on the remaining time (all remaining epochs). */
+  etaSeconds: number;
+  line: string;
+}
+
+export interface TrainResult {
+  history: EpochProgress[];
+  /** Epoch whose weights the model holds at the end (the best validated one, or the last completed one). */
+  bestEpoch: number;
+  bestMetric: number | null;
+  stopReason: 'max-epochs' | 'early-stopping' | 'aborted';
+  steps: number;
+  seconds: number;
+  /** Training sequences used (those with at least 2 items). */
+  sequences: number;
+}
+
+/** Fills left-padded batches from CSR sequences into buffers allocated once (capacity batchSize x maxLength). */
+export class BatchBuilder {
+  readonly batch: Batch;
+
+  constructor(
+    readonly batchSize: number,
+    readonly maxLength: number,
+  ) {
+    this.batch = {
+      size: 0,
+      T: 0,
+      inputs: new Int32Array(batchSize * maxLength),
+      targets: new Int32Array(batchSize * maxLength),
+      lengths: new Int32Array(batchSize),
+    };
+  }
+
+  /**
+   * Batch of sequences ids[start .. start + count): each truncated to its last maxLength + 1 items, input = all but
+   * the last, target = the next item at every position; T = the longest input in the batch.
+   */
+  fill(sequences: Sequences, ids: ArrayLike<number>, start: number, count: number): Batch {
+    if (count > this.batchSize) throw new Error(`BatchBuilder: count ${count} > batchSize ${this.batchSize}`);
+    const { offsets, items } = sequences;
+    const b = this.batch;
+    let T = 1;
+    for (let r = 0; r < count; r++) {
+      const s = ids[start + r];
+      const len = Math.min(offsets[s + 1] - offsets[s], this.maxLength + 1) - 1;
+      if (len < 1) throw new Error(`BatchBuilder: sequence ${s} has fewer than 2 items`);
+      b.lengths[r] = len;
+      if (len > T) T = len;
+    }
+    b.size = count;
+    b.T = T;
+    b.inputs.fill(0, 0, count * T);
+    b.targets.fill(0, 0, count * T);
+    for (let r = 0; r < count; r++) {
+      const s = ids[start + r];
+      const len = b.lengths[r];
+      const from = offsets[s + 1] - len - 1;
+      const row = r * T + T - len;
+      for (let i = 0; i < len; i++) {
+        b.inputs[row + i] = items[from + i];
+        b.targets[row + i] = items[from + i + 1];
+      }
+    }
+    return b;
+  }
+}
+
+/** Adam (projected for content-delta) over the model's trainable groups. */
+export function createOptimizer(model: SASRec, options: AdamOptions = {}): Adam {
+  return new Adam(model.paramGroups(), model.kernels, options);
+}
+
+/**
+ * One training step: forward, backward, optimizer step (with the delta projection). Returns the batch's mean
+ * cross-entropy. dropoutSeed defaults to one derived from the optimizer's step count and the model seed.
+ */
+export function trainStep(model: SASRec, optimizer: Adam, batch: Batch, dropoutSeed?: number): number {
+  const seed =
+    dropoutSeed ?? hash32(Math.imul(model.config.seed, 0x9e3779b1) ^ hash32(optimizer.stepCount + 1));
+  const loss = model.forwardBackward(batch, true, seed);
+  optimizer.step();
+  model.parametersChanged();
+  return loss;
+}
+
+export async function train(
+  model: SASRec,
+  sequences: Sequences,
+  options: TrainOptions = {},
+): Promise<TrainResult> {
+  const epochs = options.epochs ?? 200;
+  const batchSize = options.batchSize ?? 128;
+  const patience = options.patience ?? 5;
+  const seed = options.seed ?? model.config.seed;
+  const onProgress = options.onProgress ?? ((p: EpochProgress) => process.stderr.write(p.line + '\n'));
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new Error(`train: batchSize must be >= 1 (got ${batchSize})`);
+
+  // Sequences with at least one (input, target) pair.
+  const usable: number[] = [];
+  for (let s = 0; s + 1 < sequences.offsets.length; s++) {
+    if (sequences.offsets[s + 1] - sequences.offsets[s] >= 2) usable.push(s);
+  }
+  if (usable.length === 0) throw new Error('train: no training sequence has 2 or more items');
+  const order = Int32Array.from(usable);
+  const rng = new Random(seed);
+  const builder = new BatchBuilder(batchSize, model.config.maxLength);
+  const optimizer = createOptimizer(model, options);
+  const groups = model.paramGroups();
+  const stepSeed = () => hash32(Math.imul(seed, 0x9e3779b1) ^ hash32(optimizer.stepCount + 1));
+
+  let stopRequested = false;
+  const onAbort = () => (stopRequested = true);
+  options.signal?.addEventListener('abort', onAbort);
+  if (options.signal?.aborted) stopRequested = true;
+  let sigints = 0;
+  const onSigint = () => {
+    sigints++;
+    if (sigints > 1) process.exit(130);
+    stopRequested = true;
+    process.stderr.write('\nstopping after this step (best weights are kept); Ctrl-C again to exit now\n');
+  };
+  const handleSigint = options.handleSigint ?? true;
+  if (handleSigint) process.on('SIGINT', onSigint);
+
+  const history: EpochProgress[] = [];
+  let best: Float32Array[] | null = null;
+  let bestEpoch = 0;
+  let bestMetric: number | null = null;
+  let stopReason: TrainResult['stopReason'] = 'max-epochs';
+  const started = performance.now();
+  try {
+    for (let epoch = 1; epoch <= epochs && !stopRequested; epoch++) {
+      const epochStart = performance.now();
+      rng.shuffle(order);
+      let lossSum = 0;
+      let positions = 0;
+      let done = 0;
+      for (let start = 0; start < order.length; start += batchSize) {
+        const count = Math.min(batchSize, order.length - start);
+        const batch = builder.fill(sequences, order, start, count);
+        let real = 0;
+        for (let r = 0; r < count; r++) real += batch.lengths[r];
+        const loss = trainStep(model, optimizer, batch, stepSeed());
+        if (!Number.isFinite(loss))
+          throw new Error(`train: loss is ${loss} at epoch ${epoch}, step ${optimizer.stepCount}`);
+        lossSum += loss * real;
+        positions += real;
+        done += count;
+        // Let signals and other callbacks run between steps.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (stopRequested) break;
+      }
+      if (done < order.length) {
+        stopReason = 'aborted';
+        break;
+      }
+      const trainSeconds = (performance.now() - epochStart) / 1000;
+      let metric: number | null = null;
+      let improved = false;
+      if (options.validate) {
+        metric = await options.validate(model);
+        if (bestMetric === null || metric > bestMetric) {
+          bestMetric = metric;
+          bestEpoch = epoch;
+          improved = true;
+          best = groups.map((g) => Float32Array.from(g.param));
+        }
+      } else {
+        bestEpoch = epoch;
+        improved = true;
+      }
+      if (improved && options.checkpointPath) {
+        await saveCheckpoint(options.checkpointPath, model, { epoch: String(epoch), metric: String(metric) });
+      }
+      const seconds = (performance.now() - epochStart) / 1000;
+      const progress: EpochProgress = {
+        epoch,
+        epochs,
+        loss: lossSum / positions,
+        metric,
+        bestMetric,
+        bestEpoch,
+        sequencesPerSecond: order.length / trainSeconds,
+        seconds,
+        etaSeconds: (((performance.now() - started) / 1000) * (epochs - epoch)) / epoch,
+        line: '',
+      };
+      progress.line = progressLine(progress);
+      history.push(progress);
+      onProgress(progress);
+      if (options.validate && epoch - bestEpoch >= patience) {
+        stopReason = 'early-stopping';
+        break;
+      }
+    }
+    if (stopRequested) stopReason = 'aborted';
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    if (handleSigint) process.off('SIGINT', onSigint);
+  }
+  if (best) {
+    groups.forEach((g, i) => g.param.set(best![i]));
+    model.parametersChanged();
+  }
+  return {
+    history,
+    bestEpoch,
+    bestMetric,
+    stopReason,
+    steps: optimizer.stepCount,
+    seconds: (performance.now() - started) / 1000,
+    sequences: order.length,
+  };
+}
+
+function progressLine(p: EpochProgress): string {
+  const metric =
+    p.metric === null
+      ? ''
+      : `  val ${p.metric.toFixed(4)} (best ${p.bestMetric!.toFixed(4)} @ ${p.bestEpoch})`;
+  return (
+    `epoch ${p.epoch}/${p.epochs}  loss ${p.loss.toFixed(4)}${metric}  ${Math.round(p.sequencesPerSecond)} seq/s` +
+    `  ${p.seconds.toFixed(1)} s  ETA <= ${formatDuration(p.etaSeconds)}`
+  );
+}
+
+function formatDuration(seconds: number): string {
+  if (seconds < 60) return `${Math.round(seconds)}s`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `${minutes}m`;
+  return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, '0')}m`;
+}
