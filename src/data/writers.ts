@@ -22,7 +22,7 @@ async function writeLines(path: string, header: string, next: () => string | nul
       const line = next();
       if (line !== null) batch.push(line);
       if (batch.length >= 65536 || (line === null && batch.length > 0)) {
-        if (!out.write(batch.join('\n') + '\n')) await new Promise((resolve) => out.once('drain', resolve));
+        if (!out.write(batch.join('\n') + '\n')) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
         batch.length = 0;
       }
       if (line === null) break;

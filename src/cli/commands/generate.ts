@@ -1,0 +1,116 @@
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { writeDirectoryAtomically } from '../../data/store.js';
+import { DEFAULT_SYNTHETIC_OPTIONS, generateSynthetic, type SyntheticOptions } from '../../data/synthetic.js';
+import { writeCatalogCsv, writeInteractionsCsv } from '../../data/writers.js';
+
+export const summary = 'write the built-in synthetic dataset (interactions.csv + items.csv)';
+
+const d = DEFAULT_SYNTHETIC_OPTIONS;
+const HELP = `usage: deltarec generate --out DIR [--users N] [--items N] [--topics N] [--mean-length X] [--seed N]
+
+Writes DIR/interactions.csv (user_id,item_id,timestamp), DIR/items.csv (item_id,title,description,category) and
+DIR/synthetic.json (the options used). Items have text from latent topics; sequences follow a Markov chain over
+topics with item popularity; items keep being introduced, so cold items appear after the split threshold.
+
+  --users N         users (default ${d.users})
+  --items N         items (default ${d.items})
+  --topics N        latent topics (default ${d.topics})
+  --mean-length X   mean interactions per user, at least 3 each (default ${d.meanLength})
+  --seed N          seed (default ${d.seed})
+  --out DIR         output directory (replaced if it holds an earlier generated dataset)`;
+
+const GENERATED = new Set(['interactions.csv', 'items.csv', 'synthetic.json']);
+
+/** A directory that is absent, empty, or an earlier output of this command may be replaced. */
+async function replaceable(dir: string): Promise<boolean> {
+  try {
+    const entries = await readdir(dir);
+    if (entries.length === 0) return true;
+    if (!entries.every((e) => GENERATED.has(e))) return false;
+    const marker = JSON.parse(await readFile(join(dir, 'synthetic.json'), 'utf8')) as { generator?: string };
+    return marker.generator === 'deltarec';
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+}
+
+export async function run(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        out: { type: 'string' },
+        users: { type: 'string' },
+        items: { type: 'string' },
+        topics: { type: 'string' },
+        'mean-length': { type: 'string' },
+        seed: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    console.error(`deltarec generate: ${(error as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (!values.out) {
+    console.error(`deltarec generate: --out is required\n\n${HELP}`);
+    return 2;
+  }
+  const options: Partial<SyntheticOptions> = {};
+  for (const [flag, key, integer] of [
+    ['users', 'users', true],
+    ['items', 'items', true],
+    ['topics', 'topics', true],
+    ['mean-length', 'meanLength', false],
+    ['seed', 'seed', true],
+  ] as const) {
+    const text = values[flag];
+    if (text === undefined) continue;
+    const x = Number(text);
+    if (text.trim() === '' || !Number.isFinite(x) || (integer && !Number.isInteger(x)) || x < 0) {
+      console.error(`deltarec generate: --${flag} expects a non-negative ${integer ? 'integer' : 'number'}, got '${text}'`);
+      return 2;
+    }
+    options[key] = x;
+  }
+  let data;
+  try {
+    data = generateSynthetic(options);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    console.error(`deltarec generate: ${error.message}`);
+    return 2;
+  }
+  const out = values.out;
+  try {
+    await writeDirectoryAtomically(
+      out,
+      async (tmp) => {
+        await writeInteractionsCsv(join(tmp, 'interactions.csv'), data.interactions);
+        await writeCatalogCsv(join(tmp, 'items.csv'), data.catalog);
+        const marker = {
+          generator: 'deltarec',
+          options: { ...DEFAULT_SYNTHETIC_OPTIONS, ...options },
+          interactions: data.interactions.users.length,
+          items: data.catalog.ids.length,
+        };
+        await writeFile(join(tmp, 'synthetic.json'), JSON.stringify(marker, null, 2) + '\n');
+      },
+      replaceable,
+    );
+  } catch (error) {
+    console.error(`deltarec generate: error: ${(error as Error).message}`);
+    return 1;
+  }
+  console.log(
+    `wrote ${data.interactions.users.length.toLocaleString('en-US')} interactions of ${data.interactions.userIds.ids.length.toLocaleString('en-US')} users and ${data.catalog.ids.length.toLocaleString('en-US')} items to ${out}/interactions.csv and ${out}/items.csv`,
+  );
+  return 0;
+}
