@@ -1,0 +1,10 @@
+// avx512 build of kernels_impl.h (compiler flags set per target in binding.gyp).
+#if defined(__x86_64__)
+#define DR_W 16
+#define DR_MR 6
+#define DR_NV 4
+#define DR_NAMESPACE avx512
+#define DR_TABLE_FN kernel_table_avx512
+#define DR_ISA_NAME "avx512"
+#include "kernels_impl.h"
+#endif
