@@ -1,0 +1,100 @@
+/**
+ * Turns a new item's text fields or raw content vector into a model-space content vector (d values, unit norm),
+ * exactly as the training items were: the artifact's saved text encoder, then its saved projection.
+ */
+import { TfidfSvdEncoder } from '../content/tfidf.js';
+import type { LoadedArtifact } from '../model/artifact.js';
+
+/** A raw-vector -> model-space map loaded from the artifact (the content projection). */
+export interface VectorProjection {
+  readonly inputDim: number;
+  readonly outputDim: number;
+  apply(raw: Float32Array): Float32Array;
+}
+
+export class ContentError extends Error {}
+
+export class ItemContentEncoder {
+  constructor(
+    readonly d: number,
+    private readonly encoder: TfidfSvdEncoder | null,
+    private readonly projection: VectorProjection | null,
+  ) {
+    const encoded = encoder ? encoder.dim : null;
+    const expected = projection ? projection.inputDim : d;
+    if (encoded !== null && encoded !== expected) {
+      throw new Error(`text encoder outputs ${encoded} values but the projection/model takes ${expected}`);
+    }
+    if (projection && projection.outputDim !== d) {
+      throw new Error(`projection outputs ${projection.outputDim} values but the model dimension is ${d}`);
+    }
+  }
+
+  /** Text fields the encoder reads, in order (empty when the artifact has no text encoder). */
+  get fields(): string[] {
+    if (!this.encoder) return [];
+    return this.encoder.info.fields.length > 0 ? this.encoder.info.fields : ['text'];
+  }
+
+  get acceptsText(): boolean {
+    return this.encoder !== null;
+  }
+
+  /** Length of a raw vector accepted by fromVector. */
+  get rawDim(): number {
+    return this.projection ? this.projection.inputDim : this.d;
+  }
+
+  fromFields(fields: Record<string, string>): Float32Array {
+    if (!this.encoder)
+      throw new ContentError('this model has no saved text encoder; send a content vector instead');
+    const names = this.fields;
+    const unknown = Object.keys(fields).filter((f) => !names.includes(f));
+    if (unknown.length > 0) {
+      throw new ContentError(
+        `unknown text field(s) ${unknown.join(', ')}; this model's encoder reads ${names.join(', ')}`,
+      );
+    }
+    const raw = this.encoder.encode([names.map((f) => fields[f] ?? '')]);
+    if (norm(raw) === 0)
+      throw new ContentError('the text has no words the encoder knows, so it has no content vector');
+    return this.fromVector(raw);
+  }
+
+  fromVector(raw: Float32Array): Float32Array {
+    if (raw.length !== this.rawDim) {
+      throw new ContentError(`vector has ${raw.length} values; this model takes ${this.rawDim}`);
+    }
+    if (norm(raw) === 0) throw new ContentError('vector is all zeros');
+    const projected = this.projection ? this.projection.apply(raw) : Float32Array.from(raw);
+    const n = norm(projected);
+    if (!(n > 0 && Number.isFinite(n))) throw new ContentError('the projected vector is zero or not finite');
+    for (let i = 0; i < projected.length; i++) projected[i] /= n;
+    return projected;
+  }
+}
+
+function norm(v: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i] * v[i];
+  return Math.sqrt(s);
+}
+
+/** Builds the encoder from an artifact's saved states (kinds it does not know are an error). */
+export async function loadContentEncoder(artifact: LoadedArtifact): Promise<ItemContentEncoder> {
+  const d = artifact.manifest.model.config.d as number;
+  let encoder: TfidfSvdEncoder | null = null;
+  if (artifact.encoder) {
+    if (artifact.encoder.kind !== 'tfidf-svd') {
+      throw new Error(
+        `${artifact.dir}: text encoder kind '${artifact.encoder.kind}' cannot run in the service`,
+      );
+    }
+    encoder = await TfidfSvdEncoder.load(artifact.encoder.dir);
+  }
+  const projection: VectorProjection | null = null;
+  if (artifact.projection) {
+    throw new Error(`${artifact.dir}: projection kind '${artifact.projection.kind}' is not supported yet`);
+  }
+  return new ItemContentEncoder(d, encoder, projection);
+}

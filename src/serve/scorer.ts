@@ -1,0 +1,128 @@
+/**
+ * Batched top-k scoring: user states (batch x d, from the model's encoder) times the item matrix (rows x d) in one
+ * matmul, masking, then top-k per request. Used by the service worker, the inline service mode and batch scoring.
+ */
+import { kernels } from '../kernels/index.js';
+
+/** The part of SASRec the service needs (see MODEL_API.md). */
+export interface ScoringModel {
+  readonly numItems: number;
+  readonly config: { d: number; maxLength: number };
+  encode(inputs: readonly Int32Array[], out: Float32Array): void;
+  itemEmbeddings(): Float32Array;
+  appendItems(content: Float32Array, count: number): void;
+}
+
+/** A batch of requests in flat typed arrays (cheap to post to a worker). */
+export interface ScoreBatch {
+  count: number;
+  inputOffsets: Int32Array; // count + 1; request r's history rows inputItems[inputOffsets[r] .. inputOffsets[r+1])
+  inputItems: Int32Array;
+  excludeOffsets: Int32Array; // count + 1
+  excludeItems: Int32Array; // rows never returned for that request
+  k: Int32Array; // count
+  includeCold: Uint8Array; // count; 0 = only warm rows (1..numWarm)
+  excludeSeen: Uint8Array; // count; 1 = the history's rows are never returned
+}
+
+/** Results: request r's top rows are indices[resultOffsets[r] .. resultOffsets[r+1]) (fewer than k when the catalog is small). */
+export interface ScoreResult {
+  resultOffsets: Int32Array;
+  indices: Int32Array;
+  scores: Float32Array;
+}
+
+export class Scorer {
+  private items: Float32Array;
+  private active: Uint8Array;
+  private retired: number[] = [];
+  private states = new Float32Array(0);
+  private scores = new Float32Array(0);
+  private topIndices = new Int32Array(0);
+  private topScores = new Float32Array(0);
+  readonly d: number;
+
+  constructor(
+    private readonly model: ScoringModel,
+    readonly numWarm: number,
+  ) {
+    this.d = model.config.d;
+    this.items = model.itemEmbeddings();
+    this.active = new Uint8Array(model.numItems + 1).fill(1);
+    this.active[0] = 0;
+  }
+
+  get numRows(): number {
+    return this.model.numItems + 1;
+  }
+
+  /** Appends rows (content vectors, zero delta), recommendable from the next batch on. */
+  appendItems(vectors: Float32Array, count: number): void {
+    if (count === 0) return;
+    if (vectors.length !== count * this.d)
+      throw new Error(`appendItems: expected ${count} x ${this.d} values`);
+    this.model.appendItems(vectors, count);
+    this.items = this.model.itemEmbeddings();
+    const active = new Uint8Array(this.model.numItems + 1);
+    active.set(this.active);
+    active.fill(1, this.active.length);
+    this.active = active;
+  }
+
+  /** Stops returning the given rows. */
+  retire(rows: ArrayLike<number>): void {
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i];
+      if (row > 0 && row < this.active.length && this.active[row]) {
+        this.active[row] = 0;
+        this.retired.push(row);
+      }
+    }
+  }
+
+  score(batch: ScoreBatch): ScoreResult {
+    const { count, inputOffsets, inputItems, excludeOffsets, excludeItems } = batch;
+    const d = this.d;
+    const n = this.model.numItems + 1;
+    const maxLength = this.model.config.maxLength;
+    const inputs: Int32Array[] = [];
+    for (let r = 0; r < count; r++) {
+      const start = Math.max(inputOffsets[r], inputOffsets[r + 1] - maxLength);
+      inputs.push(inputItems.subarray(start, inputOffsets[r + 1]));
+    }
+    if (this.states.length < count * d) this.states = new Float32Array(count * d);
+    if (this.scores.length < count * n) this.scores = new Float32Array(Math.ceil(count * n * 1.25));
+    const states = this.states.subarray(0, count * d);
+    const scores = this.scores.subarray(0, count * n);
+    this.model.encode(inputs, states);
+    kernels.matmul(scores, states, this.items, count, n, d, false, true, false);
+
+    let maxK = 0;
+    for (let r = 0; r < count; r++) maxK = Math.max(maxK, batch.k[r]);
+    if (this.topIndices.length < maxK) {
+      this.topIndices = new Int32Array(maxK);
+      this.topScores = new Float32Array(maxK);
+    }
+    const resultOffsets = new Int32Array(count + 1);
+    const indices: number[] = [];
+    const values: number[] = [];
+    for (let r = 0; r < count; r++) {
+      const row = scores.subarray(r * n, (r + 1) * n);
+      row[0] = -Infinity;
+      for (const retired of this.retired) row[retired] = -Infinity;
+      for (let j = excludeOffsets[r]; j < excludeOffsets[r + 1]; j++) row[excludeItems[j]] = -Infinity;
+      if (batch.excludeSeen[r]) {
+        for (let j = inputOffsets[r]; j < inputOffsets[r + 1]; j++) row[inputItems[j]] = -Infinity;
+      }
+      const columns = batch.includeCold[r] ? n : Math.min(n, this.numWarm + 1);
+      const k = batch.k[r];
+      kernels.topK(this.topIndices, this.topScores, row.subarray(0, columns), 1, columns, k);
+      for (let i = 0; i < k && this.topIndices[i] >= 0; i++) {
+        indices.push(this.topIndices[i]);
+        values.push(this.topScores[i]);
+      }
+      resultOffsets[r + 1] = indices.length;
+    }
+    return { resultOffsets, indices: Int32Array.from(indices), scores: Float32Array.from(values) };
+  }
+}

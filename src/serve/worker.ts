@@ -1,0 +1,36 @@
+/**
+ * Scoring worker thread: loads the model artifact, then applies catalog ops and scores batches posted by
+ * WorkerBackend (engine.ts), in message order.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadModel } from '../model/artifact.js';
+import { applyOps, type CatalogOp } from './engine.js';
+import { Scorer, type ScoreBatch } from './scorer.js';
+
+type Message = { type: 'score'; id: number; batch: ScoreBatch } | { type: 'ops'; ops: CatalogOp[] };
+
+const port = parentPort!;
+try {
+  const loaded = await loadModel((workerData as { modelDir: string }).modelDir);
+  const scorer = new Scorer(loaded.model, loaded.numWarm);
+  port.on('message', (message: Message) => {
+    if (message.type === 'ops') {
+      applyOps(scorer, message.ops);
+      return;
+    }
+    try {
+      const result = scorer.score(message.batch);
+      const transfer = [
+        result.resultOffsets.buffer,
+        result.indices.buffer,
+        result.scores.buffer,
+      ] as ArrayBuffer[];
+      port.postMessage({ type: 'result', id: message.id, result }, transfer);
+    } catch (error) {
+      port.postMessage({ type: 'error', id: message.id, message: (error as Error).message });
+    }
+  });
+  port.postMessage({ type: 'ready' });
+} catch (error) {
+  port.postMessage({ type: 'fatal', message: `scoring worker: ${(error as Error).message}` });
+}
