@@ -123,8 +123,10 @@ function softmaxCrossEntropy(
       total += lse - logits[lrow + target];
       // dlogits = scale * (softmax - onehot), stored in place of the logits; column 0 gets no gradient.
       logits[lrow] = 0;
-      for (let j = 1; j < numItems; j++) logits[lrow + j] = scale * Math.exp(logits[lrow + j] - lse);
-      logits[lrow + target] -= scale;
+      for (let j = 1; j < numItems; j++) {
+        const p = Math.exp(logits[lrow + j] - lse);
+        logits[lrow + j] = scale * (j === target ? p - 1 : p);
+      }
       // dHidden[r] = dlogits[r] * items.
       acc.fill(0, 0, d);
       for (let j = 1; j < numItems; j++) {

@@ -103,14 +103,23 @@ export interface Kernels {
   reluForward(out: Float32Array, x: Float32Array, n: number): void;
   /** dx += dOut * (x > 0). */
   reluBackward(dx: Float32Array, dOut: Float32Array, x: Float32Array, n: number): void;
+  /** GELU, tanh approximation (torch `approximate='tanh'`). */
   geluForward(out: Float32Array, x: Float32Array, n: number): void;
+  /** dx += dOut * gelu'(x). */
   geluBackward(dx: Float32Array, dOut: Float32Array, x: Float32Array, n: number): void;
 
   /**
    * Inverted dropout: out = x * mask / (1 - p). mask[i] is 1 or 0, drawn from a counter-based generator of
-   * (seed, i) so that both implementations draw the same mask.
+   * (seed, i) so that both implementations draw the same mask. seed is used as `seed >>> 0`; p in [0, 1).
    */
-  dropoutForward(out: Float32Array, mask: Uint8Array, x: Float32Array, n: number, p: number, seed: number): void;
+  dropoutForward(
+    out: Float32Array,
+    mask: Uint8Array,
+    x: Float32Array,
+    n: number,
+    p: number,
+    seed: number,
+  ): void;
   /** dx = dOut * mask / (1 - p) (overwrites). */
   dropoutBackward(dx: Float32Array, dOut: Float32Array, mask: Uint8Array, n: number, p: number): void;
 
