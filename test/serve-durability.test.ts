@@ -42,9 +42,9 @@ test('SIGKILL during a burst of POST /items loses no acknowledged item', { timeo
     let attempted = 0;
     let killed = false;
     const exited = new Promise((resolve) => first.child.on('exit', resolve));
-    // 16 concurrent writers add items until the server dies; the kill comes once 150 items are acknowledged.
+    // 16 concurrent writers add items until the server dies under them; the kill comes once 150 are acknowledged.
     const writer = async (w: number) => {
-      for (let i = 0; !killed; i++) {
+      for (let i = 0; ; i++) {
         const id = `burst-${w}-${i}`;
         const vector = Array.from({ length: 32 }, (_, j) => Math.sin(w * 7 + i * 3 + j));
         const body = i % 3 === 0 ? { id, text: 'bafebe bamu begof' } : { id, vector };
@@ -59,7 +59,7 @@ test('SIGKILL during a burst of POST /items loses no acknowledged item', { timeo
           status = response.status;
           await response.arrayBuffer();
         } catch {
-          return; // connection reset by the kill: not acknowledged
+          return; // connection reset or refused after the kill: not acknowledged
         }
         assert.equal(status, 201);
         acknowledged.push(id);
@@ -73,7 +73,6 @@ test('SIGKILL during a burst of POST /items loses no acknowledged item', { timeo
     await exited;
     assert.ok(killed, 'the server was killed during the burst');
     assert.ok(acknowledged.length >= 150);
-    assert.ok(attempted > acknowledged.length, 'some requests were in flight when the server died');
 
     const second = await startServer(modelDir);
     child = second.child;
