@@ -79,7 +79,7 @@ test('recommend ranks the catalog and honours k, exclude, exclude_seen and inclu
   assert.ok(seen.items.some((r) => items.includes(r.id)));
 });
 
-test('an item added through POST /items with text close to a history is recommended for it at once', async () => {
+test('an item added through POST /items with text close to a history is recommended for it at once', async (t) => {
   const items = history();
   const titles = fixture.fields.title;
   const index = new Map(fixture.split.itemIds.map((id, k) => [id, k]));
@@ -98,6 +98,9 @@ test('an item added through POST /items with text close to a history is recommen
   assert.ok(
     after.items.some((r) => r.id === 'fresh-1'),
     `fresh-1 (text '${text}') should be in ${JSON.stringify(after.items.map((r) => r.id))}`,
+  );
+  t.diagnostic(
+    `fresh-1 ranks ${after.items.findIndex((r) => r.id === 'fresh-1') + 1} of ${service.catalog.activeCount}`,
   );
   const info = await (await fetch(`${base}/items/fresh-1`)).json();
   assert.deepEqual(info, { id: 'fresh-1', warm: false, added: true, fields: { title: text } });
@@ -147,8 +150,8 @@ test('malformed requests get 4xx with a message that names the problem', async (
     ['/recommend', { items: ['x'.repeat(20_000)] }, 413, /too large/],
     ['/items', { id: 'a' }, 400, /exactly one of 'fields', 'text' or 'vector' \(got none\)/],
     ['/items', { id: 'a', text: 'x', vector: [1] }, 400, /exactly one of .* \(got text, vector\)/],
-    ['/items', { id: 'a', vector: [1, 2, 3] }, 422, /vector has 3 values; this model takes 32/],
-    ['/items', { id: 'a', vector: Array(32).fill(0) }, 422, /all zeros/],
+    ['/items', { id: 'a', vector: [1, 2, 3] }, 422, /vector has 3 values; this model takes 64/],
+    ['/items', { id: 'a', vector: Array(64).fill(0) }, 422, /all zeros/],
     [
       '/items',
       { id: 'a', fields: { colour: 'red' } },

@@ -46,7 +46,7 @@ test('SIGKILL during a burst of POST /items loses no acknowledged item', { timeo
     const writer = async (w: number) => {
       for (let i = 0; ; i++) {
         const id = `burst-${w}-${i}`;
-        const vector = Array.from({ length: 32 }, (_, j) => Math.sin(w * 7 + i * 3 + j));
+        const vector = Array.from({ length: 64 }, (_, j) => Math.sin(w * 7 + i * 3 + j));
         const body = i % 3 === 0 ? { id, text: 'bafebe bamu begof' } : { id, vector };
         attempted++;
         let status: number;

@@ -2,12 +2,14 @@
  * Shared by the serve-* tests: a small real SASRec (content-delta) on the synthetic dataset, trained briefly, with
  * the built-in text encoder saved in the artifact so the service can encode new items' text.
  */
+import { projectContent } from '../src/content/projection.js';
 import { TfidfSvdEncoder } from '../src/content/tfidf.js';
 import { alignCatalog, prepareSplit } from '../src/data/split.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
 import type { PreparedSplit } from '../src/data/types.js';
 import { saveModel } from '../src/model/artifact.js';
 import { SASRec, sasrecConfig } from '../src/model/sasrec.js';
+import { encoderPart, projectionPart } from '../src/serve/content.js';
 import { train } from '../src/train/trainer.js';
 
 export interface Fixture {
@@ -25,17 +27,13 @@ export async function buildFixtureModel(dir: string, options: { epochs?: number 
   const split = prepareSplit(interactions);
   const aligned = alignCatalog(split, catalog, { strict: true });
   const docs = Array.from({ length: split.numWarm }, (_, k) => FIELDS.map((f) => aligned.fields[f][k + 1]));
-  const encoder = TfidfSvdEncoder.fit(docs, { dim: d, fields: FIELDS, minDf: 1, seed: 1 });
-  // Content matrix for every split item (warm and cold), unit rows, row 0 zeros.
-  const all = Array.from({ length: split.numItems }, (_, k) => FIELDS.map((f) => aligned.fields[f][k + 1]));
-  const encoded = encoder.encode(all);
-  const content = new Float32Array((split.numItems + 1) * d);
-  for (let k = 0; k < split.numItems; k++) {
-    let norm = 0;
-    for (let j = 0; j < d; j++) norm += encoded[k * d + j] ** 2;
-    norm = Math.sqrt(norm) || 1;
-    for (let j = 0; j < d; j++) content[(k + 1) * d + j] = encoded[k * d + j] / norm;
-  }
+  // The paper's pipeline: text encoder (TF-IDF + SVD to 64) then projection (standardize, PCA to d, L2), both
+  // fitted on warm items and applied unchanged to every other item.
+  const encoder = TfidfSvdEncoder.fit(docs, { dim: 2 * d, fields: FIELDS, minDf: 1, seed: 1 });
+  const all = Array.from({ length: split.numItems + 1 }, (_, k) => FIELDS.map((f) => aligned.fields[f][k]));
+  const raw = encoder.encode(all);
+  raw.fill(0, 0, 2 * d);
+  const { vectors: content, state: projection } = projectContent(raw, 2 * d, split.numWarm, d);
   const model = new SASRec(
     sasrecConfig({ numItems: split.numWarm, d, maxLength: 16, dropout: 0.1, seed: 3 }),
     content.subarray(0, (split.numWarm + 1) * d),
@@ -48,7 +46,8 @@ export async function buildFixtureModel(dir: string, options: { epochs?: number 
     model,
     itemIds: split.itemIds,
     numWarm: split.numWarm,
-    encoder: { kind: 'tfidf-svd', save: (path) => encoder.save(path) },
+    encoder: encoderPart(encoder),
+    projection: projectionPart(projection),
   });
   return { split, fields: aligned.fields };
 }

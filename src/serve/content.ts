@@ -3,7 +3,26 @@
  * exactly as the training items were: the artifact's saved text encoder, then its saved projection.
  */
 import { TfidfSvdEncoder } from '../content/tfidf.js';
-import type { LoadedArtifact } from '../model/artifact.js';
+import {
+  applyProjection,
+  loadProjection,
+  saveProjection,
+  type ProjectionState,
+} from '../content/projection.js';
+import type { ContentPart, LoadedArtifact } from '../model/artifact.js';
+
+export const ENCODER_KIND = 'tfidf-svd';
+export const PROJECTION_KIND = 'pca';
+
+/** The built-in text encoder as an artifact part: saveModel(dir, { ..., encoder: encoderPart(encoder) }). */
+export function encoderPart(encoder: TfidfSvdEncoder): ContentPart {
+  return { kind: ENCODER_KIND, save: (dir) => encoder.save(dir) };
+}
+
+/** The content projection (standardize + PCA + L2) as an artifact part. */
+export function projectionPart(state: ProjectionState): ContentPart {
+  return { kind: PROJECTION_KIND, save: (dir) => saveProjection(dir, state) };
+}
 
 /** A raw-vector -> model-space map loaded from the artifact (the content projection). */
 export interface VectorProjection {
@@ -85,16 +104,24 @@ export async function loadContentEncoder(artifact: LoadedArtifact): Promise<Item
   const d = artifact.manifest.model.config.d as number;
   let encoder: TfidfSvdEncoder | null = null;
   if (artifact.encoder) {
-    if (artifact.encoder.kind !== 'tfidf-svd') {
+    if (artifact.encoder.kind !== ENCODER_KIND) {
       throw new Error(
         `${artifact.dir}: text encoder kind '${artifact.encoder.kind}' cannot run in the service`,
       );
     }
     encoder = await TfidfSvdEncoder.load(artifact.encoder.dir);
   }
-  const projection: VectorProjection | null = null;
+  let projection: VectorProjection | null = null;
   if (artifact.projection) {
-    throw new Error(`${artifact.dir}: projection kind '${artifact.projection.kind}' is not supported yet`);
+    if (artifact.projection.kind !== PROJECTION_KIND) {
+      throw new Error(`${artifact.dir}: projection kind '${artifact.projection.kind}' is not supported`);
+    }
+    const state = await loadProjection(artifact.projection.dir);
+    projection = {
+      inputDim: state.inputDim,
+      outputDim: state.outputDim,
+      apply: (raw) => applyProjection(state, raw),
+    };
   }
   return new ItemContentEncoder(d, encoder, projection);
 }
