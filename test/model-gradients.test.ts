@@ -56,7 +56,12 @@ function tinyBatch(): Batch {
   return batch;
 }
 
-function tinyModel(strategy: EmbeddingStrategy, kernels: Kernels, dropout: number): SASRec {
+function tinyModel(
+  strategy: EmbeddingStrategy,
+  kernels: Kernels,
+  dropout: number,
+  activation: 'relu' | 'gelu' = 'relu',
+): SASRec {
   const config = sasrecConfig({
     numItems: NUM_ITEMS,
     d: D,
@@ -67,6 +72,7 @@ function tinyModel(strategy: EmbeddingStrategy, kernels: Kernels, dropout: numbe
     maxLength: 6,
     strategy,
     deltaMax: 0.5,
+    activation,
     seed: 3,
   });
   const model = new SASRec(config, strategy === 'id' ? undefined : unitContent(NUM_ITEMS, D, 11), kernels);
@@ -84,8 +90,9 @@ function checkGradients(
   kernels: Kernels,
   dropout: number,
   dropoutSeed: number,
+  activation: 'relu' | 'gelu' = 'relu',
 ): void {
-  const model = tinyModel(strategy, kernels, dropout);
+  const model = tinyModel(strategy, kernels, dropout, activation);
   const batch = tinyBatch();
   const loss = () => model.forwardBackward(batch, true, dropoutSeed);
   loss();
@@ -139,7 +146,7 @@ function checkGradients(
       assert.ok(maxAbs > 1e-3, `${strategy}: ${t.name} has an all-zero gradient`);
     }
   }
-  assert.ok(checked > 0);
+  assert.ok(checked > 0, 'no entries checked');
 
   // Directional derivative along each group's gradient: d/ds L(p + s g/|g|) = |g|.
   groups.forEach((g, gi) => {
@@ -192,6 +199,13 @@ for (const [name, kernels] of implementations) {
     { skip: kernels ? false : 'native addon not built' },
     () => {
       checkGradients('content-delta', kernels!, 0.3, 12345);
+    },
+  );
+  test(
+    `gradients match finite differences with GELU, ${name} kernels`,
+    { skip: kernels ? false : 'native addon not built' },
+    () => {
+      checkGradients('content-init', kernels!, 0, 0, 'gelu');
     },
   );
 }

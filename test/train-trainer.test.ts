@@ -1,0 +1,277 @@
+/**
+ * Trainer behaviour on a small generated task (a noisy Markov chain over 40 items): the loss falls and ranking beats
+ * random, runs are reproducible, early stopping and aborts keep the best weights, content-delta stays within its
+ * bound, and both kernel implementations train.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { Sequences } from '../src/data/types.js';
+import { loadNativeKernels, referenceKernels } from '../src/kernels/index.js';
+import type { Kernels } from '../src/kernels/types.js';
+import { SASRec, sasrecConfig, type SASRecConfig } from '../src/model/sasrec.js';
+import { loadCheckpoint } from '../src/train/checkpoint.js';
+import { BatchBuilder, createOptimizer, train, trainStep } from '../src/train/trainer.js';
+import { Random } from '../src/util/random.js';
+
+const NUM_ITEMS = 40;
+const D = 16;
+
+/** Sequences where each item is followed by next[item] with probability 0.85, else by a random item. */
+function markovSequences(count: number, seed: number): Sequences {
+  const rng = new Random(seed);
+  const next = new Int32Array(NUM_ITEMS + 1);
+  const perm = rng.shuffle(Int32Array.from({ length: NUM_ITEMS }, (_, i) => i + 1));
+  for (let i = 1; i <= NUM_ITEMS; i++) next[i] = perm[i - 1];
+  const offsets = new Int32Array(count + 1);
+  const items: number[] = [];
+  for (let s = 0; s < count; s++) {
+    const len = 4 + rng.nextInt(9);
+    let item = 1 + rng.nextInt(NUM_ITEMS);
+    for (let i = 0; i < len; i++) {
+      items.push(item);
+      item = rng.nextFloat() < 0.85 ? next[item] : 1 + rng.nextInt(NUM_ITEMS);
+    }
+    offsets[s + 1] = items.length;
+  }
+  return { offsets, items: Int32Array.from(items) };
+}
+
+const trainData = markovSequences(300, 1);
+
+/** Held-out cases from the same chain as trainData: the last item of each unseen sequence is the target. */
+function testCases(): { inputs: Int32Array[]; targets: Int32Array } {
+  const data = markovSequences(400, 1); // same seed => same chain; sequences 300..399 are unseen
+  const inputs: Int32Array[] = [];
+  const targets: number[] = [];
+  for (let s = 300; s < 400; s++) {
+    const seq = data.items.subarray(data.offsets[s], data.offsets[s + 1]);
+    inputs.push(seq.subarray(0, seq.length - 1));
+    targets.push(seq[seq.length - 1]);
+  }
+  return { inputs, targets: Int32Array.from(targets) };
+}
+
+function content(): Float32Array {
+  const rng = new Random(7);
+  const c = new Float32Array((NUM_ITEMS + 1) * D);
+  for (let i = 1; i <= NUM_ITEMS; i++) {
+    let s = 0;
+    for (let j = 0; j < D; j++) s += (c[i * D + j] = rng.nextGaussian()) ** 2;
+    for (let j = 0; j < D; j++) c[i * D + j] /= Math.sqrt(s);
+  }
+  return c;
+}
+
+function makeModel(overrides: Partial<SASRecConfig> = {}, kernels: Kernels = referenceKernels): SASRec {
+  const config = sasrecConfig({
+    numItems: NUM_ITEMS,
+    d: D,
+    blocks: 1,
+    heads: 1,
+    dropout: 0.1,
+    maxLength: 12,
+    strategy: 'id',
+    seed: 4,
+    ...overrides,
+  });
+  return new SASRec(config, config.strategy === 'id' ? undefined : content(), kernels);
+}
+
+/** HR@5 over the held-out cases. */
+function hitRate(model: SASRec): number {
+  const { inputs, targets } = testCases();
+  const scores = new Float32Array(inputs.length * (NUM_ITEMS + 1));
+  model.score(inputs, scores);
+  let hits = 0;
+  for (let r = 0; r < inputs.length; r++) {
+    const row = scores.subarray(r * (NUM_ITEMS + 1), (r + 1) * (NUM_ITEMS + 1));
+    let better = 0;
+    for (let j = 1; j <= NUM_ITEMS; j++) if (row[j] > row[targets[r]]) better++;
+    if (better < 5) hits++;
+  }
+  return hits / inputs.length;
+}
+
+function snapshot(model: SASRec): Float32Array[] {
+  return model.parameters().map((t) => Float32Array.from(t.data));
+}
+
+function assertSameWeights(a: Float32Array[], b: Float32Array[], what: string): void {
+  assert.equal(a.length, b.length);
+  for (let t = 0; t < a.length; t++) assert.deepEqual(a[t], b[t], `${what}: tensor ${t}`);
+}
+
+const quiet = { onProgress: () => {}, handleSigint: false } as const;
+
+test('training lowers the loss and ranks far better than random', async () => {
+  const model = makeModel();
+  const before = hitRate(model);
+  const result = await train(model, trainData, { ...quiet, epochs: 8, batchSize: 32, lr: 5e-3 });
+  const losses = result.history.map((h) => h.loss);
+  assert.equal(result.stopReason, 'max-epochs');
+  assert.ok(losses[losses.length - 1] < losses[0] - 0.5, `loss ${losses.join(', ')}`);
+  assert.ok(losses[0] < Math.log(NUM_ITEMS) + 0.3, `first epoch loss ${losses[0]}`);
+  const after = hitRate(model);
+  // Random ranking gives HR@5 = 5/40 = 0.125; the chain is 85% deterministic.
+  assert.ok(after > 0.5, `HR@5 ${before} -> ${after}`);
+});
+
+test('the same seed gives identical weights; another seed does not', async () => {
+  const run = async (seed: number) => {
+    const model = makeModel({ seed, dropout: 0.2 });
+    await train(model, trainData, { ...quiet, epochs: 2, batchSize: 64 });
+    return snapshot(model);
+  };
+  const a = await run(11);
+  const b = await run(11);
+  assertSameWeights(a, b, 'same seed');
+  const c = await run(12);
+  assert.notDeepEqual(a[1], c[1]);
+});
+
+test('early stopping restores the weights of the best epoch', async () => {
+  const metrics = [0.1, 0.5, 0.3, 0.2, 0.4, 0.9];
+  const seen: Float32Array[][] = [];
+  const model = makeModel();
+  const result = await train(model, trainData, {
+    ...quiet,
+    epochs: 6,
+    batchSize: 64,
+    patience: 3,
+    validate: (m) => {
+      seen.push(snapshot(m));
+      return metrics[seen.length - 1];
+    },
+  });
+  assert.equal(result.stopReason, 'early-stopping');
+  assert.equal(result.history.length, 5);
+  assert.equal(result.bestEpoch, 2);
+  assert.equal(result.bestMetric, 0.5);
+  assertSameWeights(snapshot(model), seen[1], 'restored weights');
+  assert.notDeepEqual(seen[4][1], seen[1][1]);
+});
+
+test('an abort mid-epoch stops cleanly with the best weights so far, and the checkpoint holds them', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'deltarec-train-'));
+  try {
+    const controller = new AbortController();
+    const metrics = [0.4, 0.2];
+    const seen: Float32Array[][] = [];
+    const model = makeModel({ strategy: 'content-delta' });
+    const path = join(dir, 'best.safetensors');
+    const result = await train(model, trainData, {
+      ...quiet,
+      epochs: 10,
+      batchSize: 32,
+      checkpointPath: path,
+      signal: controller.signal,
+      validate: (m) => {
+        seen.push(snapshot(m));
+        // After the second validation, abort during the first steps of epoch 3.
+        if (seen.length === 2) setImmediate(() => controller.abort());
+        return metrics[seen.length - 1];
+      },
+    });
+    assert.equal(result.stopReason, 'aborted');
+    assert.equal(result.history.length, 2);
+    assert.equal(result.bestEpoch, 1);
+    assert.ok(result.steps > 2 * Math.ceil(300 / 32), 'epoch 3 had started');
+    assert.ok(result.steps < 3 * Math.ceil(300 / 32), 'epoch 3 did not finish');
+    assertSameWeights(snapshot(model), seen[0], 'weights after abort');
+    const { model: loaded } = await loadCheckpoint(path, referenceKernels);
+    assertSameWeights(snapshot(loaded), seen[0], 'checkpoint');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('content-delta: every delta row stays within deltaMax and every item within the cosine bound', async () => {
+  const deltaMax = 0.3;
+  const model = makeModel({ strategy: 'content-delta', deltaMax });
+  const c = content();
+  await train(model, trainData, { ...quiet, epochs: 4, batchSize: 32, lr: 2e-2 });
+  const [contentT, deltaT] = model.parameters();
+  assert.equal(contentT.name, 'content');
+  assert.equal(deltaT.name, 'delta');
+  assert.deepEqual(contentT.data, c, 'content is frozen');
+  for (let j = 0; j < D; j++) assert.equal(deltaT.data[j], 0, 'padding delta row unchanged');
+  const e = model.itemEmbeddings();
+  for (let j = 0; j < D; j++) assert.equal(e[j], 0, 'padding embedding row unchanged');
+  let maxNorm = 0;
+  const bound = Math.sqrt(1 - deltaMax * deltaMax);
+  for (let i = 1; i <= NUM_ITEMS; i++) {
+    let dn = 0;
+    let dot = 0;
+    let en = 0;
+    for (let j = 0; j < D; j++) {
+      const dv = deltaT.data[i * D + j];
+      dn += dv * dv;
+      dot += c[i * D + j] * e[i * D + j];
+      en += e[i * D + j] ** 2;
+    }
+    const norm = Math.sqrt(dn);
+    maxNorm = Math.max(maxNorm, norm);
+    assert.ok(norm <= deltaMax + 1e-6, `item ${i}: |delta| = ${norm}`);
+    assert.ok(dot / Math.sqrt(en) >= bound - 1e-6, `item ${i}: cos = ${dot / Math.sqrt(en)} < ${bound}`);
+  }
+  // The projection was active (otherwise the bound would be checked vacuously).
+  assert.ok(maxNorm > deltaMax - 1e-3, `largest delta norm ${maxNorm}`);
+});
+
+test('content-frozen trains only the dense weights; content-init moves the item table', async () => {
+  const frozen = makeModel({ strategy: 'content-frozen' });
+  await train(frozen, trainData, { ...quiet, epochs: 1, batchSize: 64 });
+  assert.deepEqual(frozen.itemEmbeddings(), content());
+  const init = makeModel({ strategy: 'content-init' });
+  await train(init, trainData, { ...quiet, epochs: 1, batchSize: 64 });
+  assert.notDeepEqual(init.itemEmbeddings(), content());
+  for (let j = 0; j < D; j++) assert.equal(init.itemEmbeddings()[j], 0);
+});
+
+const native = loadNativeKernels();
+test(
+  'reference and native kernels train the same model alike',
+  { skip: native ? false : 'native addon not built' },
+  async () => {
+    const losses: number[][] = [];
+    for (const kernels of [referenceKernels, native!]) {
+      const model = makeModel({ strategy: 'content-delta', dropout: 0.1 }, kernels);
+      const result = await train(model, trainData, { ...quiet, epochs: 3, batchSize: 32, lr: 5e-3 });
+      losses.push(result.history.map((h) => h.loss));
+      assert.ok(hitRate(model) > 0.3, `${kernels.name}: HR@5 ${hitRate(model)}`);
+    }
+    // Native runs are reproducible too.
+    const again = makeModel({ strategy: 'content-delta', dropout: 0.1 }, native!);
+    const repeat = await train(again, trainData, { ...quiet, epochs: 3, batchSize: 32, lr: 5e-3 });
+    assert.deepEqual(
+      repeat.history.map((h) => h.loss),
+      losses[1],
+      'native: same seed, same losses',
+    );
+    for (let e = 0; e < 3; e++)
+      assert.ok(
+        Math.abs(losses[0][e] - losses[1][e]) < 2e-2,
+        `epoch ${e + 1}: ${losses[0][e]} vs ${losses[1][e]}`,
+      );
+  },
+);
+
+test('trainStep runs one step on a hand-made batch (the benchmark entry point)', () => {
+  const model = makeModel({ dropout: 0 });
+  const optimizer = createOptimizer(model, { lr: 1e-2 });
+  const batch = new BatchBuilder(16, model.config.maxLength).fill(
+    trainData,
+    Int32Array.from({ length: 16 }, (_, i) => i),
+    0,
+    16,
+  );
+  assert.equal(batch.size, 16);
+  const first = trainStep(model, optimizer, batch);
+  let last = first;
+  for (let i = 0; i < 20; i++) last = trainStep(model, optimizer, batch);
+  assert.equal(optimizer.stepCount, 21);
+  assert.ok(last < first - 0.5, `${first} -> ${last}`);
+});
