@@ -6,6 +6,8 @@
  * histories that contain a deleted or updated item still encode. Replaying the same changes in the same order
  * always yields the same row numbers, which is what makes the change log sufficient to restore the state.
  */
+import { decodeVector, type CatalogRecord } from './catalog-log.js';
+
 export interface ItemInfo {
   index: number; // current row
   fields?: Record<string, string>; // text fields of an item added through the API
@@ -82,4 +84,31 @@ export class LiveCatalog {
   isWarm(index: number): boolean {
     return index >= 1 && index <= this.numWarm;
   }
+}
+
+/** Where replayed changes go: rows to append (content vectors) and rows to retire. */
+export interface RowSink {
+  append(vector: Float32Array, count: number): void;
+  retire(row: number): void;
+}
+
+/** Applies logged catalog changes in order (the same path the live service takes for each acknowledged change). */
+export function replayChanges(
+  catalog: LiveCatalog,
+  records: readonly CatalogRecord[],
+  d: number,
+  sink: RowSink,
+  source: string,
+): void {
+  records.forEach((record, i) => {
+    if (record.op === 'put') {
+      const vector = decodeVector(record.vector, d, `${source}: record ${i + 1}`);
+      const { retired } = catalog.put(record.id, record.fields);
+      sink.append(vector, 1);
+      if (retired) sink.retire(retired);
+    } else {
+      const retired = catalog.remove(record.id);
+      if (retired) sink.retire(retired);
+    }
+  });
 }

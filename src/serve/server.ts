@@ -6,8 +6,8 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } f
 import { STATUS_CODES } from 'node:http';
 import { join } from 'node:path';
 import { loadArtifact, loadModel, type LoadedArtifact } from '../model/artifact.js';
-import { CatalogLog, decodeVector, encodeVector } from './catalog-log.js';
-import { LiveCatalog } from './catalog.js';
+import { CatalogLog, encodeVector } from './catalog-log.js';
+import { LiveCatalog, replayChanges } from './catalog.js';
 import { ContentError, ItemContentEncoder, loadContentEncoder } from './content.js';
 import { InlineBackend, ScoringEngine, WorkerBackend, type ScoreBackend } from './engine.js';
 import { Metrics } from './metrics.js';
@@ -112,17 +112,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   // Replay the durable change log.
   const catalogPath = options.catalogPath ?? join(artifact.dir, 'catalog.log');
   const { log, replay } = await CatalogLog.open(catalogPath);
-  replay.records.forEach((record, i) => {
-    if (record.op === 'put') {
-      const vector = decodeVector(record.vector, d, `${catalogPath}: record ${i + 1}`);
-      const { retired } = catalog.put(record.id, record.fields);
-      engine.append(vector, 1);
-      if (retired) engine.retire(retired);
-    } else {
-      const retired = catalog.remove(record.id);
-      if (retired) engine.retire(retired);
-    }
-  });
+  replayChanges(catalog, replay.records, d, engine, catalogPath);
 
   const metrics = new Metrics();
   const app = Fastify({

@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { run } from '../src/cli/commands/recommend.js';
+import { createService } from '../src/serve/server.js';
+import { buildFixtureModel, type Fixture } from './serve-fixture.js';
+
+let root: string;
+let modelDir: string;
+let fixture: Fixture;
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'deltarec-recommend-'));
+  modelDir = join(root, 'model');
+  fixture = await buildFixtureModel(modelDir, { epochs: 0 });
+});
+
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/** Runs the command with console.error captured. */
+async function recommend(args: string[]): Promise<{ code: number; stderr: string }> {
+  const original = console.error;
+  let stderr = '';
+  console.error = (...parts: unknown[]) => {
+    stderr += parts.join(' ') + '\n';
+  };
+  try {
+    return { code: await run(args), stderr };
+  } finally {
+    console.error = original;
+  }
+}
+
+test('deltarec recommend scores every line like the service, including items added to its catalog', async () => {
+  const ids = fixture.split.itemIds;
+  // Add an item through the service so that the batch command must apply the catalog log too.
+  const service = await createService({ modelDir, workers: 0 });
+  const added = await service.app.inject({
+    method: 'POST',
+    url: '/items',
+    payload: { id: 'added-1', text: fixture.fields.title[5] },
+  });
+  assert.equal(added.statusCode, 201);
+  const lines = [
+    JSON.stringify([ids[1], ids[2], ids[3]]),
+    '',
+    JSON.stringify({ user: 'u7', items: [ids[4], 'added-1'], k: 3, exclude: [ids[9]] }),
+    JSON.stringify({ user: 'u8', items: [ids[5]], include_cold: false, exclude_seen: false }),
+  ];
+  const expected = [];
+  for (const line of [lines[0], lines[2], lines[3]]) {
+    const parsed = JSON.parse(line);
+    const { user: _user, ...body } = Array.isArray(parsed) ? { items: parsed } : parsed;
+    const response = await service.app.inject({ method: 'POST', url: '/recommend', payload: body });
+    assert.equal(response.statusCode, 200, response.body);
+    expected.push(response.json().items);
+  }
+  await service.close();
+
+  const input = join(root, 'sequences.jsonl');
+  const out = join(root, 'recs.jsonl');
+  await writeFile(input, lines.join('\n') + '\n');
+  const { code, stderr } = await recommend([
+    '--model',
+    modelDir,
+    '--input',
+    input,
+    '--k',
+    '10',
+    '--out',
+    out,
+  ]);
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /applied 1 catalog changes/);
+  const results = (await readFile(out, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.equal(results.length, 3);
+  assert.deepEqual(results[0], { items: expected[0] });
+  assert.equal(results[0].items.length, 10);
+  assert.deepEqual(results[1], { user: 'u7', items: expected[1] });
+  assert.equal(results[1].items.length, 3);
+  assert.deepEqual(results[2], { user: 'u8', items: expected[2] });
+});
+
+test('deltarec recommend names the line of bad input and leaves no output file', async () => {
+  const ids = fixture.split.itemIds;
+  const input = join(root, 'bad.jsonl');
+  const out = join(root, 'bad-out.jsonl');
+  const cases: [string, RegExp][] = [
+    ['{"items": [', /bad\.jsonl:2: not valid JSON/],
+    ['{"items": "x"}', /bad\.jsonl:2: field 'items' must be a non-empty list/],
+    ['{"items": ["no-such-item"]}', /bad\.jsonl:2: field 'items': unknown item id "no-such-item"/],
+    [`{"items": ["${ids[1]}"], "k": 0}`, /bad\.jsonl:2: field 'k' must be a positive integer/],
+    [
+      `{"items": ["${ids[1]}"], "include_cold": 1}`,
+      /bad\.jsonl:2: field 'include_cold' must be true or false/,
+    ],
+  ];
+  for (const [line, message] of cases) {
+    await writeFile(input, `["${ids[1]}"]\n${line}\n`);
+    const { code, stderr } = await recommend(['--model', modelDir, '--input', input, '--out', out]);
+    assert.equal(code, 1);
+    assert.match(stderr, message);
+    assert.ok(!existsSync(out));
+  }
+  // --skip-unknown drops unknown ids instead; a line left empty gets no items.
+  await writeFile(input, `["no-such-item", "${ids[1]}"]\n["no-such-item"]\n`);
+  const { code } = await recommend(['--model', modelDir, '--input', input, '--out', out, '--skip-unknown']);
+  assert.equal(code, 0);
+  const results = (await readFile(out, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.equal(results[0].items.length, 10);
+  assert.deepEqual(results[1], { items: [] });
+  const missing = await recommend([
+    '--model',
+    modelDir,
+    '--input',
+    join(root, 'absent.jsonl'),
+    '--out',
+    out + '2',
+  ]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /cannot read .*absent\.jsonl/);
+});
