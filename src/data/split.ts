@@ -176,40 +176,66 @@ export function selectKth(values: Float64Array, k: number): number {
 
 /**
  * Iterative n-core over the interactions marked in `inSet` (per position of seq.items): clears positions of users and
- * items with fewer than n remaining interactions until nothing changes. Returns the number of positions kept.
+ * items with fewer than n remaining interactions until nothing changes, and returns the number of positions kept.
+ * Implemented with a work queue (each position is removed at most once); the n-core is unique, so this equals
+ * repeating full passes until a fixed point.
  */
 function nCoreFilter(seq: UserSequences, inSet: Uint8Array, numItems: number, n: number): number {
   const numUsers = seq.userStart.length - 1;
-  const itemCount = new Int32Array(numItems + 1);
+  const m = seq.items.length;
   const userCount = new Int32Array(numUsers);
+  const itemStart = new Int32Array(numItems + 2); // counts first, then CSR offsets
+  const positionUser = new Int32Array(m);
   let kept = 0;
-  for (;;) {
-    itemCount.fill(0);
-    kept = 0;
-    for (let u = 0; u < numUsers; u++) {
-      let c = 0;
-      for (let k = seq.userStart[u]; k < seq.userStart[u + 1]; k++) {
-        if (inSet[k]) {
-          itemCount[seq.items[k]]++;
-          c++;
-        }
-      }
-      userCount[u] = c;
-      kept += c;
-    }
-    if (n <= 1) return kept;
-    let changed = false;
-    for (let u = 0; u < numUsers; u++) {
-      const short = userCount[u] < n;
-      for (let k = seq.userStart[u]; k < seq.userStart[u + 1]; k++) {
-        if (inSet[k] && (short || itemCount[seq.items[k]] < n)) {
-          inSet[k] = 0;
-          changed = true;
-        }
+  for (let u = 0; u < numUsers; u++) {
+    let c = 0;
+    for (let k = seq.userStart[u]; k < seq.userStart[u + 1]; k++) {
+      positionUser[k] = u;
+      if (inSet[k]) {
+        itemStart[seq.items[k] + 1]++;
+        c++;
       }
     }
-    if (!changed) return kept;
+    userCount[u] = c;
+    kept += c;
   }
+  if (n <= 1) return kept;
+  const itemCount = new Int32Array(numItems + 1);
+  for (let i = 1; i <= numItems; i++) itemCount[i] = itemStart[i + 1];
+  for (let i = 0; i <= numItems; i++) itemStart[i + 1] += itemStart[i];
+  const itemPositions = new Int32Array(kept);
+  const fill = itemStart.slice(0, numItems + 1);
+  for (let k = 0; k < m; k++) if (inSet[k]) itemPositions[fill[seq.items[k]]++] = k;
+
+  // Queue entries: user u as u, item i as -i (items are >= 1).
+  const queue: number[] = [];
+  for (let u = 0; u < numUsers; u++) if (userCount[u] > 0 && userCount[u] < n) queue.push(u);
+  for (let i = 1; i <= numItems; i++) if (itemCount[i] > 0 && itemCount[i] < n) queue.push(-i);
+  while (queue.length > 0) {
+    const entry = queue.pop()!;
+    if (entry >= 0) {
+      for (let k = seq.userStart[entry]; k < seq.userStart[entry + 1]; k++) {
+        if (!inSet[k]) continue;
+        inSet[k] = 0;
+        kept--;
+        const i = seq.items[k];
+        if (itemCount[i]-- === n) queue.push(-i);
+      }
+      userCount[entry] = 0;
+    } else {
+      const i = -entry;
+      for (let j = itemStart[i]; j < itemStart[i + 1]; j++) {
+        const k = itemPositions[j];
+        if (!inSet[k]) continue;
+        inSet[k] = 0;
+        kept--;
+        const u = positionUser[k];
+        if (userCount[u]-- === n) queue.push(u);
+      }
+      itemCount[i] = 0;
+    }
+  }
+  return kept;
 }
 
 /** CSR sequences built by appending one sequence at a time. */

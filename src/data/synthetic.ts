@@ -95,6 +95,11 @@ function upperBound(sorted: Float64Array, lo: number, hi: number, value: number)
   return lo;
 }
 
+function grow<T extends Int32Array | Float64Array>(from: T, to: T): T {
+  to.set(from);
+  return to;
+}
+
 /** Generates the dataset. Everything is determined by the options (seed included). */
 export function generateSynthetic(options: Partial<SyntheticOptions> = {}): SyntheticDataset {
   const o: SyntheticOptions = { ...DEFAULT_SYNTHETIC_OPTIONS, ...options };
@@ -167,9 +172,11 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
   };
 
   // Users: length, time window, topic walk.
-  const users: number[] = [];
-  const items: number[] = [];
-  const times: number[] = [];
+  let capacity = Math.max(1024, Math.ceil(o.users * o.meanLength * 1.2));
+  let users = new Int32Array(capacity);
+  let items = new Int32Array(capacity);
+  let times = new Float64Array(capacity);
+  let size = 0;
   const span = o.days * 86400;
   const extraMean = Math.max(0, o.meanLength - 3);
   for (let u = 0; u < o.users; u++) {
@@ -192,9 +199,16 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
       if (sortedIntro[topicStart[topic]] > t) continue; // no item of this topic exists yet (tiny catalogs only)
       const item = drawItem(topic, t, previous);
       previous = item;
-      users.push(u);
-      items.push(item + 1);
-      times.push(o.startTime + Math.floor(t * span));
+      if (size === capacity) {
+        capacity *= 2;
+        users = grow(users, new Int32Array(capacity));
+        items = grow(items, new Int32Array(capacity));
+        times = grow(times, new Float64Array(capacity));
+      }
+      users[size] = u;
+      items[size] = item + 1;
+      times[size] = o.startTime + Math.floor(t * span);
+      size++;
     }
   }
 
@@ -224,9 +238,9 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
   const userIds = Array.from({ length: o.users }, (_, u) => `u${u + 1}`);
   return {
     interactions: {
-      users: Int32Array.from(users),
-      items: Int32Array.from(items),
-      timestamps: Float64Array.from(times),
+      users: users.slice(0, size),
+      items: items.slice(0, size),
+      timestamps: times.slice(0, size),
       ratings: null,
       userIds: makeIdMap(userIds, false),
       itemIds: makeIdMap(itemIds, true),
