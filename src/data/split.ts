@@ -393,12 +393,12 @@ function temporalSplit(data: Interactions, seq: UserSequences, opts: SplitOption
   // Steps 6-7: train sequences; warm items numbered by first appearance in train.
   const indexer = new ItemIndexer(numItemsRaw, data.itemIds.ids);
   const train = new SequenceBuilder(trainValInteractions);
-  let trainUsers = 0;
+  const trainUserIds: string[] = [];
   for (const u of trainValUsers) {
     if (isValidation[u]) continue;
     for (let k = seq.userStart[u]; k < seq.userStart[u + 1]; k++) if (inTrainVal[k]) train.push(indexer.assign(seq.items[k]));
     train.close();
-    trainUsers++;
+    trainUserIds.push(data.userIds.ids[u]);
   }
   const numWarm = indexer.itemIds.length - 1;
   const counts = dataCounts(seq, numItemsRaw);
@@ -409,6 +409,7 @@ function temporalSplit(data: Interactions, seq: UserSequences, opts: SplitOption
   // Validation cases: validation users' train_val interactions restricted to warm items; the last is the target.
   const validationInputs = new SequenceBuilder(1024);
   const validationTargets: number[] = [];
+  const validationUsers: string[] = [];
   for (const u of trainValUsers) {
     if (!isValidation[u]) continue;
     for (let k = seq.userStart[u]; k < seq.userStart[u + 1]; k++) {
@@ -418,6 +419,7 @@ function temporalSplit(data: Interactions, seq: UserSequences, opts: SplitOption
     if (validationInputs.length >= 2) {
       validationTargets.push(validationInputs.pop());
       validationInputs.close();
+      validationUsers.push(data.userIds.ids[u]);
     } else validationInputs.discard();
   }
 
@@ -458,7 +460,7 @@ function temporalSplit(data: Interactions, seq: UserSequences, opts: SplitOption
   stats.consecutive_duplicates_removed = seq.duplicatesRemoved;
   stats.threshold_timestamp = threshold;
   stats.train_val_interactions = trainValInteractions;
-  stats.train_users = trainUsers;
+  stats.train_users = trainUserIds.length;
   stats.val_users = numValidation;
   stats.warm_items = numWarm;
   stats.cold_items = numItems - numWarm;
@@ -476,7 +478,12 @@ function temporalSplit(data: Interactions, seq: UserSequences, opts: SplitOption
     numWarm,
     numItems,
     train: trainSequences,
-    validation: { inputs: validationInputs.finish(), targets: Int32Array.from(validationTargets) },
+    trainUsers: trainUserIds,
+    validation: {
+      inputs: validationInputs.finish(),
+      targets: Int32Array.from(validationTargets),
+      users: validationUsers,
+    },
     test: { inputs: test, targets: Int32Array.from(testTargets), cold: Uint8Array.from(testCold), users: testUsers },
     trainItemCounts: itemCounts(trainSequences, numItems),
     stats,
@@ -494,14 +501,14 @@ function leaveLastOutSplit(data: Interactions, seq: UserSequences, opts: SplitOp
   const indexer = new ItemIndexer(numItemsRaw, data.itemIds.ids);
   const train = new SequenceBuilder(keptInteractions);
   const userItems: number[] = [];
-  let trainUsers = 0;
+  const trainUserIds: string[] = [];
   for (let u = 0; u < numUsers; u++) {
     userItems.length = 0;
     for (let k = seq.userStart[u]; k < seq.userStart[u + 1]; k++) if (kept[k]) userItems.push(seq.items[k]);
     if (userItems.length < 3) continue;
     for (let j = 0; j < userItems.length - 2; j++) train.push(indexer.assign(userItems[j]));
     train.close();
-    trainUsers++;
+    trainUserIds.push(data.userIds.ids[u]);
   }
   const numWarm = indexer.itemIds.length - 1;
   const counts = dataCounts(seq, numItemsRaw);
@@ -511,6 +518,7 @@ function leaveLastOutSplit(data: Interactions, seq: UserSequences, opts: SplitOp
 
   const validationInputs = new SequenceBuilder(keptInteractions);
   const validationTargets: number[] = [];
+  const validationUsers: string[] = [];
   const testInputs = new SequenceBuilder(keptInteractions);
   const testTargets: number[] = [];
   const testCold: number[] = [];
@@ -532,6 +540,7 @@ function leaveLastOutSplit(data: Interactions, seq: UserSequences, opts: SplitOp
       for (let j = 0; j < len - 2; j++) validationInputs.push(userItems[j]);
       validationInputs.close();
       validationTargets.push(userItems[len - 2]);
+      validationUsers.push(data.userIds.ids[u]);
     }
     for (let j = 0; j < len - 1; j++) testInputs.push(userItems[j]);
     testInputs.close();
@@ -552,7 +561,7 @@ function leaveLastOutSplit(data: Interactions, seq: UserSequences, opts: SplitOp
   stats.consecutive_duplicates_removed = seq.duplicatesRemoved;
   stats.threshold_timestamp = null;
   stats.train_val_interactions = trainValInteractions;
-  stats.train_users = trainUsers;
+  stats.train_users = trainUserIds.length;
   stats.val_users = validationTargets.length;
   stats.warm_items = numWarm;
   stats.cold_items = numItems - numWarm;
@@ -570,7 +579,12 @@ function leaveLastOutSplit(data: Interactions, seq: UserSequences, opts: SplitOp
     numWarm,
     numItems,
     train: trainSequences,
-    validation: { inputs: validationInputs.finish(), targets: Int32Array.from(validationTargets) },
+    trainUsers: trainUserIds,
+    validation: {
+      inputs: validationInputs.finish(),
+      targets: Int32Array.from(validationTargets),
+      users: validationUsers,
+    },
     test: { inputs: test, targets: Int32Array.from(testTargets), cold: Uint8Array.from(testCold), users: testUsers },
     trainItemCounts: itemCounts(trainSequences, numItems),
     stats,

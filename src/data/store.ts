@@ -49,6 +49,25 @@ export function unescapeTsv(text: string): string {
   return text.replace(/\\([\\tnr])/g, (_, c: string) => (c === '\\' ? '\\' : c === 't' ? '\t' : c === 'n' ? '\n' : '\r'));
 }
 
+/** One escaped id per line. */
+function idLines(ids: string[]): string {
+  return ids.length ? ids.map(escapeTsv).join('\n') + '\n' : '';
+}
+
+/** The ids of an idLines file, or undefined when the (optional) file is absent; checks the count. */
+async function readIdLines(file: string, expected: number, optional: boolean): Promise<string[] | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if (optional && (error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  const ids = text.split('\n').slice(0, expected).map(unescapeTsv);
+  if (ids.length !== expected) throw new DataError(file, `expected ${expected} ids, found ${ids.length}`);
+  return ids;
+}
+
 function bytesOf(array: Int32Array | Uint8Array): Buffer {
   return Buffer.from(array.buffer, array.byteOffset, array.byteLength);
 }
@@ -150,8 +169,9 @@ export async function saveSplit(dir: string, split: PreparedSplit, meta: Record<
       items.push(`${k}\t${escapeTsv(split.itemIds[k])}\t${k <= split.numWarm ? 1 : 0}\t${split.trainItemCounts[k]}`);
     }
     await writeFile(join(tmp, 'items.tsv'), items.join('\n') + '\n');
-    const users = split.test.users.map(escapeTsv);
-    await writeFile(join(tmp, 'test_users.tsv'), users.length ? users.join('\n') + '\n' : '');
+    await writeFile(join(tmp, 'test_users.tsv'), idLines(split.test.users));
+    if (split.trainUsers) await writeFile(join(tmp, 'train_users.tsv'), idLines(split.trainUsers));
+    if (split.validation.users) await writeFile(join(tmp, 'validation_users.tsv'), idLines(split.validation.users));
     for (const name of ARRAYS) await writeFile(join(tmp, name), bytesOf(arrays[name]));
     await writeFile(join(tmp, 'stats.json'), JSON.stringify(split.stats, null, 2) + '\n');
     // The manifest is written last: a directory with a manifest is complete.
@@ -220,12 +240,13 @@ export async function loadSplit(dir: string): Promise<PreparedSplit> {
   checkSequences(join(dir, 'test.items.i32'), testInputs, numItems);
   const testTargets = a['test.targets.i32'] as Int32Array;
   const cold = a['test.cold.u8'] as Uint8Array;
-  const users = (await readFile(join(dir, 'test_users.tsv'), 'utf8')).split('\n').slice(0, testTargets.length).map(unescapeTsv);
+  const users = (await readIdLines(join(dir, 'test_users.tsv'), testTargets.length, false))!;
+  const trainUsers = await readIdLines(join(dir, 'train_users.tsv'), train.offsets.length - 1, true);
+  const validationUsers = await readIdLines(join(dir, 'validation_users.tsv'), validation.targets.length, true);
   if (
     validation.targets.length !== validation.inputs.offsets.length - 1 ||
     testTargets.length !== testInputs.offsets.length - 1 ||
-    cold.length !== testTargets.length ||
-    users.length !== testTargets.length
+    cold.length !== testTargets.length
   ) {
     throw new DataError(dir, 'inconsistent case counts between the split files');
   }
@@ -238,7 +259,8 @@ export async function loadSplit(dir: string): Promise<PreparedSplit> {
     numWarm: manifest.numWarm,
     numItems,
     train,
-    validation,
+    ...(trainUsers ? { trainUsers } : {}),
+    validation: { ...validation, ...(validationUsers ? { users: validationUsers } : {}) },
     test: { inputs: testInputs, targets: testTargets, cold, users },
     trainItemCounts,
     stats,

@@ -66,7 +66,12 @@ export interface PreparedSplit {
   numWarm: number;
   numItems: number; // = itemIds.length - 1
   train: Sequences; // training users' train_val sequences (warm items only by construction)
-  validation: { inputs: Sequences; targets: Int32Array }; // validation users: warm-only sequence minus its last item
+  trainUsers?: string[]; // user id of each train sequence (set by prepareSplit / loadSplit)
+  validation: {
+    inputs: Sequences; // validation users: warm-only sequence minus its last item
+    targets: Int32Array;
+    users?: string[]; // user id of each validation case (set by prepareSplit / loadSplit)
+  };
   test: {
     inputs: Sequences; // full input before the ground truth (not truncated; models truncate to max length)
     targets: Int32Array;
