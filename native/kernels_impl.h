@@ -81,18 +81,18 @@ struct Buffer {
   }
 };
 static Buffer pack_buffer;
-static std::vector<Buffer> thread_buffers[4];  // per purpose, per thread
+static std::vector<Buffer> thread_buffers[5];  // per purpose, per thread
 static float* thread_scratch(int purpose, int tid, size_t n) {
   auto& v = thread_buffers[purpose];
   if (static_cast<int>(v.size()) <= tid) v.resize(tid + 1);
   return v[tid].get(n);
 }
 
-// Threads worth using for `work` units of roughly one flop each.
+// Threads worth using for `work` units of roughly one flop each. Waking a worker costs microseconds on a quiet
+// machine but can cost a scheduler slice on a loaded one, so only sizeable kernels go parallel.
 static int threads_for(double work) {
-  int n = pool_size();
-  if (work < 4e5) return 1;
-  return n;
+  if (work < 2e6) return 1;
+  return pool_size();
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -175,14 +175,6 @@ static void matmul(float* out, const float* a, const float* b, long m, long n, l
   const long ldb = direct ? n : npad;
   float* packed = direct ? nullptr : pack_buffer.get(static_cast<size_t>(k) * npad);
   const float* B = direct ? b : packed;
-
-  const long row_tiles = (m + MR - 1) / MR;
-  const long col_tiles = (n + NT - 1) / NT;
-  const long units = row_tiles * col_tiles;
-  constexpr long KC = 256;
-  int nthreads = threads_for(2.0 * m * n * k);
-  if (nthreads > units) nthreads = static_cast<int>(units);
-
   if (!direct) {
     for (long p = 0; p < k; p++) {
       float* row = packed + p * npad;
@@ -193,20 +185,67 @@ static void matmul(float* out, const float* a, const float* b, long m, long n, l
       for (long j = n; j < npad; j++) row[j] = 0;
     }
   }
-  parallel_run(nthreads, [&](int tid, int nt) {
-    long u0, u1;
-    split_range(units, tid, nt, u0, u1);
-    for (long k0 = 0; k0 < k; k0 += KC) {
-      const long kc = std::min(KC, k - k0);
-      const bool acc = accumulate || k0 > 0;
-      for (long u = u0; u < u1; u++) {
-        const long ct = u / row_tiles, rt = u % row_tiles;
-        const long i0 = rt * MR, j0 = ct * NT;
-        const int mm = static_cast<int>(std::min<long>(MR, m - i0));
-        const int cols = static_cast<int>(std::min<long>(NT, n - j0));
-        const int nv = (cols + W - 1) / W;
-        tile_edge(mm, nv, cols, kc, a + i0 * ars + k0 * acs, ars, acs, B + k0 * ldb + j0, ldb, out + i0 * n + j0, n,
-                  acc);
+
+  const long row_tiles = (m + MR - 1) / MR;
+  const long col_tiles = (n + NT - 1) / NT;
+  constexpr long KC = 256;
+  int nthreads = threads_for(2.0 * m * n * k);
+
+  // A long K against a small output (weight gradients x^T dY): each thread takes a range of K blocks into a private
+  // C, so every K block of A and B is read once, from cache, for all output tiles.
+  if (nthreads > 1 && k >= 4 * KC && k >= 8 * std::max(m, n)) {
+    std::vector<float*> partial(nthreads, nullptr);
+    parallel_run(nthreads, [&](int tid, int nt) {
+      long kb0, kb1;
+      split_range((k + KC - 1) / KC, tid, nt, kb0, kb1);
+      float* c = thread_scratch(3, tid, static_cast<size_t>(m) * n);
+      partial[tid] = c;
+      for (long kb = kb0; kb < kb1; kb++) {
+        const long k0 = kb * KC, kc = std::min(KC, k - k0);
+        for (long ct = 0; ct < col_tiles; ct++)
+          for (long rt = 0; rt < row_tiles; rt++) {
+            const long i0 = rt * MR, j0 = ct * NT;
+            const int mm = static_cast<int>(std::min<long>(MR, m - i0));
+            const int cols = static_cast<int>(std::min<long>(NT, n - j0));
+            tile_edge(mm, (cols + W - 1) / W, cols, kc, a + i0 * ars + k0 * acs, ars, acs, B + k0 * ldb + j0, ldb,
+                      c + i0 * n + j0, n, kb > kb0);
+          }
+      }
+      if (kb0 == kb1) std::memset(c, 0, sizeof(float) * m * n);
+      pool_barrier();
+      long e0, e1;
+      split_range(m * n, tid, nt, e0, e1);
+      for (long e = e0; e < e1; e++) {
+        float s = accumulate ? out[e] : 0.0f;
+        for (int t = 0; t < nt; t++) s += partial[t][e];
+        out[e] = s;
+      }
+    });
+    return;
+  }
+
+  // Otherwise threads take groups of row tiles (one column tile each) dynamically, K blocked inside a group.
+  const long group = std::max<long>(1, std::min<long>(16, row_tiles / (4L * nthreads)));
+  const long groups_per_col = (row_tiles + group - 1) / group;
+  const long work_items = groups_per_col * col_tiles;
+  if (nthreads > work_items) nthreads = static_cast<int>(work_items);
+  std::atomic<long> next{0};
+  parallel_run(nthreads, [&](int, int) {
+    for (long w; (w = next.fetch_add(1)) < work_items;) {
+      const long ct = w / groups_per_col, g = w % groups_per_col;
+      const long rt0 = g * group, rt1 = std::min(row_tiles, rt0 + group);
+      const long j0 = ct * NT;
+      const int cols = static_cast<int>(std::min<long>(NT, n - j0));
+      const int nv = (cols + W - 1) / W;
+      for (long k0 = 0; k0 < k; k0 += KC) {
+        const long kc = std::min(KC, k - k0);
+        const bool acc = accumulate || k0 > 0;
+        for (long rt = rt0; rt < rt1; rt++) {
+          const long i0 = rt * MR;
+          const int mm = static_cast<int>(std::min<long>(MR, m - i0));
+          tile_edge(mm, nv, cols, kc, a + i0 * ars + k0 * acs, ars, acs, B + k0 * ldb + j0, ldb, out + i0 * n + j0,
+                    n, acc);
+        }
       }
     }
   });
@@ -523,15 +562,20 @@ static void attention_bwd(float* dq, float* dk, float* dv, const float* dOut, co
   });
 }
 
+// Elementwise loops live in functions with __restrict pointers (not in lambdas capturing by reference, where the
+// compiler must assume a store can change the captured pointers and gives up vectorizing).
+static void relu_fwd_range(float* __restrict out, const float* __restrict x, long i0, long i1) {
+  for (long i = i0; i < i1; i++) out[i] = x[i] > 0 ? x[i] : 0.0f;
+}
+static void relu_bwd_range(float* __restrict dx, const float* __restrict dOut, const float* __restrict x, long i0,
+                           long i1) {
+  for (long i = i0; i < i1; i++) dx[i] += x[i] > 0 ? dOut[i] : 0.0f;
+}
 static void relu_fwd(float* out, const float* x, long n) {
-  parallel_for(n, n, [&](long i0, long i1) {
-    for (long i = i0; i < i1; i++) out[i] = x[i] > 0 ? x[i] : 0.0f;
-  });
+  parallel_for(n, n, [=](long i0, long i1) { relu_fwd_range(out, x, i0, i1); });
 }
 static void relu_bwd(float* dx, const float* dOut, const float* x, long n) {
-  parallel_for(n, n, [&](long i0, long i1) {
-    for (long i = i0; i < i1; i++) dx[i] += x[i] > 0 ? dOut[i] : 0.0f;
-  });
+  parallel_for(n, n, [=](long i0, long i1) { relu_bwd_range(dx, dOut, x, i0, i1); });
 }
 
 // GELU, tanh form, written as x * sigmoid(2u) with u = c (x + a x^3), which is 0.5 x (1 + tanh u) without the
@@ -580,25 +624,29 @@ static inline uint32_t fmix(uint32_t x) {
   x ^= x >> 16;
   return x;
 }
+static void dropout_fwd_range(float* __restrict out, uint8_t* __restrict mask, const float* __restrict x, long i0,
+                              long i1, uint32_t s, uint32_t threshold, float keep_scale) {
+  for (long i = i0; i < i1; i++) {
+    const uint32_t h = fmix(static_cast<uint32_t>(i) * 0x9e3779b1u + s);
+    const bool keep = (h >> 8) >= threshold;
+    mask[i] = keep;
+    out[i] = keep ? x[i] * keep_scale : 0.0f;
+  }
+}
 static void dropout_fwd(float* out, uint8_t* mask, const float* x, long n, double p, uint32_t seed) {
   const uint32_t s = fmix(seed ^ 0x5bd1e995u);
   // keep iff (hash >> 8) / 2^24 >= p  <=>  (hash >> 8) >= ceil(p * 2^24)
   const uint32_t threshold = static_cast<uint32_t>(std::ceil(p * 16777216.0));
   const float keep_scale = static_cast<float>(1.0 / (1.0 - p));
-  parallel_for(n, 8.0 * n, [&](long i0, long i1) {
-    for (long i = i0; i < i1; i++) {
-      const uint32_t h = fmix(static_cast<uint32_t>(i) * 0x9e3779b1u + s);
-      const bool keep = (h >> 8) >= threshold;
-      mask[i] = keep;
-      out[i] = keep ? x[i] * keep_scale : 0.0f;
-    }
-  });
+  parallel_for(n, 8.0 * n, [=](long i0, long i1) { dropout_fwd_range(out, mask, x, i0, i1, s, threshold, keep_scale); });
+}
+static void dropout_bwd_range(float* __restrict dx, const float* __restrict dOut, const uint8_t* __restrict mask,
+                              long i0, long i1, float keep_scale) {
+  for (long i = i0; i < i1; i++) dx[i] = mask[i] ? dOut[i] * keep_scale : 0.0f;
 }
 static void dropout_bwd(float* dx, const float* dOut, const uint8_t* mask, long n, double p) {
   const float keep_scale = static_cast<float>(1.0 / (1.0 - p));
-  parallel_for(n, n, [&](long i0, long i1) {
-    for (long i = i0; i < i1; i++) dx[i] = mask[i] ? dOut[i] * keep_scale : 0.0f;
-  });
+  parallel_for(n, n, [=](long i0, long i1) { dropout_bwd_range(dx, dOut, mask, i0, i1, keep_scale); });
 }
 
 static void gather(float* out, const float* table, const int32_t* indices, long rows, long d) {
@@ -612,6 +660,18 @@ static void scatter_add(float* dTable, const float* dOut, const int32_t* indices
   }
 }
 
+static void adam_range(float* __restrict param, const float* __restrict grad, float* __restrict m,
+                       float* __restrict v, long i0, long i1, float b1, float b2, float c1, float c2, float decay,
+                       float lr, float eps) {
+  for (long i = i0; i < i1; i++) {
+    const float g = grad[i];
+    const float mi = b1 * m[i] + (1 - b1) * g;
+    const float vi = b2 * v[i] + (1 - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] = param[i] * decay - lr * (mi * c1) / (std::sqrt(vi * c2) + eps);
+  }
+}
 static void adam(float* param, const float* grad, float* m, float* v, long n, double lr, double beta1, double beta2,
                  double eps, double step, double weightDecay) {
   const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2);
@@ -619,16 +679,8 @@ static void adam(float* param, const float* grad, float* m, float* v, long n, do
   const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(beta2, step)));
   const float decay = static_cast<float>(1.0 - lr * weightDecay);
   const float lrf = static_cast<float>(lr), epsf = static_cast<float>(eps);
-  parallel_for(n, 10.0 * n, [&](long i0, long i1) {
-    for (long i = i0; i < i1; i++) {
-      const float g = grad[i];
-      const float mi = b1 * m[i] + (1 - b1) * g;
-      const float vi = b2 * v[i] + (1 - b2) * g * g;
-      m[i] = mi;
-      v[i] = vi;
-      param[i] = param[i] * decay - lrf * (mi * c1) / (std::sqrt(vi * c2) + epsf);
-    }
-  });
+  parallel_for(n, 10.0 * n,
+               [=](long i0, long i1) { adam_range(param, grad, m, v, i0, i1, b1, b2, c1, c2, decay, lrf, epsf); });
 }
 
 static void clip_rows(float* x, long rows, long d, double maxNorm, long firstRow) {

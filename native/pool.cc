@@ -54,7 +54,11 @@ class Pool {
       if (sleepers_ > 0) cv_.notify_all();
     }
     fn(0, nthreads);
-    while (pending_.load(std::memory_order_acquire) > 0) cpu_relax();
+    // Spin briefly, then yield: on a loaded machine the worker we wait for may need this core.
+    for (long spins = 0; pending_.load(std::memory_order_acquire) > 0; spins++) {
+      if (spins < 4000) cpu_relax();
+      else std::this_thread::yield();
+    }
     job_ = nullptr;
   }
 
@@ -68,7 +72,7 @@ class Pool {
     }
     long spins = 0;
     while (barrier_phase_.load(std::memory_order_acquire) == phase) {
-      if (++spins < 100000) cpu_relax();
+      if (++spins < 4000) cpu_relax();
       else std::this_thread::yield();
     }
   }

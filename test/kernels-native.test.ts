@@ -79,16 +79,21 @@ test('matmul: all transpose combinations, accumulate, awkward and empty shapes',
 });
 
 test('matmul: large enough to run on the thread pool', { skip }, () => {
-  const [m, n, k] = [515, 131, 129];
-  for (const transB of [false, true]) {
-    const a = rand(m * k);
-    const b = rand(k * n);
-    const expect = new Float32Array(m * n);
-    const got = new Float32Array(m * n);
-    ref.matmul(expect, a, b, m, n, k, false, transB, false);
-    nat.matmul(got, a, b, m, n, k, false, transB, false);
-    close(got, expect, `matmul ${m}x${n}x${k} transB=${transB}`);
-  }
+  // Row-tile groups taken dynamically, and (few output tiles, long k) the split-k path with a reduction.
+  for (const [m, n, k] of [
+    [515, 131, 129],
+    [20, 70, 2100],
+  ])
+    for (const transA of [false, true])
+      for (const transB of [false, true]) {
+        const a = rand(m * k);
+        const b = rand(k * n);
+        const expect = rand(m * n);
+        const got = copy(expect);
+        ref.matmul(expect, a, b, m, n, k, transA, transB, transA);
+        nat.matmul(got, a, b, m, n, k, transA, transB, transA);
+        close(got, expect, `matmul ${m}x${n}x${k} transA=${transA} transB=${transB}`);
+      }
 });
 
 test(

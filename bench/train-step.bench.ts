@@ -1,0 +1,283 @@
+/**
+ * One SASRec training step (forward, backward, Adam) on the reference workload, deltarec against PyTorch 1.13
+ * (bench/torch_sasrec.py) in the same run, plus the fused output layer's GFLOP/s as a share of the machine's FMA
+ * peak measured in the same run.
+ *
+ * Workload: batch 128, max length 64, 12,000 items, input lengths log-normal with mean about 7 (capped at 64; one
+ * sequence has the full 64 so deltarec's trimming to the longest sequence gains nothing), d = 64 and 128,
+ * 2 blocks, 1 head, ff = d, dropout 0.3, ReLU, full softmax cross-entropy.
+ * PyTorch runs two output layers: logits at all batch x 64 positions (the usual implementation) and at the
+ * non-padding positions only; it uses its faster thread count (1 or 2, tried per case). Measurements of the two
+ * libraries are interleaved in rounds so that load from other processes affects both alike.
+ */
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { kernels, loadNativeAddon } from '../src/kernels/index.js';
+import { SASRec, sasrecConfig, type Batch } from '../src/model/sasrec.js';
+import { createOptimizer, trainStep } from '../src/train/trainer.js';
+import { Random } from '../src/util/random.js';
+import type { Benchmark } from './index.js';
+
+const BATCH = 128;
+const MAX_LENGTH = 64;
+const NUM_ITEMS = 12000;
+const DIMS = [64, 128];
+const ROUNDS = 5;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Left-padded batch with log-normal lengths (mean about 7), one full-length row, uniform random items. */
+function makeBatch(seed: number): Batch {
+  const rng = new Random(seed);
+  const sigma = 1;
+  const mu = Math.log(7) - (sigma * sigma) / 2;
+  const T = MAX_LENGTH;
+  const lengths = new Int32Array(BATCH);
+  for (let b = 0; b < BATCH; b++) {
+    const len = Math.round(Math.exp(mu + sigma * rng.nextGaussian()));
+    lengths[b] = b === 0 ? T : Math.min(T, Math.max(1, len));
+  }
+  const inputs = new Int32Array(BATCH * T);
+  const targets = new Int32Array(BATCH * T);
+  for (let b = 0; b < BATCH; b++)
+    for (let t = T - lengths[b]; t < T; t++) {
+      inputs[b * T + t] = 1 + rng.nextInt(NUM_ITEMS);
+      targets[b * T + t] = 1 + rng.nextInt(NUM_ITEMS);
+    }
+  return { size: BATCH, T, inputs, targets, lengths };
+}
+
+/** The PyTorch side as a long-lived child: one JSON request per line, one JSON reply per line. */
+class TorchRunner {
+  private readonly child: ChildProcessWithoutNullStreams;
+  private readonly replies: ((line: string) => void)[] = [];
+  private stderr = '';
+
+  constructor(python: string, batchFile: string) {
+    const script = fileURLToPath(new URL('./torch_sasrec.py', import.meta.url));
+    this.child = spawn(python, [script, batchFile, String(NUM_ITEMS)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stderr.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
+    createInterface({ input: this.child.stdout }).on('line', (line) => this.replies.shift()?.(line));
+    this.child.on('exit', (code) => {
+      for (const reply of this.replies.splice(0))
+        reply(JSON.stringify({ error: `exited ${code}: ${this.stderr}` }));
+    });
+  }
+
+  /** Wall milliseconds of each of `steps` training steps. */
+  async steps(d: number, mode: 'all' | 'nonpad', threads: number, steps: number): Promise<number[]> {
+    const line = await new Promise<string>((resolve) => {
+      this.replies.push(resolve);
+      this.child.stdin.write(JSON.stringify({ d, mode, threads, steps }) + '\n');
+    });
+    const reply = JSON.parse(line) as { ms?: number[]; error?: string };
+    if (!reply.ms) throw new Error(`torch_sasrec.py: ${reply.error}`);
+    return reply.ms;
+  }
+
+  close(): void {
+    this.child.stdin.end();
+  }
+}
+
+/** The first Python with torch and numpy (env DELTAREC_PYTHON, then python3, then Debian's /usr/bin/python3). */
+function findTorch(): { python: string; version: string } | null {
+  const candidates = [process.env.DELTAREC_PYTHON, 'python3', '/usr/bin/python3'].filter(
+    (p): p is string => !!p,
+  );
+  for (const python of candidates) {
+    const probe = spawnSync(python, ['-c', 'import torch, numpy; print(torch.__version__)'], {
+      encoding: 'utf8',
+    });
+    if (probe.status === 0) return { python, version: probe.stdout.trim() };
+  }
+  return null;
+}
+
+async function run(): Promise<Record<string, number | string>> {
+  const addon = loadNativeAddon();
+  const results: Record<string, number | string> = { kernels: kernels.name };
+  if (!addon)
+    console.log('WARNING: native addon not built; timing the TypeScript kernels (not the real engine).');
+  else console.log(`kernels: native (${addon.isa()}, ${addon.threads()} threads)`);
+
+  const batch = makeBatch(7);
+  let real = 0;
+  for (let b = 0; b < BATCH; b++) real += batch.lengths[b];
+  console.log(
+    `batch: ${BATCH} x ${batch.T}, ${real} non-padding positions (mean length ${(real / BATCH).toFixed(2)})`,
+  );
+  results.nonpad_positions = real;
+
+  const found = findTorch();
+  const batchFile = join(tmpdir(), `deltarec-bench-batch-${process.pid}.bin`);
+  let torch: TorchRunner | null = null;
+  if (found) {
+    const raw = new Int32Array(2 + 2 * BATCH * batch.T);
+    raw[0] = BATCH;
+    raw[1] = batch.T;
+    raw.set(batch.inputs, 2);
+    raw.set(batch.targets, 2 + BATCH * batch.T);
+    writeFileSync(batchFile, raw);
+    torch = new TorchRunner(found.python, batchFile);
+    console.log(`PyTorch ${found.version} (${found.python})`);
+  } else {
+    console.log('PyTorch not available (no python3 with torch and numpy): torch columns are NaN');
+  }
+
+  const peaks: number[] = [];
+  const peakOnce = () => {
+    if (addon) peaks.push(addon.fmaPeak(2, 0.25));
+  };
+  if (addon) {
+    results.fma_peak_gflops_1t = addon.fmaPeak(1, 0.5);
+    peakOnce();
+  }
+
+  const rows: string[][] = [];
+  const shares: number[] = [];
+  try {
+    for (const d of DIMS) {
+      const model = new SASRec(
+        sasrecConfig({ numItems: NUM_ITEMS, d, strategy: 'id', dropout: 0.3, activation: 'relu', seed: 1 }),
+      );
+      const optimizer = createOptimizer(model, { lr: 1e-3 });
+      const deltarecStep = () => {
+        const t0 = performance.now();
+        trainStep(model, optimizer, batch);
+        return performance.now() - t0;
+      };
+      for (let i = 0; i < 2; i++) deltarecStep();
+
+      // PyTorch thread count per case: the faster of 1 and 2 after a warm-up step.
+      const torchThreads = { all: 2, nonpad: 2 };
+      if (torch) {
+        for (const mode of ['all', 'nonpad'] as const) {
+          const timing: Record<number, number> = {};
+          for (const threads of [1, 2]) {
+            await torch.steps(d, mode, threads, 1);
+            timing[threads] = median(await torch.steps(d, mode, threads, mode === 'all' ? 2 : 3));
+          }
+          torchThreads[mode] = timing[1] < timing[2] ? 1 : 2;
+          console.log(
+            `d=${d} torch ${mode}: 1 thread ${timing[1].toFixed(0)} ms, 2 threads ${timing[2].toFixed(0)} ms -> ${torchThreads[mode]}`,
+          );
+        }
+      }
+
+      // Output layer alone: the fused kernel on the model's item matrix at the non-padding rows.
+      const hidden = new Float32Array(real * d);
+      const rng = new Random(3);
+      for (let i = 0; i < hidden.length; i++) hidden[i] = rng.nextGaussian() * 0.5;
+      const targets = new Int32Array(real);
+      for (let r = 0, b = 0; b < BATCH; b++)
+        for (let t = batch.T - batch.lengths[b]; t < batch.T; t++)
+          targets[r++] = batch.targets[b * batch.T + t];
+      const dHidden = new Float32Array(real * d);
+      const dItems = new Float32Array((NUM_ITEMS + 1) * d);
+      const items = model.itemEmbeddings();
+      const outputLayer = () => {
+        const t0 = performance.now();
+        kernels.softmaxCrossEntropy(
+          hidden,
+          items,
+          targets,
+          real,
+          d,
+          NUM_ITEMS + 1,
+          1 / real,
+          dHidden,
+          dItems,
+        );
+        return performance.now() - t0;
+      };
+      outputLayer();
+
+      const ours: number[] = [];
+      const theirsAll: number[] = [];
+      const theirsNonpad: number[] = [];
+      const head: number[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        ours.push(deltarecStep(), deltarecStep());
+        if (torch) {
+          theirsAll.push(...(await torch.steps(d, 'all', torchThreads.all, 1)));
+          theirsNonpad.push(...(await torch.steps(d, 'nonpad', torchThreads.nonpad, 2)));
+        }
+        head.push(outputLayer());
+        peakOnce();
+      }
+      const ms = median(ours);
+      const allMs = torch ? median(theirsAll) : NaN;
+      const nonpadMs = torch ? median(theirsNonpad) : NaN;
+      const headMs = median(head);
+      const headGflops = (6 * real * NUM_ITEMS * d) / headMs / 1e6;
+      const peak = peaks.length ? median(peaks) : NaN;
+      const share = headGflops / peak;
+      shares.push(share);
+      Object.assign(results, {
+        [`deltarec_step_ms_d${d}`]: ms,
+        [`torch_all_ms_d${d}`]: allMs,
+        [`torch_nonpad_ms_d${d}`]: nonpadMs,
+        [`torch_threads_all_d${d}`]: torchThreads.all,
+        [`torch_threads_nonpad_d${d}`]: torchThreads.nonpad,
+        [`speedup_vs_torch_all_d${d}`]: allMs / ms,
+        [`speedup_vs_torch_nonpad_d${d}`]: nonpadMs / ms,
+        [`output_layer_ms_d${d}`]: headMs,
+        [`output_layer_gflops_d${d}`]: headGflops,
+        [`output_layer_peak_share_d${d}`]: share,
+      });
+      rows.push([
+        String(d),
+        ms.toFixed(1),
+        `${allMs.toFixed(1)} (${torchThreads.all}t)`,
+        `${nonpadMs.toFixed(1)} (${torchThreads.nonpad}t)`,
+        (allMs / ms).toFixed(2) + 'x',
+        (nonpadMs / ms).toFixed(2) + 'x',
+        headMs.toFixed(1),
+        headGflops.toFixed(0),
+        (100 * share).toFixed(0) + '%',
+      ]);
+    }
+  } finally {
+    torch?.close();
+    rmSync(batchFile, { force: true });
+  }
+  results.fma_peak_gflops_2t = peaks.length ? median(peaks) : NaN;
+  results.output_layer_peak_share = Math.min(...shares);
+
+  const header = [
+    'd',
+    'deltarec ms',
+    'torch all ms',
+    'torch nonpad ms',
+    'vs all',
+    'vs nonpad',
+    'output layer ms',
+    'GFLOP/s',
+    'of peak',
+  ];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padStart(widths[i])).join(' | ') + ' |';
+  console.log(
+    `\nmedians of ${2 * ROUNDS} deltarec steps, ${ROUNDS} torch all-position steps and ${2 * ROUNDS} torch non-padding steps, interleaved`,
+  );
+  console.log(line(header));
+  console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
+  for (const r of rows) console.log(line(r));
+  console.log(
+    `FMA peak: ${Number(results.fma_peak_gflops_1t ?? NaN).toFixed(0)} GFLOP/s on 1 thread, ` +
+      `${Number(results.fma_peak_gflops_2t).toFixed(0)} on 2 (median of ${peaks.length}, measured between rounds); ` +
+      `output layer = fused forward + softmax CE + both gradients, 6 x rows x items x d flops`,
+  );
+  return results;
+}
+
+export const benchmark: Benchmark = { name: 'train-step', run };
