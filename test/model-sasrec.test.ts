@@ -95,6 +95,18 @@ test('score: padding column is -Infinity, scores are h . e, unknown items in inp
   model.score([Int32Array.from([3, 99, 4, 5])], withUnknown);
   close(withUnknown, scores.subarray(0, 31), 1e-6, 'scores with an unknown item');
   assert.throws(() => model.appendItems(new Float32Array(16), 1), /id/);
+  // An empty input (or one with only unknown items) scores with the final layer norm of a zero row: beta . e.
+  const empty = new Float32Array(2 * 31);
+  model.score([new Int32Array(0), Int32Array.from([99])], empty);
+  const beta = model.params.finalBeta;
+  for (const item of [1, 30]) {
+    let s = 0;
+    for (let j = 0; j < 16; j++) s += beta[j] * e[item * 16 + j];
+    assert.ok(
+      Math.abs(empty[item] - s) < 1e-5 && Math.abs(empty[31 + item] - s) < 1e-5,
+      `empty input, item ${item}`,
+    );
+  }
 });
 
 test('appendItems: cold items get their content vector as embedding and are scored without retraining', () => {

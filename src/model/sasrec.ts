@@ -9,7 +9,7 @@
  *     q   = LN1(x)
  *     r   = q + Attn(q, x, x)                        causal, padding keys masked; Q from LN1(x), K and V from x
  *     f   = LN2(r)
- *     x'  = (f + dropout(W2 dropout(act(W1 f + b1)) + b2)) * timelineMask
+ *     x'  = f + dropout(W2 dropout(act(W1 f + b1)) + b2)
  *   h   = LNf(x_L)                                  only at the rows that are scored
  *   logits = h E^T over items 1..numItems (tied input/output embeddings), full softmax cross-entropy.
  *
@@ -18,8 +18,9 @@
  *   unit norm and xavier-initialized positions have norm about 1 too, so both start on the same scale.
  * - Dropout sits on the embedding, after the FFN activation and on the FFN output. There is no dropout on the
  *   attention probabilities (the attention kernel keeps none; pmixer has one there).
- * - Padding rows are exactly zero after the embedding and after every block; the attention kernel gives padding
- *   queries zero output and never attends to padding keys, so padding never influences real positions.
+ * - Padding costs nothing: every layer except attention runs on the packed real positions only (as if padding rows
+ *   were zeroed by a timeline mask); attention reads Q, K, V spread into the padded batch x T layout, where padding
+ *   keys are masked. An empty input (inference only) gets the final layer norm of a zero row.
  * - Layer norm eps 1e-5 (PyTorch's default, as RecTools).
  * - Items in an input the model does not know (index > numItems, e.g. cold items for an `id` model) are dropped
  *   from that input at inference.
@@ -156,14 +157,14 @@ class DenseTensors {
   }
 }
 
-/** Forward activations of one block, kept for the backward pass. */
+/** Forward activations of one block, kept for the backward pass. Packed rows (real positions only) unless noted. */
 interface BlockActivations {
   ln1Mean: Float32Array;
   ln1Rstd: Float32Array;
   qIn: Float32Array; // LN1(x)
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
+  qPad: Float32Array; // Q, K, V in the padded batch x T layout the attention kernel reads
+  kPad: Float32Array;
+  vPad: Float32Array;
   att: Float32Array; // attention probabilities, batch x heads x T x T
   attOut: Float32Array;
   r: Float32Array; // qIn + attOut Wo + bo
@@ -176,27 +177,40 @@ interface BlockActivations {
   actMask: Uint8Array;
   h2: Float32Array; // actDrop W2 + b2
   outMask: Uint8Array;
-  out: Float32Array; // block output
+  out: Float32Array; // block output, with one spare zero row for empty inputs at inference
 }
 
-/** Activation and activation-gradient buffers for up to `rows` = batch x T rows; reallocated only to grow. */
+/**
+ * Activation buffers for batches of up to `rows` = batch x T positions; reallocated only to grow.
+ * Everything except attention works on packed rows: the real positions of the batch, in (sequence, position) order,
+ * so padding costs nothing outside attention.
+ */
 class Activations {
   readonly rows: number;
+  readonly packedItems: Int32Array; // item of each packed row
+  readonly padIndex: Int32Array; // padded row (b * T + t) of each packed row
+  readonly posIndex: Int32Array; // positional-embedding row (T - 1 - t) of each packed row
   readonly emb: Float32Array;
   readonly embMask: Uint8Array;
   readonly x0: Float32Array;
   readonly blocks: BlockActivations[] = [];
-  readonly headRows: Int32Array; // rows that are scored (real positions in training, last positions at inference)
+  readonly proj: Float32Array; // packed Q/K/V before they are spread into the padded layout
+  readonly attPad: Float32Array; // padded attention output
+  readonly headRows: Int32Array; // packed rows that are scored (all in training, the last of each input at inference)
   readonly headTargets: Int32Array;
   readonly headIn: Float32Array;
   readonly headMean: Float32Array;
   readonly headRstd: Float32Array;
   readonly headOut: Float32Array;
+
   constructor(c: SASRecConfig, rows: number) {
     const { d, ffWidth: f } = c;
     const n = rows * d;
     const nf = rows * f;
     this.rows = rows;
+    this.packedItems = new Int32Array(rows);
+    this.padIndex = new Int32Array(rows);
+    this.posIndex = new Int32Array(rows);
     this.emb = new Float32Array(n);
     this.embMask = new Uint8Array(n);
     this.x0 = new Float32Array(n);
@@ -205,9 +219,9 @@ class Activations {
         ln1Mean: new Float32Array(rows),
         ln1Rstd: new Float32Array(rows),
         qIn: new Float32Array(n),
-        q: new Float32Array(n),
-        k: new Float32Array(n),
-        v: new Float32Array(n),
+        qPad: new Float32Array(n),
+        kPad: new Float32Array(n),
+        vPad: new Float32Array(n),
         att: new Float32Array(rows * c.heads * c.maxLength),
         attOut: new Float32Array(n),
         r: new Float32Array(n),
@@ -220,9 +234,11 @@ class Activations {
         actMask: new Uint8Array(nf),
         h2: new Float32Array(n),
         outMask: new Uint8Array(n),
-        out: new Float32Array(n),
+        out: new Float32Array(n + d),
       });
     }
+    this.proj = new Float32Array(n);
+    this.attPad = new Float32Array(n);
     this.headRows = new Int32Array(rows);
     this.headTargets = new Int32Array(rows);
     this.headIn = new Float32Array(n);
@@ -242,9 +258,11 @@ class ActivationGrads {
   readonly dX: Float32Array;
   readonly dR: Float32Array;
   readonly dAttOut: Float32Array;
-  readonly dQ: Float32Array;
-  readonly dK: Float32Array;
-  readonly dV: Float32Array;
+  readonly dProj: Float32Array;
+  readonly dAttPad: Float32Array;
+  readonly dQPad: Float32Array;
+  readonly dKPad: Float32Array;
+  readonly dVPad: Float32Array;
   readonly dH2: Float32Array;
   readonly dActDrop: Float32Array;
   readonly dH1: Float32Array;
@@ -260,9 +278,11 @@ class ActivationGrads {
     this.dX = new Float32Array(n);
     this.dR = new Float32Array(n);
     this.dAttOut = new Float32Array(n);
-    this.dQ = new Float32Array(n);
-    this.dK = new Float32Array(n);
-    this.dV = new Float32Array(n);
+    this.dProj = new Float32Array(n);
+    this.dAttPad = new Float32Array(n);
+    this.dQPad = new Float32Array(n);
+    this.dKPad = new Float32Array(n);
+    this.dVPad = new Float32Array(n);
     this.dH2 = new Float32Array(n);
     this.dActDrop = new Float32Array(nf);
     this.dH1 = new Float32Array(nf);
@@ -336,32 +356,42 @@ export class SASRec implements Recommender {
     return this.acts;
   }
 
-  /** Runs the embedding and every block over size x T rows; the last block's output is in acts.blocks[L-1].out. */
+  /**
+   * Runs the embedding and every block over the real positions of a left-padded size x T batch; returns the number
+   * of packed rows. The last block's output is in a.blocks[L-1].out.
+   */
   private forwardBody(
+    a: Activations,
     inputs: Int32Array,
     lengths: Int32Array,
     size: number,
     T: number,
     training: boolean,
     dropoutSeed: number,
-  ): Activations {
+  ): number {
     const k = this.kernels;
     const { d, ffWidth: f, heads } = this.config;
-    const rows = size * T;
-    const a = this.activations(rows);
-    const n = rows * d;
     const p = this.params;
     const dropout = training ? this.config.dropout : 0;
-    const E = this.items.matrix;
 
-    // Embedding: gather items, add positions counted from the end at real rows (padding rows gather the zero row).
-    k.gather(a.emb, E, inputs, rows, d);
+    // Pack the real positions.
+    let rows = 0;
     for (let b = 0; b < size; b++) {
       for (let t = T - lengths[b]; t < T; t++) {
-        const o = (b * T + t) * d;
-        const po = (T - 1 - t) * d;
-        for (let j = 0; j < d; j++) a.emb[o + j] += p.positions[po + j];
+        a.padIndex[rows] = b * T + t;
+        a.posIndex[rows] = T - 1 - t;
+        a.packedItems[rows] = inputs[b * T + t];
+        rows++;
       }
+    }
+    const n = rows * d;
+
+    // Embedding: items plus positions counted from the end (the most recent item always uses row 0).
+    k.gather(a.emb, this.items.matrix, a.packedItems, rows, d);
+    for (let r = 0; r < rows; r++) {
+      const o = r * d;
+      const po = a.posIndex[r] * d;
+      for (let j = 0; j < d; j++) a.emb[o + j] += p.positions[po + j];
     }
     this.dropoutForward(a.x0, a.embMask, a.emb, n, dropout, siteSeed(dropoutSeed, 0));
 
@@ -370,10 +400,14 @@ export class SASRec implements Recommender {
       const w = p.blocks[l];
       const s = a.blocks[l];
       k.layerNormForward(s.qIn, s.ln1Mean, s.ln1Rstd, x, w.ln1Gamma, w.ln1Beta, rows, d, LN_EPS);
-      this.linear(s.q, s.qIn, w.wq, w.bq, rows, d, d);
-      this.linear(s.k, x, w.wk, w.bk, rows, d, d);
-      this.linear(s.v, x, w.wv, w.bv, rows, d, d);
-      k.attentionForward(s.attOut, s.att, s.q, s.k, s.v, lengths, size, T, heads, d);
+      this.linear(a.proj, s.qIn, w.wq, w.bq, rows, d, d);
+      toPadded(s.qPad, a.proj, a, rows, lengths, size, T, d);
+      this.linear(a.proj, x, w.wk, w.bk, rows, d, d);
+      toPadded(s.kPad, a.proj, a, rows, lengths, size, T, d);
+      this.linear(a.proj, x, w.wv, w.bv, rows, d, d);
+      toPadded(s.vPad, a.proj, a, rows, lengths, size, T, d);
+      k.attentionForward(a.attPad, s.att, s.qPad, s.kPad, s.vPad, lengths, size, T, heads, d);
+      k.gather(s.attOut, a.attPad, a.padIndex, rows, d);
       this.linear(s.r, s.attOut, w.wo, w.bo, rows, d, d);
       for (let i = 0; i < n; i++) s.r[i] += s.qIn[i];
       k.layerNormForward(s.fIn, s.ln2Mean, s.ln2Rstd, s.r, w.ln2Gamma, w.ln2Beta, rows, d, LN_EPS);
@@ -384,10 +418,9 @@ export class SASRec implements Recommender {
       this.linear(s.h2, s.actDrop, w.w2, w.b2, rows, f, d);
       this.dropoutForward(s.out, s.outMask, s.h2, n, dropout, siteSeed(dropoutSeed, 2 + 2 * l));
       for (let i = 0; i < n; i++) s.out[i] += s.fIn[i];
-      zeroPaddingRows(s.out, lengths, size, T, d);
       x = s.out;
     }
-    return a;
+    return rows;
   }
 
   /** Final layer norm over the selected rows (a.headRows[0..count)) of the last block's output into a.headOut. */
@@ -449,29 +482,24 @@ export class SASRec implements Recommender {
     const k = this.kernels;
     const { d, ffWidth: f, heads } = this.config;
     const numItems = this.items.numItems;
-    const rows = size * T;
-    const n = rows * d;
     checkBatch(batch, numItems, this.config.maxLength);
     this.items.refresh();
     this.itemsStale = false;
     const dropout = training ? this.config.dropout : 0;
-    const a = this.forwardBody(inputs, lengths, size, T, training, dropoutSeed);
+    const a = this.activations(size * T);
+    const rows = this.forwardBody(a, inputs, lengths, size, T, training, dropoutSeed);
+    if (rows === 0) throw new Error('forwardBackward: the batch has no real positions');
+    const n = rows * d;
     if (!this.actGrads || this.actGrads.rows < a.rows)
       this.actGrads = new ActivationGrads(this.config, a.rows);
     const ga = this.actGrads;
 
-    // Scored rows: every real position.
-    let count = 0;
-    for (let b = 0; b < size; b++) {
-      for (let t = T - lengths[b]; t < T; t++) {
-        const row = b * T + t;
-        a.headRows[count] = row;
-        a.headTargets[count] = targets[row];
-        count++;
-      }
+    // Every real position is scored against its next item.
+    for (let r = 0; r < rows; r++) {
+      a.headRows[r] = r;
+      a.headTargets[r] = targets[a.padIndex[r]];
     }
-    if (count === 0) throw new Error('forwardBackward: the batch has no real positions');
-    this.forwardHead(a, count);
+    this.forwardHead(a, rows);
 
     const p = this.params;
     const g = this.grads;
@@ -482,18 +510,20 @@ export class SASRec implements Recommender {
         a.headOut,
         this.items.matrix,
         a.headTargets,
-        count,
+        rows,
         d,
         numItems + 1,
-        1 / count,
+        1 / rows,
         ga.dHeadOut,
         dE,
-      ) / count;
+      ) / rows;
 
-    // Final layer norm, then scatter its input gradient back to the last block's output rows.
-    ga.dHeadIn.fill(0, 0, count * d);
+    // Final layer norm (its rows are the packed rows in order).
+    let dOut = ga.dOut;
+    let dX = ga.dX;
+    dOut.fill(0, 0, n);
     k.layerNormBackward(
-      ga.dHeadIn,
+      dOut,
       g.finalGamma,
       g.finalBeta,
       ga.dHeadOut,
@@ -501,21 +531,16 @@ export class SASRec implements Recommender {
       a.headMean,
       a.headRstd,
       p.finalGamma,
-      count,
+      rows,
       d,
     );
-    let dOut = ga.dOut;
-    let dX = ga.dX;
-    dOut.fill(0, 0, n);
-    k.scatterAdd(dOut, ga.dHeadIn, a.headRows, count, d);
 
     for (let l = this.config.blocks - 1; l >= 0; l--) {
       const w = p.blocks[l];
       const gw = g.blocks[l];
       const s = a.blocks[l];
       const x = l === 0 ? a.x0 : a.blocks[l - 1].out;
-      // out = (fIn + dropout(h2)) * timelineMask
-      zeroPaddingRows(dOut, lengths, size, T, d);
+      // out = fIn + dropout(h2)
       this.dropoutBackward(ga.dH2, dOut, s.outMask, n, dropout);
       // h2 = actDrop W2 + b2
       this.linearBackward(ga.dActDrop, gw.w2, gw.b2, ga.dH2, s.actDrop, w.w2, rows, f, d, false);
@@ -542,10 +567,28 @@ export class SASRec implements Recommender {
       );
       // r = qIn + attOut Wo + bo; dR keeps accumulating dL/dqIn.
       this.linearBackward(ga.dAttOut, gw.wo, gw.bo, ga.dR, s.attOut, w.wo, rows, d, d, false);
-      k.attentionBackward(ga.dQ, ga.dK, ga.dV, ga.dAttOut, s.att, s.q, s.k, s.v, lengths, size, T, heads, d);
-      this.linearBackward(ga.dR, gw.wq, gw.bq, ga.dQ, s.qIn, w.wq, rows, d, d, true);
-      this.linearBackward(dX, gw.wk, gw.bk, ga.dK, x, w.wk, rows, d, d, false);
-      this.linearBackward(dX, gw.wv, gw.bv, ga.dV, x, w.wv, rows, d, d, true);
+      toPadded(ga.dAttPad, ga.dAttOut, a, rows, lengths, size, T, d);
+      k.attentionBackward(
+        ga.dQPad,
+        ga.dKPad,
+        ga.dVPad,
+        ga.dAttPad,
+        s.att,
+        s.qPad,
+        s.kPad,
+        s.vPad,
+        lengths,
+        size,
+        T,
+        heads,
+        d,
+      );
+      k.gather(ga.dProj, ga.dQPad, a.padIndex, rows, d);
+      this.linearBackward(ga.dR, gw.wq, gw.bq, ga.dProj, s.qIn, w.wq, rows, d, d, true);
+      k.gather(ga.dProj, ga.dKPad, a.padIndex, rows, d);
+      this.linearBackward(dX, gw.wk, gw.bk, ga.dProj, x, w.wk, rows, d, d, false);
+      k.gather(ga.dProj, ga.dVPad, a.padIndex, rows, d);
+      this.linearBackward(dX, gw.wv, gw.bv, ga.dProj, x, w.wv, rows, d, d, true);
       // qIn = LN1(x)
       k.layerNormBackward(dX, gw.ln1Gamma, gw.ln1Beta, ga.dR, x, s.ln1Mean, s.ln1Rstd, w.ln1Gamma, rows, d);
       const tmp = dOut;
@@ -553,18 +596,14 @@ export class SASRec implements Recommender {
       dX = tmp;
     }
 
-    // x0 = dropout(E[item] + P[position]) at real rows.
-    zeroPaddingRows(dOut, lengths, size, T, d);
+    // x0 = dropout(E[item] + P[position])
     this.dropoutBackward(dOut, dOut, a.embMask, n, dropout);
-    for (let b = 0; b < size; b++) {
-      for (let t = T - lengths[b]; t < T; t++) {
-        const o = (b * T + t) * d;
-        const po = (T - 1 - t) * d;
-        for (let j = 0; j < d; j++) g.positions[po + j] += dOut[o + j];
-      }
+    for (let r = 0; r < rows; r++) {
+      const o = r * d;
+      const po = a.posIndex[r] * d;
+      for (let j = 0; j < d; j++) g.positions[po + j] += dOut[o + j];
     }
-    k.scatterAdd(dE, dOut, inputs, rows, d);
-    dE.fill(0, 0, d); // the padding row never gets a gradient
+    k.scatterAdd(dE, dOut, a.packedItems, rows, d);
     return loss;
   }
 
@@ -628,8 +667,9 @@ export class SASRec implements Recommender {
   /** User states: the final hidden state at the last position of each input (inputs.length x d), no dropout. */
   encode(inputs: readonly Int32Array[], out: Float32Array): void {
     const d = this.config.d;
-    if (out.length < inputs.length * d)
+    if (out.length < inputs.length * d) {
       throw new Error(`encode: out has ${out.length} values, need ${inputs.length * d}`);
+    }
     this.refreshItems();
     for (let start = 0; start < inputs.length; start += INFERENCE_CHUNK) {
       const count = Math.min(INFERENCE_CHUNK, inputs.length - start);
@@ -657,9 +697,12 @@ export class SASRec implements Recommender {
     }
   }
 
-  /** Left-pads inputs[start..start+count) (last maxLength known items) and runs the network without dropout. */
+  /**
+   * Left-pads inputs[start..start+count) (their last maxLength known items), runs the network without dropout and
+   * leaves the user states in a.headOut. An empty input gets the state of a zero row.
+   */
   private encodeChunk(inputs: readonly Int32Array[], start: number, count: number): Activations {
-    const { maxLength } = this.config;
+    const { maxLength, d } = this.config;
     const numItems = this.items.numItems;
     if (this.inferenceLengths.length < count) this.inferenceLengths = new Int32Array(count);
     const lengths = this.inferenceLengths;
@@ -669,8 +712,9 @@ export class SASRec implements Recommender {
       let known = 0;
       for (let i = seq.length - 1; i >= 0 && known < maxLength; i--) {
         const item = seq[i];
-        if (!Number.isInteger(item) || item < 0)
+        if (!Number.isInteger(item) || item < 0) {
           throw new Error(`score: input ${start + b} has invalid item index ${item} at position ${i}`);
+        }
         if (item > 0 && item <= numItems) known++;
       }
       lengths[b] = known;
@@ -687,8 +731,14 @@ export class SASRec implements Recommender {
         if (item > 0 && item <= numItems) padded[b * T + t--] = item;
       }
     }
-    const a = this.forwardBody(padded, lengths, count, T, false, 0);
-    for (let b = 0; b < count; b++) a.headRows[b] = b * T + T - 1;
+    const a = this.activations(count * T);
+    const rows = this.forwardBody(a, padded, lengths, count, T, false, 0);
+    a.blocks[this.config.blocks - 1].out.fill(0, rows * d, (rows + 1) * d);
+    let end = 0;
+    for (let b = 0; b < count; b++) {
+      end += lengths[b];
+      a.headRows[b] = lengths[b] > 0 ? end - 1 : rows;
+    }
     this.forwardHead(a, count);
     return a;
   }
@@ -762,11 +812,22 @@ function siteSeed(seed: number, site: number): number {
   return hash32((seed ^ Math.imul(site + 1, 0x9e3779b9)) >>> 0);
 }
 
-function zeroPaddingRows(x: Float32Array, lengths: Int32Array, size: number, T: number, d: number): void {
+/** Spreads packed rows into the padded size x T layout; padding rows are zeroed. */
+function toPadded(
+  padded: Float32Array,
+  packed: Float32Array,
+  a: Activations,
+  rows: number,
+  lengths: Int32Array,
+  size: number,
+  T: number,
+  d: number,
+): void {
   for (let b = 0; b < size; b++) {
     const pad = T - lengths[b];
-    if (pad > 0) x.fill(0, b * T * d, (b * T + pad) * d);
+    if (pad > 0) padded.fill(0, b * T * d, (b * T + pad) * d);
   }
+  for (let r = 0; r < rows; r++) padded.set(packed.subarray(r * d, (r + 1) * d), a.padIndex[r] * d);
 }
 
 function checkConfig(c: SASRecConfig): void {

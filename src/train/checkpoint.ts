@@ -51,7 +51,7 @@ export async function loadCheckpoint(
   try {
     header = JSON.parse(buf.subarray(8, 8 + headerLength).toString('utf8'));
   } catch (err) {
-    throw new Error(`${path}: invalid safetensors header: ${(err as Error).message}`);
+    throw new Error(`${path}: invalid safetensors header: ${(err as Error).message}`, { cause: err });
   }
   const metadata = (header.__metadata__ ?? {}) as unknown as Record<string, string>;
   if (!metadata.config) throw new Error(`${path}: no model config in __metadata__`);
