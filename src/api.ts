@@ -1,0 +1,369 @@
+/**
+ * The typed library API: fit a model on a prepared split, recommend for sequences of item ids, evaluate, save and
+ * load.
+ *
+ *   const model = await fit(split, { model: 'content-delta', content });
+ *   recommend(model, [['B001', 'B002']], { k: 10 });   // [{ items: [...ids], scores: [...] }]
+ *   evaluate(model, split).all['ndcg@10'];
+ *
+ * Models: 'knn' (content KNN), 'sasrec' (ID embeddings, cannot recommend cold items), 'content-init',
+ * 'content-delta' (the paper's method) and 'content-frozen'. Content models need `content`: one vector per item,
+ * (split.numItems + 1) rows aligned with split.itemIds, row 0 zeros, any width (e.g. a 512-d text encoder's
+ * output). SASRec variants project it to d (standardize, PCA fitted on warm items, L2); KNN uses it as given.
+ */
+import {
+  loadProjection,
+  projectContent,
+  saveProjection,
+  type ProjectionState,
+} from './content/projection.js';
+import type { PreparedSplit } from './data/types.js';
+import {
+  evaluate as evaluateRecommender,
+  validationNdcg,
+  type EvaluateOptions,
+  type EvaluationResult,
+} from './eval/evaluate.js';
+import { kernels } from './kernels/index.js';
+import { loadArtifact, loadModel, saveModel, type ContentPart } from './model/artifact.js';
+
+import { ContentKNN } from './model/knn.js';
+import { SASRec, sasrecConfig, type EmbeddingStrategy, type SASRecConfig } from './model/sasrec.js';
+import type { Recommender } from './model/types.js';
+import { train, type EpochProgress, type TrainOptions, type TrainResult } from './train/trainer.js';
+
+export const MODEL_KINDS = ['knn', 'sasrec', 'content-init', 'content-delta', 'content-frozen'] as const;
+export type ModelKind = (typeof MODEL_KINDS)[number];
+
+export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'strategy'>> {
+  model: ModelKind;
+  /** (split.numItems + 1) x dim content vectors aligned with split.itemIds; required by every model but 'sasrec'. */
+  content?: Float32Array;
+  /** Standardize content components before the PCA projection (the paper does; default true). */
+  standardize?: boolean;
+  /** The text encoder that produced `content`, saved with the model so new items are encoded the same way. */
+  encoder?: ContentPart | null;
+  // training (SASRec variants); defaults: the paper's
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+  gradClip?: number;
+  patience?: number;
+  onProgress?: (progress: EpochProgress) => void;
+  signal?: AbortSignal;
+  /** Let the trainer stop cleanly on Ctrl-C (default true). */
+  handleSigint?: boolean;
+}
+
+export interface FittedModel {
+  kind: ModelKind;
+  recommender: Recommender;
+  /** Item id of each recommender row (index 0 = '' padding); warm items first. */
+  itemIds: string[];
+  numWarm: number;
+  /** Inputs are truncated to their last maxLength items. */
+  maxLength: number;
+  /** The SASRec configuration (SASRec variants). */
+  config: SASRecConfig | null;
+  /** The fitted content projection (content SASRec variants). */
+  projection: ProjectionState | null;
+  encoder: ContentPart | null;
+  /** KNN only: the content rows it scores with (saved with the model). */
+  content: { vectors: Float32Array; dim: number } | null;
+  training: TrainResult | null;
+  fitSeconds: number;
+}
+
+/** Artifact kind of the content projection (the service reads it back). */
+const PROJECTION_KIND = 'pca';
+
+const STRATEGY: Record<Exclude<ModelKind, 'knn'>, EmbeddingStrategy> = {
+  sasrec: 'id',
+  'content-init': 'content-init',
+  'content-delta': 'content-delta',
+  'content-frozen': 'content-frozen',
+};
+
+function contentWidth(split: PreparedSplit, content: Float32Array | undefined, kind: string): number {
+  if (!content) throw new Error(`fit: model '${kind}' needs content vectors (option 'content')`);
+  const rows = split.numItems + 1;
+  if (content.length === 0 || content.length % rows !== 0) {
+    throw new Error(
+      `fit: content has ${content.length} values, not a multiple of numItems + 1 = ${rows} rows`,
+    );
+  }
+  return content.length / rows;
+}
+
+/** Trains (or builds) a model on split.train; early stopping on the split's validation users. */
+export async function fit(split: PreparedSplit, options: FitOptions): Promise<FittedModel> {
+  const started = performance.now();
+  const kind = options.model;
+  if (!(MODEL_KINDS as readonly string[]).includes(kind)) {
+    throw new Error(`fit: unknown model '${kind}' (known: ${MODEL_KINDS.join(', ')})`);
+  }
+  const maxLength = options.maxLength ?? 64;
+  if (kind === 'knn') {
+    const content = { vectors: options.content!, dim: contentWidth(split, options.content, kind) };
+    return {
+      kind,
+      recommender: new ContentKNN(content, { maxLength }),
+      itemIds: split.itemIds,
+      numWarm: split.numWarm,
+      maxLength,
+      config: null,
+      projection: null,
+      content,
+      encoder: options.encoder ?? null,
+      training: null,
+      fitSeconds: (performance.now() - started) / 1000,
+    };
+  }
+
+  const strategy = STRATEGY[kind];
+  const config = sasrecConfig({
+    ...pickConfig(options),
+    maxLength,
+    numItems: split.numWarm,
+    strategy,
+  });
+  let projection: ProjectionState | null = null;
+  let projected: Float32Array | null = null;
+  if (strategy !== 'id') {
+    const dim = contentWidth(split, options.content, kind);
+    const result = projectContent(options.content!, dim, split.numWarm, config.d, {
+      standardize: options.standardize ?? true,
+      seed: config.seed,
+    });
+    projection = result.state;
+    projected = result.vectors;
+  }
+  const model = new SASRec(config, projected?.subarray(0, (split.numWarm + 1) * config.d), kernels);
+  const trainOptions: TrainOptions = {
+    epochs: options.epochs,
+    batchSize: options.batchSize,
+    lr: options.lr,
+    betas: options.betas,
+    eps: options.eps,
+    weightDecay: options.weightDecay,
+    gradClip: options.gradClip,
+    patience: options.patience,
+    seed: config.seed,
+    validate: (m) => validationNdcg(m, split, { maxLength }),
+    onProgress: options.onProgress,
+    signal: options.signal,
+    handleSigint: options.handleSigint,
+  };
+  const training = await train(model, split.train, trainOptions);
+  // Cold items enter with their content vector and zero delta, without retraining.
+  if (projected && split.numItems > split.numWarm) {
+    model.appendItems(projected.subarray((split.numWarm + 1) * config.d), split.numItems - split.numWarm);
+  }
+  return {
+    kind,
+    recommender: model,
+    itemIds: split.itemIds.slice(0, model.numItems + 1),
+    numWarm: split.numWarm,
+    maxLength,
+    config: model.config,
+    projection,
+    encoder: options.encoder ?? null,
+    content: null,
+    training,
+    fitSeconds: (performance.now() - started) / 1000,
+  };
+}
+
+function pickConfig(o: FitOptions): Partial<SASRecConfig> {
+  const out: Partial<SASRecConfig> = {};
+  for (const key of [
+    'd',
+    'blocks',
+    'heads',
+    'ffWidth',
+    'dropout',
+    'deltaMax',
+    'activation',
+    'seed',
+  ] as const) {
+    if (o[key] !== undefined) (out as Record<string, unknown>)[key] = o[key];
+  }
+  if (o.ffWidth === undefined && o.d !== undefined) out.ffWidth = o.d;
+  return out;
+}
+
+/**
+ * The evaluation mode a model kind is measured in by default (PROTOCOL.md): content models rank cold items and
+ * keep cold inputs; plain SASRec cannot represent cold items, so they are neither candidates nor inputs.
+ */
+export function defaultMode(kind: ModelKind): { recommendColdItems: boolean; filterColdInputs: boolean } {
+  return kind === 'sasrec'
+    ? { recommendColdItems: false, filterColdInputs: true }
+    : { recommendColdItems: true, filterColdInputs: false };
+}
+
+/** Full-catalog evaluation on split.test in the model's default mode (override with options). */
+export function evaluate(
+  model: FittedModel,
+  split: PreparedSplit,
+  options: EvaluateOptions = {},
+): EvaluationResult {
+  if (model.itemIds.length - 1 > split.numItems || model.itemIds.some((id, i) => id !== split.itemIds[i])) {
+    throw new Error('evaluate: the model was not fitted on this split (its item ids differ)');
+  }
+  return evaluateRecommender(model.recommender, split, {
+    ...defaultMode(model.kind),
+    maxLength: model.maxLength,
+    ...options,
+  });
+}
+
+export interface RecommendOptions {
+  k?: number;
+  /** Per sequence, item ids never to recommend. */
+  exclude?: readonly (readonly string[])[];
+  /** Remove the sequence's own items (default true). */
+  excludeSeen?: boolean;
+  /** Cold items (added after training) are candidates (default true). */
+  includeCold?: boolean;
+}
+
+export interface Recommendation {
+  items: string[];
+  scores: number[];
+}
+
+/** Top-k item ids for each sequence of item ids (most recent last). Unknown ids in a sequence are ignored. */
+export function recommend(
+  model: FittedModel,
+  sequences: readonly (readonly string[])[],
+  options: RecommendOptions = {},
+): Recommendation[] {
+  const k = options.k ?? 10;
+  if (!Number.isInteger(k) || k < 1) throw new Error(`recommend: k must be a positive integer, got ${k}`);
+  const index = new Map(model.itemIds.map((id, i) => [id, i]));
+  const width = model.recommender.numItems + 1;
+  const candidates = options.includeCold === false ? model.numWarm + 1 : width;
+  const out: Recommendation[] = [];
+  const batch = 256;
+  const scores = new Float32Array(Math.min(batch, Math.max(sequences.length, 1)) * width);
+  const topIndices = new Int32Array(Math.min(batch, Math.max(sequences.length, 1)) * k);
+  const topScores = new Float32Array(topIndices.length);
+  for (let start = 0; start < sequences.length; start += batch) {
+    const count = Math.min(batch, sequences.length - start);
+    const inputs = sequences.slice(start, start + count).map((seq) => {
+      const known = seq.map((id) => index.get(id) ?? 0).filter((i) => i > 0);
+      return Int32Array.from(known.slice(-model.maxLength));
+    });
+    const scorable = inputs.map((input) => input.length > 0);
+    model.recommender.score(
+      inputs.map((input) => (input.length > 0 ? input : Int32Array.of(1))),
+      scores,
+    );
+    for (let r = 0; r < count; r++) {
+      const row = r * width;
+      scores.fill(-Infinity, row + candidates, row + width);
+      scores[row] = -Infinity;
+      if (options.excludeSeen ?? true)
+        for (const id of sequences[start + r]) {
+          const i = index.get(id);
+          if (i !== undefined) scores[row + i] = -Infinity;
+        }
+      for (const id of options.exclude?.[start + r] ?? []) {
+        const i = index.get(id);
+        if (i !== undefined) scores[row + i] = -Infinity;
+      }
+      if (!scorable[r]) scores.fill(-Infinity, row, row + width);
+    }
+    kernels.topK(topIndices, topScores, scores, count, width, k);
+    for (let r = 0; r < count; r++) {
+      const items: string[] = [];
+      const values: number[] = [];
+      for (let j = 0; j < k; j++) {
+        const i = topIndices[r * k + j];
+        if (i < 0) break;
+        items.push(model.itemIds[i]);
+        values.push(topScores[r * k + j]);
+      }
+      out.push({ items, scores: values });
+    }
+  }
+  return out;
+}
+
+/** Saves a fitted model as an artifact directory (manifest + safetensors). */
+export async function save(model: FittedModel, dir: string): Promise<void> {
+  if (model.kind === 'knn') {
+    const { vectors, dim } = model.content!;
+    const numItems = vectors.length / dim - 1;
+    await saveModel(dir, {
+      kind: 'knn',
+      model: {
+        config: { dim, maxLength: model.maxLength },
+        numItems,
+        parameters: () => [{ name: 'content', shape: [numItems + 1, dim], data: vectors }],
+      },
+      itemIds: model.itemIds,
+      numWarm: model.numWarm,
+      encoder: model.encoder,
+    });
+    return;
+  }
+  const sasrec = model.recommender as SASRec;
+  await saveModel(dir, {
+    kind: 'sasrec',
+    model: sasrec,
+    itemIds: model.itemIds,
+    numWarm: model.numWarm,
+    encoder: model.encoder,
+    projection: model.projection
+      ? { kind: PROJECTION_KIND, save: (path: string) => saveProjection(path, model.projection!) }
+      : null,
+  });
+}
+
+/** Loads a model saved by `save` (or by `deltarec train`). */
+export async function load(dir: string): Promise<FittedModel> {
+  const artifact = await loadArtifact(dir);
+  const { manifest } = artifact;
+  if (manifest.model.kind === 'knn') {
+    const dim = Number(manifest.model.config.dim);
+    const vectors = artifact.weights.get('content');
+    if (!vectors) throw new Error(`${dir}: knn artifact has no 'content' tensor`);
+    const maxLength = Number(manifest.model.config.maxLength ?? 64);
+    return {
+      kind: 'knn',
+      recommender: new ContentKNN({ vectors, dim }, { maxLength }),
+      itemIds: manifest.items.ids,
+      numWarm: manifest.items.num_warm,
+      maxLength,
+      config: null,
+      projection: null,
+      encoder: null,
+      content: { vectors, dim },
+      training: null,
+      fitSeconds: 0,
+    };
+  }
+  const loaded = await loadModel(dir);
+  const strategy = loaded.model.config.strategy;
+  const kind = (Object.keys(STRATEGY) as (keyof typeof STRATEGY)[]).find((k) => STRATEGY[k] === strategy)!;
+  return {
+    kind,
+    recommender: loaded.model,
+    itemIds: loaded.itemIds,
+    numWarm: loaded.numWarm,
+    maxLength: loaded.model.config.maxLength,
+    config: loaded.model.config,
+    projection: loaded.projection ? await loadProjection(loaded.projection.dir) : null,
+    encoder: null,
+    content: null,
+    training: null,
+    fitSeconds: 0,
+  };
+}
+
+export type { EvaluateOptions, EvaluationResult } from './eval/evaluate.js';

@@ -1,0 +1,97 @@
+import { parseArgs } from 'node:util';
+import { evaluate, fit, type ModelKind } from '../../api.js';
+import { intOption } from '../../eval/cli.js';
+import { prepareData } from '../../eval/data.js';
+import { displayName, resultsText, type Aggregated } from '../../eval/report.js';
+import { toAggregated } from './train.js';
+
+export const summary =
+  'train the four variants on the built-in synthetic dataset and print the cold/warm/all table';
+
+const HELP = `usage: deltarec demo [options]
+
+The paper in a few minutes, with nothing to download: generates the built-in synthetic dataset (items with text
+from latent topics, users following topic transitions, new items arriving over time), splits it as in PROTOCOL.md,
+embeds item text with the built-in TF-IDF + SVD encoder, trains content KNN, SASRec, SASRec + content init and
+SASRec + trainable delta, and prints NDCG@10 and HR@10 for cold, warm and all test cases.
+
+  --users N      synthetic users (default 2000)
+  --items N      synthetic items (default 1000)
+  --seed N       data and model seed (default 42)
+  --d N          model dimension (default 64)
+  --epochs N     most training epochs per model (default 40; early stopping on validation NDCG@10)
+`;
+
+const MODELS: ModelKind[] = ['knn', 'sasrec', 'content-init', 'content-delta'];
+
+export async function run(args: string[]): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        users: { type: 'string' },
+        items: { type: 'string' },
+        seed: { type: 'string' },
+        d: { type: 'string' },
+        epochs: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (error) {
+    console.error(`deltarec demo: ${(error as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const started = performance.now();
+  const log = (line: string) => console.error(line);
+  try {
+    const seed = intOption(values.seed, 'seed') ?? 42;
+    const d = intOption(values.d, 'd', 1) ?? 64;
+    const data = await prepareData(
+      {
+        synthetic: {
+          users: intOption(values.users, 'users', 10) ?? 2000,
+          items: intOption(values.items, 'items', 10) ?? 1000,
+          seed,
+        },
+      },
+      { fields: ['title', 'description'], dim: 256 },
+      process.cwd(),
+      log,
+    );
+    const results: Aggregated = {};
+    for (const kind of MODELS) {
+      const t = performance.now();
+      const model = await fit(data.split, {
+        model: kind,
+        content: data.content ?? undefined,
+        d,
+        maxLength: 32,
+        epochs: intOption(values.epochs, 'epochs', 1) ?? 40,
+        patience: 3,
+        seed,
+        onProgress: (p) => log(`  ${kind}: ${p.line}`),
+      });
+      const r = evaluate(model, data.split);
+      results[kind] = toAggregated(r);
+      log(
+        `${displayName(kind)}: all NDCG@10 ${r.all['ndcg@10'].toFixed(4)} (${((performance.now() - t) / 1000).toFixed(1)} s)`,
+      );
+    }
+    const s = data.split.stats;
+    console.log(
+      `\nSynthetic dataset: ${data.split.numItems} items (${data.split.numWarm} warm), ${data.split.test.targets.length} test cases, ` +
+        `${(100 * s.cold_test_share).toFixed(1)}% with a cold ground truth. Full-catalog ranking, seen items removed.\n`,
+    );
+    console.log(resultsText(results));
+    console.log(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    return 0;
+  } catch (error) {
+    console.error(`deltarec demo: ${(error as Error).message}`);
+    return 1;
+  }
+}

@@ -1,0 +1,104 @@
+import { parseArgs } from 'node:util';
+import { evaluate, fit, MODEL_KINDS, save, type ModelKind } from '../../api.js';
+import { readCatalog } from '../../data/readers.js';
+import { loadSplit } from '../../data/store.js';
+import { MODEL_ARGS, MODEL_ARGS_HELP, intOption, listOption, modelSettings } from '../../eval/cli.js';
+import { buildContent } from '../../eval/data.js';
+import { resultsText } from '../../eval/report.js';
+
+export const summary = 'train a model on a prepared split and save it as a model directory';
+
+const HELP = `usage: deltarec train --split DIR --model NAME [--items F] --out MODELDIR [options]
+
+Trains one model on a split written by \`deltarec prepare\`, with early stopping on the split's validation users,
+then appends the cold items (content models) and saves the model directory (manifest + safetensors, with the text
+encoder and content projection, so \`deltarec serve\` can add new items from text).
+
+  --split DIR        prepared split (required)
+  --model NAME       ${MODEL_KINDS.join(' | ')} (default content-delta)
+  --items F          item catalog (CSV/TSV/JSONL/Parquet) for the built-in text encoder; needed by all but sasrec
+  --fields A,B       catalog fields that make the item text (default title)
+  --content-dim N    text encoder dimension before the projection to d (default 512)
+  --out MODELDIR     where to save the model (required)
+  --evaluate         also print test metrics (cold / warm / all)
+
+${MODEL_ARGS_HELP}
+`;
+
+export async function run(args: string[]): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        split: { type: 'string' },
+        model: { type: 'string' },
+        items: { type: 'string' },
+        fields: { type: 'string' },
+        'content-dim': { type: 'string' },
+        out: { type: 'string' },
+        evaluate: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        ...MODEL_ARGS,
+      },
+    }).values;
+  } catch (error) {
+    console.error(`deltarec train: ${(error as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  try {
+    if (!values.split || !values.out) throw new Error('--split DIR and --out MODELDIR are required');
+    const kind = (values.model ?? 'content-delta') as ModelKind;
+    if (!(MODEL_KINDS as readonly string[]).includes(kind)) {
+      throw new Error(`--model must be one of ${MODEL_KINDS.join(', ')} (got '${kind}')`);
+    }
+    const settings = modelSettings(values);
+    const split = await loadSplit(values.split);
+    let content = null;
+    let encoder = null;
+    if (kind !== 'sasrec') {
+      if (!values.items) throw new Error(`--items F (the item catalog) is required for model '${kind}'`);
+      const catalog = await readCatalog(values.items);
+      const built = buildContent(
+        split,
+        { catalog },
+        { fields: listOption(values.fields), dim: intOption(values['content-dim'], 'content-dim', 1) },
+        (line) => console.error(line),
+      );
+      content = built.content;
+      encoder = built.encoder ? { kind: 'tfidf-svd', save: (dir: string) => built.encoder!.save(dir) } : null;
+    }
+    const model = await fit(split, { ...settings, model: kind, content: content ?? undefined, encoder });
+    if (model.training) {
+      const t = model.training;
+      console.error(
+        `trained ${t.history.length} epochs in ${t.seconds.toFixed(0)} s (${t.stopReason}); best epoch ${t.bestEpoch}, validation NDCG@10 ${t.bestMetric?.toFixed(4)}`,
+      );
+    }
+    if (values.evaluate) {
+      const r = evaluate(model, split);
+      console.log(resultsText({ [kind]: toAggregated(r) }));
+    }
+    await save(model, values.out);
+    console.error(`saved ${values.out}`);
+    return 0;
+  } catch (error) {
+    console.error(`deltarec train: ${(error as Error).message}`);
+    return 1;
+  }
+}
+
+/** A single evaluation in the aggregated shape (std 0) for the text table. */
+export function toAggregated(r: {
+  cold: Record<string, number>;
+  warm: Record<string, number>;
+  all: Record<string, number>;
+}) {
+  const seg = (m: Record<string, number>) =>
+    Object.fromEntries(Object.entries(m).map(([k, v]) => [k, { mean: v, std: 0 }]));
+  return { cold: seg(r.cold), warm: seg(r.warm), all: seg(r.all) };
+}

@@ -1,0 +1,192 @@
+/**
+ * The data side of an experiment: where the interactions come from (files, a recipe, a saved split or the built-in
+ * synthetic generator), the split options, and the content vectors (built-in text encoder or precomputed vectors),
+ * aligned with the split's item indices.
+ */
+import { resolve } from 'node:path';
+import { TfidfSvdEncoder, type TextDocument } from '../content/tfidf.js';
+import {
+  readCatalog,
+  readInteractions,
+  type CatalogReadOptions,
+  type InteractionReadOptions,
+} from '../data/readers.js';
+import { loadRecipe } from '../data/recipes/index.js';
+import { alignCatalog, prepareSplit, type SplitOptions } from '../data/split.js';
+import { loadSplit } from '../data/store.js';
+import { generateSynthetic, type SyntheticOptions } from '../data/synthetic.js';
+import type { Catalog, Interactions, PreparedSplit } from '../data/types.js';
+
+export interface DataConfig {
+  /** Interactions file (CSV/TSV/JSONL/Parquet, optionally .gz) and its column options. */
+  interactions?: string;
+  read?: InteractionReadOptions;
+  /** Item catalog with text fields (for the text encoder). */
+  items?: string;
+  readItems?: CatalogReadOptions;
+  /** A dataset recipe (amazon-beauty, amazon-m2, zvuk) with its file paths and options. */
+  recipe?: { name: string } & Record<string, unknown>;
+  /** The built-in synthetic dataset with these generator options. */
+  synthetic?: Partial<SyntheticOptions>;
+  /** A split saved by `deltarec prepare` (its catalog, if any, from `items`). */
+  prepared?: string;
+  /** Options of the protocol (PROTOCOL.md); defaults are the paper's. */
+  split?: Partial<SplitOptions>;
+}
+
+export interface ContentConfig {
+  /** 'tfidf-svd' (built-in, the default), 'vectors' (precomputed, from a recipe), or 'none'. */
+  encoder?: 'tfidf-svd' | 'vectors' | 'none';
+  /** Catalog fields that make the item text, in order (default: the recipe's, else title). */
+  fields?: string[];
+  dim?: number;
+  minDf?: number;
+  ngramMax?: 1 | 2;
+  fieldWeights?: number[];
+  /** Fit the encoder on every catalog item ('all', like `deltarec embed`) or on warm items only ('warm'). */
+  fitOn?: 'all' | 'warm';
+  seed?: number;
+}
+
+export interface PreparedData extends BuiltContent {
+  split: PreparedSplit;
+}
+
+/** Paths in a config are relative to the config file's directory. */
+export async function prepareData(
+  data: DataConfig,
+  content: ContentConfig,
+  baseDir: string,
+  log: (line: string) => void = () => {},
+): Promise<PreparedData> {
+  const path = (p: string) => resolve(baseDir, p);
+  const notes: string[] = [];
+  let interactions: Interactions | null = null;
+  let catalog: Catalog | null = null;
+  let vectors: { ids: string[]; dim: number; data: Float32Array } | null = null;
+  let textFields: string[] | undefined;
+  let splitDefaults: Partial<SplitOptions> = {};
+  let split: PreparedSplit;
+  const sources = ['interactions', 'recipe', 'synthetic', 'prepared'].filter(
+    (k) => data[k as keyof DataConfig] !== undefined,
+  );
+  if (sources.length !== 1) {
+    throw new Error(
+      `data: give exactly one of interactions, recipe, synthetic, prepared (got ${sources.join(', ') || 'none'})`,
+    );
+  }
+  const started = performance.now();
+  if (data.synthetic) {
+    const generated = generateSynthetic(data.synthetic);
+    interactions = generated.interactions;
+    catalog = generated.catalog;
+    notes.push(`synthetic dataset (${JSON.stringify(data.synthetic)})`);
+  } else if (data.recipe) {
+    const { name, ...rest } = data.recipe;
+    const options: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(rest)) {
+      options[k] =
+        typeof v === 'string' &&
+        ['reviews', 'meta', 'sessions', 'products', 'interactions', 'vectors'].includes(k)
+          ? path(v)
+          : v;
+    }
+    const result = await loadRecipe(name, options);
+    interactions = result.interactions;
+    catalog = result.catalog ?? null;
+    vectors = result.vectors ?? null;
+    textFields = result.textFields;
+    splitDefaults = (result.splitOptions ?? {}) as Partial<SplitOptions>;
+    notes.push(`recipe ${name}`, ...result.notes);
+  } else if (data.interactions) {
+    interactions = await readInteractions(path(data.interactions), data.read ?? {});
+  }
+  if (data.items) catalog = await readCatalog(path(data.items), data.readItems ?? {});
+  if (data.prepared) {
+    split = await loadSplit(path(data.prepared));
+  } else {
+    split = prepareSplit(interactions!, { ...splitDefaults, ...data.split });
+  }
+  const s = split.stats;
+  log(
+    `data: ${split.numItems} items (${split.numWarm} warm), ${split.train.offsets.length - 1} training users, ` +
+      `${split.test.targets.length} test cases (${(100 * (s.cold_test_share ?? 0)).toFixed(1)}% cold) ` +
+      `in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
+
+  const built = buildContent(split, { catalog, vectors, textFields }, content, log);
+  return { split, ...built, notes: [...notes, ...built.notes] };
+}
+
+export interface ContentSource {
+  catalog?: Catalog | null;
+  vectors?: { ids: string[]; dim: number; data: Float32Array } | null;
+  /** Default text fields (a recipe's). */
+  textFields?: string[];
+}
+
+export interface BuiltContent {
+  content: Float32Array | null;
+  contentDim: number;
+  /** The fitted text encoder (saved with models so new items are encoded the same way). */
+  encoder: TfidfSvdEncoder | null;
+  notes: string[];
+}
+
+/** Content vectors aligned with the split's item indices: (numItems + 1) x dim, row 0 zeros. */
+export function buildContent(
+  split: PreparedSplit,
+  source: ContentSource,
+  content: ContentConfig,
+  log: (line: string) => void = () => {},
+): BuiltContent {
+  const { catalog, vectors } = source;
+  const notes: string[] = [];
+  const encoder = content.encoder ?? (vectors ? 'vectors' : catalog ? 'tfidf-svd' : 'none');
+  if (encoder === 'none') return { content: null, contentDim: 0, encoder: null, notes };
+  const rows = split.numItems + 1;
+  if (encoder === 'vectors') {
+    if (!vectors)
+      throw new Error(`content: encoder 'vectors' needs precomputed vectors (a recipe that provides them)`);
+    const out = new Float32Array(rows * vectors.dim);
+    const rowOf = new Map(vectors.ids.map((id, i) => [id, i]));
+    let missing = 0;
+    for (let k = 1; k < rows; k++) {
+      const r = rowOf.get(split.itemIds[k]);
+      if (r === undefined) missing++;
+      else out.set(vectors.data.subarray(r * vectors.dim, (r + 1) * vectors.dim), k * vectors.dim);
+    }
+    if (missing) notes.push(`${missing} items have no content vector (zeros)`);
+    return { content: out, contentDim: vectors.dim, encoder: null, notes };
+  }
+  if (!catalog) throw new Error(`content: the text encoder needs an item catalog (data.items or a recipe)`);
+  const aligned = alignCatalog(split, catalog);
+  const fields = content.fields ?? source.textFields ?? ['title'];
+  for (const f of fields) {
+    if (!aligned.fields[f]) {
+      throw new Error(
+        `content: the catalog has no field '${f}' (fields: ${Object.keys(aligned.fields).join(', ')})`,
+      );
+    }
+  }
+  if (aligned.missing) notes.push(`${aligned.missing} items are missing from the catalog (zero content)`);
+  const docs: TextDocument[] = [];
+  for (let k = 1; k < rows; k++) docs.push(fields.map((f) => aligned.fields[f][k]));
+  const t = performance.now();
+  const fitDocs = content.fitOn === 'warm' ? docs.slice(0, split.numWarm) : docs;
+  const model = TfidfSvdEncoder.fit(fitDocs, {
+    dim: content.dim ?? 512,
+    minDf: content.minDf,
+    ngramMax: content.ngramMax,
+    fieldWeights: content.fieldWeights,
+    seed: content.seed ?? 0,
+    fields,
+  });
+  const dim = model.dim;
+  const out = new Float32Array(rows * dim);
+  out.set(model.encode(docs), dim);
+  const what = `tfidf-svd on ${fields.join('+')}, ${dim} dims, fitted on ${content.fitOn ?? 'all'} items`;
+  log(`content: ${what} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  notes.push(`content: ${what}`);
+  return { content: out, contentDim: dim, encoder: model, notes };
+}

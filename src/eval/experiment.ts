@@ -1,0 +1,420 @@
+/**
+ * `deltarec experiment`: models x seeds on one dataset, resumable. Every finished run is written atomically to
+ * DIR/runs/<model>-seed<s>.json and skipped on the next invocation (when its configuration fingerprint matches);
+ * then DIR/results.json, DIR/results.md, DIR/analyses.json and the SVG plots are (re)written from all runs.
+ * The config format is documented in docs/experiments.md.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { evaluate, fit, MODEL_KINDS, type FitOptions, type ModelKind } from '../api.js';
+import { analyzeCases } from './analyses.js';
+import { prepareData, type ContentConfig, type DataConfig, type PreparedData } from './data.js';
+import {
+  aggregate,
+  analysisPlots,
+  resultsMarkdown,
+  resultsText,
+  SEGMENTS,
+  sweepPlot,
+  type Aggregated,
+  type RunRecord,
+} from './report.js';
+
+/** A named model: a strategy plus setting overrides (so new methods are new entries, not new code paths). */
+export interface ModelEntry {
+  name: string;
+  strategy: ModelKind;
+  /** Settings for this model only (model dimension, deltaMax, training options, ...). */
+  overrides: Record<string, unknown>;
+  /** Evaluation mode; default: the strategy's (plain SASRec without cold items, others with them). */
+  evaluation?: { recommendColdItems?: boolean; filterColdInputs?: boolean };
+}
+
+export interface SweepConfig {
+  /** Model entry whose parameter is swept. */
+  base: string;
+  param: string;
+  values: number[];
+  /** Model shown as the unbounded end of the sweep (content-init for deltaMax). */
+  unbounded?: string;
+}
+
+export interface ExperimentConfig {
+  name: string;
+  data: DataConfig;
+  content: ContentConfig;
+  /** Settings shared by every model (SASRec configuration and training options; see FitOptions). */
+  model: Record<string, unknown>;
+  seeds: number[];
+  models: ModelEntry[];
+  sweep: SweepConfig | null;
+  evaluation: { ks: number[]; allModes: boolean };
+}
+
+export const DEFAULT_MODELS = ['knn', 'sasrec', 'content-init', 'content-delta'];
+const SETTING_KEYS = new Set([
+  'd',
+  'blocks',
+  'heads',
+  'ffWidth',
+  'dropout',
+  'maxLength',
+  'deltaMax',
+  'activation',
+  'standardize',
+  'epochs',
+  'batchSize',
+  'lr',
+  'betas',
+  'eps',
+  'weightDecay',
+  'gradClip',
+  'patience',
+]);
+
+function fail(source: string, message: string): never {
+  throw new Error(`${source}: ${message}`);
+}
+
+function checkSettings(source: string, where: string, settings: Record<string, unknown>): void {
+  for (const key of Object.keys(settings)) {
+    if (!SETTING_KEYS.has(key))
+      fail(source, `${where}: unknown setting '${key}' (known: ${[...SETTING_KEYS].join(', ')})`);
+  }
+}
+
+/** Name of the generated model for one sweep value, e.g. content-delta-deltaMax0.3. */
+export function sweepModelName(sweep: { base: string; param: string }, value: number): string {
+  return `${sweep.base}-${sweep.param}${value}`;
+}
+
+/** Validates a parsed config object and fills in defaults. */
+export function parseExperimentConfig(raw: unknown, source: string): ExperimentConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    fail(source, 'the config must be a JSON object');
+  const c = raw as Record<string, unknown>;
+  const known = new Set([
+    'name',
+    'description',
+    'data',
+    'content',
+    'model',
+    'seeds',
+    'models',
+    'sweep',
+    'evaluation',
+  ]);
+  for (const key of Object.keys(c)) if (!known.has(key)) fail(source, `unknown field '${key}'`);
+  if (typeof c.data !== 'object' || c.data === null) fail(source, `field 'data' is required (an object)`);
+  const model = (c.model ?? {}) as Record<string, unknown>;
+  checkSettings(source, `field 'model'`, model);
+  const seeds = (c.seeds ?? [0, 1, 2, 3, 4]) as unknown[];
+  if (!Array.isArray(seeds) || seeds.length === 0 || seeds.some((s) => !Number.isInteger(s))) {
+    fail(source, `field 'seeds' must be a non-empty list of integers`);
+  }
+  const models: ModelEntry[] = ((c.models ?? DEFAULT_MODELS) as unknown[]).map((m, i) => {
+    const entry = (typeof m === 'string' ? { name: m, strategy: m } : m) as Record<string, unknown>;
+    const where = `models[${i}]`;
+    if (typeof entry !== 'object' || entry === null)
+      fail(source, `${where} must be a model name or an object`);
+    const { name, strategy, evaluation, ...overrides } = entry;
+    if (typeof name !== 'string' || !/^[A-Za-z0-9._-]+$/.test(name)) {
+      fail(source, `${where}: 'name' must use only letters, digits, '.', '_' and '-'`);
+    }
+    const kind = (strategy ?? name) as string;
+    if (!(MODEL_KINDS as readonly string[]).includes(kind)) {
+      fail(source, `${where}: strategy '${kind}' is not one of ${MODEL_KINDS.join(', ')}`);
+    }
+    checkSettings(source, where, overrides);
+    return {
+      name,
+      strategy: kind as ModelKind,
+      overrides,
+      evaluation: evaluation as ModelEntry['evaluation'],
+    };
+  });
+  let sweep: SweepConfig | null = null;
+  if (c.sweep !== undefined) {
+    const s = c.sweep as SweepConfig;
+    // The base is a model entry (its overrides are kept) or a bare strategy name.
+    const base =
+      models.find((m) => m.name === s.base) ??
+      ((MODEL_KINDS as readonly string[]).includes(s.base)
+        ? { name: s.base, strategy: s.base as ModelKind, overrides: {} }
+        : fail(source, `sweep.base '${s.base}' is neither a model nor a strategy`));
+    if (!SETTING_KEYS.has(s.param)) fail(source, `sweep.param '${s.param}' is not a model setting`);
+    if (!Array.isArray(s.values) || s.values.length === 0 || s.values.some((v) => typeof v !== 'number')) {
+      fail(source, `sweep.values must be a non-empty list of numbers`);
+    }
+    if (s.unbounded !== undefined && !models.some((m) => m.name === s.unbounded)) {
+      fail(source, `sweep.unbounded '${s.unbounded}' is not one of the models`);
+    }
+    for (const v of s.values) {
+      const name = sweepModelName(s, v);
+      if (!models.some((m) => m.name === name)) {
+        models.push({ ...base, name, overrides: { ...base.overrides, [s.param]: v } });
+      }
+    }
+    sweep = { base: s.base, param: s.param, values: s.values, unbounded: s.unbounded };
+  }
+  const names = new Set<string>();
+  for (const m of models) {
+    if (names.has(m.name)) fail(source, `model name '${m.name}' is used twice`);
+    names.add(m.name);
+  }
+  const evaluation = (c.evaluation ?? {}) as { ks?: number[]; allModes?: boolean };
+  return {
+    name: typeof c.name === 'string' ? c.name : 'experiment',
+    data: c.data as DataConfig,
+    content: (c.content ?? {}) as ContentConfig,
+    model,
+    seeds: seeds as number[],
+    models,
+    sweep,
+    evaluation: { ks: evaluation.ks ?? [10], allModes: evaluation.allModes ?? false },
+  };
+}
+
+export async function readExperimentConfig(path: string): Promise<ExperimentConfig> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, 'utf8'));
+  } catch (error) {
+    throw new Error(`${path}: cannot read the config (${(error as Error).message})`, { cause: error });
+  }
+  return parseExperimentConfig(raw, path);
+}
+
+/** What determines a run's result: data, content, settings of this model, seed and evaluation. */
+function fingerprint(config: ExperimentConfig, entry: ModelEntry, seed: number): string {
+  const relevant = {
+    data: config.data,
+    content: entry.strategy === 'sasrec' ? null : config.content,
+    strategy: entry.strategy,
+    settings: { ...config.model, ...entry.overrides },
+    evaluation: { ...config.evaluation, mode: entry.evaluation ?? null },
+    seed,
+  };
+  return createHash('sha256').update(JSON.stringify(relevant)).digest('hex').slice(0, 16);
+}
+
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const temp = `${path}.tmp-${process.pid}`;
+  await writeFile(temp, text);
+  await rename(temp, path);
+}
+
+function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const s = Math.round(seconds);
+  return s >= 3600
+    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`
+    : s >= 60
+      ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+      : `${s}s`;
+}
+
+export interface ExperimentOptions {
+  log?: (line: string) => void;
+  signal?: AbortSignal;
+  /** Directory that relative data paths in the config are resolved against. */
+  baseDir: string;
+}
+
+export interface ExperimentOutcome {
+  results: Aggregated;
+  runs: RunRecord[];
+  completed: boolean;
+  ranRuns: number;
+  skippedRuns: number;
+  seconds: number;
+}
+
+/** Runs (or resumes) the experiment into outDir. */
+export async function runExperiment(
+  config: ExperimentConfig,
+  outDir: string,
+  options: ExperimentOptions,
+): Promise<ExperimentOutcome> {
+  const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const started = performance.now();
+  const runsDir = join(outDir, 'runs');
+  await mkdir(runsDir, { recursive: true });
+  await writeAtomic(join(outDir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+
+  const plan = config.models.flatMap((entry) => config.seeds.map((seed) => ({ entry, seed })));
+  const runs: RunRecord[] = [];
+  const todo: typeof plan = [];
+  for (const item of plan) {
+    const file = join(runsDir, `${item.entry.name}-seed${item.seed}.json`);
+    if (!existsSync(file)) {
+      todo.push(item);
+      continue;
+    }
+    const record = JSON.parse(await readFile(file, 'utf8')) as RunRecord;
+    if (record.fingerprint !== fingerprint(config, item.entry, item.seed)) {
+      throw new Error(
+        `${file} was produced with a different configuration; use another --out directory or delete that file to rerun it`,
+      );
+    }
+    runs.push(record);
+  }
+  log(
+    `experiment '${config.name}': ${plan.length} runs (${config.models.length} models x ${config.seeds.length} seeds), ${runs.length} already done, ${todo.length} to run`,
+  );
+
+  let data: PreparedData | null = null;
+  const notes: string[] = [];
+  const timing = new Map<string, number[]>(); // strategy -> seconds of runs finished in this invocation
+  let ranRuns = 0;
+  for (const [i, { entry, seed }] of todo.entries()) {
+    if (options.signal?.aborted) break;
+    if (!data) {
+      data = await prepareData(config.data, config.content, options.baseDir, log);
+      notes.push(...data.notes);
+    }
+    const t0 = performance.now();
+    const settings = { ...config.model, ...entry.overrides } as Partial<FitOptions>;
+    const prefix = `[${i + 1}/${todo.length}] ${entry.name} seed ${seed}`;
+    log(`${prefix}: fitting`);
+    const model = await fit(data.split, {
+      ...settings,
+      model: entry.strategy,
+      seed,
+      content: data.content ?? undefined,
+      signal: options.signal,
+      handleSigint: false,
+      onProgress: (p) => log(`${prefix}: ${p.line}`),
+    });
+    if (model.training?.stopReason === 'aborted' || options.signal?.aborted) {
+      log(`${prefix}: interrupted; this run is not stored`);
+      break;
+    }
+    const t1 = performance.now();
+    const mode = entry.evaluation ?? {};
+    const result = evaluate(model, data.split, { ...mode, ks: config.evaluation.ks });
+    const modes: RunRecord['modes'] = {};
+    if (config.evaluation.allModes && entry.strategy !== 'sasrec') {
+      for (const recommendColdItems of [true, false]) {
+        for (const filterColdInputs of [false, true]) {
+          const r = evaluate(model, data.split, {
+            recommendColdItems,
+            filterColdInputs,
+            ks: config.evaluation.ks,
+          });
+          modes[`recommendCold=${recommendColdItems},filterCold=${filterColdInputs}`] = {
+            cold: r.cold,
+            warm: r.warm,
+            all: r.all,
+          };
+        }
+      }
+    }
+    const t2 = performance.now();
+    const record: RunRecord = {
+      model: entry.name,
+      strategy: entry.strategy,
+      seed,
+      fingerprint: fingerprint(config, entry, seed),
+      metrics: { cold: result.cold, warm: result.warm, all: result.all },
+      modes: config.evaluation.allModes ? modes : undefined,
+      analyses: analyzeCases(result.ranks, data.split, model.maxLength),
+      emptyInputs: result.emptyInputs,
+      training: model.training
+        ? {
+            epochs: model.training.history.length,
+            bestEpoch: model.training.bestEpoch,
+            bestMetric: model.training.bestMetric,
+            stopReason: model.training.stopReason,
+          }
+        : null,
+      fitSeconds: (t1 - t0) / 1000,
+      evalSeconds: (t2 - t1) / 1000,
+      finishedAt: new Date().toISOString(),
+    };
+    await writeAtomic(
+      join(runsDir, `${entry.name}-seed${seed}.json`),
+      JSON.stringify(record, null, 1) + '\n',
+    );
+    runs.push(record);
+    ranRuns++;
+    const seconds = (t2 - t0) / 1000;
+    timing.set(entry.strategy, [...(timing.get(entry.strategy) ?? []), seconds]);
+    const all = [...timing.values()].flat();
+    const fallback = all.reduce((a, b) => a + b, 0) / all.length;
+    const eta = todo.slice(i + 1).reduce((sum, r) => {
+      const mine = timing.get(r.entry.strategy);
+      return sum + (mine ? mine.reduce((a, b) => a + b, 0) / mine.length : fallback);
+    }, 0);
+    const m = record.metrics;
+    log(
+      `${prefix}: ndcg@10 cold ${m.cold['ndcg@10']?.toFixed(4)} warm ${m.warm['ndcg@10']?.toFixed(4)} all ${m.all['ndcg@10']?.toFixed(4)}` +
+        ` (${formatDuration(seconds)}${record.training ? `, best epoch ${record.training.bestEpoch}` : ''}); ` +
+        `${todo.length - i - 1} runs left, ETA ${formatDuration(eta)}`,
+    );
+  }
+
+  const order = config.models.map((m) => m.name);
+  const results = aggregate(runs, order);
+  await writeReports(config, outDir, runs, results, notes);
+  const completed = runs.length === plan.length;
+  if (completed) log(resultsText(results));
+  return {
+    results,
+    runs,
+    completed,
+    ranRuns,
+    skippedRuns: plan.length - todo.length,
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+async function writeReports(
+  config: ExperimentConfig,
+  outDir: string,
+  runs: RunRecord[],
+  results: Aggregated,
+  notes: string[],
+): Promise<void> {
+  const order = config.models.map((m) => m.name);
+  const k = config.evaluation.ks.includes(10) ? 10 : config.evaluation.ks[0];
+  await writeAtomic(join(outDir, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+  const totalFit = runs.reduce((s, r) => s + r.fitSeconds + r.evalSeconds, 0);
+  const md = resultsMarkdown(config.name, results, runs, k, [
+    `${runs.length} runs; total fit + evaluation time ${formatDuration(totalFit)}`,
+    'SASRec (ID) is evaluated without cold candidates and with cold items dropped from inputs (PROTOCOL.md); content models rank the whole catalog.',
+    ...notes,
+  ]);
+  await writeAtomic(join(outDir, 'results.md'), md);
+  const analyses: Record<string, unknown> = {};
+  for (const name of order) {
+    const mine = runs.filter((r) => r.model === name);
+    if (mine.length) analyses[name] = mine.map((r) => ({ seed: r.seed, ...r.analyses }));
+  }
+  await writeAtomic(join(outDir, 'analyses.json'), JSON.stringify(analyses, null, 1) + '\n');
+  const sweepModels = new Set<string>();
+  if (config.sweep) {
+    const s = config.sweep;
+    const points = s.values.map((v) => ({ label: String(v), model: sweepModelName(s, v) }));
+    if (s.unbounded) points.push({ label: `∞ (${s.unbounded})`, model: s.unbounded });
+    points.forEach((p) => p.model !== s.unbounded && sweepModels.add(p.model));
+    await writeAtomic(join(outDir, `ndcg-vs-${s.param}.svg`), sweepPlot(results, points, k));
+    const rows = points.map((p) => {
+      const r = results[p.model];
+      const cell = (seg: (typeof SEGMENTS)[number]) =>
+        r ? `${r[seg][`ndcg@${k}`].mean.toFixed(4)} ± ${r[seg][`ndcg@${k}`].std.toFixed(4)}` : '-';
+      return `| ${p.label} | ${cell('cold')} | ${cell('warm')} | ${cell('all')} |`;
+    });
+    await writeAtomic(
+      join(outDir, 'results.md'),
+      md +
+        `\n## ${s.param} sweep (${s.base})\n\n| ${s.param} | cold NDCG@${k} | warm NDCG@${k} | all NDCG@${k} |\n| --- | --- | --- | --- |\n${rows.join('\n')}\n\nPlot: ndcg-vs-${s.param}.svg\n`,
+    );
+  }
+  for (const [file, svg] of Object.entries(analysisPlots(runs, order, sweepModels))) {
+    await mkdir(dirname(join(outDir, file)), { recursive: true });
+    await writeAtomic(join(outDir, file), svg);
+  }
+}
