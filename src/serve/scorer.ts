@@ -32,8 +32,14 @@ export interface ScoreResult {
   scores: Float32Array;
 }
 
+/** Columns of the transposed item matrix are padded to a multiple of this (every SIMD width of the kernels). */
+const COLUMN_ALIGN = 64;
+
 export class Scorer {
-  private items: Float32Array;
+  /** Item matrix transposed, d x columns (columns = rows rounded up, zero padded), so that the matmul reads it in
+   * place: the kernels would otherwise re-pack (transpose) the whole n x d matrix on every call. */
+  private itemsT = new Float32Array(0);
+  private columns = 0;
   private active: Uint8Array;
   private retired: number[] = [];
   private states = new Float32Array(0);
@@ -47,7 +53,7 @@ export class Scorer {
     readonly numWarm: number,
   ) {
     this.d = model.config.d;
-    this.items = model.itemEmbeddings();
+    this.refreshItems();
     this.active = new Uint8Array(model.numItems + 1).fill(1);
     this.active[0] = 0;
   }
@@ -62,11 +68,22 @@ export class Scorer {
     if (vectors.length !== count * this.d)
       throw new Error(`appendItems: expected ${count} x ${this.d} values`);
     this.model.appendItems(vectors, count);
-    this.items = this.model.itemEmbeddings();
+    this.refreshItems();
     const active = new Uint8Array(this.model.numItems + 1);
     active.set(this.active);
     active.fill(1, this.active.length);
     this.active = active;
+  }
+
+  private refreshItems(): void {
+    const items = this.model.itemEmbeddings();
+    const d = this.d;
+    const rows = this.model.numItems + 1;
+    const columns = Math.ceil(rows / COLUMN_ALIGN) * COLUMN_ALIGN;
+    if (this.itemsT.length !== d * columns) this.itemsT = new Float32Array(d * columns);
+    const t = this.itemsT;
+    for (let r = 0; r < rows; r++) for (let j = 0; j < d; j++) t[j * columns + r] = items[r * d + j];
+    this.columns = columns;
   }
 
   /** Stops returning the given rows. */
@@ -91,11 +108,13 @@ export class Scorer {
       inputs.push(inputItems.subarray(start, inputOffsets[r + 1]));
     }
     if (this.states.length < count * d) this.states = new Float32Array(count * d);
-    if (this.scores.length < count * n) this.scores = new Float32Array(Math.ceil(count * n * 1.25));
+    const columns = this.columns;
+    if (this.scores.length < count * columns)
+      this.scores = new Float32Array(Math.ceil(count * columns * 1.25));
     const states = this.states.subarray(0, count * d);
-    const scores = this.scores.subarray(0, count * n);
+    const scores = this.scores.subarray(0, count * columns);
     this.model.encode(inputs, states);
-    kernels.matmul(scores, states, this.items, count, n, d, false, true, false);
+    kernels.matmul(scores, states, this.itemsT, count, columns, d, false, false, false);
 
     let maxK = 0;
     for (let r = 0; r < count; r++) maxK = Math.max(maxK, batch.k[r]);
@@ -107,16 +126,16 @@ export class Scorer {
     const indices: number[] = [];
     const values: number[] = [];
     for (let r = 0; r < count; r++) {
-      const row = scores.subarray(r * n, (r + 1) * n);
+      const row = scores.subarray(r * columns, r * columns + n);
       row[0] = -Infinity;
       for (const retired of this.retired) row[retired] = -Infinity;
       for (let j = excludeOffsets[r]; j < excludeOffsets[r + 1]; j++) row[excludeItems[j]] = -Infinity;
       if (batch.excludeSeen[r]) {
         for (let j = inputOffsets[r]; j < inputOffsets[r + 1]; j++) row[inputItems[j]] = -Infinity;
       }
-      const columns = batch.includeCold[r] ? n : Math.min(n, this.numWarm + 1);
+      const candidates = batch.includeCold[r] ? n : Math.min(n, this.numWarm + 1);
       const k = batch.k[r];
-      kernels.topK(this.topIndices, this.topScores, row.subarray(0, columns), 1, columns, k);
+      kernels.topK(this.topIndices, this.topScores, row.subarray(0, candidates), 1, candidates, k);
       for (let i = 0; i < k && this.topIndices[i] >= 0; i++) {
         indices.push(this.topIndices[i]);
         values.push(this.topScores[i]);

@@ -20,6 +20,8 @@ options:
   --body-limit N     largest request body in bytes (default 262144)
   --max-k N          largest k (default 1000)
   --max-items N      most history items per request (default 512)
+  --kernel-threads N threads of the native kernels (default 1: the event loop keeps a core; the environment
+                     variable DELTAREC_THREADS, when set, wins)
   --log              log every request (pino JSON lines on stdout)
 `;
 
@@ -46,6 +48,7 @@ export async function run(args: string[]): Promise<number> {
         'body-limit': { type: 'string' },
         'max-k': { type: 'string' },
         'max-items': { type: 'string' },
+        'kernel-threads': { type: 'string' },
         log: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -66,6 +69,8 @@ export async function run(args: string[]): Promise<number> {
   let port: number;
   try {
     port = intOption(values.port, 'port', 8080, 0);
+    // Read by the native kernels when their thread pool starts (at the first large kernel call, after this).
+    process.env.DELTAREC_THREADS ??= String(intOption(values['kernel-threads'], 'kernel-threads', 1, 1));
     service = await createService({
       modelDir: values.model,
       catalogPath: values.catalog,

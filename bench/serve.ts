@@ -1,0 +1,278 @@
+/**
+ * `npm run bench:serve [-- --json FILE] [options]`: latency and throughput of `deltarec serve` on a Beauty model.
+ *
+ * 1. Builds the model it needs once (cached in .cache/bench-serve/): the Beauty split of PROTOCOL.md, the built-in
+ *    text encoder (TF-IDF + SVD 512 on titles, fitted on warm items), the paper's projection to d = 128, a SASRec
+ *    content-delta model trained for --epochs epochs (default 1; 0 = untrained weights), cold items appended.
+ * 2. Starts `deltarec serve` in a child process and loads it with autocannon (programmatic API) with POST
+ *    /recommend bodies made of real test histories (k = 10): a closed-loop run with --connections connections
+ *    (throughput), then an open-loop run at --rate requests/s (latency at that offered load).
+ * 3. Reports p50/p99 latency (exact, from every response's own timing) and requests/s; --json writes p50_ms,
+ *    p99_ms and rps (closed loop) plus the other figures.
+ *
+ * The server (event loop + scoring worker) and autocannon share the machine's cores: numbers are per machine, not
+ * per server core.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { cpus } from 'node:os';
+import { parseArgs } from 'node:util';
+import { projectContent } from '../src/content/projection.js';
+import { TfidfSvdEncoder } from '../src/content/tfidf.js';
+import { readCatalog, readInteractions } from '../src/data/readers.js';
+import { alignCatalog, prepareSplit } from '../src/data/split.js';
+import type { PreparedSplit } from '../src/data/types.js';
+import { loadArtifact, saveModel } from '../src/model/artifact.js';
+import { SASRec, sasrecConfig } from '../src/model/sasrec.js';
+import { encoderPart, projectionPart } from '../src/serve/content.js';
+import { train } from '../src/train/trainer.js';
+
+/** The part of autocannon's programmatic API used here (the package ships no type declarations). */
+interface AutocannonRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body?: string;
+  setupRequest?: (request: AutocannonRequest) => AutocannonRequest;
+}
+interface AutocannonInstance extends PromiseLike<{ errors: number; timeouts: number }> {
+  on(
+    event: 'response',
+    listener: (client: unknown, statusCode: number, bytes: number, ms: number) => void,
+  ): void;
+}
+const autocannon = createRequire(import.meta.url)('autocannon') as (options: {
+  url: string;
+  connections: number;
+  duration: number;
+  overallRate?: number;
+  requests: AutocannonRequest[];
+}) => AutocannonInstance;
+
+const { values } = parseArgs({
+  options: {
+    json: { type: 'string' },
+    epochs: { type: 'string', default: '1' },
+    rebuild: { type: 'boolean' },
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '8' },
+    rate: { type: 'string', default: '1000' },
+    workers: { type: 'string', default: '1,0' },
+  },
+});
+
+const DATA = new URL('../../shared/data/amazon-beauty/', import.meta.url);
+const CACHE = new URL('../.cache/bench-serve/', import.meta.url).pathname;
+const MAIN = new URL('../src/cli/main.ts', import.meta.url).href;
+const D = 128;
+const TEXT_DIM = 512;
+
+function log(message: string): void {
+  process.stderr.write(`[bench:serve] ${message}\n`);
+}
+
+async function loadSplit(): Promise<{ split: PreparedSplit; titles: string[] }> {
+  const interactions = await readInteractions(new URL('interactions.csv.gz', DATA).pathname);
+  const split = prepareSplit(interactions);
+  const catalog = await readCatalog(new URL('items.csv', DATA).pathname, { fields: ['title'] });
+  const titles = alignCatalog(split, catalog).fields.title;
+  return { split, titles };
+}
+
+async function buildModel(modelDir: string, epochs: number): Promise<void> {
+  const started = Date.now();
+  const { split, titles } = await loadSplit();
+  log(
+    `split: ${split.numWarm} warm + ${split.numItems - split.numWarm} cold items, ${split.stats.train_users} training users`,
+  );
+  const docs = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => [titles[from + i]]);
+  const encoder = TfidfSvdEncoder.fit(docs(1, split.numWarm + 1), {
+    dim: TEXT_DIM,
+    fields: ['title'],
+    seed: 1,
+  });
+  const raw = encoder.encode(docs(0, split.numItems + 1));
+  raw.fill(0, 0, encoder.dim);
+  const { vectors: content, state } = projectContent(raw, encoder.dim, split.numWarm, D);
+  log(
+    `content: TF-IDF + SVD ${encoder.dim}, projected to ${D} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+  );
+  const model = new SASRec(
+    sasrecConfig({ numItems: split.numWarm, d: D, maxLength: 64 }),
+    content.subarray(0, (split.numWarm + 1) * D),
+  );
+  if (epochs > 0) {
+    log(`training content-delta SASRec for ${epochs} epoch(s)`);
+    await train(model, split.train, { epochs, onProgress: (p) => log(p.line) });
+  } else log('untrained SASRec (--epochs 0): random transformer weights, zero deltas');
+  model.appendItems(content.subarray((split.numWarm + 1) * D), split.numItems - split.numWarm);
+  await saveModel(modelDir, {
+    model,
+    itemIds: split.itemIds,
+    numWarm: split.numWarm,
+    encoder: encoderPart(encoder),
+    projection: projectionPart(state),
+  });
+  log(`model saved to ${modelDir} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}
+
+/** Request bodies: the test users' histories (last 50 items), k = 10. */
+async function requestBodies(): Promise<string[]> {
+  const { split } = await loadSplit();
+  const { inputs } = split.test;
+  const bodies: string[] = [];
+  for (let u = 0; u + 1 < inputs.offsets.length; u++) {
+    const start = Math.max(inputs.offsets[u], inputs.offsets[u + 1] - 50);
+    const items = Array.from(inputs.items.subarray(start, inputs.offsets[u + 1]), (k) => split.itemIds[k]);
+    if (items.length > 0) bodies.push(JSON.stringify({ items, k: 10 }));
+  }
+  return bodies;
+}
+
+async function startServer(modelDir: string, workers: number): Promise<{ child: ChildProcess; url: string }> {
+  const script = `import { main } from ${JSON.stringify(MAIN)}; process.exitCode = await main(process.argv.slice(1));`;
+  const args = [
+    '--import',
+    'tsx',
+    '--input-type=module',
+    '-e',
+    script,
+    'serve',
+    '--model',
+    modelDir,
+    '--port',
+    '0',
+  ];
+  args.push('--workers', String(workers), '--catalog', `${CACHE}/bench-catalog.log`);
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /listening on (http:\/\/[\d.]+:\d+)/.exec(output);
+      if (match) resolve({ child, url: match[1] });
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`server exited (${code}) before listening:\n${output}`)));
+  });
+}
+
+interface LoadResult {
+  p50_ms: number;
+  p99_ms: number;
+  rps: number;
+  requests: number;
+  errors: number;
+}
+
+function percentile(sorted: Float64Array, q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+async function load(
+  url: string,
+  bodies: string[],
+  options: { seconds: number; connections: number; rate?: number },
+): Promise<LoadResult> {
+  let next = 0;
+  const latencies: number[] = [];
+  let errors = 0;
+  const instance = autocannon({
+    url,
+    connections: options.connections,
+    duration: options.seconds,
+    overallRate: options.rate,
+    requests: [
+      {
+        method: 'POST',
+        path: '/recommend',
+        headers: { 'content-type': 'application/json' },
+        setupRequest: (request) => ({ ...request, body: bodies[next++ % bodies.length] }),
+      },
+    ],
+  });
+  instance.on('response', (_client, statusCode, _bytes, responseTime) => {
+    if (statusCode === 200) latencies.push(responseTime);
+    else errors++;
+  });
+  const result = await instance;
+  const sorted = Float64Array.from(latencies).sort();
+  return {
+    p50_ms: percentile(sorted, 0.5),
+    p99_ms: percentile(sorted, 0.99),
+    rps: latencies.length / options.seconds,
+    requests: latencies.length,
+    errors: errors + result.errors + result.timeouts,
+  };
+}
+
+const round = (x: number, digits = 2) => Number(x.toFixed(digits));
+
+async function main(): Promise<void> {
+  if (!existsSync(DATA.pathname)) {
+    log(`Beauty data not found at ${DATA.pathname}; nothing to measure`);
+    return;
+  }
+  const epochs = Number(values.epochs);
+  const modelDir = `${CACHE}/beauty-e${epochs}`;
+  if (values.rebuild || !existsSync(`${modelDir}/manifest.json`)) await buildModel(modelDir, epochs);
+  else log(`using cached model ${modelDir} (--rebuild to rebuild)`);
+  const manifest = (await loadArtifact(modelDir)).manifest;
+  const bodies = await requestBodies();
+  const seconds = Number(values.duration);
+  const connections = Number(values.connections);
+  const rate = Number(values.rate);
+  log(
+    `${manifest.items.ids.length - 1} items, d = ${manifest.model.config.d}, ${bodies.length} distinct request bodies, ${cpus().length} CPUs`,
+  );
+
+  const results: Record<string, number | string> = {};
+  const modes = values.workers!.split(',').map(Number);
+  for (const workers of modes) {
+    await rm(`${CACHE}/bench-catalog.log`, { force: true });
+    const { child, url } = await startServer(modelDir, workers);
+    const mode = workers === 0 ? 'inline' : `${workers} worker${workers > 1 ? 's' : ''}`;
+    try {
+      await load(url, bodies, { seconds: 2, connections }); // warm-up: JIT, buffers
+      const closed = await load(url, bodies, { seconds, connections });
+      const open = await load(url, bodies, { seconds, connections: 32, rate });
+      console.log(
+        `scoring ${mode.padEnd(9)} closed loop, ${connections} connections: p50 ${closed.p50_ms.toFixed(2)} ms, p99 ${closed.p99_ms.toFixed(2)} ms, ${closed.rps.toFixed(0)} req/s (${closed.errors} errors)`,
+      );
+      console.log(
+        `scoring ${mode.padEnd(9)} open loop at ${rate} req/s:        p50 ${open.p50_ms.toFixed(2)} ms, p99 ${open.p99_ms.toFixed(2)} ms, ${open.rps.toFixed(0)} req/s (${open.errors} errors)`,
+      );
+      const prefix = workers === modes[0] ? '' : `${workers === 0 ? 'inline' : `workers${workers}`}_`;
+      Object.assign(results, {
+        [`${prefix}p50_ms`]: round(closed.p50_ms),
+        [`${prefix}p99_ms`]: round(closed.p99_ms),
+        [`${prefix}rps`]: round(closed.rps, 0),
+        [`${prefix}errors`]: closed.errors + open.errors,
+        [`${prefix}p50_ms_at_rate`]: round(open.p50_ms),
+        [`${prefix}p99_ms_at_rate`]: round(open.p99_ms),
+        [`${prefix}rps_at_rate`]: round(open.rps, 0),
+      });
+    } finally {
+      child.kill('SIGTERM');
+    }
+  }
+  Object.assign(results, {
+    items: manifest.items.ids.length - 1,
+    d: manifest.model.config.d as number,
+    k: 10,
+    connections,
+    rate,
+    train_epochs: epochs,
+    cpus: cpus().length,
+    scoring_modes: modes.map((w) => (w === 0 ? 'inline' : `workers=${w}`)).join(','),
+  });
+  if (values.json) {
+    await writeFile(values.json, JSON.stringify(results, null, 2) + '\n');
+    log(`wrote ${values.json}`);
+  }
+}
+
+await main();
