@@ -68,7 +68,13 @@ export const benchmark: Benchmark = {
       let t = performance.now();
       const meanLength = 10;
       const users = Math.ceil(targetRows / 9.5); // realized mean length is ~9.5 for meanLength 10
-      const { interactions } = generateSynthetic({ users, items: Math.max(1000, Math.round(users / 10)), topics: 200, meanLength, seed: 1 });
+      const { interactions } = generateSynthetic({
+        users,
+        items: Math.max(1000, Math.round(users / 10)),
+        topics: 200,
+        meanLength,
+        seed: 1,
+      });
       await writeInteractionsCsv(csv, interactions);
       console.log(
         `generated ${interactions.users.length.toLocaleString('en-US')} interactions (${users.toLocaleString('en-US')} users) as CSV in ${((performance.now() - t) / 1000).toFixed(1)} s (not timed)`,
@@ -78,8 +84,12 @@ export const benchmark: Benchmark = {
       const total = r.read_s + r.split_s;
       const rowsPerSecond = r.rows / total;
       const peakMb = r.max_rss_kb / 1024;
-      console.log(`read ${r.read_s.toFixed(2)} s + prepareSplit ${r.split_s.toFixed(2)} s = ${total.toFixed(2)} s for ${r.rows.toLocaleString('en-US')} rows`);
-      console.log(`throughput ${(rowsPerSecond / 1e6).toFixed(2)} M rows/s (goal >= 1), peak RSS ${peakMb.toFixed(0)} MB (goal < 2048), ${r.test_users.toLocaleString('en-US')} test users`);
+      console.log(
+        `read ${r.read_s.toFixed(2)} s + prepareSplit ${r.split_s.toFixed(2)} s = ${total.toFixed(2)} s for ${r.rows.toLocaleString('en-US')} rows`,
+      );
+      console.log(
+        `throughput ${(rowsPerSecond / 1e6).toFixed(2)} M rows/s (goal >= 1), peak RSS ${peakMb.toFixed(0)} MB (goal < 2048), ${r.test_users.toLocaleString('en-US')} test users`,
+      );
       return {
         data_rows: r.rows,
         data_read_s: r.read_s,

@@ -7,7 +7,13 @@ import { gzipSync } from 'node:zlib';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { CsvScanner, parseNumberBytes } from '../src/data/csv.js';
 import { DataError } from '../src/data/errors.js';
-import { isoToSeconds, numberToSeconds, readCatalog, readInteractions, textToSeconds } from '../src/data/readers.js';
+import {
+  isoToSeconds,
+  numberToSeconds,
+  readCatalog,
+  readInteractions,
+  textToSeconds,
+} from '../src/data/readers.js';
 import type { Interactions } from '../src/data/types.js';
 
 let dir = '';
@@ -44,7 +50,8 @@ async function rejectsNaming(fn: () => Promise<unknown>, parts: (string | RegExp
   }
   assert.ok(caught instanceof DataError, `expected a DataError, got ${String(caught)}`);
   for (const part of parts) {
-    if (typeof part === 'string') assert.ok(caught.message.includes(part), `'${caught.message}' should name '${part}'`);
+    if (typeof part === 'string')
+      assert.ok(caught.message.includes(part), `'${caught.message}' should name '${part}'`);
     else assert.match(caught.message, part);
   }
   return caught;
@@ -58,7 +65,10 @@ const EXPECTED: [string, string, number, number][] = [
 
 describe('interaction readers', () => {
   test('CSV with header mapping, interning and typed arrays', async () => {
-    const path = await file('a.csv', 'user_id,item_id,timestamp,rating\nalice,x1,1000,5\nbob,x2,2000,3\nalice,x2,3000,4\n');
+    const path = await file(
+      'a.csv',
+      'user_id,item_id,timestamp,rating\nalice,x1,1000,5\nbob,x2,2000,3\nalice,x2,3000,4\n',
+    );
     const data = await readInteractions(path);
     assert.deepEqual(rows(data), EXPECTED);
     assert.ok(data.users instanceof Int32Array && data.items instanceof Int32Array);
@@ -71,7 +81,8 @@ describe('interaction readers', () => {
   });
 
   test('TSV, gzip, CRLF, BOM, quoted fields and explicit column names', async () => {
-    const text = '\ufeffwho\tn\twhat\twhen\r\n"alice"\t1\tx1\t1000\r\n\r\nbob\t2\t"x2"\t2000\r\nalice\t3\tx2\t3000';
+    const text =
+      '\ufeffwho\tn\twhat\twhen\r\n"alice"\t1\tx1\t1000\r\n\r\nbob\t2\t"x2"\t2000\r\nalice\t3\tx2\t3000';
     const tsv = await file('b.tsv.gz', gzipSync(Buffer.from(text)));
     const data = await readInteractions(tsv, { userCol: 'WHO', itemCol: 'what', timeCol: 'when' });
     assert.deepEqual(
@@ -94,7 +105,9 @@ describe('interaction readers', () => {
     expected[2] = ['alice', 'x2', 3000000, 4];
     assert.deepEqual(rows(await readInteractions(await file('d.jsonl', text))), expected);
     assert.deepEqual(rows(await readInteractions(await file('e.jsonl.gz', gzipSync(text)))), expected);
-    const numeric = await readInteractions(await file('f.ndjson', '{"user":7,"item":8}\n{"user":7,"item":9}\n'));
+    const numeric = await readInteractions(
+      await file('f.ndjson', '{"user":7,"item":8}\n{"user":7,"item":9}\n'),
+    );
     assert.deepEqual(numeric.userIds.ids, ['7']);
     assert.equal(numeric.timestamps, null);
   });
@@ -117,7 +130,9 @@ describe('interaction readers', () => {
         { name: 'price', data: [1.5, 2], type: 'DOUBLE' },
       ],
     });
-    const catalog = await readCatalog(await file('items.parquet', Buffer.from(items)), { fields: ['title', 'price'] });
+    const catalog = await readCatalog(await file('items.parquet', Buffer.from(items)), {
+      fields: ['title', 'price'],
+    });
     assert.deepEqual(catalog, {
       ids: ['x1', 'x2'],
       fields: { title: ['One, first', 'Two'], price: ['1.5', '2'] },
@@ -137,29 +152,53 @@ describe('interaction readers', () => {
     assert.equal(isoToSeconds('2014-05-13 02:00:00+02:00'), 1399939200);
     assert.equal(isoToSeconds('2014-05-13T00:00:01.5'), 1399939201.5);
     assert.ok(Number.isNaN(textToSeconds('yesterday')));
-    const path = await file('h.csv', 'user_id,item_id,timestamp\na,x,1399939200000\nb,y,2014-05-13\nc,z,1399939200\n');
-    assert.deepEqual(Array.from((await readInteractions(path)).timestamps!), [1399939200, 1399939200, 1399939200]);
+    const path = await file(
+      'h.csv',
+      'user_id,item_id,timestamp\na,x,1399939200000\nb,y,2014-05-13\nc,z,1399939200\n',
+    );
+    assert.deepEqual(
+      Array.from((await readInteractions(path)).timestamps!),
+      [1399939200, 1399939200, 1399939200],
+    );
   });
 
   test('no time column: timestamps are null; a named but absent time column is an error', async () => {
     const path = await file('i.csv', 'user_id,item_id\na,x\nb,y\n');
     assert.equal((await readInteractions(path)).timestamps, null);
-    await rejectsNaming(() => readInteractions(path, { timeCol: 'ts' }), [path, ':1:', "field 'ts'", 'missing time column']);
+    await rejectsNaming(
+      () => readInteractions(path, { timeCol: 'ts' }),
+      [path, ':1:', "field 'ts'", 'missing time column'],
+    );
   });
 });
 
 describe('reader errors name file, line and field', () => {
   test('missing column', async () => {
     const path = await file('m1.csv', 'user_id,product,timestamp\na,x,1\n');
-    await rejectsNaming(() => readInteractions(path), [path, ':1:', "field 'item_id'", 'missing item column', "'product'"]);
-    await rejectsNaming(() => readInteractions(path, { userCol: 'customer' }), [path, ':1:', "field 'customer'"]);
+    await rejectsNaming(
+      () => readInteractions(path),
+      [path, ':1:', "field 'item_id'", 'missing item column', "'product'"],
+    );
+    await rejectsNaming(
+      () => readInteractions(path, { userCol: 'customer' }),
+      [path, ':1:', "field 'customer'"],
+    );
   });
 
   test('unparsable timestamp', async () => {
     const path = await file('m2.csv', 'user_id,item_id,timestamp\na,x,1\nb,y,2\nc,z,13/05/2014\n');
-    await rejectsNaming(() => readInteractions(path), [`${path}:4:`, "field 'timestamp'", "unparsable timestamp '13/05/2014'"]);
-    const jsonl = await file('m2.jsonl', '{"user_id":"a","item_id":"x","timestamp":1}\n{"user_id":"a","item_id":"x","timestamp":"soon"}\n');
-    await rejectsNaming(() => readInteractions(jsonl), [`${jsonl}:2:`, "field 'timestamp'", 'unparsable timestamp']);
+    await rejectsNaming(
+      () => readInteractions(path),
+      [`${path}:4:`, "field 'timestamp'", "unparsable timestamp '13/05/2014'"],
+    );
+    const jsonl = await file(
+      'm2.jsonl',
+      '{"user_id":"a","item_id":"x","timestamp":1}\n{"user_id":"a","item_id":"x","timestamp":"soon"}\n',
+    );
+    await rejectsNaming(
+      () => readInteractions(jsonl),
+      [`${jsonl}:2:`, "field 'timestamp'", 'unparsable timestamp'],
+    );
   });
 
   test('empty file and header without rows', async () => {
@@ -174,9 +213,15 @@ describe('reader errors name file, line and field', () => {
 
   test('too few fields, empty id, unterminated quote, bad JSON', async () => {
     const short = await file('m6.csv', 'user_id,item_id,timestamp\na,x,1\nb,y\n');
-    await rejectsNaming(() => readInteractions(short), [`${short}:3:`, "field 'timestamp'", 'expected at least 3 fields']);
+    await rejectsNaming(
+      () => readInteractions(short),
+      [`${short}:3:`, "field 'timestamp'", 'expected at least 3 fields'],
+    );
     const emptyId = await file('m7.csv', 'user_id,item_id\na,x\n,y\n');
-    await rejectsNaming(() => readInteractions(emptyId), [`${emptyId}:3:`, "field 'user_id'", 'empty user id']);
+    await rejectsNaming(
+      () => readInteractions(emptyId),
+      [`${emptyId}:3:`, "field 'user_id'", 'empty user id'],
+    );
     const quote = await file('m8.csv', 'user_id,item_id\na,"x\n');
     await rejectsNaming(() => readInteractions(quote), [`${quote}:2:`, "field 'item_id'", 'unterminated']);
     const json = await file('m9.jsonl', '{"user_id":"a","item_id":"x"}\n{"user_id":\n');
@@ -188,7 +233,10 @@ describe('reader errors name file, line and field', () => {
 
   test('duplicate item ids in a catalog', async () => {
     const path = await file('cat.csv', 'item_id,title\nx1,One\nx2,Two\nx1,Again\n');
-    await rejectsNaming(() => readCatalog(path), [`${path}:4:`, "field 'item_id'", "duplicate item id 'x1' (first on line 2)"]);
+    await rejectsNaming(
+      () => readCatalog(path),
+      [`${path}:4:`, "field 'item_id'", "duplicate item id 'x1' (first on line 2)"],
+    );
     const jsonl = await file('cat.jsonl', '{"asin":"x1"}\n{"asin":"x1"}\n');
     await rejectsNaming(() => readCatalog(jsonl), [`${jsonl}:2:`, "field 'asin'", 'duplicate item id']);
   });
@@ -234,7 +282,20 @@ describe('CSV tokenizer', () => {
   });
 
   test('number parsing from bytes matches Number()', () => {
-    for (const text of ['0', '4', '-3', '+2', '4.5', '1399939200', '1399939200123', '0.1', '3.14159', '1e3', ' 7 ', '.5']) {
+    for (const text of [
+      '0',
+      '4',
+      '-3',
+      '+2',
+      '4.5',
+      '1399939200',
+      '1399939200123',
+      '0.1',
+      '3.14159',
+      '1e3',
+      ' 7 ',
+      '.5',
+    ]) {
       const b = Buffer.from(text);
       assert.equal(parseNumberBytes(b, 0, b.length), Number(text.trim()), text);
     }

@@ -12,7 +12,13 @@ import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { makeIdMap } from '../src/data/intern.js';
 import { readInteractions } from '../src/data/readers.js';
-import { alignCatalog, prepareSplit, selectKth, type SplitOptions, DEFAULT_SPLIT_OPTIONS } from '../src/data/split.js';
+import {
+  alignCatalog,
+  prepareSplit,
+  selectKth,
+  type SplitOptions,
+  DEFAULT_SPLIT_OPTIONS,
+} from '../src/data/split.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
 import type { Interactions, PreparedSplit, Sequences } from '../src/data/types.js';
 import { DataError } from '../src/data/errors.js';
@@ -75,17 +81,26 @@ function reference(data: Interactions, opts: SplitOptions) {
       events.filter((e, j) => j === 0 || e.item !== events[j - 1].item),
     );
   }
-  const all = [...byUser.values()].flat().map((e) => e.ts).sort((a, b) => a - b);
+  const all = [...byUser.values()]
+    .flat()
+    .map((e) => e.ts)
+    .sort((a, b) => a - b);
   const T = all[Math.round(opts.quantile * (all.length - 1))];
   let core = new Map<string, Event[]>();
-  for (const [user, events] of byUser) core.set(user, events.filter((e) => e.ts <= T));
+  for (const [user, events] of byUser)
+    core.set(
+      user,
+      events.filter((e) => e.ts <= T),
+    );
   for (;;) {
     const itemCount = new Map<string, number>();
-    for (const events of core.values()) for (const e of events) itemCount.set(e.item, (itemCount.get(e.item) ?? 0) + 1);
+    for (const events of core.values())
+      for (const e of events) itemCount.set(e.item, (itemCount.get(e.item) ?? 0) + 1);
     const next = new Map<string, Event[]>();
     let changed = false;
     for (const [user, events] of core) {
-      const kept = events.length < opts.nCore ? [] : events.filter((e) => itemCount.get(e.item)! >= opts.nCore);
+      const kept =
+        events.length < opts.nCore ? [] : events.filter((e) => itemCount.get(e.item)! >= opts.nCore);
       if (kept.length !== events.length) changed = true;
       if (kept.length > 0) next.set(user, kept);
     }
@@ -120,7 +135,8 @@ function checkTemporalInvariants(data: Interactions, split: PreparedSplit, opts:
     assert.ok(events.length >= opts.nCore, 'every train_val user has >= n interactions');
     for (const e of events) itemCount.set(e.item, (itemCount.get(e.item) ?? 0) + 1);
   }
-  for (const c of itemCount.values()) assert.ok(c >= opts.nCore, 'every train_val item has >= n interactions');
+  for (const c of itemCount.values())
+    assert.ok(c >= opts.nCore, 'every train_val item has >= n interactions');
 
   // Validation and training users are disjoint and together are the users of train_val.
   const trainUsers = split.trainUsers!;
@@ -129,7 +145,8 @@ function checkTemporalInvariants(data: Interactions, split: PreparedSplit, opts:
   assert.equal(stats.train_users, trainUsers.length);
   const trainSet = new Set(trainUsers);
   assert.equal(trainSet.size, trainUsers.length);
-  for (const u of validationUsers) assert.ok(!trainSet.has(u), `validation user ${u} is also a training user`);
+  for (const u of validationUsers)
+    assert.ok(!trainSet.has(u), `validation user ${u} is also a training user`);
   assert.equal(trainUsers.length + stats.val_users, ref.core.size);
   assert.equal(stats.val_users, Math.round(opts.validationShare * ref.core.size));
   for (const u of trainUsers) assert.ok(ref.core.has(u));
@@ -138,7 +155,10 @@ function checkTemporalInvariants(data: Interactions, split: PreparedSplit, opts:
   for (let s = 0; s < trainUsers.length; s++) {
     const events = ref.core.get(trainUsers[s])!;
     assert.ok(events.every((e) => e.ts <= ref.T));
-    assert.deepEqual(seqAt(split.train, s).map(id), events.map((e) => e.item));
+    assert.deepEqual(
+      seqAt(split.train, s).map(id),
+      events.map((e) => e.item),
+    );
   }
 
   // Warm items are exactly the items of train, numbered 1..numWarm; cold items never occur in training.
@@ -154,9 +174,14 @@ function checkTemporalInvariants(data: Interactions, split: PreparedSplit, opts:
 
   // Validation cases: the user's core restricted to warm items; the target is its last item.
   for (let c = 0; c < validationUsers.length; c++) {
-    const warmEvents = ref.core.get(validationUsers[c])!.filter((e) => trainItems.has(split.itemIds.indexOf(e.item)));
+    const warmEvents = ref.core
+      .get(validationUsers[c])!
+      .filter((e) => trainItems.has(split.itemIds.indexOf(e.item)));
     const sequence = [...seqAt(split.validation.inputs, c), split.validation.targets[c]].map(id);
-    assert.deepEqual(sequence, warmEvents.map((e) => e.item));
+    assert.deepEqual(
+      sequence,
+      warmEvents.map((e) => e.item),
+    );
   }
 
   // Test cases: every ground truth is after T; input = core part + test period before the target; cold flags.
@@ -171,7 +196,10 @@ function checkTemporalInvariants(data: Interactions, split: PreparedSplit, opts:
     const target = split.test.targets[c];
     assert.ok(after[after.length - 1].ts > ref.T, 'ground truth after T');
     assert.equal(id(target), sequence[sequence.length - 1].item);
-    assert.deepEqual(seqAt(split.test.inputs, c).map(id), sequence.slice(0, -1).map((e) => e.item));
+    assert.deepEqual(
+      seqAt(split.test.inputs, c).map(id),
+      sequence.slice(0, -1).map((e) => e.item),
+    );
     assert.equal(split.test.cold[c], target > split.numWarm ? 1 : 0);
     cold += split.test.cold[c];
     for (const k of seqAt(split.test.inputs, c)) if (k > split.numWarm) coldInputs++;
@@ -208,9 +236,22 @@ describe('prepareSplit on a hand-computed case', () => {
     assert.deepEqual(split.itemIds, ['', 'p1', 'p2', 'p3', 'p4', 'p5']);
     assert.equal(split.numWarm, 3);
     assert.deepEqual(split.trainUsers, ['a', 'b', 'c']);
-    assert.deepEqual([0, 1, 2].map((s) => seqAt(split.train, s)), [[1, 2, 3], [1, 2, 3], [2, 3, 1]]);
+    assert.deepEqual(
+      [0, 1, 2].map((s) => seqAt(split.train, s)),
+      [
+        [1, 2, 3],
+        [1, 2, 3],
+        [2, 3, 1],
+      ],
+    );
     assert.deepEqual(split.test.users, ['a', 'b']);
-    assert.deepEqual([0, 1].map((c) => seqAt(split.test.inputs, c)), [[1, 2, 3], [1, 2, 3]]);
+    assert.deepEqual(
+      [0, 1].map((c) => seqAt(split.test.inputs, c)),
+      [
+        [1, 2, 3],
+        [1, 2, 3],
+      ],
+    );
     assert.deepEqual(Array.from(split.test.targets), [1, 4]);
     assert.deepEqual(Array.from(split.test.cold), [0, 1]);
     assert.equal(split.stats.test_users_without_input, 1); // d: only p1 after T, nothing before it
@@ -239,27 +280,38 @@ describe('prepareSplit on a hand-computed case', () => {
   });
 
   test('alignCatalog maps item indices to catalog rows and counts missing/extra items', () => {
-    const catalog = { ids: ['p3', 'zz', 'p1', 'p2', 'p4'], fields: { title: ['T3', 'TZ', 'T1', 'T2', 'T4'] }, source: 'cat.csv' };
+    const catalog = {
+      ids: ['p3', 'zz', 'p1', 'p2', 'p4'],
+      fields: { title: ['T3', 'TZ', 'T1', 'T2', 'T4'] },
+      source: 'cat.csv',
+    };
     const a = alignCatalog(split, catalog);
     assert.deepEqual(Array.from(a.rowOf), [-1, 2, 3, 0, 4, -1]);
     assert.equal(a.missing, 1);
     assert.deepEqual(a.missingExamples, ['p5']);
     assert.equal(a.extra, 1);
     assert.deepEqual(a.fields.title, ['', 'T1', 'T2', 'T3', 'T4', '']);
-    assert.throws(() => alignCatalog(split, catalog, { strict: true }), (e: Error) => e instanceof DataError && /cat\.csv: 1 item/.test(e.message));
+    assert.throws(
+      () => alignCatalog(split, catalog, { strict: true }),
+      (e: Error) => e instanceof DataError && /cat\.csv: 1 item/.test(e.message),
+    );
   });
 });
 
 describe('protocol invariants', () => {
-  test('MovieLens-100K with the rating filter at 4', { skip: existsSync(ML100K) ? false : `no ${ML100K}` }, async () => {
-    const data = await readInteractions(ML100K);
-    assert.ok(data.ratings, 'ML-100K has ratings');
-    const opts = { ...DEFAULT_SPLIT_OPTIONS, minRating: 4 };
-    const split = prepareSplit(data, opts);
-    assert.ok(split.stats.rating_filtered! > 40000, 'ratings below 4 are removed');
-    assert.ok(split.stats.test_users > 100 && split.numWarm > 1000);
-    checkTemporalInvariants(data, split, opts);
-  });
+  test(
+    'MovieLens-100K with the rating filter at 4',
+    { skip: existsSync(ML100K) ? false : `no ${ML100K}` },
+    async () => {
+      const data = await readInteractions(ML100K);
+      assert.ok(data.ratings, 'ML-100K has ratings');
+      const opts = { ...DEFAULT_SPLIT_OPTIONS, minRating: 4 };
+      const split = prepareSplit(data, opts);
+      assert.ok(split.stats.rating_filtered! > 40000, 'ratings below 4 are removed');
+      assert.ok(split.stats.test_users > 100 && split.numWarm > 1000);
+      checkTemporalInvariants(data, split, opts);
+    },
+  );
 
   test('synthetic data', () => {
     const { interactions } = generateSynthetic({ users: 1500, items: 800, seed: 3 });
@@ -301,10 +353,23 @@ describe('leave-last-out fallback', () => {
     // 2-core: e and x occur once -> removed; then u4 has only d -> removed; d then occurs once (u1) -> removed.
     const id = (k: number) => split.itemIds[k];
     assert.deepEqual(split.test.users, ['u1', 'u2', 'u3']);
-    assert.deepEqual([0, 1, 2].map((c) => id(split.test.targets[c])), ['c', 'a', 'b']);
-    assert.deepEqual([0, 1, 2].map((c) => seqAt(split.test.inputs, c).map(id)), [['a', 'b'], ['b', 'c'], ['c', 'a']]);
+    assert.deepEqual(
+      [0, 1, 2].map((c) => id(split.test.targets[c])),
+      ['c', 'a', 'b'],
+    );
+    assert.deepEqual(
+      [0, 1, 2].map((c) => seqAt(split.test.inputs, c).map(id)),
+      [
+        ['a', 'b'],
+        ['b', 'c'],
+        ['c', 'a'],
+      ],
+    );
     assert.deepEqual(split.trainUsers, ['u1', 'u2', 'u3']);
-    assert.deepEqual([0, 1, 2].map((s) => seqAt(split.train, s).map(id)), [['a'], ['b'], ['c']]);
+    assert.deepEqual(
+      [0, 1, 2].map((s) => seqAt(split.train, s).map(id)),
+      [['a'], ['b'], ['c']],
+    );
     assert.deepEqual(split.validation.users, ['u1', 'u2', 'u3']);
     assert.deepEqual(Array.from(split.validation.targets, id), ['b', 'c', 'a']);
     assert.deepEqual(Array.from(split.test.cold), [0, 0, 0]);
@@ -315,11 +380,18 @@ describe('leave-last-out fallback', () => {
     const dir = await mkdtemp(join(tmpdir(), 'deltarec-split-'));
     try {
       const path = join(dir, 'x.csv');
-      await writeFile(path, 'user_id,item_id\n' + ['a', 'b', 'c'].flatMap((u) => ['1', '2', '3'].map((i) => `${u},${i}`)).join('\n'));
+      await writeFile(
+        path,
+        'user_id,item_id\n' +
+          ['a', 'b', 'c'].flatMap((u) => ['1', '2', '3'].map((i) => `${u},${i}`)).join('\n'),
+      );
       const data = await readInteractions(path);
       const split = prepareSplit(data);
       assert.equal(split.stats.protocol, 'leave-last-out');
-      assert.deepEqual(Array.from(split.test.targets, (k) => split.itemIds[k]), ['3', '3', '3']);
+      assert.deepEqual(
+        Array.from(split.test.targets, (k) => split.itemIds[k]),
+        ['3', '3', '3'],
+      );
       assert.throws(() => prepareSplit(data, { protocol: 'temporal' }), /needs a time column/);
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -331,15 +403,19 @@ describe('leave-last-out fallback', () => {
   });
 });
 
-test('Amazon Beauty reproduces the reference figures of PROTOCOL.md', { skip: existsSync(BEAUTY) ? false : `no ${BEAUTY}` }, async () => {
-  const split = prepareSplit(await readInteractions(BEAUTY));
-  const s = split.stats;
-  assert.equal(s.interactions, 198502);
-  assert.equal(s.consecutive_duplicates_removed, 0);
-  assert.equal(s.threshold_timestamp, 1399939200);
-  assert.equal(s.train_val_interactions, 177387);
-  assert.equal(s.test_users, 6110);
-  assert.ok(Math.abs(s.warm_items - 11840) < 100, `warm items ${s.warm_items}`);
-  assert.ok(s.cold_test_share >= 0.19 && s.cold_test_share <= 0.22, `cold share ${s.cold_test_share}`);
-  assert.ok(Math.abs(s.cold_input_share - 0.046) < 0.005, `cold input share ${s.cold_input_share}`);
-});
+test(
+  'Amazon Beauty reproduces the reference figures of PROTOCOL.md',
+  { skip: existsSync(BEAUTY) ? false : `no ${BEAUTY}` },
+  async () => {
+    const split = prepareSplit(await readInteractions(BEAUTY));
+    const s = split.stats;
+    assert.equal(s.interactions, 198502);
+    assert.equal(s.consecutive_duplicates_removed, 0);
+    assert.equal(s.threshold_timestamp, 1399939200);
+    assert.equal(s.train_val_interactions, 177387);
+    assert.equal(s.test_users, 6110);
+    assert.ok(Math.abs(s.warm_items - 11840) < 100, `warm items ${s.warm_items}`);
+    assert.ok(s.cold_test_share >= 0.19 && s.cold_test_share <= 0.22, `cold share ${s.cold_test_share}`);
+    assert.ok(Math.abs(s.cold_input_share - 0.046) < 0.005, `cold input share ${s.cold_input_share}`);
+  },
+);

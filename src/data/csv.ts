@@ -109,7 +109,12 @@ export class CsvScanner {
         if (p < end && buf[p] === CR) p++;
         if (p >= end && !final) return -1;
         if (p < end && buf[p] !== d && buf[p] !== LF) {
-          throw new DataError(this.file, 'unexpected character after a closing quote', this.line, this.fieldName(nf));
+          throw new DataError(
+            this.file,
+            'unexpected character after a closing quote',
+            this.line,
+            this.fieldName(nf),
+          );
         }
       } else {
         let q = p;

@@ -36,8 +36,27 @@ export interface CatalogReadOptions {
   format?: DataFormat;
 }
 
-const USER_NAMES = ['user_id', 'userid', 'user', 'uid', 'reviewerid', 'visitorid', 'customer_id', 'session_id'];
-const ITEM_NAMES = ['item_id', 'itemid', 'item', 'iid', 'asin', 'product_id', 'movie_id', 'track_id', 'parent_asin'];
+const USER_NAMES = [
+  'user_id',
+  'userid',
+  'user',
+  'uid',
+  'reviewerid',
+  'visitorid',
+  'customer_id',
+  'session_id',
+];
+const ITEM_NAMES = [
+  'item_id',
+  'itemid',
+  'item',
+  'iid',
+  'asin',
+  'product_id',
+  'movie_id',
+  'track_id',
+  'parent_asin',
+];
 const TIME_NAMES = ['timestamp', 'time', 'ts', 'unixreviewtime', 'datetime', 'date', 'event_time'];
 const RATING_NAMES = ['rating', 'score', 'stars', 'overall'];
 
@@ -49,7 +68,8 @@ export function detectFormat(path: string, format?: DataFormat): { format: DataF
   const base = gzip ? lower.slice(0, -3) : lower;
   if (base.endsWith('.csv')) return { format: 'csv', gzip };
   if (base.endsWith('.tsv') || base.endsWith('.tab')) return { format: 'tsv', gzip };
-  if (base.endsWith('.jsonl') || base.endsWith('.ndjson') || base.endsWith('.json')) return { format: 'jsonl', gzip };
+  if (base.endsWith('.jsonl') || base.endsWith('.ndjson') || base.endsWith('.json'))
+    return { format: 'jsonl', gzip };
   if (base.endsWith('.parquet') && !gzip) return { format: 'parquet', gzip };
   throw new DataError(
     path,
@@ -72,7 +92,13 @@ function findColumn(header: string[], wanted: string | undefined, usual: string[
   return -1;
 }
 
-function missingColumn(file: string, role: string, wanted: string | undefined, usual: string[], header: string[]) {
+function missingColumn(
+  file: string,
+  role: string,
+  wanted: string | undefined,
+  usual: string[],
+  header: string[],
+) {
   const looked = wanted !== undefined ? `'${wanted}'` : `one of ${usual.join(', ')}`;
   return new DataError(
     file,
@@ -95,7 +121,8 @@ function resolveColumns(file: string, header: string[], opts: InteractionReadOpt
   const item = findColumn(header, opts.itemCol, ITEM_NAMES);
   if (item < 0) throw missingColumn(file, 'item', opts.itemCol, ITEM_NAMES, header);
   const time = findColumn(header, opts.timeCol, TIME_NAMES);
-  if (time < 0 && opts.timeCol !== undefined) throw missingColumn(file, 'time', opts.timeCol, TIME_NAMES, header);
+  if (time < 0 && opts.timeCol !== undefined)
+    throw missingColumn(file, 'time', opts.timeCol, TIME_NAMES, header);
   const rating = findColumn(header, opts.ratingCol, RATING_NAMES);
   if (rating < 0 && opts.ratingCol !== undefined) {
     throw missingColumn(file, 'rating', opts.ratingCol, RATING_NAMES, header);
@@ -111,14 +138,16 @@ export function numberToSeconds(value: number): number {
   return value;
 }
 
-const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i;
+const ISO_DATE =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i;
 
 /** Unix seconds from ISO-8601 text (UTC unless a zone is given); NaN when the text is not such a date. */
 export function isoToSeconds(text: string): number {
   const m = ISO_DATE.exec(text.trim());
   if (!m) return NaN;
   const [, y, mo, d, h = '00', mi = '00', s = '00', frac = '', zone = 'Z'] = m;
-  const normalizedZone = zone.toUpperCase() === 'Z' ? 'Z' : zone.length === 5 ? `${zone.slice(0, 3)}:${zone.slice(3)}` : zone;
+  const normalizedZone =
+    zone.toUpperCase() === 'Z' ? 'Z' : zone.length === 5 ? `${zone.slice(0, 3)}:${zone.slice(3)}` : zone;
   const ms = Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${s}${frac}${normalizedZone}`);
   return Number.isNaN(ms) ? NaN : ms / 1000;
 }
@@ -179,7 +208,10 @@ class InteractionColumns {
 }
 
 /** Reads interactions (user, item[, timestamp][, rating]) from CSV/TSV(.gz), JSON Lines(.gz) or Parquet. */
-export async function readInteractions(path: string, opts: InteractionReadOptions = {}): Promise<Interactions> {
+export async function readInteractions(
+  path: string,
+  opts: InteractionReadOptions = {},
+): Promise<Interactions> {
   const { format, gzip } = detectFormat(path, opts.format);
   const size = await checkFile(path);
   if (size === 0) throw new DataError(path, 'empty file');
@@ -217,7 +249,7 @@ async function readInteractionsDelimited(
       columns = resolveColumns(path, header, opts);
       needed = Math.max(columns.user, columns.item, columns.time, columns.rating) + 1;
       // Rough row count from the file size so that the columns rarely need to grow.
-      const capacity = Math.max(1024, Math.min(1 << 27, Math.ceil((gzip ? 4 : 1) * fileBytes / 24)));
+      const capacity = Math.max(1024, Math.min(1 << 27, Math.ceil(((gzip ? 4 : 1) * fileBytes) / 24)));
       out = new InteractionColumns(capacity, columns.time >= 0, columns.rating >= 0);
       return;
     }
@@ -300,7 +332,12 @@ function parseJsonObject(path: string, text: string, line: number): Record<strin
 function idValue(path: string, value: unknown, line: number, field: string, role: string): string {
   if (typeof value === 'string' && value !== '') return value;
   if (typeof value === 'number' || typeof value === 'bigint') return String(value);
-  const problem = value === undefined ? 'missing' : value === '' ? 'empty' : `not a string or number (${JSON.stringify(value)})`;
+  const problem =
+    value === undefined
+      ? 'missing'
+      : value === ''
+        ? 'empty'
+        : `not a string or number (${JSON.stringify(value)})`;
   throw new DataError(path, `${role} id ${problem}`, line, field);
 }
 
@@ -310,13 +347,20 @@ function timeValue(path: string, value: unknown, line: number, field: string): n
   else if (typeof value === 'bigint') t = numberToSeconds(Number(value));
   else if (typeof value === 'string') t = textToSeconds(value);
   else if (value instanceof Date) t = value.getTime() / 1000;
-  if (!Number.isFinite(t)) throw new DataError(path, `unparsable timestamp ${JSON.stringify(String(value))}`, line, field);
+  if (!Number.isFinite(t))
+    throw new DataError(path, `unparsable timestamp ${JSON.stringify(String(value))}`, line, field);
   return t;
 }
 
 function ratingValue(path: string, value: unknown, line: number, field: string): number {
-  const r = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
-  if (!Number.isFinite(r)) throw new DataError(path, `unparsable rating ${JSON.stringify(value)}`, line, field);
+  const r =
+    typeof value === 'number'
+      ? value
+      : typeof value === 'string' && value.trim() !== ''
+        ? Number(value)
+        : NaN;
+  if (!Number.isFinite(r))
+    throw new DataError(path, `unparsable rating ${JSON.stringify(value)}`, line, field);
   return r;
 }
 
@@ -333,8 +377,10 @@ function pushRow(
   const row = out.next();
   out.users[row] = users.internString(idValue(path, get(names.user), line, names.user, 'user'));
   out.items[row] = items.internString(idValue(path, get(names.item), line, names.item, 'item')) + 1;
-  if (out.timestamps && names.time !== null) out.timestamps[row] = timeValue(path, get(names.time), line, names.time);
-  if (out.ratings && names.rating !== null) out.ratings[row] = ratingValue(path, get(names.rating), line, names.rating);
+  if (out.timestamps && names.time !== null)
+    out.timestamps[row] = timeValue(path, get(names.time), line, names.time);
+  if (out.ratings && names.rating !== null)
+    out.ratings[row] = ratingValue(path, get(names.rating), line, names.rating);
 }
 
 function columnNames(header: string[], columns: Columns) {
@@ -346,7 +392,11 @@ function columnNames(header: string[], columns: Columns) {
   };
 }
 
-async function readInteractionsJsonl(path: string, gzip: boolean, opts: InteractionReadOptions): Promise<Interactions> {
+async function readInteractionsJsonl(
+  path: string,
+  gzip: boolean,
+  opts: InteractionReadOptions,
+): Promise<Interactions> {
   const users = new ByteInterner();
   const items = new ByteInterner();
   let out: InteractionColumns | null = null;
@@ -387,12 +437,16 @@ async function readParquetColumns(path: string): Promise<ParquetSource> {
       file,
       metadata,
       columns,
-      onChunk: (chunk) => chunks.get(chunk.columnName)?.push({ rowStart: chunk.rowStart, data: chunk.columnData }),
+      onChunk: (chunk) =>
+        chunks.get(chunk.columnName)?.push({ rowStart: chunk.rowStart, data: chunk.columnData }),
     });
     const ordered = new Map<string, ArrayLike<unknown>[]>();
     for (const [c, list] of chunks) {
       list.sort((a, b) => a.rowStart - b.rowStart);
-      ordered.set(c, list.map((x) => x.data));
+      ordered.set(
+        c,
+        list.map((x) => x.data),
+      );
     }
     return ordered;
   };
@@ -430,7 +484,12 @@ async function readInteractionsParquet(path: string, opts: InteractionReadOption
   const columns = resolveColumns(path, header, opts);
   const names = columnNames(header, columns);
   if (rows === 0) throw new DataError(path, 'no data rows');
-  const wanted = [names.user, names.item, ...(names.time ? [names.time] : []), ...(names.rating ? [names.rating] : [])];
+  const wanted = [
+    names.user,
+    names.item,
+    ...(names.time ? [names.time] : []),
+    ...(names.rating ? [names.rating] : []),
+  ];
   const data = await read(wanted);
   const users = new ByteInterner();
   const items = new ByteInterner();
@@ -446,7 +505,8 @@ function catalogText(value: unknown): string {
   if (typeof value === 'string') return value;
   if (Array.isArray(value)) return value.map(catalogText).join('|');
   if (value instanceof Date) return value.toISOString();
-  if (typeof value === 'object') return JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
+  if (typeof value === 'object')
+    return JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
   return String(value);
 }
 
@@ -481,7 +541,11 @@ class CatalogBuilder {
   }
 }
 
-function resolveCatalogColumns(path: string, header: string[], opts: CatalogReadOptions): { id: number; fields: number[] } {
+function resolveCatalogColumns(
+  path: string,
+  header: string[],
+  opts: CatalogReadOptions,
+): { id: number; fields: number[] } {
   const id = findColumn(header, opts.itemCol, ITEM_NAMES);
   if (id < 0) throw missingColumn(path, 'item', opts.itemCol, ITEM_NAMES, header);
   if (opts.fields === undefined) return { id, fields: header.map((_, k) => k).filter((k) => k !== id) };
@@ -506,7 +570,11 @@ export async function readCatalog(path: string, opts: CatalogReadOptions = {}): 
       if (builder === null) {
         const header = Object.keys(row);
         const cols = resolveCatalogColumns(path, header, opts);
-        builder = new CatalogBuilder(path, header[cols.id], cols.fields.map((k) => header[k]));
+        builder = new CatalogBuilder(
+          path,
+          header[cols.id],
+          cols.fields.map((k) => header[k]),
+        );
       }
       const b: CatalogBuilder = builder;
       b.add(idValue(path, row[b.idName], line, b.idName, 'item'), line, (f) => catalogText(row[f]));
@@ -518,7 +586,11 @@ export async function readCatalog(path: string, opts: CatalogReadOptions = {}): 
   if (format === 'parquet') {
     const { names: header, read } = await readParquetColumns(path);
     const cols = resolveCatalogColumns(path, header, opts);
-    const builder = new CatalogBuilder(path, header[cols.id], cols.fields.map((k) => header[k]));
+    const builder = new CatalogBuilder(
+      path,
+      header[cols.id],
+      cols.fields.map((k) => header[k]),
+    );
     const data = await read([builder.idName, ...builder.fieldNames]);
     forEachParquetRow(data, (row, value) =>
       builder.add(idValue(path, value(builder.idName), row + 1, builder.idName, 'item'), row + 1, (f) =>
@@ -538,14 +610,25 @@ export async function readCatalog(path: string, opts: CatalogReadOptions = {}): 
       if (header[0]?.charCodeAt(0) === 0xfeff) header[0] = header[0].slice(1);
       scanner.header = header;
       cols = resolveCatalogColumns(path, header, opts);
-      builder = new CatalogBuilder(path, header[cols.id], cols.fields.map((k) => header[k]));
+      builder = new CatalogBuilder(
+        path,
+        header[cols.id],
+        cols.fields.map((k) => header[k]),
+      );
       return;
     }
     if (scanner.nFields <= cols.id) {
-      throw new DataError(path, `expected ${scanner.header.length} fields, found ${scanner.nFields}`, scanner.line, builder.idName);
+      throw new DataError(
+        path,
+        `expected ${scanner.header.length} fields, found ${scanner.nFields}`,
+        scanner.line,
+        builder.idName,
+      );
     }
     const values = new Map<string, string>();
-    cols.fields.forEach((k, j) => values.set(builder!.fieldNames[j], k < scanner.nFields ? scanner.fieldString(buf, k) : ''));
+    cols.fields.forEach((k, j) =>
+      values.set(builder!.fieldNames[j], k < scanner.nFields ? scanner.fieldString(buf, k) : ''),
+    );
     builder.add(scanner.fieldString(buf, cols.id), scanner.line, (f) => values.get(f)!);
   });
   if (builder === null) throw new DataError(path, 'empty file (no header line)');

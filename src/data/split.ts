@@ -140,20 +140,17 @@ function sortByTime(order: Int32Array, scratch: Int32Array, s: number, e: number
   while (a < mid) order[k++] = scratch[a++];
 }
 
+function medianOfThree(a: number, b: number, c: number): number {
+  return a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b;
+}
+
 /** The k-th smallest value (0-based) of values, which is reordered (quickselect). */
 export function selectKth(values: Float64Array, k: number): number {
   let lo = 0;
   let hi = values.length - 1;
   while (hi > lo) {
     const mid = (lo + hi) >>> 1;
-    // median of three as pivot
-    let a = values[lo];
-    let b = values[mid];
-    let c = values[hi];
-    if (a > b) [a, b] = [b, a];
-    if (b > c) [b, c] = [c, b];
-    if (a > b) [a, b] = [b, a];
-    const pivot = b;
+    const pivot = medianOfThree(values[lo], values[mid], values[hi]);
     let i = lo;
     let j = hi;
     while (i <= j) {
@@ -328,26 +325,39 @@ function emptyStats(): SplitStats {
 /** Runs the protocol on loaded interactions. See the module comment and PROTOCOL.md. */
 export function prepareSplit(interactions: Interactions, options: Partial<SplitOptions> = {}): PreparedSplit {
   const opts: SplitOptions = { ...DEFAULT_SPLIT_OPTIONS, ...options };
-  if (!(opts.quantile >= 0 && opts.quantile <= 1)) throw new RangeError(`quantile must be in [0, 1], got ${opts.quantile}`);
+  if (!(opts.quantile >= 0 && opts.quantile <= 1))
+    throw new RangeError(`quantile must be in [0, 1], got ${opts.quantile}`);
   if (!(opts.validationShare >= 0 && opts.validationShare < 1)) {
     throw new RangeError(`validationShare must be in [0, 1), got ${opts.validationShare}`);
   }
-  if (!Number.isInteger(opts.nCore) || opts.nCore < 0) throw new RangeError(`nCore must be a non-negative integer`);
+  if (!Number.isInteger(opts.nCore) || opts.nCore < 0)
+    throw new RangeError(`nCore must be a non-negative integer`);
   if (interactions.users.length === 0) throw new DataError(interactions.source, 'no interactions');
   let protocol = opts.protocol;
   if (protocol === 'auto') protocol = interactions.timestamps ? 'temporal' : 'leave-last-out';
   if (protocol === 'temporal' && !interactions.timestamps) {
-    throw new DataError(interactions.source, 'the temporal split needs a time column (or use leave-last-out)');
+    throw new DataError(
+      interactions.source,
+      'the temporal split needs a time column (or use leave-last-out)',
+    );
   }
   const seq = orderAndFilter(interactions, opts);
   if (seq.items.length === 0) {
-    throw new DataError(interactions.source, `no interactions left after the rating filter (minRating ${opts.minRating})`);
+    throw new DataError(
+      interactions.source,
+      `no interactions left after the rating filter (minRating ${opts.minRating})`,
+    );
   }
-  return protocol === 'temporal' ? temporalSplit(interactions, seq, opts) : leaveLastOutSplit(interactions, seq, opts);
+  return protocol === 'temporal'
+    ? temporalSplit(interactions, seq, opts)
+    : leaveLastOutSplit(interactions, seq, opts);
 }
 
 /** Counts of users and distinct items in the filtered data. */
-function dataCounts(seq: UserSequences, numItems: number): { users: number; present: Uint8Array; items: number } {
+function dataCounts(
+  seq: UserSequences,
+  numItems: number,
+): { users: number; present: Uint8Array; items: number } {
   let users = 0;
   for (let u = 0; u + 1 < seq.userStart.length; u++) if (seq.userStart[u + 1] > seq.userStart[u]) users++;
   const present = new Uint8Array(numItems + 1);
@@ -396,7 +406,8 @@ function temporalSplit(data: Interactions, seq: UserSequences, opts: SplitOption
   const trainUserIds: string[] = [];
   for (const u of trainValUsers) {
     if (isValidation[u]) continue;
-    for (let k = seq.userStart[u]; k < seq.userStart[u + 1]; k++) if (inTrainVal[k]) train.push(indexer.assign(seq.items[k]));
+    for (let k = seq.userStart[u]; k < seq.userStart[u + 1]; k++)
+      if (inTrainVal[k]) train.push(indexer.assign(seq.items[k]));
     train.close();
     trainUserIds.push(data.userIds.ids[u]);
   }
@@ -466,7 +477,10 @@ function temporalSplit(data: Interactions, seq: UserSequences, opts: SplitOption
   stats.cold_items = numItems - numWarm;
   stats.test_users = testTargets.length;
   stats.test_users_without_input = withoutInput;
-  stats.cold_test_share = share(testCold.reduce((a, b) => a + b, 0), testTargets.length);
+  stats.cold_test_share = share(
+    testCold.reduce((a, b) => a + b, 0),
+    testTargets.length,
+  );
   stats.cold_input_share = share(coldInputs, test.items.length);
   stats.avg_sequence_length = share(m, counts.users);
   stats.rating_filtered = seq.ratingRemoved;
@@ -484,7 +498,12 @@ function temporalSplit(data: Interactions, seq: UserSequences, opts: SplitOption
       targets: Int32Array.from(validationTargets),
       users: validationUsers,
     },
-    test: { inputs: test, targets: Int32Array.from(testTargets), cold: Uint8Array.from(testCold), users: testUsers },
+    test: {
+      inputs: test,
+      targets: Int32Array.from(testTargets),
+      cold: Uint8Array.from(testCold),
+      users: testUsers,
+    },
     trainItemCounts: itemCounts(trainSequences, numItems),
     stats,
   };
@@ -527,7 +546,8 @@ function leaveLastOutSplit(data: Interactions, seq: UserSequences, opts: SplitOp
   let trainValInteractions = 0;
   for (let u = 0; u < numUsers; u++) {
     userItems.length = 0;
-    for (let k = seq.userStart[u]; k < seq.userStart[u + 1]; k++) if (kept[k]) userItems.push(newIndex[seq.items[k]]);
+    for (let k = seq.userStart[u]; k < seq.userStart[u + 1]; k++)
+      if (kept[k]) userItems.push(newIndex[seq.items[k]]);
     const len = userItems.length;
     if (len === 0) continue;
     trainValInteractions += len - 1;
@@ -567,7 +587,10 @@ function leaveLastOutSplit(data: Interactions, seq: UserSequences, opts: SplitOp
   stats.cold_items = numItems - numWarm;
   stats.test_users = testTargets.length;
   stats.test_users_without_input = withoutInput;
-  stats.cold_test_share = share(testCold.reduce((a, b) => a + b, 0), testTargets.length);
+  stats.cold_test_share = share(
+    testCold.reduce((a, b) => a + b, 0),
+    testTargets.length,
+  );
   stats.cold_input_share = share(coldInputs, test.items.length);
   stats.avg_sequence_length = share(m, counts.users);
   stats.rating_filtered = seq.ratingRemoved;
@@ -585,7 +608,12 @@ function leaveLastOutSplit(data: Interactions, seq: UserSequences, opts: SplitOp
       targets: Int32Array.from(validationTargets),
       users: validationUsers,
     },
-    test: { inputs: test, targets: Int32Array.from(testTargets), cold: Uint8Array.from(testCold), users: testUsers },
+    test: {
+      inputs: test,
+      targets: Int32Array.from(testTargets),
+      cold: Uint8Array.from(testCold),
+      users: testUsers,
+    },
     trainItemCounts: itemCounts(trainSequences, numItems),
     stats,
   };
@@ -618,7 +646,11 @@ export interface CatalogAlignment {
  * Aligns a catalog to the split's item indices so that content vectors can be built per item index. Missing items
  * (in the interactions but not in the catalog) are counted; with strict they are an error.
  */
-export function alignCatalog(split: PreparedSplit, catalog: Catalog, opts: { strict?: boolean } = {}): CatalogAlignment {
+export function alignCatalog(
+  split: PreparedSplit,
+  catalog: Catalog,
+  opts: { strict?: boolean } = {},
+): CatalogAlignment {
   const rowById = new Map<string, number>();
   catalog.ids.forEach((id, row) => rowById.set(id, row));
   const rowOf = new Int32Array(split.numItems + 1).fill(-1);

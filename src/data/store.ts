@@ -42,11 +42,15 @@ const ARRAYS = [
 
 /** Backslash escapes for a TSV cell: \\ \t \n \r. */
 export function escapeTsv(text: string): string {
-  return text.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
+  return text.replace(/[\\\t\n\r]/g, (c) =>
+    c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r',
+  );
 }
 
 export function unescapeTsv(text: string): string {
-  return text.replace(/\\([\\tnr])/g, (_, c: string) => (c === '\\' ? '\\' : c === 't' ? '\t' : c === 'n' ? '\n' : '\r'));
+  return text.replace(/\\([\\tnr])/g, (_, c: string) =>
+    c === '\\' ? '\\' : c === 't' ? '\t' : c === 'n' ? '\n' : '\r',
+  );
 }
 
 /** One escaped id per line. */
@@ -73,7 +77,8 @@ function bytesOf(array: Int32Array | Uint8Array): Buffer {
 }
 
 function checkEndianness(): void {
-  if (endianness() !== 'LE') throw new Error('deltarec split files are little-endian; this platform is big-endian');
+  if (endianness() !== 'LE')
+    throw new Error('deltarec split files are little-endian; this platform is big-endian');
 }
 
 /** True when dir does not exist or is empty or holds a deltarec split (which may be replaced). */
@@ -137,7 +142,11 @@ export async function writeDirectoryAtomically(
 }
 
 /** Saves a split to dir (see docs/data-format.md). meta is stored in the manifest (input files, options). */
-export async function saveSplit(dir: string, split: PreparedSplit, meta: Record<string, unknown> = {}): Promise<void> {
+export async function saveSplit(
+  dir: string,
+  split: PreparedSplit,
+  meta: Record<string, unknown> = {},
+): Promise<void> {
   checkEndianness();
   const arrays: Record<(typeof ARRAYS)[number], Int32Array | Uint8Array> = {
     'train.offsets.i32': split.train.offsets,
@@ -166,12 +175,15 @@ export async function saveSplit(dir: string, split: PreparedSplit, meta: Record<
   await writeDirectoryAtomically(dir, async (tmp) => {
     const items = ['index\titem_id\twarm\ttrain_count'];
     for (let k = 1; k <= split.numItems; k++) {
-      items.push(`${k}\t${escapeTsv(split.itemIds[k])}\t${k <= split.numWarm ? 1 : 0}\t${split.trainItemCounts[k]}`);
+      items.push(
+        `${k}\t${escapeTsv(split.itemIds[k])}\t${k <= split.numWarm ? 1 : 0}\t${split.trainItemCounts[k]}`,
+      );
     }
     await writeFile(join(tmp, 'items.tsv'), items.join('\n') + '\n');
     await writeFile(join(tmp, 'test_users.tsv'), idLines(split.test.users));
     if (split.trainUsers) await writeFile(join(tmp, 'train_users.tsv'), idLines(split.trainUsers));
-    if (split.validation.users) await writeFile(join(tmp, 'validation_users.tsv'), idLines(split.validation.users));
+    if (split.validation.users)
+      await writeFile(join(tmp, 'validation_users.tsv'), idLines(split.validation.users));
     for (const name of ARRAYS) await writeFile(join(tmp, name), bytesOf(arrays[name]));
     await writeFile(join(tmp, 'stats.json'), JSON.stringify(split.stats, null, 2) + '\n');
     // The manifest is written last: a directory with a manifest is complete.
@@ -181,7 +193,8 @@ export async function saveSplit(dir: string, split: PreparedSplit, meta: Record<
 
 async function readArray(dir: string, name: string): Promise<Int32Array | Uint8Array> {
   const buf = await readFile(join(dir, name));
-  if (name.endsWith('.u8')) return new Uint8Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length));
+  if (name.endsWith('.u8'))
+    return new Uint8Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length));
   if (buf.length % 4 !== 0) throw new DataError(join(dir, name), `size ${buf.length} is not a multiple of 4`);
   return new Int32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length));
 }
@@ -195,7 +208,8 @@ function checkSequences(file: string, seq: Sequences, numItems: number): void {
     if (offsets[s] < offsets[s - 1]) throw new DataError(file, `offsets decrease at sequence ${s}`);
   }
   for (let k = 0; k < items.length; k++) {
-    if (items[k] < 1 || items[k] > numItems) throw new DataError(file, `item index ${items[k]} out of range 1..${numItems}`);
+    if (items[k] < 1 || items[k] > numItems)
+      throw new DataError(file, `item index ${items[k]} out of range 1..${numItems}`);
   }
 }
 
@@ -206,7 +220,8 @@ async function readItemIds(dir: string, numItems: number): Promise<string[]> {
   const itemIds = [''];
   for (let k = 1; k <= numItems; k++) {
     const cells = (lines[k] ?? '').split('\t');
-    if (cells.length < 2 || Number(cells[0]) !== k) throw new DataError(file, `expected item index ${k}`, k + 1, 'index');
+    if (cells.length < 2 || Number(cells[0]) !== k)
+      throw new DataError(file, `expected item index ${k}`, k + 1, 'index');
     itemIds.push(unescapeTsv(cells[1]));
   }
   return itemIds;
@@ -224,17 +239,26 @@ export async function loadSplit(dir: string): Promise<PreparedSplit> {
   const manifest = JSON.parse(await readFile(manifestFile, 'utf8')) as SplitManifest;
   if (manifest.format !== SPLIT_FORMAT) throw new DataError(manifestFile, `format is not '${SPLIT_FORMAT}'`);
   if (manifest.version !== SPLIT_FORMAT_VERSION) {
-    throw new DataError(manifestFile, `format version ${manifest.version} is not supported (expected ${SPLIT_FORMAT_VERSION})`);
+    throw new DataError(
+      manifestFile,
+      `format version ${manifest.version} is not supported (expected ${SPLIT_FORMAT_VERSION})`,
+    );
   }
   const a: Record<string, Int32Array | Uint8Array> = {};
   for (const name of ARRAYS) a[name] = await readArray(dir, name);
   const numItems = manifest.numItems;
   const train = { offsets: a['train.offsets.i32'] as Int32Array, items: a['train.items.i32'] as Int32Array };
   const validation = {
-    inputs: { offsets: a['validation.offsets.i32'] as Int32Array, items: a['validation.items.i32'] as Int32Array },
+    inputs: {
+      offsets: a['validation.offsets.i32'] as Int32Array,
+      items: a['validation.items.i32'] as Int32Array,
+    },
     targets: a['validation.targets.i32'] as Int32Array,
   };
-  const testInputs = { offsets: a['test.offsets.i32'] as Int32Array, items: a['test.items.i32'] as Int32Array };
+  const testInputs = {
+    offsets: a['test.offsets.i32'] as Int32Array,
+    items: a['test.items.i32'] as Int32Array,
+  };
   checkSequences(join(dir, 'train.items.i32'), train, manifest.numWarm);
   checkSequences(join(dir, 'validation.items.i32'), validation.inputs, numItems);
   checkSequences(join(dir, 'test.items.i32'), testInputs, numItems);
@@ -242,7 +266,11 @@ export async function loadSplit(dir: string): Promise<PreparedSplit> {
   const cold = a['test.cold.u8'] as Uint8Array;
   const users = (await readIdLines(join(dir, 'test_users.tsv'), testTargets.length, false))!;
   const trainUsers = await readIdLines(join(dir, 'train_users.tsv'), train.offsets.length - 1, true);
-  const validationUsers = await readIdLines(join(dir, 'validation_users.tsv'), validation.targets.length, true);
+  const validationUsers = await readIdLines(
+    join(dir, 'validation_users.tsv'),
+    validation.targets.length,
+    true,
+  );
   if (
     validation.targets.length !== validation.inputs.offsets.length - 1 ||
     testTargets.length !== testInputs.offsets.length - 1 ||
@@ -251,7 +279,8 @@ export async function loadSplit(dir: string): Promise<PreparedSplit> {
     throw new DataError(dir, 'inconsistent case counts between the split files');
   }
   const trainItemCounts = a['train_item_counts.i32'] as Int32Array;
-  if (trainItemCounts.length !== numItems + 1) throw new DataError(join(dir, 'train_item_counts.i32'), 'wrong length');
+  if (trainItemCounts.length !== numItems + 1)
+    throw new DataError(join(dir, 'train_item_counts.i32'), 'wrong length');
   const stats = JSON.parse(await readFile(join(dir, 'stats.json'), 'utf8')) as SplitStats;
   return {
     protocol: manifest.protocol,

@@ -65,8 +65,26 @@ export interface SyntheticDataset {
 const CONSONANTS = 'bdfgklmnprstvz';
 const VOWELS = 'aeiou';
 const SHARED_WORDS = [
-  'classic', 'premium', 'original', 'deluxe', 'mini', 'set', 'pack', 'edition', 'new', 'pro', 'natural', 'daily',
-  'essential', 'ultra', 'soft', 'light', 'bold', 'fresh', 'pure', 'smart',
+  'classic',
+  'premium',
+  'original',
+  'deluxe',
+  'mini',
+  'set',
+  'pack',
+  'edition',
+  'new',
+  'pro',
+  'natural',
+  'daily',
+  'essential',
+  'ultra',
+  'soft',
+  'light',
+  'bold',
+  'fresh',
+  'pure',
+  'smart',
 ];
 
 /** Distinct pseudo-words of 2-3 syllables. */
@@ -75,7 +93,8 @@ function makeWords(random: Random, count: number, taken: Set<string>): string[] 
   while (words.length < count) {
     const syllables = 2 + random.nextInt(2);
     let w = '';
-    for (let s = 0; s < syllables; s++) w += CONSONANTS[random.nextInt(CONSONANTS.length)] + VOWELS[random.nextInt(VOWELS.length)];
+    for (let s = 0; s < syllables; s++)
+      w += CONSONANTS[random.nextInt(CONSONANTS.length)] + VOWELS[random.nextInt(VOWELS.length)];
     if (random.nextFloat() < 0.5) w += CONSONANTS[random.nextInt(CONSONANTS.length)];
     if (!taken.has(w)) {
       taken.add(w);
@@ -133,7 +152,8 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
   const byTopic = new Int32Array(o.items);
   const fill = topicStart.slice(0, K);
   for (let i = 0; i < o.items; i++) byTopic[fill[itemTopic[i]]++] = i;
-  for (let k = 0; k < K; k++) byTopic.subarray(topicStart[k], topicStart[k + 1]).sort((a, b) => intro[a] - intro[b] || a - b);
+  for (let k = 0; k < K; k++)
+    byTopic.subarray(topicStart[k], topicStart[k + 1]).sort((a, b) => intro[a] - intro[b] || a - b);
   const sortedIntro = new Float64Array(o.items);
   const cumulative = new Float64Array(o.items); // prefix sums of popularity within each topic segment
   for (let k = 0; k < K; k++) {
@@ -160,7 +180,10 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
   const drawItem = (k: number, t: number, previous: number): number => {
     const lo = topicStart[k];
     const available = upperBound(sortedIntro, lo, topicStart[k + 1], t); // intro <= t
-    const freshFrom = Math.max(upperBound(sortedIntro, lo, available, 0), upperBound(sortedIntro, lo, available, t - o.freshWindow));
+    const freshFrom = Math.max(
+      upperBound(sortedIntro, lo, available, 0),
+      upperBound(sortedIntro, lo, available, t - o.freshWindow),
+    );
     for (let attempt = 0; attempt < 4; attempt++) {
       const item =
         freshFrom < available && random.nextFloat() < o.freshProbability

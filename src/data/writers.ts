@@ -22,7 +22,8 @@ async function writeLines(path: string, header: string, next: () => string | nul
       const line = next();
       if (line !== null) batch.push(line);
       if (batch.length >= 65536 || (line === null && batch.length > 0)) {
-        if (!out.write(batch.join('\n') + '\n')) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
+        if (!out.write(batch.join('\n') + '\n'))
+          await new Promise<void>((resolve) => out.once('drain', () => resolve()));
         batch.length = 0;
       }
       if (line === null) break;
@@ -39,7 +40,12 @@ async function writeLines(path: string, header: string, next: () => string | nul
 
 /** Writes interactions as CSV: user_id,item_id[,timestamp][,rating], in the given row order. */
 export async function writeInteractionsCsv(path: string, data: Interactions): Promise<void> {
-  const header = ['user_id', 'item_id', ...(data.timestamps ? ['timestamp'] : []), ...(data.ratings ? ['rating'] : [])];
+  const header = [
+    'user_id',
+    'item_id',
+    ...(data.timestamps ? ['timestamp'] : []),
+    ...(data.ratings ? ['rating'] : []),
+  ];
   const users = data.userIds.ids.map(csvCell);
   const items = data.itemIds.ids.map(csvCell);
   let row = 0;

@@ -75,7 +75,9 @@ export async function run(args: string[]): Promise<number> {
     if (text === undefined) continue;
     const x = Number(text);
     if (text.trim() === '' || !Number.isFinite(x) || (integer && !Number.isInteger(x)) || x < 0) {
-      console.error(`deltarec generate: --${flag} expects a non-negative ${integer ? 'integer' : 'number'}, got '${text}'`);
+      console.error(
+        `deltarec generate: --${flag} expects a non-negative ${integer ? 'integer' : 'number'}, got '${text}'`,
+      );
       return 2;
     }
     options[key] = x;

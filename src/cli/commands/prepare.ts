@@ -6,7 +6,8 @@ import { alignCatalog, DEFAULT_SPLIT_OPTIONS, prepareSplit, type SplitOptions } 
 import { saveSplit } from '../../data/store.js';
 import type { SplitStats } from '../../data/types.js';
 
-export const summary = 'read interactions (+ catalog), run the evaluation protocol split, write it to a directory';
+export const summary =
+  'read interactions (+ catalog), run the evaluation protocol split, write it to a directory';
 
 const HELP = `usage: deltarec prepare --interactions FILE [--items FILE] --out DIR [options]
 
@@ -57,7 +58,10 @@ export function statsTable(stats: SplitStats): string {
     ['items', count(stats.items)],
     ['average sequence length', stats.avg_sequence_length.toFixed(2)],
     ['consecutive duplicates removed', count(stats.consecutive_duplicates_removed)],
-    ['threshold T', T === null ? '- (no timestamps)' : `${T} (${new Date(T * 1000).toISOString().slice(0, 10)})`],
+    [
+      'threshold T',
+      T === null ? '- (no timestamps)' : `${T} (${new Date(T * 1000).toISOString().slice(0, 10)})`,
+    ],
     ['train_val interactions (n-core)', count(stats.train_val_interactions)],
     ['train users', count(stats.train_users)],
     ['validation users', count(stats.val_users)],
@@ -141,7 +145,9 @@ export async function run(args: string[]): Promise<number> {
       ratingCol: values['rating-col'],
     });
     const readSeconds = (performance.now() - started) / 1000;
-    console.error(`read ${count(interactions.users.length)} interactions from ${values.interactions} in ${readSeconds.toFixed(2)} s`);
+    console.error(
+      `read ${count(interactions.users.length)} interactions from ${values.interactions} in ${readSeconds.toFixed(2)} s`,
+    );
     const split = prepareSplit(interactions, options);
     if (split.protocol === 'leave-last-out' && options.protocol === 'auto') {
       console.error('note: the data has no timestamps; using the leave-last-out fallback split');
@@ -151,7 +157,9 @@ export async function run(args: string[]): Promise<number> {
       options,
     };
     if (values.items) {
-      const catalog = await readCatalog(values.items, { itemCol: values['catalog-item-col'] ?? values['item-col'] });
+      const catalog = await readCatalog(values.items, {
+        itemCol: values['catalog-item-col'] ?? values['item-col'],
+      });
       const alignment = alignCatalog(split, catalog, { strict: values.strict });
       if (alignment.missing > 0) {
         console.error(
@@ -161,14 +169,21 @@ export async function run(args: string[]): Promise<number> {
         );
       }
       meta.items = resolve(values.items);
-      meta.catalog = { rows: catalog.ids.length, missing_items: alignment.missing, extra_rows: alignment.extra };
+      meta.catalog = {
+        rows: catalog.ids.length,
+        missing_items: alignment.missing,
+        extra_rows: alignment.extra,
+      };
     }
     await saveSplit(values.out!, split, meta);
     const seconds = (performance.now() - started) / 1000;
     console.log(`prepared split -> ${values.out} (${seconds.toFixed(2)} s)\n${statsTable(split.stats)}`);
     return 0;
   } catch (error) {
-    if (error instanceof DataError || (error instanceof Error && /refusing to overwrite/.test(error.message))) {
+    if (
+      error instanceof DataError ||
+      (error instanceof Error && /refusing to overwrite/.test(error.message))
+    ) {
       console.error(`deltarec prepare: error: ${error.message}`);
       return 1;
     }

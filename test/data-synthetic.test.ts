@@ -1,0 +1,124 @@
+/** The built-in synthetic dataset: seeded, sized by options, with content signal, order signal and cold items. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { prepareSplit } from '../src/data/split.js';
+import { generateSynthetic } from '../src/data/synthetic.js';
+
+/** Word-count vectors of title + description, L2-normalized, as maps. */
+function bagsOfWords(texts: string[]): Map<string, number>[] {
+  return texts.map((text) => {
+    const bag = new Map<string, number>();
+    for (const w of text.split(/\s+/)) if (w) bag.set(w, (bag.get(w) ?? 0) + 1);
+    const norm = Math.sqrt([...bag.values()].reduce((a, v) => a + v * v, 0));
+    for (const [w, v] of bag) bag.set(w, v / norm);
+    return bag;
+  });
+}
+
+function cosine(a: Map<string, number>, b: Map<string, number>): number {
+  let s = 0;
+  for (const [w, v] of a) s += v * (b.get(w) ?? 0);
+  return s;
+}
+
+describe('synthetic dataset', () => {
+  const options = { users: 1200, items: 600, topics: 12, seed: 11 };
+  const data = generateSynthetic(options);
+  const { interactions, catalog, truth } = data;
+
+  test('is determined by the seed and sized by the options', () => {
+    assert.deepEqual(generateSynthetic(options), data);
+    const other = generateSynthetic({ ...options, seed: 12 });
+    assert.notDeepEqual(other.interactions.items, interactions.items);
+    assert.equal(catalog.ids.length, 600);
+    assert.equal(interactions.userIds.ids.length, 1200);
+    const mean = interactions.users.length / 1200;
+    assert.ok(mean > 8 && mean < 11, `mean sequence length ${mean}`);
+    const defaults = generateSynthetic();
+    assert.equal(defaults.catalog.ids.length, 1000);
+    assert.ok(defaults.interactions.users.length > 15000 && defaults.interactions.users.length < 25000);
+    assert.deepEqual(Object.keys(catalog.fields), ['title', 'description', 'category']);
+  });
+
+  test('content identifies the topic (nearest topic centroid of word vectors)', () => {
+    const bags = bagsOfWords(
+      catalog.ids.map((_, i) => `${catalog.fields.title[i]} ${catalog.fields.description[i]}`),
+    );
+    const centroids = Array.from({ length: options.topics }, () => new Map<string, number>());
+    bags.forEach((bag, i) => {
+      const c = centroids[truth.itemTopic[i]];
+      for (const [w, v] of bag) c.set(w, (c.get(w) ?? 0) + v);
+    });
+    let correct = 0;
+    bags.forEach((bag, i) => {
+      let best = -1;
+      let bestScore = -Infinity;
+      centroids.forEach((c, k) => {
+        const norm = Math.sqrt([...c.values()].reduce((a, v) => a + v * v, 0));
+        const score = cosine(bag, c) / norm;
+        if (score > bestScore) [best, bestScore] = [k, score];
+      });
+      if (best === truth.itemTopic[i]) correct++;
+    });
+    assert.ok(correct / bags.length > 0.9, `topic accuracy from content ${correct / bags.length}`);
+  });
+
+  test('sequences carry content signal (same topic) and order signal beyond content (successor topic)', () => {
+    const bags = bagsOfWords(
+      catalog.ids.map((_, i) => `${catalog.fields.title[i]} ${catalog.fields.description[i]}`),
+    );
+    let pairs = 0;
+    let same = 0;
+    let successor = 0;
+    let simSame = 0;
+    let simSuccessor = 0;
+    let simOther = 0;
+    let other = 0;
+    for (let k = 1; k < interactions.users.length; k++) {
+      if (interactions.users[k] !== interactions.users[k - 1]) continue;
+      const a = interactions.items[k - 1] - 1;
+      const b = interactions.items[k] - 1;
+      const ta = truth.itemTopic[a];
+      const tb = truth.itemTopic[b];
+      const sim = cosine(bags[a], bags[b]);
+      pairs++;
+      if (ta === tb) {
+        same++;
+        simSame += sim;
+      } else if (truth.successor[ta] === tb) {
+        successor++;
+        simSuccessor += sim;
+      } else {
+        other++;
+        simOther += sim;
+      }
+    }
+    const chance = 1 / options.topics;
+    assert.ok(same / pairs > 3 * chance, `next item in the same topic: ${same / pairs}`);
+    assert.ok(successor / pairs > 0.4, `next item in the successor topic: ${successor / pairs}`);
+    // Content similarity tells same-topic pairs apart, but not successor pairs from unrelated ones.
+    assert.ok(simSame / same > 2 * (simOther / other), 'same-topic items are similar');
+    assert.ok(
+      Math.abs(simSuccessor / successor - simOther / other) < 0.05,
+      'successor topics are not similar in content',
+    );
+    for (let k = 0; k < options.topics; k++) assert.notEqual(truth.successor[k], k);
+  });
+
+  test('items keep being introduced, so cold items are targets in the test period', () => {
+    const split = prepareSplit(interactions);
+    const T = split.stats.threshold_timestamp!;
+    const introducedAfterT = truth.introduced.filter((t) => t > T).length;
+    assert.ok(introducedAfterT > 0, 'some items appear only after T');
+    assert.ok(split.stats.cold_items > 0);
+    assert.ok(
+      split.stats.cold_test_share > 0.1 && split.stats.cold_test_share < 0.5,
+      `cold share ${split.stats.cold_test_share}`,
+    );
+    assert.ok(split.stats.test_users > 100, `test users ${split.stats.test_users}`);
+    // No item is used before it is introduced.
+    for (let k = 0; k < interactions.users.length; k++) {
+      assert.ok(interactions.timestamps![k] >= truth.introduced[interactions.items[k] - 1]);
+    }
+  });
+});
