@@ -1,0 +1,296 @@
+/**
+ * The built-in text encoder (no downloaded weights): TF-IDF over words and word pairs of chosen text fields,
+ * reduced by a seeded randomized truncated SVD. The fitted state (vocabulary, idf, SVD components) is saved so that
+ * items added later are encoded exactly like the ones it was fitted on.
+ *
+ * Conventions follow scikit-learn's TfidfVectorizer(ngram_range=(1, 2), min_df, sublinear_tf=True) with smooth idf
+ * (idf = ln((1 + n) / (1 + df)) + 1) and L2-normalized rows; TruncatedSVD's transform (X V, i.e. U Sigma).
+ * Differences: word pairs never cross a field boundary, and a field can carry a weight that multiplies its counts.
+ */
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomizedSvd } from './linalg.js';
+import { sparseOperator, type CsrMatrix } from './sparse.js';
+
+/** One document: its field values in the encoder's field order (a plain string is a single field). */
+export type TextDocument = string | readonly string[];
+
+export interface TfidfOptions {
+  /** Keep terms that occur in at least this many fitted documents. Default 2. */
+  minDf?: number;
+  /** 1: words only; 2: words and word pairs (bigrams). Default 2. */
+  ngramMax?: 1 | 2;
+  /** Use 1 + ln(tf) instead of tf. Default true. */
+  sublinearTf?: boolean;
+  /** Shorter tokens are dropped (scikit-learn's default token pattern keeps 2+ characters). Default 2. */
+  minTokenLength?: number;
+  /** Multiplier of each field's term counts, in field order (default all 1). */
+  fieldWeights?: number[];
+}
+
+type ResolvedTfidfOptions = Required<Omit<TfidfOptions, 'fieldWeights'>> & { fieldWeights: number[] | null };
+
+function resolveTfidfOptions(options: TfidfOptions): ResolvedTfidfOptions {
+  const resolved = {
+    minDf: options.minDf ?? 2,
+    ngramMax: options.ngramMax ?? 2,
+    sublinearTf: options.sublinearTf ?? true,
+    minTokenLength: options.minTokenLength ?? 2,
+    fieldWeights: options.fieldWeights ?? null,
+  };
+  if (!(Number.isInteger(resolved.minDf) && resolved.minDf >= 1))
+    throw new Error(`tfidf: minDf must be an integer >= 1`);
+  if (resolved.ngramMax !== 1 && resolved.ngramMax !== 2) throw new Error(`tfidf: ngramMax must be 1 or 2`);
+  if (resolved.fieldWeights?.some((w) => !(w >= 0 && Number.isFinite(w))))
+    throw new Error(`tfidf: field weights must be finite and >= 0`);
+  return resolved;
+}
+
+const WORD = /[\p{L}\p{N}\p{M}_]+/gu;
+
+/** Lowercased Unicode word tokens (letters, digits, marks, underscore) of at least minLength characters. */
+export function tokenize(text: string, minLength = 2): string[] {
+  const tokens: string[] = [];
+  for (const match of text.toLowerCase().normalize('NFC').matchAll(WORD)) {
+    if ([...match[0]].length >= minLength) tokens.push(match[0]);
+  }
+  return tokens;
+}
+
+/** Weighted term counts of one document (words, then word pairs within each field). */
+function countTerms(doc: TextDocument, options: ResolvedTfidfOptions): Map<string, number> {
+  const fields = typeof doc === 'string' ? [doc] : doc;
+  const counts = new Map<string, number>();
+  for (let f = 0; f < fields.length; f++) {
+    const weight = options.fieldWeights?.[f] ?? 1;
+    if (weight === 0 || !fields[f]) continue;
+    const tokens = tokenize(fields[f], options.minTokenLength);
+    for (let i = 0; i < tokens.length; i++) {
+      counts.set(tokens[i], (counts.get(tokens[i]) ?? 0) + weight);
+      if (options.ngramMax === 2 && i + 1 < tokens.length) {
+        const pair = tokens[i] + ' ' + tokens[i + 1];
+        counts.set(pair, (counts.get(pair) ?? 0) + weight);
+      }
+    }
+  }
+  return counts;
+}
+
+/** A fitted TF-IDF vectorizer. */
+export class TfidfVectorizer {
+  readonly index: Map<string, number>;
+
+  constructor(
+    readonly terms: string[],
+    readonly idf: Float32Array,
+    readonly options: ResolvedTfidfOptions,
+  ) {
+    this.index = new Map(terms.map((t, i) => [t, i]));
+  }
+
+  static fit(docs: readonly TextDocument[], options: TfidfOptions = {}): TfidfVectorizer {
+    const resolved = resolveTfidfOptions(options);
+    const df = new Map<string, number>();
+    for (const doc of docs)
+      for (const term of countTerms(doc, resolved).keys()) df.set(term, (df.get(term) ?? 0) + 1);
+    const terms = [...df.keys()].filter((t) => df.get(t)! >= resolved.minDf).sort();
+    if (terms.length === 0)
+      throw new Error(`tfidf: no term occurs in at least ${resolved.minDf} of the ${docs.length} documents`);
+    const idf = new Float32Array(terms.length);
+    for (let i = 0; i < terms.length; i++) idf[i] = Math.log((1 + docs.length) / (1 + df.get(terms[i])!)) + 1;
+    return new TfidfVectorizer(terms, idf, resolved);
+  }
+
+  get numFeatures(): number {
+    return this.terms.length;
+  }
+
+  /** L2-normalized TF-IDF rows; a document without known terms is an empty (zero) row. */
+  transform(docs: readonly TextDocument[]): CsrMatrix {
+    const indptr = new Int32Array(docs.length + 1);
+    const rowIndices: Int32Array[] = [];
+    const rowValues: Float32Array[] = [];
+    for (let r = 0; r < docs.length; r++) {
+      const entries: [number, number][] = [];
+      for (const [term, count] of countTerms(docs[r], this.options)) {
+        const col = this.index.get(term);
+        if (col === undefined) continue;
+        const tf = this.options.sublinearTf ? 1 + Math.log(count) : count;
+        if (tf > 0) entries.push([col, tf * this.idf[col]]);
+      }
+      entries.sort((a, b) => a[0] - b[0]);
+      let norm = 0;
+      for (const [, v] of entries) norm += v * v;
+      norm = Math.sqrt(norm) || 1;
+      rowIndices.push(Int32Array.from(entries, (e) => e[0]));
+      rowValues.push(Float32Array.from(entries, (e) => e[1] / norm));
+      indptr[r + 1] = indptr[r] + entries.length;
+    }
+    const indices = new Int32Array(indptr[docs.length]);
+    const values = new Float32Array(indptr[docs.length]);
+    for (let r = 0; r < docs.length; r++) {
+      indices.set(rowIndices[r], indptr[r]);
+      values.set(rowValues[r], indptr[r]);
+    }
+    return { rows: docs.length, cols: this.terms.length, indptr, indices, values };
+  }
+}
+
+export interface TfidfSvdOptions extends TfidfOptions {
+  /** Output dimension (clamped to the rank the data allows). Default 512. */
+  dim?: number;
+  seed?: number;
+  powerIterations?: number;
+  oversample?: number;
+  /** Names of the catalog fields the documents are made of (recorded in the saved state). */
+  fields?: string[];
+  onProgress?: (message: string) => void;
+}
+
+export interface TfidfSvdInfo {
+  fields: string[];
+  numDocuments: number;
+  numFeatures: number;
+  dim: number;
+  singularValues: number[];
+  /** Share of the TF-IDF matrix's squared Frobenius norm kept by the SVD (uncentered explained variance). */
+  energyKept: number;
+  seed: number;
+  powerIterations: number;
+  oversample: number;
+}
+
+const STATE_FILE = 'tfidf-svd.json';
+const IDF_FILE = 'idf.f32';
+const COMPONENTS_FILE = 'components.f32';
+
+/** TF-IDF followed by a truncated SVD: encode(docs) = tfidf(docs) V, rows of length dim. */
+export class TfidfSvdEncoder {
+  constructor(
+    readonly vectorizer: TfidfVectorizer,
+    /** numFeatures x dim, row-major. */
+    readonly components: Float32Array,
+    readonly info: TfidfSvdInfo,
+  ) {}
+
+  get dim(): number {
+    return this.info.dim;
+  }
+
+  /** Fits vocabulary, idf and SVD on docs (e.g. the catalog, or only warm items). */
+  static fit(docs: readonly TextDocument[], options: TfidfSvdOptions = {}): TfidfSvdEncoder {
+    const { seed = 0, powerIterations = 3, oversample = 10, onProgress } = options;
+    const requested = options.dim ?? 512;
+    if (!(Number.isInteger(requested) && requested >= 1))
+      throw new Error(`tfidf-svd: dim must be an integer >= 1`);
+    const vectorizer = TfidfVectorizer.fit(docs, options);
+    const x = vectorizer.transform(docs);
+    const dim = Math.min(requested, x.rows, x.cols);
+    if (dim < requested)
+      onProgress?.(
+        `tfidf-svd: dim ${requested} exceeds the rank bound min(${x.rows} docs, ${x.cols} terms); using ${dim}`,
+      );
+    onProgress?.(
+      `tfidf-svd: ${x.rows} documents, ${x.cols} terms, ${x.values.length} non-zeros; SVD to ${dim}`,
+    );
+    const svd = randomizedSvd(sparseOperator(x), dim, { seed, powerIterations, oversample, onProgress });
+    let total = 0;
+    for (const v of x.values) total += v * v;
+    let kept = 0;
+    for (const s of svd.values) kept += s * s;
+    const info: TfidfSvdInfo = {
+      fields: options.fields ?? [],
+      numDocuments: x.rows,
+      numFeatures: x.cols,
+      dim,
+      singularValues: Array.from(svd.values),
+      energyKept: total > 0 ? kept / total : 0,
+      seed,
+      powerIterations,
+      oversample,
+    };
+    return new TfidfSvdEncoder(vectorizer, Float32Array.from(svd.right), info);
+  }
+
+  /** Sparse L2-normalized TF-IDF rows (the encoder's full-richness representation). */
+  encodeSparse(docs: readonly TextDocument[]): CsrMatrix {
+    return this.vectorizer.transform(docs);
+  }
+
+  /** Dense vectors, docs.length x dim, row-major. */
+  encode(docs: readonly TextDocument[]): Float32Array {
+    const x = this.vectorizer.transform(docs);
+    const out = new Float32Array(x.rows * this.dim);
+    const dim = this.dim;
+    const comp = this.components;
+    for (let r = 0; r < x.rows; r++) {
+      const o = r * dim;
+      for (let p = x.indptr[r]; p < x.indptr[r + 1]; p++) {
+        const v = x.values[p];
+        const src = x.indices[p] * dim;
+        for (let j = 0; j < dim; j++) out[o + j] += v * comp[src + j];
+      }
+    }
+    return out;
+  }
+
+  /** Writes the state into dir (created; files replaced atomically). */
+  async save(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    const state = {
+      format: 'deltarec-tfidf-svd',
+      version: 1,
+      ...this.info,
+      options: this.vectorizer.options,
+      files: { idf: IDF_FILE, components: COMPONENTS_FILE },
+      terms: this.vectorizer.terms,
+    };
+    await writeAtomic(join(dir, IDF_FILE), float32Bytes(this.vectorizer.idf));
+    await writeAtomic(join(dir, COMPONENTS_FILE), float32Bytes(this.components));
+    await writeAtomic(join(dir, STATE_FILE), JSON.stringify(state) + '\n');
+  }
+
+  static async load(dir: string): Promise<TfidfSvdEncoder> {
+    const path = join(dir, STATE_FILE);
+    let state;
+    try {
+      state = JSON.parse(await readFile(path, 'utf8'));
+    } catch (error) {
+      throw new Error(`tfidf-svd: cannot read encoder state ${path}: ${(error as Error).message}`);
+    }
+    if (state.format !== 'deltarec-tfidf-svd')
+      throw new Error(`tfidf-svd: ${path} is not a tfidf-svd state file`);
+    const idf = await readFloat32(join(dir, IDF_FILE), state.numFeatures);
+    const components = await readFloat32(join(dir, COMPONENTS_FILE), state.numFeatures * state.dim);
+    const { format: _f, version: _v, options, files: _files, terms, ...info } = state;
+    return new TfidfSvdEncoder(new TfidfVectorizer(terms, idf, options), components, info as TfidfSvdInfo);
+  }
+}
+
+export function float32Bytes(a: Float32Array): Uint8Array {
+  // Float32Array is little-endian on every platform Node supports (x64, arm64).
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+export async function readFloat32(path: string, expectedLength: number): Promise<Float32Array> {
+  const bytes = await readFile(path);
+  if (bytes.byteLength !== expectedLength * 4)
+    throw new Error(
+      `${path}: expected ${expectedLength} float32 values (${expectedLength * 4} bytes), found ${bytes.byteLength} bytes`,
+    );
+  const out = new Float32Array(expectedLength);
+  new Uint8Array(out.buffer).set(bytes);
+  return out;
+}
+
+/** Writes to a temporary sibling and renames, so a reader never sees a partial file. */
+export async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, path);
+  } catch (error) {
+    await rm(tmp, { force: true });
+    throw error;
+  }
+}
