@@ -244,7 +244,8 @@ export async function runExperiment(
   await mkdir(runsDir, { recursive: true });
   await writeAtomic(join(outDir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
 
-  const plan = config.models.flatMap((entry) => config.seeds.map((seed) => ({ entry, seed })));
+  // Seed-major order: an interrupted experiment has every model on its first seeds.
+  const plan = config.seeds.flatMap((seed) => config.models.map((entry) => ({ entry, seed })));
   const runs: RunRecord[] = [];
   const todo: typeof plan = [];
   for (const item of plan) {

@@ -1,0 +1,174 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { parseExperimentConfig, runExperiment } from '../src/eval/experiment.js';
+import { resultsMarkdown, type RunRecord } from '../src/eval/report.js';
+import { barChart, lineChart } from '../src/eval/svg.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'deltarec-experiment-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const base = {
+  name: 'tiny',
+  data: { synthetic: { users: 250, items: 120, topics: 5, seed: 5 } },
+  content: { fields: ['title', 'description'], dim: 24 },
+  model: { d: 16, maxLength: 12, epochs: 2, patience: 2 },
+  seeds: [0, 1],
+  models: ['knn', 'content-delta'],
+};
+const quiet = { baseDir: dir, log: () => {} };
+
+test('config: defaults, named model entries with overrides, sweeps, and clear errors', () => {
+  const c = parseExperimentConfig({ data: { synthetic: {} } }, 'c.json');
+  assert.deepEqual(c.seeds, [0, 1, 2, 3, 4]);
+  assert.deepEqual(
+    c.models.map((m) => m.name),
+    ['knn', 'sasrec', 'content-init', 'content-delta'],
+  );
+  const s = parseExperimentConfig(
+    {
+      data: { synthetic: {} },
+      models: ['content-init', { name: 'wide', strategy: 'content-delta', d: 32 }],
+      sweep: { base: 'content-delta', param: 'deltaMax', values: [0.1, 0.3], unbounded: 'content-init' },
+    },
+    'c.json',
+  );
+  assert.deepEqual(
+    s.models.map((m) => [m.name, m.strategy, m.overrides]),
+    [
+      ['content-init', 'content-init', {}],
+      ['wide', 'content-delta', { d: 32 }],
+      ['content-delta-deltaMax0.1', 'content-delta', { deltaMax: 0.1 }],
+      ['content-delta-deltaMax0.3', 'content-delta', { deltaMax: 0.3 }],
+    ],
+  );
+  assert.throws(
+    () => parseExperimentConfig({ data: {}, models: ['bert'] }, 'c.json'),
+    /c\.json: models\[0\]: strategy 'bert'/,
+  );
+  assert.throws(
+    () => parseExperimentConfig({ data: {}, model: { dd: 1 } }, 'c.json'),
+    /unknown setting 'dd'/,
+  );
+  assert.throws(() => parseExperimentConfig({ data: {}, seedz: [1] }, 'c.json'), /unknown field 'seedz'/);
+  assert.throws(() => parseExperimentConfig({ data: {}, models: ['knn', 'knn'] }, 'c.json'), /used twice/);
+});
+
+test('experiment: runs stored per model and seed, results aggregated, rerun skips finished runs', async () => {
+  const out = join(dir, 'exp');
+  const config = parseExperimentConfig(base, 'tiny.json');
+  const first = await runExperiment(config, out, quiet);
+  assert.equal(first.completed, true);
+  assert.equal(first.ranRuns, 4);
+  for (const name of ['knn-seed0', 'knn-seed1', 'content-delta-seed0', 'content-delta-seed1']) {
+    assert.ok(existsSync(join(out, 'runs', `${name}.json`)), name);
+  }
+  const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+  assert.deepEqual(Object.keys(results), ['knn', 'content-delta']);
+  for (const segment of ['cold', 'warm', 'all']) {
+    for (const metric of ['ndcg@10', 'hr@10']) {
+      const v = results['content-delta'][segment][metric];
+      assert.ok(v.mean >= 0 && v.mean <= 1 && v.std >= 0, `${segment} ${metric}`);
+    }
+  }
+  // KNN has no randomness: the two seeds agree exactly
+  assert.equal(results.knn.all['ndcg@10'].std, 0);
+  const md = readFileSync(join(out, 'results.md'), 'utf8');
+  assert.match(md, /\| SASRec \+ trainable delta \| 2 \| [0-9.]+ ± [0-9.]+ \|/);
+  assert.ok(existsSync(join(out, 'ndcg-by-cold-input-share.svg')));
+  assert.ok(existsSync(join(out, 'ndcg-by-target-frequency.svg')));
+
+  // Resume: nothing is rerun and the results are identical.
+  const second = await runExperiment(config, out, quiet);
+  assert.equal(second.ranRuns, 0);
+  assert.equal(second.skippedRuns, 4);
+  assert.deepEqual(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')), results);
+
+  // A deleted run is the only one rerun.
+  rmSync(join(out, 'runs', 'content-delta-seed1.json'));
+  const third = await runExperiment(config, out, quiet);
+  assert.equal(third.ranRuns, 1);
+  assert.deepEqual(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')), results);
+
+  // A changed configuration is not silently mixed with old runs.
+  const changed = parseExperimentConfig({ ...base, model: { ...base.model, d: 8 } }, 'tiny.json');
+  await assert.rejects(runExperiment(changed, out, quiet), /different configuration/);
+});
+
+test('experiment: an aborted run is not stored and the experiment reports itself incomplete', async () => {
+  const controller = new AbortController();
+  controller.abort();
+  const outcome = await runExperiment(parseExperimentConfig(base, 'tiny.json'), join(dir, 'aborted'), {
+    ...quiet,
+    signal: controller.signal,
+  });
+  assert.equal(outcome.completed, false);
+  assert.equal(outcome.ranRuns, 0);
+});
+
+test('experiment: a sweep writes its plot and table', async () => {
+  const out = join(dir, 'sweep');
+  const config = parseExperimentConfig(
+    {
+      ...base,
+      seeds: [0],
+      models: ['content-init'],
+      sweep: { base: 'content-delta', param: 'deltaMax', values: [0.1, 1], unbounded: 'content-init' },
+    },
+    'sweep.json',
+  );
+  await runExperiment(config, out, quiet);
+  const svg = readFileSync(join(out, 'ndcg-vs-deltaMax.svg'), 'utf8');
+  assert.match(svg, /^<svg[^]*<\/svg>\n$/);
+  assert.match(svg, /∞ \(content-init\)/);
+  assert.match(readFileSync(join(out, 'results.md'), 'utf8'), /## deltaMax sweep/);
+});
+
+test('report and SVG writers: table cells and chart structure', () => {
+  const run = (model: string, seed: number, v: number): RunRecord => ({
+    model,
+    strategy: model,
+    seed,
+    fingerprint: '',
+    metrics: {
+      cold: { count: 1, 'ndcg@10': v, 'hr@10': v },
+      warm: { count: 1, 'ndcg@10': v, 'hr@10': v },
+      all: { count: 2, 'ndcg@10': v, 'hr@10': v },
+    },
+    analyses: { coldInputShare: [], targetFrequency: [] },
+    emptyInputs: 0,
+    training: null,
+    fitSeconds: 1,
+    evalSeconds: 0,
+    finishedAt: '',
+  });
+  const md = resultsMarkdown(
+    'T',
+    { knn: { cold: { 'ndcg@10': { mean: 0.02, std: 0.001 } }, warm: {}, all: {} } },
+    [run('knn', 0, 0.02)],
+  );
+  assert.match(md, /\| Content KNN \| 1 \| 0\.0200 ± 0\.0010 \| - \|/);
+  const chart = lineChart({
+    title: 'a<b',
+    xLabel: 'x',
+    yLabel: 'y',
+    labels: ['1', '2'],
+    series: [{ name: 's', values: [0.1, NaN] }],
+  });
+  assert.match(chart, /a&lt;b/);
+  assert.equal((chart.match(/<circle/g) ?? []).length, 1, 'NaN points are gaps');
+  const bars = barChart({
+    title: 't',
+    xLabel: 'x',
+    yLabel: 'y',
+    labels: ['a', 'b'],
+    series: [
+      { name: 's', values: [1, 2] },
+      { name: 'u', values: [3, 4] },
+    ],
+  });
+  assert.equal((bars.match(/<rect x=/g) ?? []).length, 4 + 2, 'four bars and two legend swatches');
+  writeFileSync(join(dir, 'chart.svg'), bars);
+});
