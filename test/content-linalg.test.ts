@@ -17,7 +17,9 @@ import { Random } from '../src/util/random.js';
 /** Independent oracle: cyclic Jacobi eigenvalue algorithm (values descending, vectors as rows). */
 function jacobiEigen(a: Float64Array, n: number): { values: number[]; vectors: number[][] } {
   const m = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => a[i * n + j]));
-  const v = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (i === j ? 1 : 0)));
+  const v = Array.from({ length: n }, (_, i) =>
+    Array.from({ length: n }, (_, j): number => (i === j ? 1 : 0)),
+  );
   for (let sweep = 0; sweep < 100; sweep++) {
     let off = 0;
     for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += m[p][q] ** 2;

@@ -256,14 +256,26 @@ export class TfidfSvdEncoder {
     try {
       state = JSON.parse(await readFile(path, 'utf8'));
     } catch (error) {
-      throw new Error(`tfidf-svd: cannot read encoder state ${path}: ${(error as Error).message}`);
+      throw new Error(`tfidf-svd: cannot read encoder state ${path}: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     if (state.format !== 'deltarec-tfidf-svd')
       throw new Error(`tfidf-svd: ${path} is not a tfidf-svd state file`);
     const idf = await readFloat32(join(dir, IDF_FILE), state.numFeatures);
     const components = await readFloat32(join(dir, COMPONENTS_FILE), state.numFeatures * state.dim);
-    const { format: _f, version: _v, options, files: _files, terms, ...info } = state;
-    return new TfidfSvdEncoder(new TfidfVectorizer(terms, idf, options), components, info as TfidfSvdInfo);
+    const info: TfidfSvdInfo = {
+      fields: state.fields,
+      numDocuments: state.numDocuments,
+      numFeatures: state.numFeatures,
+      dim: state.dim,
+      singularValues: state.singularValues,
+      energyKept: state.energyKept,
+      seed: state.seed,
+      powerIterations: state.powerIterations,
+      oversample: state.oversample,
+    };
+    return new TfidfSvdEncoder(new TfidfVectorizer(state.terms, idf, state.options), components, info);
   }
 }
 
