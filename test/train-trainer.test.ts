@@ -188,6 +188,27 @@ test('an abort mid-epoch stops cleanly with the best weights so far, and the che
   }
 });
 
+test('Ctrl-C (SIGINT) stops training cleanly and keeps the best weights', async () => {
+  const seen: Float32Array[][] = [];
+  const model = makeModel();
+  const listenersBefore = process.listenerCount('SIGINT');
+  const result = await train(model, trainData, {
+    onProgress: () => {},
+    epochs: 10,
+    batchSize: 32,
+    handleSigint: true,
+    validate: (m) => {
+      seen.push(snapshot(m));
+      if (seen.length === 2) setImmediate(() => process.emit('SIGINT'));
+      return seen.length === 1 ? 0.3 : 0.1;
+    },
+  });
+  assert.equal(result.stopReason, 'aborted');
+  assert.equal(result.bestEpoch, 1);
+  assertSameWeights(snapshot(model), seen[0], 'weights after Ctrl-C');
+  assert.equal(process.listenerCount('SIGINT'), listenersBefore, 'the SIGINT handler is removed');
+});
+
 test('content-delta: every delta row stays within deltaMax and every item within the cosine bound', async () => {
   const deltaMax = 0.3;
   const model = makeModel({ strategy: 'content-delta', deltaMax });
