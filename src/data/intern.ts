@@ -7,33 +7,48 @@ export class ByteInterner {
   private used = 0;
   private offsets = new Int32Array(1025); // id k is arena[offsets[k] .. offsets[k + 1])
   private hashes = new Int32Array(1024);
-  private table = new Int32Array(2048).fill(-1);
+  private table = new Int32Array(4096).fill(-1); // open addressing: slot j holds (hash, id) at 2j, 2j + 1
   private mask = 2047;
+  private last = -1; // the id returned last: files grouped by user repeat it row after row
 
   /** Dense 0-based index of the id bytes buf[s..e). */
   intern(buf: Uint8Array, s: number, e: number): number {
+    const len = e - s;
+    const arena = this.arena;
+    const last = this.last;
+    if (last >= 0) {
+      const a = this.offsets[last];
+      if (this.offsets[last + 1] - a === len) {
+        let k = 0;
+        while (k < len && arena[a + k] === buf[s + k]) k++;
+        if (k === len) return last;
+      }
+    }
     let h = 0x811c9dc5 | 0;
     for (let i = s; i < e; i++) h = Math.imul(h ^ buf[i], 0x01000193);
     h ^= h >>> 15;
     const table = this.table;
     const mask = this.mask;
     let slot = h & mask;
-    const len = e - s;
     for (;;) {
-      const id = table[slot];
+      const id = table[2 * slot + 1];
       if (id < 0) break;
-      if (this.hashes[id] === h) {
+      if (table[2 * slot] === h) {
         const a = this.offsets[id];
         if (this.offsets[id + 1] - a === len) {
-          const arena = this.arena;
           let k = 0;
           while (k < len && arena[a + k] === buf[s + k]) k++;
-          if (k === len) return id;
+          if (k === len) {
+            this.last = id;
+            return id;
+          }
         }
       }
       slot = (slot + 1) & mask;
     }
-    return this.insert(buf, s, e, h, slot);
+    const id = this.insert(buf, s, e, h, slot);
+    this.last = id;
+    return id;
   }
 
   /** Interns a JavaScript string (for non-CSV sources). */
@@ -70,30 +85,44 @@ export class ByteInterner {
     this.used += len;
     this.offsets[id + 1] = this.used;
     this.hashes[id] = h;
-    this.table[slot] = id;
+    this.table[2 * slot] = h;
+    this.table[2 * slot + 1] = id;
     this.count = id + 1;
-    if (this.count * 2 > this.table.length) this.rehash();
+    if (this.count * 2 > this.mask + 1) this.rehash();
     return id;
   }
 
   private rehash(): void {
-    const size = this.table.length * 2;
-    const table = new Int32Array(size).fill(-1);
-    const mask = size - 1;
+    const slots = (this.mask + 1) * 2;
+    const table = new Int32Array(2 * slots).fill(-1);
+    const mask = slots - 1;
     for (let id = 0; id < this.count; id++) {
-      let slot = this.hashes[id] & mask;
-      while (table[slot] >= 0) slot = (slot + 1) & mask;
-      table[slot] = id;
+      const h = this.hashes[id];
+      let slot = h & mask;
+      while (table[2 * slot + 1] >= 0) slot = (slot + 1) & mask;
+      table[2 * slot] = h;
+      table[2 * slot + 1] = id;
     }
     this.table = table;
     this.mask = mask;
   }
 }
 
-/** An IdMap from ids in index order. With padding, ids[0] = '' is the padding index and is not in the map. */
+/**
+ * An IdMap from ids in index order. With padding, ids[0] = '' is the padding index and is not in the map. The
+ * index Map is built on first use (most pipelines only need ids).
+ */
 export function makeIdMap(ids: string[], padding: boolean): IdMap {
   const all = padding ? ['', ...ids] : ids;
-  const index = new Map<string, number>();
-  for (let k = padding ? 1 : 0; k < all.length; k++) index.set(all[k], k);
-  return { ids: all, index };
+  let index: Map<string, number> | null = null;
+  return {
+    ids: all,
+    get index(): Map<string, number> {
+      if (index === null) {
+        index = new Map<string, number>();
+        for (let k = padding ? 1 : 0; k < all.length; k++) index.set(all[k], k);
+      }
+      return index;
+    },
+  };
 }
