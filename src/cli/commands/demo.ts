@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import { evaluate, fit, type ModelKind } from '../../api.js';
-import { intOption } from '../../eval/cli.js';
+import { evaluate, fit, MODEL_KINDS, type ModelKind } from '../../api.js';
+import { intOption, listOption } from '../../eval/cli.js';
 import { prepareData } from '../../eval/data.js';
 import { displayName, resultsText, type Aggregated } from '../../eval/report.js';
 import { toAggregated } from './train.js';
@@ -20,6 +20,8 @@ SASRec + trainable delta, and prints NDCG@10 and HR@10 for cold, warm and all te
   --seed N       data and model seed (default 42)
   --d N          model dimension (default 64)
   --epochs N     most training epochs per model (default 40; early stopping on validation NDCG@10)
+  --models A,B   models to train (default knn,sasrec,content-init,content-delta; also content-frozen)
+  --no-standardize  skip the per-component standardization before the PCA projection of content
 `;
 
 const MODELS: ModelKind[] = ['knn', 'sasrec', 'content-init', 'content-delta'];
@@ -35,6 +37,8 @@ export async function run(args: string[]): Promise<number> {
         seed: { type: 'string' },
         d: { type: 'string' },
         epochs: { type: 'string' },
+        models: { type: 'string' },
+        'no-standardize': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }).values;
@@ -63,8 +67,14 @@ export async function run(args: string[]): Promise<number> {
       process.cwd(),
       log,
     );
+    const models = (listOption(values.models) ?? MODELS) as ModelKind[];
+    for (const kind of models) {
+      if (!(MODEL_KINDS as readonly string[]).includes(kind)) {
+        throw new Error(`--models: unknown model '${kind}' (known: ${MODEL_KINDS.join(', ')})`);
+      }
+    }
     const results: Aggregated = {};
-    for (const kind of MODELS) {
+    for (const kind of models) {
       const t = performance.now();
       const model = await fit(data.split, {
         model: kind,
@@ -73,6 +83,7 @@ export async function run(args: string[]): Promise<number> {
         maxLength: 32,
         epochs: intOption(values.epochs, 'epochs', 1) ?? 40,
         patience: 3,
+        standardize: !values['no-standardize'],
         seed,
         onProgress: (p) => log(`  ${kind}: ${p.line}`),
       });
