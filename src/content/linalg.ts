@@ -183,7 +183,8 @@ export function transpose(a: Float64Array, rows: number, cols: number): Float64A
 
 /**
  * C (m x n) = A B^T for A (m x k) and B (n x k) in float64: 2 x 2 register blocks of dot products over k-tiles
- * that stay in cache. With symmetric (A = B), only the upper triangle is computed and then mirrored.
+ * that stay in cache. With symmetric (A = B, or any A, B whose product is known to be symmetric), only the upper
+ * triangle is computed and then mirrored.
  */
 export function dotProducts(
   a: Float64Array,
@@ -342,9 +343,13 @@ export function randomizedSvd(
   const maxRank = Math.min(A.rows, A.cols);
   if (!(k >= 1 && k <= maxRank)) throw new Error(`randomizedSvd: k = ${k} must be in 1..${maxRank}`);
   const l = Math.min(k + oversample, maxRank);
+  // Random signs (Rademacher) sketch as well as Gaussians and are much cheaper to draw.
   const random = new Random(seed);
   const omega = new Float64Array(A.cols * l);
-  for (let i = 0; i < omega.length; i++) omega[i] = random.nextGaussian();
+  for (let i = 0; i < omega.length; i += 32) {
+    const bits = random.nextUint32();
+    for (let b = 0; b < 32 && i + b < omega.length; b++) omega[i + b] = (bits >>> b) & 1 ? 1 : -1;
+  }
   const y = new Float64Array(A.rows * l);
   const z = new Float64Array(A.cols * l);
   A.multiply(omega, l, y);
@@ -362,7 +367,7 @@ export function randomizedSvd(
   if (A.rows <= A.cols) {
     const w = new Float64Array(A.rows * l);
     A.multiply(z, l, w);
-    m = dotProducts(yt, transpose(w, A.rows, l), l, l, A.rows);
+    m = dotProducts(yt, transpose(w, A.rows, l), l, l, A.rows, true); // symmetric: Y^T A A^T Y
   } else {
     const zt = transpose(z, A.cols, l);
     m = dotProducts(zt, zt, l, l, A.cols, true);

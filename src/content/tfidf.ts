@@ -52,7 +52,8 @@ const WORD = /[\p{L}\p{N}\p{M}_]+/gu;
 export function tokenize(text: string, minLength = 2): string[] {
   const tokens: string[] = [];
   for (const match of text.toLowerCase().normalize('NFC').matchAll(WORD)) {
-    if ([...match[0]].length >= minLength) tokens.push(match[0]);
+    // .length counts UTF-16 units: only a lone astral character could pass a minimum of 2 wrongly.
+    if (match[0].length >= minLength) tokens.push(match[0]);
   }
   return tokens;
 }
@@ -89,16 +90,25 @@ export class TfidfVectorizer {
   }
 
   static fit(docs: readonly TextDocument[], options: TfidfOptions = {}): TfidfVectorizer {
+    return TfidfVectorizer.fitTransform(docs, options).vectorizer;
+  }
+
+  /** Fits on docs and returns their TF-IDF rows too (one tokenization pass). */
+  static fitTransform(
+    docs: readonly TextDocument[],
+    options: TfidfOptions = {},
+  ): { vectorizer: TfidfVectorizer; matrix: CsrMatrix } {
     const resolved = resolveTfidfOptions(options);
+    const counts = docs.map((doc) => countTerms(doc, resolved));
     const df = new Map<string, number>();
-    for (const doc of docs)
-      for (const term of countTerms(doc, resolved).keys()) df.set(term, (df.get(term) ?? 0) + 1);
+    for (const c of counts) for (const term of c.keys()) df.set(term, (df.get(term) ?? 0) + 1);
     const terms = [...df.keys()].filter((t) => df.get(t)! >= resolved.minDf).sort();
     if (terms.length === 0)
       throw new Error(`tfidf: no term occurs in at least ${resolved.minDf} of the ${docs.length} documents`);
     const idf = new Float32Array(terms.length);
     for (let i = 0; i < terms.length; i++) idf[i] = Math.log((1 + docs.length) / (1 + df.get(terms[i])!)) + 1;
-    return new TfidfVectorizer(terms, idf, resolved);
+    const vectorizer = new TfidfVectorizer(terms, idf, resolved);
+    return { vectorizer, matrix: vectorizer.rowsFromCounts(counts) };
   }
 
   get numFeatures(): number {
@@ -107,12 +117,17 @@ export class TfidfVectorizer {
 
   /** L2-normalized TF-IDF rows; a document without known terms is an empty (zero) row. */
   transform(docs: readonly TextDocument[]): CsrMatrix {
-    const indptr = new Int32Array(docs.length + 1);
+    return this.rowsFromCounts(docs.map((doc) => countTerms(doc, this.options)));
+  }
+
+  private rowsFromCounts(counts: readonly Map<string, number>[]): CsrMatrix {
+    const n = counts.length;
+    const indptr = new Int32Array(n + 1);
     const rowIndices: Int32Array[] = [];
     const rowValues: Float32Array[] = [];
-    for (let r = 0; r < docs.length; r++) {
+    for (let r = 0; r < n; r++) {
       const entries: [number, number][] = [];
-      for (const [term, count] of countTerms(docs[r], this.options)) {
+      for (const [term, count] of counts[r]) {
         const col = this.index.get(term);
         if (col === undefined) continue;
         const tf = this.options.sublinearTf ? 1 + Math.log(count) : count;
@@ -126,13 +141,13 @@ export class TfidfVectorizer {
       rowValues.push(Float32Array.from(entries, (e) => e[1] / norm));
       indptr[r + 1] = indptr[r] + entries.length;
     }
-    const indices = new Int32Array(indptr[docs.length]);
-    const values = new Float32Array(indptr[docs.length]);
-    for (let r = 0; r < docs.length; r++) {
+    const indices = new Int32Array(indptr[n]);
+    const values = new Float32Array(indptr[n]);
+    for (let r = 0; r < n; r++) {
       indices.set(rowIndices[r], indptr[r]);
       values.set(rowValues[r], indptr[r]);
     }
-    return { rows: docs.length, cols: this.terms.length, indptr, indices, values };
+    return { rows: n, cols: this.terms.length, indptr, indices, values };
   }
 }
 
@@ -179,12 +194,11 @@ export class TfidfSvdEncoder {
 
   /** Fits vocabulary, idf and SVD on docs (e.g. the catalog, or only warm items). */
   static fit(docs: readonly TextDocument[], options: TfidfSvdOptions = {}): TfidfSvdEncoder {
-    const { seed = 0, powerIterations = 3, oversample = 10, onProgress } = options;
+    const { seed = 0, powerIterations = 2, oversample = 10, onProgress } = options;
     const requested = options.dim ?? 512;
     if (!(Number.isInteger(requested) && requested >= 1))
       throw new Error(`tfidf-svd: dim must be an integer >= 1`);
-    const vectorizer = TfidfVectorizer.fit(docs, options);
-    const x = vectorizer.transform(docs);
+    const { vectorizer, matrix: x } = TfidfVectorizer.fitTransform(docs, options);
     const dim = Math.min(requested, x.rows, x.cols);
     if (dim < requested)
       onProgress?.(
