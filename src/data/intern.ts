@@ -81,7 +81,8 @@ export class ByteInterner {
       arena.set(this.arena.subarray(0, this.used));
       this.arena = arena;
     }
-    this.arena.set(buf.subarray(s, e), this.used);
+    const arena = this.arena;
+    for (let k = 0, at = this.used; k < len; k++) arena[at + k] = buf[s + k];
     this.used += len;
     this.offsets[id + 1] = this.used;
     this.hashes[id] = h;
