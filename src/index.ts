@@ -11,3 +11,11 @@ export { DEFAULT_SYNTHETIC_OPTIONS, generateSynthetic } from './data/synthetic.j
 export type { SyntheticDataset, SyntheticOptions } from './data/synthetic.js';
 export { writeCatalogCsv, writeInteractionsCsv } from './data/writers.js';
 export { Random } from './util/random.js';
+export { SASRec, sasrecConfig } from './model/sasrec.js';
+export type { Batch, EmbeddingStrategy, SASRecConfig } from './model/sasrec.js';
+export { EMBEDDING_STRATEGIES } from './model/embeddings.js';
+export { BatchBuilder, createOptimizer, train, trainStep } from './train/trainer.js';
+export type { EpochProgress, TrainOptions, TrainResult } from './train/trainer.js';
+export { Adam } from './train/optimizer.js';
+export type { AdamOptions } from './train/optimizer.js';
+export { loadCheckpoint, saveCheckpoint } from './train/checkpoint.js';

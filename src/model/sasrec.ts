@@ -28,7 +28,7 @@
 import { kernels as defaultKernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/types.js';
 import { hash32, Random } from '../util/random.js';
-import { ItemEmbeddings, usesContent, type EmbeddingStrategy, type ParamGroup } from './embeddings.js';
+import { ItemEmbeddings, type EmbeddingStrategy, type ParamGroup } from './embeddings.js';
 import type { Recommender } from './types.js';
 
 export type { EmbeddingStrategy, ParamGroup } from './embeddings.js';
@@ -844,7 +844,7 @@ function checkConfig(c: SASRecConfig): void {
   if (c.activation !== 'relu' && c.activation !== 'gelu') {
     throw new Error(`SASRec config: activation must be 'relu' or 'gelu' (got ${String(c.activation)})`);
   }
-  if (usesContent(c.strategy) && c.strategy === 'content-delta' && !(c.deltaMax > 0)) {
+  if (c.strategy === 'content-delta' && !(c.deltaMax > 0)) {
     throw new Error(`SASRec config: deltaMax must be > 0 for content-delta (got ${c.deltaMax})`);
   }
 }
