@@ -227,6 +227,8 @@ describe('reader errors name file, line and field', () => {
     const json = await file('m9.jsonl', '{"user_id":"a","item_id":"x"}\n{"user_id":\n');
     await rejectsNaming(() => readInteractions(json), [`${json}:2:`, 'invalid JSON']);
     await rejectsNaming(() => readInteractions(join(dir, 'nope.csv')), ['nope.csv', 'cannot read file']);
+    const corrupt = await file('corrupt.csv.gz', Buffer.from('user_id,item_id\na,x\n'));
+    await rejectsNaming(() => readInteractions(corrupt), [corrupt, 'cannot decompress']);
     const xlsx = await file('x.xlsx', 'a');
     await rejectsNaming(() => readInteractions(xlsx), ['unknown file format']);
   });
