@@ -14,10 +14,10 @@
  * per server core.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { projectContent } from '../src/content/projection.js';
 import { TfidfSvdEncoder } from '../src/content/tfidf.js';
@@ -160,6 +160,16 @@ async function startServer(modelDir: string, workers: number): Promise<{ child: 
   });
 }
 
+/** CPU seconds (user + system) used so far by a process, from /proc (null where /proc is absent). */
+function cpuSeconds(pid: number): number | null {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return null;
+  }
+}
+
 interface LoadResult {
   p50_ms: number;
   p99_ms: number;
@@ -237,10 +247,21 @@ async function main(): Promise<void> {
     const mode = workers === 0 ? 'inline' : `${workers} worker${workers > 1 ? 's' : ''}`;
     try {
       await load(url, bodies, { seconds: 2, connections }); // warm-up: JIT, buffers
+      const cpuBefore = cpuSeconds(child.pid!);
+      const clientBefore = process.cpuUsage();
       const closed = await load(url, bodies, { seconds, connections });
+      const cpuAfter = cpuSeconds(child.pid!);
+      const client = process.cpuUsage(clientBefore);
+      // CPU per request is robust to other load on the machine, unlike wall-clock latency and throughput.
+      const serverCpuMs =
+        cpuBefore === null || cpuAfter === null ? NaN : ((cpuAfter - cpuBefore) * 1000) / closed.requests;
+      const clientCpuMs = (client.user + client.system) / 1000 / closed.requests;
       const open = await load(url, bodies, { seconds, connections: 32, rate });
       console.log(
         `scoring ${mode.padEnd(9)} closed loop, ${connections} connections: p50 ${closed.p50_ms.toFixed(2)} ms, p99 ${closed.p99_ms.toFixed(2)} ms, ${closed.rps.toFixed(0)} req/s (${closed.errors} errors)`,
+      );
+      console.log(
+        `scoring ${mode.padEnd(9)} CPU per request: server ${serverCpuMs.toFixed(3)} ms, load generator ${clientCpuMs.toFixed(3)} ms (machine load average ${loadavg()[0].toFixed(1)})`,
       );
       console.log(
         `scoring ${mode.padEnd(9)} open loop at ${rate} req/s:        p50 ${open.p50_ms.toFixed(2)} ms, p99 ${open.p99_ms.toFixed(2)} ms, ${open.rps.toFixed(0)} req/s (${open.errors} errors)`,
@@ -251,6 +272,8 @@ async function main(): Promise<void> {
         [`${prefix}p99_ms`]: round(closed.p99_ms),
         [`${prefix}rps`]: round(closed.rps, 0),
         [`${prefix}errors`]: closed.errors + open.errors,
+        [`${prefix}server_cpu_ms_per_request`]: round(serverCpuMs, 3),
+        [`${prefix}client_cpu_ms_per_request`]: round(clientCpuMs, 3),
         [`${prefix}p50_ms_at_rate`]: round(open.p50_ms),
         [`${prefix}p99_ms_at_rate`]: round(open.p99_ms),
         [`${prefix}rps_at_rate`]: round(open.rps, 0),
@@ -267,6 +290,7 @@ async function main(): Promise<void> {
     rate,
     train_epochs: epochs,
     cpus: cpus().length,
+    load_average: round(loadavg()[0], 1),
     scoring_modes: modes.map((w) => (w === 0 ? 'inline' : `workers=${w}`)).join(','),
   });
   if (values.json) {

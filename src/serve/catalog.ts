@@ -17,8 +17,6 @@ export interface ItemInfo {
 export class LiveCatalog {
   /** Row -> item id (retired rows keep the id they had). Row 0 is padding. */
   readonly rowIds: string[];
-  /** Row -> 1 when the row may be recommended. */
-  active: Uint8Array;
   /** Active items by id. */
   private readonly items = new Map<string, ItemInfo>();
   /** Ids that were deleted: their last row still encodes in histories. */
@@ -30,10 +28,8 @@ export class LiveCatalog {
     readonly numWarm: number,
   ) {
     this.rowIds = [...itemIds];
-    this.active = new Uint8Array(Math.max(16, itemIds.length * 2));
     for (let i = 1; i < itemIds.length; i++) {
       this.items.set(itemIds[i], { index: i, added: false });
-      this.active[i] = 1;
     }
     this.activeCount = itemIds.length - 1;
   }
@@ -55,16 +51,9 @@ export class LiveCatalog {
   put(id: string, fields?: Record<string, string>): { index: number; retired: number } {
     const index = this.rowIds.length;
     this.rowIds.push(id);
-    if (index >= this.active.length) {
-      const grown = new Uint8Array(this.active.length * 2);
-      grown.set(this.active);
-      this.active = grown;
-    }
     const previous = this.items.get(id);
     const retired = previous ? previous.index : 0;
-    if (previous) this.active[retired] = 0;
-    else this.activeCount++;
-    this.active[index] = 1;
+    if (!previous) this.activeCount++;
     this.items.set(id, { index, fields, added: true });
     this.deleted.delete(id);
     return { index, retired };
@@ -76,7 +65,6 @@ export class LiveCatalog {
     if (!info) return 0;
     this.items.delete(id);
     this.deleted.set(id, info.index);
-    this.active[info.index] = 0;
     this.activeCount--;
     return info.index;
   }

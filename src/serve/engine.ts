@@ -28,6 +28,8 @@ export type CatalogOp =
   { type: 'append'; vectors: Float32Array; count: number } | { type: 'retire'; rows: Int32Array };
 
 export interface ScoreBackend {
+  /** Set when the backend can no longer score (a crashed worker). */
+  readonly failure: Error | null;
   score(batch: ScoreBatch): Promise<ScoreResult>;
   apply(ops: CatalogOp[]): void;
   close(): Promise<void>;
@@ -74,6 +76,7 @@ export function applyOps(scorer: Scorer, ops: readonly CatalogOp[]): void {
 
 /** Scores on the calling thread, deferred with setImmediate so requests parsed meanwhile join the next batch. */
 export class InlineBackend implements ScoreBackend {
+  readonly failure = null;
   constructor(readonly scorer: Scorer) {}
 
   score(batch: ScoreBatch): Promise<ScoreResult> {
@@ -123,7 +126,7 @@ export class WorkerBackend implements ScoreBackend {
     { resolve: (r: ScoreResult) => void; reject: (e: Error) => void }
   >();
   private nextId = 1;
-  private failure: Error | null = null;
+  failure: Error | null = null;
   readonly ready: Promise<void>;
 
   constructor(modelDir: string) {
@@ -276,6 +279,11 @@ export class ScoringEngine {
         },
       );
     }
+  }
+
+  /** The first backend failure, if any (the service then reports itself unhealthy). */
+  get failure(): Error | null {
+    return this.backends.find((b) => b.failure)?.failure ?? null;
   }
 
   async close(): Promise<void> {

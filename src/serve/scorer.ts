@@ -58,10 +58,6 @@ export class Scorer {
     this.active[0] = 0;
   }
 
-  get numRows(): number {
-    return this.model.numItems + 1;
-  }
-
   /** Appends rows (content vectors, zero delta), recommendable from the next batch on. */
   appendItems(vectors: Float32Array, count: number): void {
     if (count === 0) return;

@@ -304,14 +304,18 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   );
 
   const started = Date.now();
-  app.get('/health', async () => ({
-    status: 'ok',
-    model: manifest.model.kind,
-    strategy,
-    items: catalog.activeCount,
-    rows: catalog.numRows - 1,
-    uptime_s: (Date.now() - started) / 1000,
-  }));
+  app.get('/health', async (_request, reply) => {
+    const failure = engine.failure;
+    if (failure) return reply.code(503).send({ status: 'failed', message: failure.message });
+    return {
+      status: 'ok',
+      model: manifest.model.kind,
+      strategy,
+      items: catalog.activeCount,
+      rows: catalog.numRows - 1,
+      uptime_s: (Date.now() - started) / 1000,
+    };
+  });
 
   app.get('/metrics', async (_request, reply) => {
     reply.type('text/plain; version=0.0.4');
