@@ -8,6 +8,7 @@ import { parquetWriteBuffer } from 'hyparquet-writer';
 import { parsePythonLiteral, readCsvRecords } from '../src/data/recipes/common.js';
 import { loadAmazonM2, parseNumpyStringArray } from '../src/data/recipes/amazon-m2.js';
 import { loadAmazonBeauty, loadRecipe, loadZvuk } from '../src/data/recipes/index.js';
+import { prepareSplit } from '../src/data/split.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-recipes-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -139,6 +140,13 @@ test('Amazon-M2 recipe: numpy array strings, one locale, seeded session split at
       otherTest.add(other.interactions.userIds.ids[other.interactions.users[i]]);
   assert.notDeepEqual([...otherTest].sort(), [...testSessions].map((u) => x.userIds.ids[u]).sort());
   await assert.rejects(loadAmazonM2({ sessions, products, locale: 'JP' }), /no sessions with locale 'JP'/);
+
+  // prepareSplit with the recipe's quantile: T is the training sessions' timestamp, every test session is a case
+  const split = prepareSplit(x, { ...r.splitOptions, nCore: 1 });
+  assert.equal(split.stats.threshold_timestamp, 1);
+  assert.equal(split.test.targets.length, 6);
+  const testUsers = new Set([...testSessions].map((u) => x.userIds.ids[u]));
+  assert.deepEqual(new Set(split.test.users), testUsers);
 });
 
 test('Zvuk recipe: plays over 60 s, seeded user sample, audio vectors from parquet', async () => {

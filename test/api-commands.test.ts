@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { run as evaluateCommand } from '../src/cli/commands/evaluate.js';
+import { run as trainCommand } from '../src/cli/commands/train.js';
+import { prepareSplit } from '../src/data/split.js';
+import { saveSplit } from '../src/data/store.js';
+import { generateSynthetic } from '../src/data/synthetic.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'deltarec-commands-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const splitDir = join(dir, 'split');
+const itemsPath = join(dir, 'items.csv');
+
+before(async () => {
+  const data = generateSynthetic({ users: 250, items: 120, topics: 5, seed: 9 });
+  await saveSplit(splitDir, prepareSplit(data.interactions));
+  const lines = ['item_id,title,description'];
+  data.catalog.ids.forEach((id, i) =>
+    lines.push(`${id},${data.catalog.fields.title[i]},${data.catalog.fields.description[i]}`),
+  );
+  writeFileSync(itemsPath, lines.join('\n') + '\n');
+});
+
+/** Runs a command with console output captured. */
+async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const [log, error] = [console.log, console.error];
+  console.log = (...a: unknown[]) => void out.push(a.join(' '));
+  console.error = (...a: unknown[]) => void err.push(a.join(' '));
+  try {
+    return { code: await fn(), out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+test('deltarec train saves a model that deltarec evaluate loads and scores in every mode', async () => {
+  const modelDir = join(dir, 'model');
+  const trained = await capture(() =>
+    trainCommand([
+      '--split',
+      splitDir,
+      '--items',
+      itemsPath,
+      '--fields',
+      'title,description',
+      '--content-dim',
+      '24',
+      '--model',
+      'content-delta',
+      '--d',
+      '16',
+      '--max-length',
+      '12',
+      '--epochs',
+      '2',
+      '--out',
+      modelDir,
+    ]),
+  );
+  assert.equal(trained.code, 0, trained.err);
+  assert.ok(existsSync(join(modelDir, 'manifest.json')));
+  const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8'));
+  assert.equal(manifest.content.encoder.kind, 'tfidf-svd', 'the text encoder is saved for the service');
+  assert.equal(manifest.content.projection.kind, 'pca');
+
+  const json = join(dir, 'metrics.json');
+  const evaluated = await capture(() =>
+    evaluateCommand([
+      '--model',
+      modelDir,
+      '--split',
+      splitDir,
+      '--mode',
+      'all',
+      '--ks',
+      '5,10',
+      '--json',
+      json,
+    ]),
+  );
+  assert.equal(evaluated.code, 0, evaluated.err);
+  const metrics = JSON.parse(readFileSync(json, 'utf8'));
+  assert.equal(metrics.length, 4);
+  assert.deepEqual(
+    metrics.map((m: { options: { recommendColdItems: boolean; filterColdInputs: boolean } }) => [
+      m.options.recommendColdItems,
+      m.options.filterColdInputs,
+    ]),
+    [
+      [true, false],
+      [true, true],
+      [false, false],
+      [false, true],
+    ],
+  );
+  for (const m of metrics) assert.ok(m.all['ndcg@10'] >= m.all['ndcg@5']);
+  assert.match(evaluated.out, /cold\s+\d+\s+0\.\d{4}/);
+});
+
+test('commands fail with clear messages on bad arguments', async () => {
+  const noSplit = await capture(() => trainCommand(['--model', 'knn', '--out', join(dir, 'x')]));
+  assert.equal(noSplit.code, 1);
+  assert.match(noSplit.err, /--split DIR and --out MODELDIR are required/);
+  const noItems = await capture(() =>
+    trainCommand(['--split', splitDir, '--model', 'knn', '--out', join(dir, 'x')]),
+  );
+  assert.match(noItems.err, /--items F \(the item catalog\) is required for model 'knn'/);
+  const badModel = await capture(() =>
+    trainCommand(['--split', splitDir, '--model', 'gru', '--out', join(dir, 'x')]),
+  );
+  assert.match(badModel.err, /--model must be one of/);
+  const badMode = await capture(() =>
+    evaluateCommand(['--model', join(dir, 'model'), '--split', splitDir, '--mode', 'odd']),
+  );
+  assert.match(badMode.err, /--mode must be/);
+  const help = await capture(() => evaluateCommand(['--help']));
+  assert.equal(help.code, 0);
+  assert.match(help.out, /usage: deltarec evaluate/);
+});
