@@ -162,6 +162,34 @@ describe('interaction readers', () => {
     );
   });
 
+  test('the fast path and the general path (quoted fields, CRLF, ISO dates) read the same data', async () => {
+    const lines: string[][] = [];
+    for (let k = 0; k < 3000; k++)
+      lines.push([`user${k % 97}`, `item${(k * 7919) % 501}`, String(1e9 + k * 37), String(1 + (k % 5))]);
+    const plain = lines.map((l) => l.join(',')).join('\n');
+    const quoted = lines.map(([u, i, t, r]) => `"${u}",${i},${t},"${r}.0"`).join('\n');
+    const crlf = lines.map((l) => l.join(',')).join('\r\n') + '\r\n';
+    const iso = lines
+      .map(([u, i, t, r]) => `${u},${i},${new Date(Number(t) * 1000).toISOString()},${r}`)
+      .join('\n');
+    const header = 'user_id,item_id,timestamp,rating\n';
+    const expected = rows(await readInteractions(await file('p.csv', header + plain)));
+    assert.equal(expected.length, 3000);
+    assert.deepEqual(expected[5], ['user5', `item${(5 * 7919) % 501}`, 1e9 + 185, 1]);
+    for (const [name, text] of Object.entries({ quoted, crlf, iso })) {
+      assert.deepEqual(
+        rows(await readInteractions(await file(`p-${name}.csv`, header + text))),
+        expected,
+        name,
+      );
+    }
+    // a 4 MB+ file crosses chunk boundaries mid-record
+    const big = Array.from({ length: 60 }, () => plain).join('\n');
+    const data = await readInteractions(await file('p-big.csv', header + big));
+    assert.equal(data.users.length, 180000);
+    assert.deepEqual(rows(data).slice(-3000), expected);
+  });
+
   test('no time column: timestamps are null; a named but absent time column is an error', async () => {
     const path = await file('i.csv', 'user_id,item_id\na,x\nb,y\n');
     assert.equal((await readInteractions(path)).timestamps, null);

@@ -50,6 +50,19 @@ export class CsvScanner {
     return pos;
   }
 
+  /**
+   * Parses the one record at buf[pos..] into starts/ends/nFields and returns the offset after it (-1 if the buffer
+   * ends first and final is false). Call endRecord() after handling it. For callers with their own fast path.
+   */
+  parseOne(buf: Buffer, pos: number, final: boolean): number {
+    return this.parseRecord(buf, pos, buf.length, final);
+  }
+
+  /** Advances the line counter past the record parsed last (including line breaks inside quoted fields). */
+  endRecord(): void {
+    this.line += 1 + this.extraLines;
+  }
+
   fieldString(buf: Buffer, i: number): string {
     const s = buf.toString('utf8', this.starts[i], this.ends[i]);
     return this.escaped[i] ? s.replaceAll('""', '"') : s;
@@ -177,26 +190,39 @@ export async function* readChunks(path: string, gzip: boolean): AsyncGenerator<B
   }
 }
 
-/** Runs the scanner over a whole file, chunk by chunk. Returns the number of bytes read. */
-export async function scanFile(
+/**
+ * Feeds a file to scan(buf, final) chunk by chunk; scan returns how many bytes of buf it consumed (whole records)
+ * and the rest is carried into the next call. Returns the number of bytes read.
+ */
+export async function scanChunks(
   path: string,
   gzip: boolean,
   scanner: CsvScanner,
-  onRecord: (buf: Buffer) => void,
+  scan: (buf: Buffer, final: boolean) => number,
 ): Promise<number> {
   let tail: Buffer | null = null;
   let bytes = 0;
   for await (const chunk of readChunks(path, gzip)) {
     bytes += chunk.length;
     const buf: Buffer = tail ? Buffer.concat([tail, chunk]) : chunk;
-    const used = scanner.scan(buf, false, onRecord);
+    const used = scan(buf, false);
     tail = used < buf.length ? buf.subarray(used) : null;
     if (tail && tail.length > MAX_RECORD_BYTES) {
       throw new DataError(path, 'record longer than 64 MB (unterminated quoted field?)', scanner.line);
     }
   }
-  if (tail) scanner.scan(tail, true, onRecord);
+  if (tail) scan(tail, true);
   return bytes;
+}
+
+/** Runs the scanner over a whole file, chunk by chunk. Returns the number of bytes read. */
+export function scanFile(
+  path: string,
+  gzip: boolean,
+  scanner: CsvScanner,
+  onRecord: (buf: Buffer) => void,
+): Promise<number> {
+  return scanChunks(path, gzip, scanner, (buf, final) => scanner.scan(buf, final, onRecord));
 }
 
 /**

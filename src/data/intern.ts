@@ -1,6 +1,9 @@
 /** Interning of string ids to dense indices, straight from bytes (no string is built for an id seen before). */
 import type { IdMap } from './types.js';
 
+export const FNV_BASIS = 0x811c9dc5 | 0;
+export const FNV_PRIME = 0x01000193;
+
 export class ByteInterner {
   count = 0;
   private arena = new Uint8Array(1 << 16);
@@ -24,9 +27,19 @@ export class ByteInterner {
         if (k === len) return last;
       }
     }
-    let h = 0x811c9dc5 | 0;
-    for (let i = s; i < e; i++) h = Math.imul(h ^ buf[i], 0x01000193);
-    h ^= h >>> 15;
+    let h = FNV_BASIS;
+    for (let i = s; i < e; i++) h = Math.imul(h ^ buf[i], FNV_PRIME);
+    return this.internHashed(buf, s, e, h);
+  }
+
+  /**
+   * Like intern, for callers that computed h = FNV-1a of the bytes while scanning them (start from FNV_BASIS, then
+   * h = Math.imul(h ^ byte, FNV_PRIME) per byte). Skips the last-id check.
+   */
+  internHashed(buf: Uint8Array, s: number, e: number, fnv: number): number {
+    const len = e - s;
+    const arena = this.arena;
+    const h = fnv ^ (fnv >>> 15);
     const table = this.table;
     const mask = this.mask;
     let slot = h & mask;

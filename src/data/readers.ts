@@ -11,9 +11,9 @@
  * with optional fraction and `Z`/`+hh:mm` zone; no zone means UTC). Parquet TIMESTAMP/DATE columns are exact.
  */
 import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, parquetSchema } from 'hyparquet';
-import { checkFile, CsvScanner, parseNumberBytes, readChunks, scanFile } from './csv.js';
+import { checkFile, CsvScanner, parseNumberBytes, readChunks, scanChunks, scanFile } from './csv.js';
 import { DataError } from './errors.js';
-import { ByteInterner, makeIdMap } from './intern.js';
+import { ByteInterner, FNV_BASIS, FNV_PRIME, makeIdMap } from './intern.js';
 import type { Catalog, Interactions } from './types.js';
 
 export type DataFormat = 'csv' | 'tsv' | 'jsonl' | 'parquet';
@@ -286,11 +286,151 @@ async function readInteractionsDelimited(
       out.ratings[row] = r;
     }
   };
-  await scanFile(path, gzip, scanner, onRecord);
+  // The general path for one record (header, quoted fields, CRs inside lines, anything unusual, errors).
+  const slowRecord = (buf: Buffer, pos: number, final: boolean): number => {
+    const next = scanner.parseOne(buf, pos, final);
+    if (next < 0) return -1;
+    const emptyLine =
+      scanner.nFields === 1 && scanner.starts[0] === scanner.ends[0] && scanner.starts[0] === pos;
+    if (!emptyLine) onRecord(buf);
+    scanner.endRecord();
+    return next;
+  };
+  let fast: ((buf: Buffer, pos: number, final: boolean) => number) | null = null;
+  await scanChunks(path, gzip, scanner, (buf, final) => {
+    let pos = 0;
+    while (pos < buf.length) {
+      if (fast === null && columns !== null)
+        fast = fastInteractionRecord(delimiter, columns, out!, users, items);
+      let next = fast === null ? SLOW : fast(buf, pos, final);
+      if (next === SLOW) next = slowRecord(buf, pos, final);
+      else if (next >= 0) scanner.line++;
+      if (next < 0) break;
+      pos = next;
+    }
+    return pos;
+  });
   if (out === null) throw new DataError(path, 'empty file (no header line)');
   const result = out as InteractionColumns;
   if (result.size === 0) throw new DataError(path, 'no data rows after the header', 2);
   return result.finish(users.strings(), items.strings(), path);
+}
+
+const SLOW = -2;
+const INCOMPLETE = -1;
+const KIND_SKIP = 0;
+const KIND_USER = 1;
+const KIND_ITEM = 2;
+const KIND_TIME = 3;
+const KIND_RATING = 4;
+
+/**
+ * The fast path for one interaction record: a single pass over the bytes that finds the fields, hashes the item id
+ * and accumulates an all-digit timestamp on the way, then stores the row. Returns the offset after the record,
+ * INCOMPLETE when the buffer ends first, or SLOW (nothing stored) for anything it does not handle: quotes, a CR not
+ * before LF, a timestamp that is not plain digits, an empty id, too few fields, an unparsable rating. The general
+ * path then parses the record (and reports errors with file, line and field).
+ */
+function fastInteractionRecord(
+  delimiter: number,
+  columns: Columns,
+  out: InteractionColumns,
+  users: ByteInterner,
+  items: ByteInterner,
+): (buf: Buffer, pos: number, final: boolean) => number {
+  const needed = Math.max(columns.user, columns.item, columns.time, columns.rating) + 1;
+  const kinds = new Uint8Array(needed);
+  kinds[columns.user] = KIND_USER;
+  kinds[columns.item] = KIND_ITEM;
+  if (columns.time >= 0) kinds[columns.time] = KIND_TIME;
+  if (columns.rating >= 0) kinds[columns.rating] = KIND_RATING;
+  const d = delimiter;
+  return (buf, pos, final) => {
+    const end = buf.length;
+    let q = pos;
+    let f = 0;
+    let userStart = 0;
+    let userEnd = 0;
+    let itemStart = 0;
+    let itemEnd = 0;
+    let itemHash = 0;
+    let time = 0;
+    let ratingStart = 0;
+    let ratingEnd = 0;
+    for (;;) {
+      const s = q;
+      const kind = f < needed ? kinds[f] : KIND_SKIP;
+      if (kind === KIND_ITEM) {
+        let h = FNV_BASIS;
+        while (q < end) {
+          const c = buf[q];
+          if (c === d || c === 10 || c === 34 || c === 13) break;
+          h = Math.imul(h ^ c, FNV_PRIME);
+          q++;
+        }
+        itemStart = s;
+        itemEnd = q;
+        itemHash = h;
+      } else if (kind === KIND_TIME) {
+        let v = 0;
+        while (q < end) {
+          const c = buf[q] - 48;
+          if (c < 0 || c > 9) break;
+          v = v * 10 + c;
+          q++;
+        }
+        if (q === s || q - s > 15) return q >= end && !final ? INCOMPLETE : SLOW;
+        time = v;
+      } else {
+        while (q < end) {
+          const c = buf[q];
+          if (c === d || c === 10 || c === 34 || c === 13) break;
+          q++;
+        }
+        if (kind === KIND_USER) {
+          userStart = s;
+          userEnd = q;
+        } else if (kind === KIND_RATING) {
+          ratingStart = s;
+          ratingEnd = q;
+        }
+      }
+      f++;
+      if (q >= end) {
+        if (!final) return INCOMPLETE;
+        break;
+      }
+      const c = buf[q];
+      if (c === d) {
+        q++;
+        continue;
+      }
+      if (c === 13) {
+        if (q + 1 >= end) {
+          if (!final) return INCOMPLETE;
+          q++;
+          break;
+        }
+        if (buf[q + 1] !== 10) return SLOW;
+        q++;
+        break;
+      }
+      if (c === 10) break;
+      return SLOW; // a quote, or a timestamp with other characters
+    }
+    if (f < needed || userEnd === userStart || itemEnd === itemStart) return SLOW;
+    let rating = 0;
+    if (out.ratings) {
+      rating = parseNumberBytes(buf, ratingStart, ratingEnd);
+      if (Number.isNaN(rating)) return SLOW;
+    }
+    const row = out.next();
+    out.users[row] = users.intern(buf, userStart, userEnd);
+    out.items[row] = items.internHashed(buf, itemStart, itemEnd, itemHash) + 1;
+    if (out.timestamps) out.timestamps[row] = numberToSeconds(time);
+    if (out.ratings) out.ratings[row] = rating;
+    return q >= end ? end : q + 1;
+  };
 }
 
 /** Each non-empty line of a (possibly gzipped) text file as a string, with its 1-based line number. */
