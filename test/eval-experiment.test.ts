@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -106,6 +106,23 @@ test('experiment: an aborted run is not stored and the experiment reports itself
   });
   assert.equal(outcome.completed, false);
   assert.equal(outcome.ranRuns, 0);
+});
+
+test('experiment: runs locked by a live process are skipped, stale locks are taken over', async () => {
+  const out = join(dir, 'locks');
+  const config = parseExperimentConfig({ ...base, models: ['knn'] }, 'tiny.json');
+  mkdirSync(join(out, 'runs'), { recursive: true });
+  writeFileSync(join(out, 'runs', 'knn-seed0.json.lock'), String(process.ppid)); // a live process
+  writeFileSync(join(out, 'runs', 'knn-seed1.json.lock'), '999999999'); // no such process
+  const outcome = await runExperiment(config, out, quiet);
+  assert.equal(outcome.ranRuns, 1);
+  assert.equal(outcome.completed, false);
+  assert.ok(existsSync(join(out, 'runs', 'knn-seed1.json')));
+  assert.ok(!existsSync(join(out, 'runs', 'knn-seed1.json.lock')), 'the lock is released');
+  rmSync(join(out, 'runs', 'knn-seed0.json.lock'));
+  const rest = await runExperiment(config, out, quiet);
+  assert.equal(rest.ranRuns, 1);
+  assert.equal(rest.completed, true);
 });
 
 test('experiment: a sweep writes its plot and table', async () => {

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { evaluate, fit, MODEL_KINDS, type FitOptions, type ModelKind } from '../api.js';
 import { analyzeCases } from './analyses.js';
@@ -216,6 +216,48 @@ function formatDuration(seconds: number): string {
       : `${s}s`;
 }
 
+/** A stored run, or null when there is none; a run made with another configuration is an error. */
+async function readRun(file: string, expected: string): Promise<RunRecord | null> {
+  if (!existsSync(file)) return null;
+  const record = JSON.parse(await readFile(file, 'utf8')) as RunRecord;
+  if (record.fingerprint !== expected) {
+    throw new Error(
+      `${file} was produced with a different configuration; use another --out directory or delete that file to rerun it`,
+    );
+  }
+  return record;
+}
+
+/**
+ * Claims a run for this process with an exclusive lock file holding its pid, so several `deltarec experiment`
+ * processes can work on one output directory. A lock whose process is gone is taken over.
+ */
+async function acquireLock(path: string): Promise<boolean> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(path, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const pid = Number(await readFile(path, 'utf8').catch(() => ''));
+      if (pid > 0 && pid !== process.pid && processAlive(pid)) return false;
+      await rm(path, { force: true });
+    }
+  }
+  return false;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export interface ExperimentOptions {
   log?: (line: string) => void;
   signal?: AbortSignal;
@@ -246,121 +288,135 @@ export async function runExperiment(
 
   // Seed-major order: an interrupted experiment has every model on its first seeds.
   const plan = config.seeds.flatMap((seed) => config.models.map((entry) => ({ entry, seed })));
-  const runs: RunRecord[] = [];
-  const todo: typeof plan = [];
-  for (const item of plan) {
-    const file = join(runsDir, `${item.entry.name}-seed${item.seed}.json`);
-    if (!existsSync(file)) {
-      todo.push(item);
-      continue;
+  const runFile = (item: (typeof plan)[number]) => join(runsDir, `${item.entry.name}-seed${item.seed}.json`);
+  const finished = async (): Promise<RunRecord[]> => {
+    const out: RunRecord[] = [];
+    for (const item of plan) {
+      const record = await readRun(runFile(item), fingerprint(config, item.entry, item.seed));
+      if (record) out.push(record);
     }
-    const record = JSON.parse(await readFile(file, 'utf8')) as RunRecord;
-    if (record.fingerprint !== fingerprint(config, item.entry, item.seed)) {
-      throw new Error(
-        `${file} was produced with a different configuration; use another --out directory or delete that file to rerun it`,
-      );
-    }
-    runs.push(record);
-  }
+    return out;
+  };
+  const done = await finished();
+  const todo = plan.filter((item) => !existsSync(runFile(item)));
   log(
-    `experiment '${config.name}': ${plan.length} runs (${config.models.length} models x ${config.seeds.length} seeds), ${runs.length} already done, ${todo.length} to run`,
+    `experiment '${config.name}': ${plan.length} runs (${config.models.length} models x ${config.seeds.length} seeds), ${done.length} already done, ${todo.length} to run`,
   );
 
   let data: PreparedData | null = null;
   const notes: string[] = [];
   const timing = new Map<string, number[]>(); // strategy -> seconds of runs finished in this invocation
   let ranRuns = 0;
+  let elsewhere = 0;
   for (const [i, { entry, seed }] of todo.entries()) {
     if (options.signal?.aborted) break;
-    if (!data) {
-      data = await prepareData(config.data, config.content, options.baseDir, log);
-      notes.push(...data.notes);
+    const file = runFile({ entry, seed });
+    // Another worker on the same directory may have finished or started this run meanwhile.
+    if (existsSync(file)) continue;
+    const lock = await acquireLock(`${file}.lock`);
+    if (!lock) {
+      log(`[${i + 1}/${todo.length}] ${entry.name} seed ${seed}: running in another process, skipped`);
+      elsewhere++;
+      continue;
     }
-    const t0 = performance.now();
-    const settings = { ...config.model, ...entry.overrides } as Partial<FitOptions>;
-    const prefix = `[${i + 1}/${todo.length}] ${entry.name} seed ${seed}`;
-    log(`${prefix}: fitting`);
-    const model = await fit(data.split, {
-      ...settings,
-      model: entry.strategy,
-      seed,
-      content: data.content ?? undefined,
-      signal: options.signal,
-      handleSigint: false,
-      onProgress: (p) => log(`${prefix}: ${p.line}`),
-    });
-    if (model.training?.stopReason === 'aborted' || options.signal?.aborted) {
-      log(`${prefix}: interrupted; this run is not stored`);
-      break;
-    }
-    const t1 = performance.now();
-    const mode = entry.evaluation ?? {};
-    const result = evaluate(model, data.split, { ...mode, ks: config.evaluation.ks });
-    const modes: RunRecord['modes'] = {};
-    if (config.evaluation.allModes && entry.strategy !== 'sasrec') {
-      for (const recommendColdItems of [true, false]) {
-        for (const filterColdInputs of [false, true]) {
-          const r = evaluate(model, data.split, {
-            recommendColdItems,
-            filterColdInputs,
-            ks: config.evaluation.ks,
-          });
-          modes[`recommendCold=${recommendColdItems},filterCold=${filterColdInputs}`] = {
-            cold: r.cold,
-            warm: r.warm,
-            all: r.all,
-          };
+    try {
+      if (!data) {
+        data = await prepareData(config.data, config.content, options.baseDir, log);
+        notes.push(...data.notes);
+      }
+      const t0 = performance.now();
+      const settings = { ...config.model, ...entry.overrides } as Partial<FitOptions>;
+      const prefix = `[${i + 1}/${todo.length}] ${entry.name} seed ${seed}`;
+      log(`${prefix}: fitting`);
+      const model = await fit(data.split, {
+        ...settings,
+        model: entry.strategy,
+        seed,
+        content: data.content ?? undefined,
+        signal: options.signal,
+        handleSigint: false,
+        onProgress: (p) => log(`${prefix}: ${p.line}`),
+      });
+      if (model.training?.stopReason === 'aborted' || options.signal?.aborted) {
+        log(`${prefix}: interrupted; this run is not stored`);
+        break;
+      }
+      const t1 = performance.now();
+      const mode = entry.evaluation ?? {};
+      const result = evaluate(model, data.split, { ...mode, ks: config.evaluation.ks });
+      const modes: RunRecord['modes'] = {};
+      if (config.evaluation.allModes && entry.strategy !== 'sasrec') {
+        for (const recommendColdItems of [true, false]) {
+          for (const filterColdInputs of [false, true]) {
+            const r = evaluate(model, data.split, {
+              recommendColdItems,
+              filterColdInputs,
+              ks: config.evaluation.ks,
+            });
+            modes[`recommendCold=${recommendColdItems},filterCold=${filterColdInputs}`] = {
+              cold: r.cold,
+              warm: r.warm,
+              all: r.all,
+            };
+          }
         }
       }
+      const t2 = performance.now();
+      const record: RunRecord = {
+        model: entry.name,
+        strategy: entry.strategy,
+        seed,
+        fingerprint: fingerprint(config, entry, seed),
+        metrics: { cold: result.cold, warm: result.warm, all: result.all },
+        modes: config.evaluation.allModes ? modes : undefined,
+        analyses: analyzeCases(result.ranks, data.split, model.maxLength),
+        emptyInputs: result.emptyInputs,
+        training: model.training
+          ? {
+              epochs: model.training.history.length,
+              bestEpoch: model.training.bestEpoch,
+              bestMetric: model.training.bestMetric,
+              stopReason: model.training.stopReason,
+            }
+          : null,
+        fitSeconds: (t1 - t0) / 1000,
+        evalSeconds: (t2 - t1) / 1000,
+        finishedAt: new Date().toISOString(),
+      };
+      await writeAtomic(
+        join(runsDir, `${entry.name}-seed${seed}.json`),
+        JSON.stringify(record, null, 1) + '\n',
+      );
+      ranRuns++;
+      const seconds = (t2 - t0) / 1000;
+      timing.set(entry.strategy, [...(timing.get(entry.strategy) ?? []), seconds]);
+      const all = [...timing.values()].flat();
+      const fallback = all.reduce((a, b) => a + b, 0) / all.length;
+      const eta = todo.slice(i + 1).reduce((sum, r) => {
+        const mine = timing.get(r.entry.strategy);
+        return sum + (mine ? mine.reduce((a, b) => a + b, 0) / mine.length : fallback);
+      }, 0);
+      const m = record.metrics;
+      log(
+        `${prefix}: ndcg@10 cold ${m.cold['ndcg@10']?.toFixed(4)} warm ${m.warm['ndcg@10']?.toFixed(4)} all ${m.all['ndcg@10']?.toFixed(4)}` +
+          ` (${formatDuration(seconds)}${record.training ? `, best epoch ${record.training.bestEpoch}` : ''}); ` +
+          `${todo.length - i - 1} runs left, ETA ${formatDuration(eta)}`,
+      );
+    } finally {
+      await rm(`${file}.lock`, { force: true });
     }
-    const t2 = performance.now();
-    const record: RunRecord = {
-      model: entry.name,
-      strategy: entry.strategy,
-      seed,
-      fingerprint: fingerprint(config, entry, seed),
-      metrics: { cold: result.cold, warm: result.warm, all: result.all },
-      modes: config.evaluation.allModes ? modes : undefined,
-      analyses: analyzeCases(result.ranks, data.split, model.maxLength),
-      emptyInputs: result.emptyInputs,
-      training: model.training
-        ? {
-            epochs: model.training.history.length,
-            bestEpoch: model.training.bestEpoch,
-            bestMetric: model.training.bestMetric,
-            stopReason: model.training.stopReason,
-          }
-        : null,
-      fitSeconds: (t1 - t0) / 1000,
-      evalSeconds: (t2 - t1) / 1000,
-      finishedAt: new Date().toISOString(),
-    };
-    await writeAtomic(
-      join(runsDir, `${entry.name}-seed${seed}.json`),
-      JSON.stringify(record, null, 1) + '\n',
-    );
-    runs.push(record);
-    ranRuns++;
-    const seconds = (t2 - t0) / 1000;
-    timing.set(entry.strategy, [...(timing.get(entry.strategy) ?? []), seconds]);
-    const all = [...timing.values()].flat();
-    const fallback = all.reduce((a, b) => a + b, 0) / all.length;
-    const eta = todo.slice(i + 1).reduce((sum, r) => {
-      const mine = timing.get(r.entry.strategy);
-      return sum + (mine ? mine.reduce((a, b) => a + b, 0) / mine.length : fallback);
-    }, 0);
-    const m = record.metrics;
-    log(
-      `${prefix}: ndcg@10 cold ${m.cold['ndcg@10']?.toFixed(4)} warm ${m.warm['ndcg@10']?.toFixed(4)} all ${m.all['ndcg@10']?.toFixed(4)}` +
-        ` (${formatDuration(seconds)}${record.training ? `, best epoch ${record.training.bestEpoch}` : ''}); ` +
-        `${todo.length - i - 1} runs left, ETA ${formatDuration(eta)}`,
-    );
   }
 
   const order = config.models.map((m) => m.name);
+  const runs = await finished();
   const results = aggregate(runs, order);
   await writeReports(config, outDir, runs, results, notes);
   const completed = runs.length === plan.length;
+  if (elsewhere > 0 && !completed) {
+    log(
+      `${elsewhere} runs were running in other processes; run the command again after they finish for the full results`,
+    );
+  }
   if (completed) log(resultsText(results));
   return {
     results,
