@@ -74,6 +74,14 @@ test('batched scoring equals per-request brute force, through appends and retire
     assert.deepEqual(Array.from(answer.indices), bruteForce(m, numWarm, requests[r], new Set([5, 72]))),
   );
   assert.equal(engine.stats.requests, requests.length);
+  // Changes queued through the engine (an update: append + retire, and a delete) apply before the next batch.
+  engine.append(unitRows(1, rng), 1);
+  engine.retire(3);
+  engine.retire(10);
+  const wide = { ...requests[0], k: 100, includeCold: true };
+  const changed = await engine.recommend(wide);
+  assert.deepEqual(Array.from(changed.indices), bruteForce(m, numWarm, wide, new Set([5, 72, 3, 10])));
+  assert.ok(changed.indices.includes(m.numItems), 'the appended row is ranked');
   assert.ok(
     engine.stats.maxBatch > 1 && engine.stats.maxBatch <= 4,
     `batches of at most 4 (got ${engine.stats.maxBatch})`,

@@ -5,7 +5,7 @@
  *
  * Backends: worker threads (the default: scoring never blocks the HTTP event loop), or inline (scoring runs on the
  * event loop in a setImmediate callback; fewer thread hops, used for batch scoring and for comparison).
- * Catalog changes (appended rows, retired rows) are queued as ops and sent to every backend, in order, before the
+ * Catalog changes (appended rows, retired rows) are queued and sent to every backend, in order, before the
  * next batch, so a change acknowledged before a request is visible to that request.
  */
 import { Worker } from 'node:worker_threads';
@@ -24,14 +24,22 @@ export interface ScoreResponse {
   scores: Float32Array;
 }
 
-export type CatalogOp =
-  { type: 'append'; vectors: Float32Array; count: number } | { type: 'retire'; rows: Int32Array };
+/**
+ * Catalog changes queued since the last batch: rows to append (count x d content vectors) and rows to retire.
+ * Applying all appends before all retirements gives the same state as any interleaving (retiring only clears a
+ * row's flag), so a burst of changes costs one model append and one matrix refresh.
+ */
+export interface CatalogChanges {
+  vectors: Float32Array;
+  count: number;
+  retire: Int32Array;
+}
 
 export interface ScoreBackend {
   /** Set when the backend can no longer score (a crashed worker). */
   readonly failure: Error | null;
   score(batch: ScoreBatch): Promise<ScoreResult>;
-  apply(ops: CatalogOp[]): void;
+  apply(changes: CatalogChanges): void;
   close(): Promise<void>;
 }
 
@@ -67,11 +75,9 @@ export function packBatch(requests: readonly ScoreRequest[]): ScoreBatch {
   return batch;
 }
 
-export function applyOps(scorer: Scorer, ops: readonly CatalogOp[]): void {
-  for (const op of ops) {
-    if (op.type === 'append') scorer.appendItems(op.vectors, op.count);
-    else scorer.retire(op.rows);
-  }
+export function applyChanges(scorer: Scorer, changes: CatalogChanges): void {
+  scorer.appendItems(changes.vectors, changes.count);
+  scorer.retire(changes.retire);
 }
 
 /** Scores on the calling thread, deferred with setImmediate so requests parsed meanwhile join the next batch. */
@@ -91,8 +97,8 @@ export class InlineBackend implements ScoreBackend {
     );
   }
 
-  apply(ops: CatalogOp[]): void {
-    applyOps(this.scorer, ops);
+  apply(changes: CatalogChanges): void {
+    applyChanges(this.scorer, changes);
   }
 
   async close(): Promise<void> {}
@@ -179,8 +185,8 @@ export class WorkerBackend implements ScoreBackend {
     });
   }
 
-  apply(ops: CatalogOp[]): void {
-    this.worker.postMessage({ type: 'ops', ops });
+  apply(changes: CatalogChanges): void {
+    this.worker.postMessage({ type: 'changes', changes });
   }
 
   async close(): Promise<void> {
@@ -202,8 +208,10 @@ export class ScoringEngine {
     reject: (e: Error) => void;
   }[] = [];
   private readonly idle: ScoreBackend[];
-  private ops: CatalogOp[] = [];
-  private opsScheduled = false;
+  private appended: Float32Array[] = [];
+  private appendedCount = 0;
+  private retired: number[] = [];
+  private changesScheduled = false;
   readonly stats: EngineStats = { batches: 0, requests: 0, maxBatch: 0 };
 
   constructor(
@@ -222,37 +230,42 @@ export class ScoringEngine {
 
   /** Queues rows to append (count x d content vectors). */
   append(vectors: Float32Array, count: number): void {
-    const last = this.ops[this.ops.length - 1];
-    if (last?.type === 'append') {
-      const merged = new Float32Array(last.vectors.length + vectors.length);
-      merged.set(last.vectors);
-      merged.set(vectors, last.vectors.length);
-      this.ops[this.ops.length - 1] = { type: 'append', vectors: merged, count: last.count + count };
-    } else this.ops.push({ type: 'append', vectors, count });
-    this.scheduleOps();
+    this.appended.push(vectors);
+    this.appendedCount += count;
+    this.scheduleChanges();
   }
 
   retire(row: number): void {
-    this.ops.push({ type: 'retire', rows: Int32Array.of(row) });
-    this.scheduleOps();
+    this.retired.push(row);
+    this.scheduleChanges();
   }
 
-  private scheduleOps(): void {
-    if (this.opsScheduled) return;
-    this.opsScheduled = true;
-    queueMicrotask(() => this.flushOps());
+  private scheduleChanges(): void {
+    if (this.changesScheduled) return;
+    this.changesScheduled = true;
+    queueMicrotask(() => this.flushChanges());
   }
 
-  private flushOps(): void {
-    this.opsScheduled = false;
-    if (this.ops.length === 0) return;
-    const ops = this.ops;
-    this.ops = [];
-    for (const backend of this.backends) backend.apply(ops);
+  private flushChanges(): void {
+    this.changesScheduled = false;
+    if (this.appended.length === 0 && this.retired.length === 0) return;
+    let total = 0;
+    for (const v of this.appended) total += v.length;
+    const vectors = new Float32Array(total);
+    let offset = 0;
+    for (const v of this.appended) {
+      vectors.set(v, offset);
+      offset += v.length;
+    }
+    const changes = { vectors, count: this.appendedCount, retire: Int32Array.from(this.retired) };
+    this.appended = [];
+    this.appendedCount = 0;
+    this.retired = [];
+    for (const backend of this.backends) backend.apply(changes);
   }
 
   private pump(): void {
-    this.flushOps();
+    this.flushChanges();
     while (this.idle.length > 0 && this.queue.length > 0) {
       const backend = this.idle.pop()!;
       const group = this.queue.splice(0, this.maxBatch);

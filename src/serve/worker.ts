@@ -1,21 +1,22 @@
 /**
- * Scoring worker thread: loads the model artifact, then applies catalog ops and scores batches posted by
+ * Scoring worker thread: loads the model artifact, then applies catalog changes and scores batches posted by
  * WorkerBackend (engine.ts), in message order.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadModel } from '../model/artifact.js';
-import { applyOps, type CatalogOp } from './engine.js';
+import { applyChanges, type CatalogChanges } from './engine.js';
 import { Scorer, type ScoreBatch } from './scorer.js';
 
-type Message = { type: 'score'; id: number; batch: ScoreBatch } | { type: 'ops'; ops: CatalogOp[] };
+type Message =
+  { type: 'score'; id: number; batch: ScoreBatch } | { type: 'changes'; changes: CatalogChanges };
 
 const port = parentPort!;
 try {
   const loaded = await loadModel((workerData as { modelDir: string }).modelDir);
   const scorer = new Scorer(loaded.model, loaded.numWarm);
   port.on('message', (message: Message) => {
-    if (message.type === 'ops') {
-      applyOps(scorer, message.ops);
+    if (message.type === 'changes') {
+      applyChanges(scorer, message.changes);
       return;
     }
     try {
