@@ -161,6 +161,11 @@ export function textToSeconds(text: string): number {
   return isoToSeconds(trimmed);
 }
 
+/** The first n values: a view when little space is wasted (no copy of large columns), else a compact copy. */
+function fit<T extends Int32Array | Float64Array | Float32Array>(array: T, n: number): T {
+  return (n >= 0.75 * array.length ? array.subarray(0, n) : array.slice(0, n)) as T;
+}
+
 /** Typed-array columns that grow by doubling. */
 class InteractionColumns {
   size = 0;
@@ -196,10 +201,10 @@ class InteractionColumns {
   finish(userIds: string[], itemIds: string[], source: string): Interactions {
     const n = this.size;
     return {
-      users: this.users.slice(0, n),
-      items: this.items.slice(0, n),
-      timestamps: this.timestamps ? this.timestamps.slice(0, n) : null,
-      ratings: this.ratings ? this.ratings.slice(0, n) : null,
+      users: fit(this.users, n),
+      items: fit(this.items, n),
+      timestamps: this.timestamps ? fit(this.timestamps, n) : null,
+      ratings: this.ratings ? fit(this.ratings, n) : null,
       userIds: makeIdMap(userIds, false),
       itemIds: makeIdMap(itemIds, true),
       source,

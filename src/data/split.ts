@@ -99,8 +99,8 @@ function orderAndFilter(data: Interactions, opts: SplitOptions): UserSequences {
   }
   return {
     userStart: keptStart,
-    items: items.slice(0, m),
-    timestamps: times ? times.slice(0, m) : null,
+    items: items.subarray(0, m), // internal: views, no copy
+    timestamps: times ? times.subarray(0, m) : null,
     duplicatesRemoved,
     ratingRemoved,
   };
