@@ -1,0 +1,228 @@
+import { parseArgs } from 'node:util';
+import { readCatalog } from '../../data/readers.js';
+import { loadSplit } from '../../data/store.js';
+import type { Catalog } from '../../data/types.js';
+import { saveContent, type ContentVectors } from '../../content/store.js';
+import { TfidfSvdEncoder, type TextDocument } from '../../content/tfidf.js';
+import { LocalTransformerEncoder, type Pooling } from '../../content/transformer.js';
+import { readVectors } from '../../content/vectors.js';
+
+export const summary =
+  'compute item content vectors (built-in TF-IDF+SVD, a local transformer, or a vector file)';
+
+const HELP = `usage: deltarec embed --items FILE --encoder ENCODER --out DIR [options]
+
+Writes one content vector per catalog item to DIR (format: docs/content-format.md), read by training and the service.
+
+encoders:
+  tfidf-svd        built-in, no downloads: TF-IDF over words and word pairs of --fields, randomized SVD to --dim;
+                   its state is saved in DIR/encoder so new items are encoded identically
+  local:DIR        a transformer (E5, BGE, ...) from a local directory (config.json, tokenizer.json,
+                   tokenizer_config.json, onnx/model.onnx); never downloads anything
+  vectors:FILE     precomputed vectors: .npy (+ <name>.ids.txt or --ids), CSV/TSV, JSON Lines or Parquet
+
+options:
+  --items FILE           item catalog (CSV/TSV(.gz), JSON Lines, Parquet); optional for vectors:FILE, where it
+                         checks that every vector id is a catalog item
+  --item-col NAME        id column of the catalog (default: item_id, asin, ...)
+  --fields A,B           text fields (default: title when the catalog has one, else every text field)
+  --out DIR              output directory (replaced only if it is an earlier content directory)
+tfidf-svd:
+  --dim N                output dimension (default 512; high, the model's own projection reduces it later)
+  --min-df N             keep terms in at least N items (default 2)
+  --ngrams 1|2           words only, or words and word pairs (default 2)
+  --field-weights W,...  multiplier of each field's counts, in --fields order (default 1 each)
+  --fit-split DIR        fit vocabulary, idf and SVD on the warm items of a prepared split only (recommended for
+                         cold-start evaluation: cold items then never shape the encoder); all items are encoded
+  --sparse               also store the TF-IDF rows (for content KNN on the full sparse vectors)
+  --seed N               SVD seed (default 0)
+local:DIR:
+  --pooling mean|cls     override the family default (E5: mean, BGE: cls)
+  --prefix TEXT          override the family's passage prefix (E5: "passage: ")
+  --batch-size N         texts per batch (default 32)
+  --cache DIR            vector cache (each text is encoded once per model)
+vectors:FILE:
+  --ids FILE             ids of a .npy file (default: <name>.ids.txt next to it)
+  --id-col NAME          id column/key (default item_id, id)
+  --vector-col NAME      vector column/key (default vector, embedding)`;
+
+class UsageError extends Error {}
+
+function integer(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const x = Number(value);
+  if (!Number.isInteger(x) || x < 1)
+    throw new UsageError(`--${name} expects a positive integer, got '${value}'`);
+  return x;
+}
+
+function chooseFields(catalog: Catalog, requested: string | undefined): string[] {
+  const available = Object.keys(catalog.fields);
+  if (requested === undefined) return available.includes('title') ? ['title'] : available;
+  const fields = requested.split(',').map((f) => f.trim());
+  const unknown = fields.filter((f) => !available.includes(f));
+  if (unknown.length > 0)
+    throw new UsageError(
+      `--fields: ${catalog.source} has no field(s) ${unknown.join(', ')} (fields: ${available.join(', ')})`,
+    );
+  return fields;
+}
+
+export async function run(args: string[]): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        items: { type: 'string' },
+        'item-col': { type: 'string' },
+        encoder: { type: 'string' },
+        fields: { type: 'string' },
+        out: { type: 'string' },
+        dim: { type: 'string' },
+        'min-df': { type: 'string' },
+        ngrams: { type: 'string' },
+        'field-weights': { type: 'string' },
+        'fit-split': { type: 'string' },
+        sparse: { type: 'boolean' },
+        seed: { type: 'string' },
+        pooling: { type: 'string' },
+        prefix: { type: 'string' },
+        'batch-size': { type: 'string' },
+        cache: { type: 'string' },
+        ids: { type: 'string' },
+        'id-col': { type: 'string' },
+        'vector-col': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (error) {
+    console.error(`deltarec embed: ${(error as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  try {
+    if (!values.encoder) throw new UsageError('--encoder is required');
+    if (!values.out) throw new UsageError('--out is required');
+    const started = performance.now();
+    const log = (message: string) => process.stderr.write(`embed: ${message}\n`);
+    const catalog = values.items ? await readCatalog(values.items, { itemCol: values['item-col'] }) : null;
+    if (catalog) log(`${catalog.ids.length} items in ${values.items}`);
+    let content: ContentVectors;
+    let encoderState: TfidfSvdEncoder | null = null;
+
+    if (values.encoder === 'tfidf-svd') {
+      if (!catalog) throw new UsageError('--items is required for the tfidf-svd encoder');
+      const fields = chooseFields(catalog, values.fields);
+      const docs: TextDocument[] = catalog.ids.map((_, row) => fields.map((f) => catalog.fields[f][row]));
+      let fitDocs = docs;
+      if (values['fit-split']) {
+        const split = await loadSplit(values['fit-split']);
+        const rowOf = new Map(catalog.ids.map((id, row) => [id, row]));
+        fitDocs = split.itemIds
+          .slice(1, split.numWarm + 1)
+          .filter((id) => rowOf.has(id))
+          .map((id) => docs[rowOf.get(id)!]);
+        log(
+          `fitting on the ${fitDocs.length} warm items of ${values['fit-split']} (of ${split.numWarm} warm)`,
+        );
+      }
+      const ngrams = integer('ngrams', values.ngrams, 2);
+      if (ngrams > 2) throw new UsageError(`--ngrams must be 1 or 2`);
+      const fieldWeights = values['field-weights']?.split(',').map(Number);
+      if (fieldWeights && (fieldWeights.length !== fields.length || fieldWeights.some((w) => !(w >= 0))))
+        throw new UsageError(`--field-weights needs ${fields.length} non-negative numbers (one per field)`);
+      encoderState = TfidfSvdEncoder.fit(fitDocs, {
+        dim: integer('dim', values.dim, 512),
+        minDf: integer('min-df', values['min-df'], 2),
+        ngramMax: ngrams as 1 | 2,
+        fieldWeights,
+        seed: values.seed === undefined ? 0 : Number(values.seed),
+        fields,
+        onProgress: log,
+      });
+      const info = encoderState.info;
+      content = {
+        ids: catalog.ids,
+        dim: encoderState.dim,
+        vectors: encoderState.encode(docs),
+        encoder: {
+          kind: 'tfidf-svd',
+          fields,
+          dim: info.dim,
+          terms: info.numFeatures,
+          fitted_items: info.numDocuments,
+          fit_split: values['fit-split'] ?? null,
+          energy_kept: info.energyKept,
+        },
+        sparse: values.sparse ? encoderState.encodeSparse(docs) : undefined,
+      };
+      log(
+        `${info.numFeatures} terms, SVD ${info.dim} keeps ${(100 * info.energyKept).toFixed(1)}% of the TF-IDF energy`,
+      );
+    } else if (values.encoder.startsWith('local:')) {
+      if (!catalog) throw new UsageError('--items is required for a local transformer encoder');
+      const fields = chooseFields(catalog, values.fields);
+      const pooling = values.pooling;
+      if (pooling !== undefined && pooling !== 'mean' && pooling !== 'cls')
+        throw new UsageError(`--pooling must be mean or cls`);
+      const encoder = await LocalTransformerEncoder.load(values.encoder.slice('local:'.length), {
+        pooling: pooling as Pooling | undefined,
+        prefix: values.prefix,
+      });
+      log(
+        `model ${encoder.dir}: ${encoder.family}, ${encoder.pooling} pooling, prefix '${encoder.prefix}', ${encoder.dim} dims`,
+      );
+      const texts = catalog.ids.map((_, row) =>
+        fields
+          .map((f) => catalog.fields[f][row])
+          .filter((t) => t)
+          .join(' . '),
+      );
+      let last = 0;
+      const vectors = await encoder.encode(texts, {
+        batchSize: integer('batch-size', values['batch-size'], 32),
+        cacheDir: values.cache ?? null,
+        onProgress: (done, total) => {
+          if (done === total || performance.now() - last > 2000) {
+            last = performance.now();
+            log(`${done} / ${total} items`);
+          }
+        },
+      });
+      content = { ids: catalog.ids, dim: encoder.dim, vectors, encoder: { ...encoder.describe(), fields } };
+    } else if (values.encoder.startsWith('vectors:')) {
+      const file = values.encoder.slice('vectors:'.length);
+      content = await readVectors(file, {
+        idsPath: values.ids,
+        idColumn: values['id-col'],
+        vectorColumn: values['vector-col'],
+        knownIds: catalog ? new Set(catalog.ids) : undefined,
+      });
+      if (catalog) {
+        const have = new Set(content.ids);
+        const without = catalog.ids.filter((id) => !have.has(id)).length;
+        if (without > 0) log(`warning: ${without} catalog items have no vector (they get zero content)`);
+      }
+    } else {
+      throw new UsageError(`unknown --encoder '${values.encoder}' (tfidf-svd, local:DIR or vectors:FILE)`);
+    }
+
+    await saveContent(values.out, content, encoderState);
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    console.log(
+      `wrote ${content.ids.length} vectors of dimension ${content.dim} to ${values.out} in ${seconds} s`,
+    );
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`deltarec embed: ${error.message}\n\nRun 'deltarec embed --help' for the options.`);
+      return 2;
+    }
+    console.error(`deltarec embed: ${(error as Error).message}`);
+    return 1;
+  }
+}
