@@ -251,82 +251,110 @@ static void matmul(float* out, const float* a, const float* b, long m, long n, l
   });
 }
 
+static inline float dot(const float* a, const float* b, long n) {
+  vf acc0 = vf{}, acc1 = vf{};
+  long i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    acc0 += loadu(a + i) * loadu(b + i);
+    acc1 += loadu(a + i + W) * loadu(b + i + W);
+  }
+  for (; i + W <= n; i += W) acc0 += loadu(a + i) * loadu(b + i);
+  float s = hsum(acc0 + acc1);
+  for (; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+static inline void axpy(float* __restrict y, float alpha, const float* __restrict x, long n) {
+  for (long i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
 // ---------------------------------------------------------------------------------------------------------------
-// Fused output layer. Rows are processed in chunks of CR; for a chunk the logits are kept transposed (items x CR)
-// so the per-row softmax statistics are vertical vector operations and all three products read E and H in place:
-//   (a) logitsT[j][r] = E[j] . H[r]            tiles: items x chunk rows,  K = d
-//   (b) dH[r]        += sum_j P[j][r] E[j]      tiles: chunk rows x d,      K = item block
-//   (c) dE[j]        += sum_r P[j][r] H[r]      tiles: items x d,           K = chunk rows
-// Threads take chunks dynamically; thread 0 accumulates dE in place, the others into private copies summed at the end.
+// Fused output layer in two sweeps, so that no rows x items (or even chunk x items) logits ever leave the cache.
+// Rows are grouped in chunks of CR and kept transposed (HT: d x CR per chunk); items in blocks of IB. Logits of an
+// item block against a chunk are held transposed (LT: IB x CR), so per-row softmax statistics are vertical vector
+// operations and every product reads E and H in place:
+//   sweep 1 (threads take row chunks):  LT = E_block HT_chunk, online max / sum of exp -> lse per row
+//   sweep 2 (threads take item blocks): recompute LT, P = scale (softmax - onehot), then
+//       dH[chunk]  += P^T E_block   (tiles: chunk rows x d,  K = IB; per-thread dH, summed at the end)
+//       dE[block]  += P H[chunk]    (tiles: items x d,       K = CR; each block belongs to one thread)
+// Recomputing the logits costs one product more (4 instead of 3) but keeps E, dE, H and LT blocks in L1/L2.
 constexpr long CR = 64;       // chunk rows (a multiple of W for every instruction set)
-constexpr long IB = MR * 32;  // items per block in the softmax passes
+constexpr long IB = MR * 32;  // items per block
 constexpr int CV = CR / W;    // vectors per logits row
 
-static void ce_chunk(const float* H, const float* E, const int32_t* targets, long r0, long cr, long d, long N,
-                     float scale, float* dH, float* dE, float* LT, float* HT, double& loss) {
-  // HT (d x CR): the chunk's hidden rows transposed, zero beyond cr.
+// LT (IB x CR) = E[jb..je) HT: rows of E against the chunk's transposed hidden states.
+static inline void ce_logits(const float* E, const float* HT, long jb, long je, long d, float* LT) {
+  for (long j = jb; j < je; j += MR) {
+    const int mm = static_cast<int>(std::min<long>(MR, je - j));
+    for (long c0 = 0; c0 < CR; c0 += NT) {
+      const int nv = static_cast<int>(std::min<long>(NT, CR - c0) / W);
+      tile_any(mm, nv, d, E + j * d, d, 1, HT + c0, CR, LT + (j - jb) * CR + c0, CR, false);
+    }
+  }
+}
+
+// Sweep 1 for one chunk: fills HT (d x CR, zero beyond cr) and lse[0..CR) (0 beyond cr); returns sum of CE.
+static double ce_sweep1(const float* H, const float* E, const int32_t* targets, long r0, long cr, long d, long N,
+                        float* HT, float* LT, float* lse) {
   for (long p = 0; p < d; p++)
     for (long r = 0; r < CR; r++) HT[p * CR + r] = r < cr ? H[(r0 + r) * d + p] : 0.0f;
-
   vf run_max[CV], run_sum[CV];
   for (int v = 0; v < CV; v++) run_max[v] = splat(-INFINITY), run_sum[v] = vf{};
   for (long jb = 1; jb < N; jb += IB) {
     const long je = std::min(N, jb + IB);
-    for (long j = jb; j < je; j += MR) {
-      const int mm = static_cast<int>(std::min<long>(MR, je - j));
-      for (long c0 = 0; c0 < CR; c0 += NT) {
-        const int nv = static_cast<int>(std::min<long>(NT, CR - c0) / W);
-        tile_any(mm, nv, d, E + j * d, d, 1, HT + c0, CR, LT + j * CR + c0, CR, false);
-      }
-    }
+    ce_logits(E, HT, jb, je, d, LT);
     for (int v = 0; v < CV; v++) {
       vf bmax = splat(-INFINITY);
-      for (long j = jb; j < je; j++) bmax = vmax(bmax, loadu(LT + j * CR + v * W));
+      for (long j = 0; j < je - jb; j++) bmax = vmax(bmax, loadu(LT + j * CR + v * W));
       const vf new_max = vmax(run_max[v], bmax);
       vf s = vf{};
-      for (long j = jb; j < je; j++) s += vexp(loadu(LT + j * CR + v * W) - new_max);
+      for (long j = 0; j < je - jb; j++) s += vexp(loadu(LT + j * CR + v * W) - new_max);
       run_sum[v] = run_sum[v] * vexp(run_max[v] - new_max) + s;
       run_max[v] = new_max;
     }
   }
-  alignas(64) float lse[CR];
-  vf lse_v[CV], scale_v[CV];
+  double loss = 0;
   for (int v = 0; v < CV; v++)
     for (int l = 0; l < W; l++) {
       const long r = v * W + l;
-      lse[r] = run_max[v][l] + std::log(run_sum[v][l]);
-      lse_v[v][l] = lse[r];
-      scale_v[v][l] = r < cr ? scale : 0.0f;
+      lse[r] = r < cr ? run_max[v][l] + std::log(run_sum[v][l]) : 0.0f;
     }
-  for (long r = 0; r < cr; r++) loss += static_cast<double>(lse[r]) - LT[targets[r0 + r] * CR + r];
+  for (long r = 0; r < cr; r++) loss += static_cast<double>(lse[r]) - dot(H + (r0 + r) * d, E + targets[r0 + r] * d, d);
+  return loss;
+}
 
-  std::memset(dH + r0 * d, 0, sizeof(float) * cr * d);
-  for (long jb = 1; jb < N; jb += IB) {
-    const long je = std::min(N, jb + IB);
-    const long jn = je - jb;
-    for (long j = jb; j < je; j++)
+// Sweep 2 for items [jb, je) against every chunk.
+static void ce_sweep2(const float* H, const float* E, const int32_t* targets, long rows, long jb, long je, long d,
+                      float scale, const float* HTall, const float* lse_all, float* LT, float* dH, float* dE) {
+  const long jn = je - jb;
+  for (long r0 = 0, c = 0; r0 < rows; r0 += CR, c++) {
+    const long cr = std::min(CR, rows - r0);
+    ce_logits(E, HTall + c * d * CR, jb, je, d, LT);
+    vf lse_v[CV], scale_v[CV];
+    for (int v = 0; v < CV; v++) {
+      lse_v[v] = loadu(lse_all + r0 + v * W);
+      for (int l = 0; l < W; l++) scale_v[v][l] = v * W + l < cr ? scale : 0.0f;
+    }
+    for (long j = 0; j < jn; j++)
       for (int v = 0; v < CV; v++) {
         float* l = LT + j * CR + v * W;
         storeu(l, scale_v[v] * vexp(loadu(l) - lse_v[v]));
       }
     for (long r = 0; r < cr; r++) {
       const long t = targets[r0 + r];
-      if (t >= jb && t < je) LT[t * CR + r] -= scale;
+      if (t >= jb && t < je) LT[(t - jb) * CR + r] -= scale;
     }
-    // (b) dH[r0 + r] += P_block^T E_block
     for (long r = 0; r < cr; r += MR) {
       const int mm = static_cast<int>(std::min<long>(MR, cr - r));
       for (long c0 = 0; c0 < d; c0 += NT) {
         const int nv = static_cast<int>(std::min<long>(NT, d - c0) / W);
-        tile_any(mm, nv, jn, LT + jb * CR + r, 1, CR, E + jb * d + c0, d, dH + (r0 + r) * d + c0, d, true);
+        tile_any(mm, nv, jn, LT + r, 1, CR, E + jb * d + c0, d, dH + (r0 + r) * d + c0, d, true);
       }
     }
-    // (c) dE[j] += P_block H_chunk
     for (long j = jb; j < je; j += MR) {
       const int mm = static_cast<int>(std::min<long>(MR, je - j));
       for (long c0 = 0; c0 < d; c0 += NT) {
         const int nv = static_cast<int>(std::min<long>(NT, d - c0) / W);
-        tile_any(mm, nv, cr, LT + j * CR, CR, 1, H + r0 * d + c0, d, dE + j * d + c0, d, true);
+        tile_any(mm, nv, cr, LT + (j - jb) * CR, CR, 1, H + r0 * d + c0, d, dE + j * d + c0, d, true);
       }
     }
   }
@@ -336,33 +364,36 @@ static void ce_chunk(const float* H, const float* E, const int32_t* targets, lon
 static double softmax_ce_core(const float* H, const float* E, const int32_t* targets, long rows, long d, long N,
                               float scale, float* dH, float* dE) {
   const long chunks = (rows + CR - 1) / CR;
-  int nthreads = threads_for(6.0 * rows * N * d);
-  if (nthreads > chunks) nthreads = static_cast<int>(chunks);
-  std::atomic<long> next{0};
+  const long blocks = (N - 1 + IB - 1) / IB;
+  int nthreads = threads_for(8.0 * rows * N * d);
+  if (nthreads > blocks) nthreads = static_cast<int>(std::max<long>(blocks, 1));
+  float* HTall = pack_buffer.get(static_cast<size_t>(chunks) * d * CR + chunks * CR);
+  float* lse_all = HTall + chunks * d * CR;
+  std::atomic<long> next_chunk{0}, next_block{0};
   std::vector<double> losses(nthreads, 0.0);
   std::vector<float*> partial(nthreads, nullptr);
   parallel_run(nthreads, [&](int tid, int nt) {
-    float* LT = thread_scratch(0, tid, static_cast<size_t>(N) * CR);
-    float* HT = thread_scratch(1, tid, static_cast<size_t>(d) * CR);
-    float* myE = dE;
-    if (tid > 0) {
-      myE = thread_scratch(2, tid, static_cast<size_t>(N) * d);
-      std::memset(myE, 0, sizeof(float) * N * d);
-      partial[tid] = myE;
-    }
+    float* LT = thread_scratch(0, tid, static_cast<size_t>(IB) * CR);
     double loss = 0;
-    for (long c; (c = next.fetch_add(1)) < chunks;) {
-      const long r0 = c * CR;
-      ce_chunk(H, E, targets, r0, std::min(CR, rows - r0), d, N, scale, dH, myE, LT, HT, loss);
-    }
+    for (long c; (c = next_chunk.fetch_add(1)) < chunks;)
+      loss += ce_sweep1(H, E, targets, c * CR, std::min(CR, rows - c * CR), d, N, HTall + c * d * CR, LT,
+                        lse_all + c * CR);
     losses[tid] = loss;
+    float* myH = dH;
+    if (tid > 0) myH = partial[tid] = thread_scratch(1, tid, static_cast<size_t>(rows) * d);
+    std::memset(myH, 0, sizeof(float) * rows * d);
+    pool_barrier();
+    for (long b; (b = next_block.fetch_add(1)) < blocks;) {
+      const long jb = 1 + b * IB;
+      ce_sweep2(H, E, targets, rows, jb, std::min(N, jb + IB), d, scale, HTall, lse_all, LT, myH, dE);
+    }
     if (nt == 1) return;
     pool_barrier();
-    long j0, j1;
-    split_range(N * d, tid, nt, j0, j1);
+    long e0, e1;
+    split_range(rows * d, tid, nt, e0, e1);
     for (int t = 1; t < nt; t++) {
       const float* src = partial[t];
-      for (long i = j0; i < j1; i++) dE[i] += src[i];
+      for (long i = e0; i < e1; i++) dH[i] += src[i];
     }
   });
   double total = 0;
@@ -393,22 +424,6 @@ static double softmax_ce(const float* H, const float* E, const int32_t* targets,
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-static inline float dot(const float* a, const float* b, long n) {
-  vf acc0 = vf{}, acc1 = vf{};
-  long i = 0;
-  for (; i + 2 * W <= n; i += 2 * W) {
-    acc0 += loadu(a + i) * loadu(b + i);
-    acc1 += loadu(a + i + W) * loadu(b + i + W);
-  }
-  for (; i + W <= n; i += W) acc0 += loadu(a + i) * loadu(b + i);
-  float s = hsum(acc0 + acc1);
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-static inline void axpy(float* __restrict y, float alpha, const float* __restrict x, long n) {
-  for (long i = 0; i < n; i++) y[i] += alpha * x[i];
-}
-
 // Runs body(begin, end) over [0, n) on as many threads as `work` (flops, roughly) justifies.
 template <class F>
 static void parallel_for(long n, double work, F body) {
