@@ -15,6 +15,7 @@ import {
   textToSeconds,
 } from '../src/data/readers.js';
 import type { Interactions } from '../src/data/types.js';
+import { writeCatalogCsv, writeInteractionsCsv } from '../src/data/writers.js';
 
 let dir = '';
 before(async () => {
@@ -292,6 +293,29 @@ describe('catalog reader', () => {
     const jsonl = await file('meta.jsonl', '{"asin":"a","categories":[["Beauty","Makeup"]],"price":3.5}\n');
     const meta = await readCatalog(jsonl);
     assert.deepEqual(meta.fields, { categories: ['Beauty|Makeup'], price: ['3.5'] });
+  });
+});
+
+describe('CSV writers', () => {
+  test('interactions and catalogs round-trip through write + read, with quoting', async () => {
+    const data = await readInteractions(
+      await file(
+        'w-src.jsonl',
+        [
+          '{"user_id":"plain","item_id":"x,1","timestamp":1399939200,"rating":4.5}',
+          '{"user_id":"quo\\"te","item_id":"line\\nbreak","timestamp":1399939200.25,"rating":3}',
+          '{"user_id":"plain","item_id":"ünï","timestamp":0,"rating":5}',
+        ].join('\n'),
+      ),
+    );
+    const path = join(dir, 'w.csv');
+    await writeInteractionsCsv(path, data);
+    assert.deepEqual(rows(await readInteractions(path)), rows(data));
+    assert.deepEqual(rows(data)[1], ['quo"te', 'line\nbreak', 1399939200.25, 3]);
+    const catalog = { ids: ['a,1', 'b'], fields: { title: ['Hello, "world"', ''] }, source: 'mem' };
+    const catalogPath = join(dir, 'w-items.csv');
+    await writeCatalogCsv(catalogPath, catalog);
+    assert.deepEqual(await readCatalog(catalogPath), { ...catalog, source: catalogPath });
   });
 });
 
