@@ -219,6 +219,18 @@ async function load(
   };
 }
 
+/** GET /health every 20 ms while the load runs: how long the event loop keeps other requests waiting. */
+async function probeHealth(url: string, probe: { stop: boolean }): Promise<number> {
+  const latencies: number[] = [];
+  while (!probe.stop) {
+    const started = performance.now();
+    await (await fetch(`${url}/health`)).arrayBuffer();
+    latencies.push(performance.now() - started);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return percentile(Float64Array.from(latencies).sort(), 0.99);
+}
+
 const round = (x: number, digits = 2) => Number(x.toFixed(digits));
 
 async function main(): Promise<void> {
@@ -249,7 +261,11 @@ async function main(): Promise<void> {
       await load(url, bodies, { seconds: 2, connections }); // warm-up: JIT, buffers
       const cpuBefore = cpuSeconds(child.pid!);
       const clientBefore = process.cpuUsage();
+      const probe = { stop: false };
+      const health = probeHealth(url, probe);
       const closed = await load(url, bodies, { seconds, connections });
+      probe.stop = true;
+      const healthMs = await health;
       const cpuAfter = cpuSeconds(child.pid!);
       const client = process.cpuUsage(clientBefore);
       // CPU per request is robust to other load on the machine, unlike wall-clock latency and throughput.
@@ -261,7 +277,7 @@ async function main(): Promise<void> {
         `scoring ${mode.padEnd(9)} closed loop, ${connections} connections: p50 ${closed.p50_ms.toFixed(2)} ms, p99 ${closed.p99_ms.toFixed(2)} ms, ${closed.rps.toFixed(0)} req/s (${closed.errors} errors)`,
       );
       console.log(
-        `scoring ${mode.padEnd(9)} CPU per request: server ${serverCpuMs.toFixed(3)} ms, load generator ${clientCpuMs.toFixed(3)} ms (machine load average ${loadavg()[0].toFixed(1)})`,
+        `scoring ${mode.padEnd(9)} CPU per request: server ${serverCpuMs.toFixed(3)} ms, load generator ${clientCpuMs.toFixed(3)} ms; GET /health p99 during the run ${healthMs.toFixed(2)} ms (machine load average ${loadavg()[0].toFixed(1)})`,
       );
       console.log(
         `scoring ${mode.padEnd(9)} open loop at ${rate} req/s:        p50 ${open.p50_ms.toFixed(2)} ms, p99 ${open.p99_ms.toFixed(2)} ms, ${open.rps.toFixed(0)} req/s (${open.errors} errors)`,
@@ -272,6 +288,7 @@ async function main(): Promise<void> {
         [`${prefix}p99_ms`]: round(closed.p99_ms),
         [`${prefix}rps`]: round(closed.rps, 0),
         [`${prefix}errors`]: closed.errors + open.errors,
+        [`${prefix}health_p99_ms_under_load`]: round(healthMs),
         [`${prefix}server_cpu_ms_per_request`]: round(serverCpuMs, 3),
         [`${prefix}client_cpu_ms_per_request`]: round(clientCpuMs, 3),
         [`${prefix}p50_ms_at_rate`]: round(open.p50_ms),
