@@ -273,6 +273,25 @@ describe('prepareSplit on a hand-computed case', () => {
     assert.throws(() => prepareSplit(rated, { quantile: 2 }), RangeError);
   });
 
+  test('time order is stable: equal timestamps keep file order (long and short sequences)', () => {
+    for (const length of [10, 100, 1000]) {
+      const rows: [string, string, number][] = [];
+      for (let k = 0; k < length; k++) rows.push(['u', `i${k}`, (k * 7919) % 13]);
+      const split = prepareSplit(fromRows(rows), {
+        quantile: 1,
+        nCore: 1,
+        validationShare: 0,
+        protocol: 'leave-last-out',
+      });
+      const expected = rows
+        .map((r, k) => ({ item: r[1], ts: r[2], k }))
+        .sort((a, b) => a.ts - b.ts || a.k - b.k)
+        .map((e) => e.item);
+      const order = [...seqAt(split.test.inputs, 0), split.test.targets[0]].map((k) => split.itemIds[k]);
+      assert.deepEqual(order, expected, `length ${length}`);
+    }
+  });
+
   test('quickselect agrees with sorting', () => {
     const values = Float64Array.from({ length: 1001 }, (_, k) => (k * 7919) % 1009);
     const sorted = values.slice().sort();
