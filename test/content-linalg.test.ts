@@ -262,3 +262,31 @@ test('projectContent fits on warm rows, applies unchanged to new items, and surv
   }
   assert.throws(() => projectContent(aligned, dim, numWarm, 7), /output dimension 7 must be in 1..6/);
 });
+
+test('dotProducts equals naive A B^T for every edge shape, symmetric or not', () => {
+  for (const [m, n, k] of [
+    [1, 1, 1],
+    [5, 3, 7],
+    [8, 6, 300],
+    [7, 7, 5],
+  ]) {
+    const a = randomMatrix(m, k, m * 31 + k);
+    const b = randomMatrix(n, k, n * 17 + k);
+    const c = dotProducts(a, b, m, n, k);
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let p = 0; p < k; p++) s += a[i * k + p] * b[j * k + p];
+        assert.ok(Math.abs(c[i * n + j] - s) < 1e-9, `${m}x${n}x${k} (${i}, ${j})`);
+      }
+    if (m === n) {
+      const g = dotProducts(a, a, m, m, k, true);
+      for (let i = 0; i < m; i++)
+        for (let j = 0; j < m; j++) {
+          let s = 0;
+          for (let p = 0; p < k; p++) s += a[i * k + p] * a[j * k + p];
+          assert.ok(Math.abs(g[i * m + j] - s) < 1e-9, `gram ${m}x${k} (${i}, ${j})`);
+        }
+    }
+  }
+});

@@ -182,7 +182,7 @@ export function transpose(a: Float64Array, rows: number, cols: number): Float64A
 }
 
 /**
- * C (m x n) = A B^T for A (m x k) and B (n x k) in float64: 2 x 2 register blocks of dot products over k-tiles
+ * C (m x n) = A B^T for A (m x k) and B (n x k) in float64: 4 x 2 register blocks of dot products over k-tiles
  * that stay in cache. With symmetric (A = B, or any A, B whose product is known to be symmetric), only the upper
  * triangle is computed and then mirrored.
  */
@@ -195,39 +195,64 @@ export function dotProducts(
   symmetric = false,
 ): Float64Array {
   const c = new Float64Array(m * n);
-  const TILE = 128;
+  const TILE = 256;
+  const m4 = m - (m % 4);
+  const n2 = n - (n % 2);
+  // 4 x 2 register blocks over k-tiles for the bulk.
   for (let p0 = 0; p0 < k; p0 += TILE) {
     const p1 = Math.min(p0 + TILE, k);
-    for (let i = 0; i < m; i += 2) {
-      const i1 = Math.min(i + 1, m - 1);
-      const ra0 = i * k;
-      const ra1 = i1 * k;
-      for (let j = symmetric ? i - (i & 1) : 0; j < n; j += 2) {
-        const j1 = Math.min(j + 1, n - 1);
-        const rb0 = j * k;
-        const rb1 = j1 * k;
+    for (let i = 0; i < m4; i += 4) {
+      const r0 = i * k;
+      const r1 = r0 + k;
+      const r2 = r1 + k;
+      const r3 = r2 + k;
+      for (let j = symmetric ? i : 0; j < n2; j += 2) {
+        const q0 = j * k;
+        const q1 = q0 + k;
         let s00 = 0;
         let s01 = 0;
         let s10 = 0;
         let s11 = 0;
+        let s20 = 0;
+        let s21 = 0;
+        let s30 = 0;
+        let s31 = 0;
         for (let p = p0; p < p1; p++) {
-          const x0 = a[ra0 + p];
-          const x1 = a[ra1 + p];
-          const y0 = b[rb0 + p];
-          const y1 = b[rb1 + p];
+          const y0 = b[q0 + p];
+          const y1 = b[q1 + p];
+          const x0 = a[r0 + p];
+          const x1 = a[r1 + p];
+          const x2 = a[r2 + p];
+          const x3 = a[r3 + p];
           s00 += x0 * y0;
           s01 += x0 * y1;
           s10 += x1 * y0;
           s11 += x1 * y1;
+          s20 += x2 * y0;
+          s21 += x2 * y1;
+          s30 += x3 * y0;
+          s31 += x3 * y1;
         }
-        // When i1 == i or j1 == j (odd edge) the duplicate writes carry the same value.
-        c[i * n + j] += s00;
-        if (j1 !== j) c[i * n + j1] += s01;
-        if (i1 !== i) c[i1 * n + j] += s10;
-        if (i1 !== i && j1 !== j) c[i1 * n + j1] += s11;
+        const o = i * n + j;
+        c[o] += s00;
+        c[o + 1] += s01;
+        c[o + n] += s10;
+        c[o + n + 1] += s11;
+        c[o + 2 * n] += s20;
+        c[o + 2 * n + 1] += s21;
+        c[o + 3 * n] += s30;
+        c[o + 3 * n + 1] += s31;
       }
     }
   }
+  // Edges: the last column when n is odd, the last rows when m is not a multiple of 4.
+  const dot = (i: number, j: number): number => {
+    let sum = 0;
+    for (let p = 0; p < k; p++) sum += a[i * k + p] * b[j * k + p];
+    return sum;
+  };
+  if (n2 < n) for (let i = 0; i < m4; i++) c[i * n + n2] = dot(i, n2);
+  for (let i = m4; i < m; i++) for (let j = symmetric ? i : 0; j < n; j++) c[i * n + j] = dot(i, j);
   if (symmetric) for (let i = 0; i < m; i++) for (let j = 0; j < i; j++) c[i * n + j] = c[j * n + i];
   return c;
 }
@@ -399,12 +424,18 @@ export function randomizedSvd(
   const right = new Float64Array(A.cols * k);
   if (A.rows <= A.cols) {
     // v_j = A^T (Q u_j) / sigma_j = A^T Y c_j: form Y C on the short side, then one sparse-friendly product.
+    // Column j of Y C is the left singular vector u_j / sigma_j = A v_j / sigma_j^2: fixing its sign fixes v_j's.
     const u = productNT(y, ct, A.rows, k, l);
+    for (let j = 0; j < k; j++) {
+      let largest = 0;
+      for (let i = 0; i < A.rows; i++) if (Math.abs(u[i * k + j]) > Math.abs(largest)) largest = u[i * k + j];
+      if (largest < 0) for (let i = 0; i < A.rows; i++) u[i * k + j] = -u[i * k + j];
+    }
     A.multiplyTransposed(u, k, right);
   } else {
     right.set(productNT(z, ct, A.cols, k, l));
+    fixSigns(A, right, k);
   }
-  fixSigns(A, right, k);
   return { k, values, right };
 }
 
