@@ -110,7 +110,6 @@ export function resultsText(results: Aggregated, k = 10): string {
       }),
     ),
   ]);
-  // reorder: the flatMap gives ndcg cold/warm/all then hr cold/warm/all, matching the header
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
