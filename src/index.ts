@@ -36,3 +36,18 @@ export type { ContentPart, LoadedArtifact, LoadedModel, ModelManifest, SaveModel
 export { createService } from './serve/server.js';
 export type { Service, ServiceOptions } from './serve/server.js';
 export { encoderPart, projectionPart } from './serve/content.js';
+export { TfidfSvdEncoder, TfidfVectorizer, tokenize } from './content/tfidf.js';
+export type { TextDocument, TfidfOptions, TfidfSvdInfo, TfidfSvdOptions } from './content/tfidf.js';
+export { applyProjection, fitProjection, loadProjection, projectContent, saveProjection } from './content/projection.js';
+export type { ProjectionOptions, ProjectionState } from './content/projection.js';
+export { alignContent, alignSparse, loadContent, loadContentEncoder, saveContent } from './content/store.js';
+export type { ContentVectors, LoadedContent } from './content/store.js';
+export { readVectors } from './content/vectors.js';
+export type { VectorReadOptions } from './content/vectors.js';
+export { LocalTransformerEncoder } from './content/transformer.js';
+export type { TransformerOptions } from './content/transformer.js';
+export { writeTinyBertModel } from './content/tiny-bert.js';
+export { randomizedSvd, symmetricEigen } from './content/linalg.js';
+export type { CsrMatrix } from './content/sparse.js';
+export { ContentKNN } from './model/knn.js';
+export type { ContentKnnOptions, ContentRows } from './model/knn.js';
