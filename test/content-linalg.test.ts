@@ -290,3 +290,31 @@ test('dotProducts equals naive A B^T for every edge shape, symmetric or not', ()
     }
   }
 });
+
+test('the randomized PCA path agrees with the exact one on data with a clear spectrum', () => {
+  const rows = 200;
+  const dim = 30;
+  const r = new Random(21);
+  const vectors = new Float32Array(rows * dim);
+  for (let i = 0; i < rows; i++) {
+    const latent = [3 * r.nextGaussian(), 2 * r.nextGaussian(), r.nextGaussian()];
+    for (let j = 0; j < dim; j++)
+      vectors[i * dim + j] = latent[j % 3] * (1 + j / dim) + 0.05 * r.nextGaussian();
+  }
+  const warm = Array.from({ length: rows }, (_, i) => i);
+  const exact = fitProjection(vectors, rows, dim, warm, 3, { standardize: false, method: 'exact' });
+  const randomized = fitProjection(vectors, rows, dim, warm, 3, { standardize: false, method: 'randomized' });
+  for (let k = 0; k < 3; k++) {
+    assert.ok(
+      Math.abs(randomized.explainedVariance[k] - exact.explainedVariance[k]) <
+        1e-4 * exact.explainedVariance[0],
+      `variance ${k}: ${randomized.explainedVariance[k]} vs ${exact.explainedVariance[k]}`,
+    );
+    assertSameDirection(
+      randomized.components.subarray(k * dim, (k + 1) * dim),
+      exact.components.subarray(k * dim, (k + 1) * dim),
+      1e-4,
+      `axis ${k}`,
+    );
+  }
+});

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { cp, mkdtemp, rm, stat } from 'node:fs/promises';
+import { cp, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { AutoTokenizer, env } from '@huggingface/transformers';
+import { loadContent } from '../src/content/store.js';
 import { writeTinyBertModel } from '../src/content/tiny-bert.js';
 import { LocalTransformerEncoder } from '../src/content/transformer.js';
 
@@ -165,6 +166,47 @@ test('an incomplete model directory fails with a message naming the missing file
     await assert.rejects(
       LocalTransformerEncoder.load(join(root, 'absent')),
       /absent is incomplete: missing config\.json, tokenizer\.json/,
+    );
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('deltarec embed --encoder local:DIR encodes a catalog with the model and records how', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'deltarec-tiny-'));
+  try {
+    await writeTinyBertModel(join(root, 'tiny-e5'), { hidden: 8 });
+    const items = join(root, 'items.csv');
+    await writeFile(items, 'item_id,title,brand\na,Red nail polish,Acme\nb,Hair oil,Oilco\n');
+    const { run: embed } = await import('../src/cli/commands/embed.js');
+    const log = console.log;
+    console.log = () => {};
+    let code;
+    try {
+      code = await embed([
+        '--items',
+        items,
+        '--encoder',
+        `local:${join(root, 'tiny-e5')}`,
+        '--fields',
+        'title,brand',
+        '--out',
+        join(root, 'content'),
+      ]);
+    } finally {
+      console.log = log;
+    }
+    assert.equal(code, 0);
+    const content = await loadContent(join(root, 'content'));
+    assert.deepEqual(content.ids, ['a', 'b']);
+    assert.equal(content.encoder.kind, 'transformer');
+    assert.equal(content.encoder.pooling, 'mean');
+    const encoder = await LocalTransformerEncoder.load(join(root, 'tiny-e5'));
+    const expected = await encoder.encode(['Red nail polish . Acme', 'Hair oil . Oilco']);
+    assertClose(
+      content.vectors,
+      [0, 1].map((i) => Array.from(expected.subarray(i * 8, (i + 1) * 8))),
+      'embed',
     );
   } finally {
     await rm(root, { recursive: true, force: true });

@@ -14,8 +14,11 @@ import { writeAtomic } from './tfidf.js';
 export interface ProjectionOptions {
   /** Divide each centered component by its standard deviation before PCA (the paper's scaler). Default true. */
   standardize?: boolean;
-  /** Seed of the randomized SVD used when dim > EXACT_MAX_DIM. */
+  /** Seed of the randomized SVD. */
   seed?: number;
+  /** 'exact' eigendecomposition of the covariance, 'randomized' SVD of the centered data, or 'auto' (default:
+   * exact up to EXACT_MAX_DIM input components). */
+  method?: 'auto' | 'exact' | 'randomized';
 }
 
 export interface ProjectionState {
@@ -94,7 +97,8 @@ export function fitProjection(
 
   const components = new Float64Array(d * dim);
   const explainedVariance = new Float64Array(d);
-  if (dim <= EXACT_MAX_DIM) {
+  const method = options.method ?? 'auto';
+  if (method === 'exact' || (method === 'auto' && dim <= EXACT_MAX_DIM)) {
     const covariance = productNT(zt, zt, dim, dim, n, true);
     for (let k = 0; k < covariance.length; k++) covariance[k] /= n - 1;
     const eig = symmetricEigen(covariance, dim);
@@ -102,7 +106,7 @@ export function fitProjection(
     for (let k = 0; k < d; k++) explainedVariance[k] = Math.max(eig.values[k], 0);
   } else {
     const z = transpose(zt, dim, n); // n x dim
-    const svd = randomizedSvd(denseOperator(z, n, dim), d, { seed: options.seed ?? 0 });
+    const svd = randomizedSvd(denseOperator(z, n, dim), d, { seed: options.seed ?? 0, powerIterations: 3 });
     for (let k = 0; k < d; k++) {
       explainedVariance[k] = (svd.values[k] * svd.values[k]) / (n - 1);
       for (let j = 0; j < dim; j++) components[k * dim + j] = svd.right[j * d + k];
