@@ -4,9 +4,10 @@
  * 1. Builds the model it needs once (cached in .cache/bench-serve/): the Beauty split of PROTOCOL.md, the built-in
  *    text encoder (TF-IDF + SVD 512 on titles, fitted on warm items), the paper's projection to d = 128, a SASRec
  *    content-delta model trained for --epochs epochs (default 1; 0 = untrained weights), cold items appended.
- * 2. Starts `deltarec serve` in a child process and loads it with autocannon (programmatic API) with POST
- *    /recommend bodies made of real test histories (k = 10): a closed-loop run with --connections connections
- *    (throughput), then an open-loop run at --rate requests/s (latency at that offered load).
+ * 2. Starts `deltarec serve` in a child process per scoring mode (--workers 0,1: inline, one worker thread) and
+ *    loads it with autocannon (programmatic API) with POST /recommend bodies made of real test histories (k = 10):
+ *    a closed-loop run with --connections connections (throughput), then an open-loop run at --rate requests/s
+ *    (latency at that offered load). Then the same for a baseline server answering a constant (the HTTP floor).
  * 3. Reports p50/p99 latency (exact, from every response's own timing) and requests/s; --json writes p50_ms,
  *    p99_ms and rps (closed loop) plus the other figures.
  *
@@ -59,7 +60,8 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '8' },
     rate: { type: 'string', default: '1000' },
-    workers: { type: 'string', default: '1,0' },
+    workers: { type: 'string', default: '0,1' },
+    'no-baseline': { type: 'boolean' },
   },
 });
 
@@ -147,6 +149,45 @@ async function startServer(modelDir: string, workers: number): Promise<{ child: 
   ];
   args.push('--workers', String(workers), '--catalog', `${CACHE}/bench-catalog.log`);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  return waitForListening(child);
+}
+
+/** CPU seconds (user + system) used so far by a process, from /proc (null where /proc is absent). */
+function cpuSeconds(pid: number): number | null {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The HTTP floor: a Fastify server with the same body schema and response serializer that answers a constant
+ * ranking without scoring. Its latency and CPU per request, measured in the same run, separate what the machine and
+ * the HTTP stack cost from what scoring costs.
+ */
+function startBaseline(): Promise<{ child: ChildProcess; url: string }> {
+  const script = `
+    import Fastify from 'fastify';
+    const app = Fastify({ ajv: { customOptions: { coerceTypes: false, removeAdditional: false } } });
+    const answer = { items: Array.from({ length: 10 }, (_, i) => ({ id: 'B00' + i + 'ABCDE', score: 3.14159 - i / 7 })) };
+    const id = { type: 'string', minLength: 1, maxLength: 256 };
+    app.post('/recommend', { schema: {
+      body: { type: 'object', additionalProperties: false, required: ['items'],
+        properties: { items: { type: 'array', items: id, minItems: 1, maxItems: 512 }, k: { type: 'integer', minimum: 1 } } },
+      response: { 200: { type: 'object', properties: { items: { type: 'array',
+        items: { type: 'object', properties: { id: { type: 'string' }, score: { type: 'number' } } } } } } },
+    } }, async () => answer);
+    app.get('/health', async () => ({ status: 'ok' }));
+    console.log('listening on ' + (await app.listen({ port: 0, host: '127.0.0.1' })));`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return waitForListening(child);
+}
+
+function waitForListening(child: ChildProcess): Promise<{ child: ChildProcess; url: string }> {
   let output = '';
   return new Promise((resolve, reject) => {
     const onData = (chunk: Buffer) => {
@@ -158,16 +199,6 @@ async function startServer(modelDir: string, workers: number): Promise<{ child: 
     child.stderr!.on('data', onData);
     child.on('exit', (code) => reject(new Error(`server exited (${code}) before listening:\n${output}`)));
   });
-}
-
-/** CPU seconds (user + system) used so far by a process, from /proc (null where /proc is absent). */
-function cpuSeconds(pid: number): number | null {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return null;
-  }
 }
 
 interface LoadResult {
@@ -252,11 +283,19 @@ async function main(): Promise<void> {
   );
 
   const results: Record<string, number | string> = {};
-  const modes = values.workers!.split(',').map(Number);
+  // Scoring modes (worker counts; 0 = inline), then the HTTP floor: the same Fastify stack answering a constant.
+  const modes: (number | 'baseline')[] = [...values.workers!.split(',').map(Number)];
+  if (!values['no-baseline']) modes.push('baseline');
   for (const workers of modes) {
     await rm(`${CACHE}/bench-catalog.log`, { force: true });
-    const { child, url } = await startServer(modelDir, workers);
-    const mode = workers === 0 ? 'inline' : `${workers} worker${workers > 1 ? 's' : ''}`;
+    const { child, url } =
+      workers === 'baseline' ? await startBaseline() : await startServer(modelDir, workers);
+    const mode =
+      workers === 'baseline'
+        ? 'baseline'
+        : workers === 0
+          ? 'inline'
+          : `${workers} worker${workers > 1 ? 's' : ''}`;
     try {
       await load(url, bodies, { seconds: 2, connections }); // warm-up: JIT, buffers
       const cpuBefore = cpuSeconds(child.pid!);
@@ -273,16 +312,20 @@ async function main(): Promise<void> {
         cpuBefore === null || cpuAfter === null ? NaN : ((cpuAfter - cpuBefore) * 1000) / closed.requests;
       const clientCpuMs = (client.user + client.system) / 1000 / closed.requests;
       const open = await load(url, bodies, { seconds, connections: 32, rate });
+      const label = mode.padEnd(9);
       console.log(
-        `scoring ${mode.padEnd(9)} closed loop, ${connections} connections: p50 ${closed.p50_ms.toFixed(2)} ms, p99 ${closed.p99_ms.toFixed(2)} ms, ${closed.rps.toFixed(0)} req/s (${closed.errors} errors)`,
+        `${label} closed loop, ${connections} connections: p50 ${closed.p50_ms.toFixed(2)} ms, p99 ${closed.p99_ms.toFixed(2)} ms, ${closed.rps.toFixed(0)} req/s (${closed.errors} errors)`,
       );
       console.log(
-        `scoring ${mode.padEnd(9)} CPU per request: server ${serverCpuMs.toFixed(3)} ms, load generator ${clientCpuMs.toFixed(3)} ms; GET /health p99 during the run ${healthMs.toFixed(2)} ms (machine load average ${loadavg()[0].toFixed(1)})`,
+        `${label} open loop at ${rate} req/s:        p50 ${open.p50_ms.toFixed(2)} ms, p99 ${open.p99_ms.toFixed(2)} ms, ${open.rps.toFixed(0)} req/s (${open.errors} errors)`,
       );
       console.log(
-        `scoring ${mode.padEnd(9)} open loop at ${rate} req/s:        p50 ${open.p50_ms.toFixed(2)} ms, p99 ${open.p99_ms.toFixed(2)} ms, ${open.rps.toFixed(0)} req/s (${open.errors} errors)`,
+        `${label} CPU per request: server ${serverCpuMs.toFixed(3)} ms, load generator ${clientCpuMs.toFixed(3)} ms; GET /health p99 during the closed loop ${healthMs.toFixed(2)} ms (load average ${loadavg()[0].toFixed(1)})`,
       );
-      const prefix = workers === modes[0] ? '' : `${workers === 0 ? 'inline' : `workers${workers}`}_`;
+      const prefix =
+        workers === modes[0]
+          ? ''
+          : `${workers === 'baseline' ? 'baseline' : workers === 0 ? 'inline' : `workers${workers}`}_`;
       Object.assign(results, {
         [`${prefix}p50_ms`]: round(closed.p50_ms),
         [`${prefix}p99_ms`]: round(closed.p99_ms),
@@ -308,7 +351,7 @@ async function main(): Promise<void> {
     train_epochs: epochs,
     cpus: cpus().length,
     load_average: round(loadavg()[0], 1),
-    scoring_modes: modes.map((w) => (w === 0 ? 'inline' : `workers=${w}`)).join(','),
+    modes: modes.map((w) => (w === 'baseline' ? 'baseline' : w === 0 ? 'inline' : `workers=${w}`)).join(','),
   });
   if (values.json) {
     await writeFile(values.json, JSON.stringify(results, null, 2) + '\n');
