@@ -110,6 +110,15 @@ test('K larger than the catalog: every rankable case is a hit, coverage is the u
   near(r.all['coverage@100'], 1, 'coverage@100');
 });
 
+test('coverage with K larger than the catalog and full rows reads only each row own list', () => {
+  // every item is a candidate for case3 with removeSeen=false; top-100 lists hold all 6 items per row
+  const split = handSplit();
+  const r = evaluate(new TableRecommender(TABLE), split, { ks: [1, 100], removeSeen: false });
+  near(r.cold['coverage@1'], 1 / 6, 'cold coverage@1'); // the single cold case's top-1 is item 1
+  near(r.all['coverage@100'], 1, 'all coverage@100');
+  near(r.all['hr@100'], 1, 'all hr@100');
+});
+
 test('removeSeen=false keeps history items in the ranking', () => {
   const r = evaluate(new TableRecommender(TABLE), handSplit(), { removeSeen: false, ks: [10] });
   // case0 target 3: above it 1, 2, 5, 6 -> 4; case3 target 2: above it 1 -> 1

@@ -51,9 +51,9 @@ interface RankOptions {
   removeSeen: boolean;
   maxLength: number;
   batchSize: number;
-  /** When > 0, top-topK lists are computed and passed to onTopK. */
+  /** When > 0, top-topK lists (at most as long as the catalog) are computed and passed to onTopK. */
   topK: number;
-  onTopK?: (caseIndex: number, indices: Int32Array, offset: number) => void;
+  onTopK?: (caseIndex: number, indices: Int32Array, offset: number, length: number) => void;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -102,7 +102,7 @@ function rankCases(
     }
     if (k > 0 && o.onTopK) {
       kernels.topK(topIndices, topScores, scores, rows, width, k);
-      for (let r = 0; r < rows; r++) o.onTopK(batchCases[r], topIndices, r * k);
+      for (let r = 0; r < rows; r++) o.onTopK(batchCases[r], topIndices, r * k, k);
     }
     batchInputs.length = 0;
     batchCases.length = 0;
@@ -148,9 +148,9 @@ export function evaluate(
   // covered[(segment * ks.length + i) * (numItems + 1) + item] = 1 when item is in some top-ks[i] list of the
   // segment (0 cold, 1 warm, 2 all).
   const covered = new Uint8Array(3 * ks.length * (numItems + 1));
-  const onTopK = (c: number, indices: Int32Array, offset: number): void => {
+  const onTopK = (c: number, indices: Int32Array, offset: number, length: number): void => {
     const segment = cold[c] ? 0 : 1;
-    for (let j = 0; j < maxK; j++) {
+    for (let j = 0; j < length; j++) {
       const item = indices[offset + j];
       if (item < 0) break;
       for (let i = 0; i < ks.length; i++) {
