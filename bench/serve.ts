@@ -4,7 +4,7 @@
  * 1. Builds the model it needs once (cached in .cache/bench-serve/): the Beauty split of PROTOCOL.md, the built-in
  *    text encoder (TF-IDF + SVD 512 on titles, fitted on warm items), the paper's projection to d = 128, a SASRec
  *    content-delta model trained for --epochs epochs (default 1; 0 = untrained weights), cold items appended.
- * 2. Starts `deltarec serve` in a child process per scoring mode (--workers 0,1: inline, one worker thread) and
+ * 2. Starts `deltarec serve` in a child process per scoring mode (--workers 1,0: one worker thread, inline) and
  *    loads it with autocannon (programmatic API) with POST /recommend bodies made of real test histories (k = 10):
  *    a closed-loop run with --connections connections (throughput), then an open-loop run at --rate requests/s
  *    (latency at that offered load). Then the same for a baseline server answering a constant (the HTTP floor).
@@ -60,7 +60,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '8' },
     rate: { type: 'string', default: '1000' },
-    workers: { type: 'string', default: '0,1' },
+    workers: { type: 'string', default: '1,0' },
     'no-baseline': { type: 'boolean' },
   },
 });
@@ -297,7 +297,12 @@ async function main(): Promise<void> {
           ? 'inline'
           : `${workers} worker${workers > 1 ? 's' : ''}`;
     try {
-      await load(url, bodies, { seconds: 2, connections }); // warm-up: JIT, buffers
+      // Warm-up of server and client (JIT, buffers, and fetch, which the health probe below loads on first use).
+      const warmProbe = { stop: false };
+      const warmHealth = probeHealth(url, warmProbe);
+      await load(url, bodies, { seconds: 2, connections });
+      warmProbe.stop = true;
+      await warmHealth;
       const cpuBefore = cpuSeconds(child.pid!);
       const clientBefore = process.cpuUsage();
       const probe = { stop: false };

@@ -3,9 +3,8 @@
  * together as one batch (one encoder pass, one batch x d times d x rows matmul), so throughput grows with load
  * without a batching timer adding latency at low load.
  *
- * Backends: inline (the default: scoring runs on the event loop in a setImmediate callback, one batch at a time,
- * so the loop is busy for at most one batch; no thread hand-offs) or worker threads (the event loop never scores;
- * costs a hand-off per batch, which measured slower on 2 busy cores, see docs/service.md).
+ * Backends: worker threads (the default: the event loop never scores), or inline (scoring runs on the event loop
+ * in a setImmediate callback, one batch at a time, so the loop is busy for at most one batch; no thread hand-offs).
  * Catalog changes (appended rows, retired rows) are queued and sent to every backend, in order, before the
  * next batch, so a change acknowledged before a request is visible to that request.
  */

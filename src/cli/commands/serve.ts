@@ -15,8 +15,7 @@ options:
   --port N           TCP port (default 8080; 0 picks a free port)
   --host H           address to listen on (default 127.0.0.1)
   --catalog FILE     durable catalog change log (default DIR/catalog.log)
-  --workers N        scoring worker threads; 0 scores micro-batches on the event loop (default 0, the faster
-                     choice on 2 cores; see docs/service.md)
+  --workers N        scoring worker threads (default 1); 0 scores micro-batches on the event loop
   --max-batch N      most requests scored together (default 64)
   --body-limit N     largest request body in bytes (default 262144)
   --max-k N          largest k (default 1000)
@@ -75,7 +74,7 @@ export async function run(args: string[]): Promise<number> {
     service = await createService({
       modelDir: values.model,
       catalogPath: values.catalog,
-      workers: intOption(values.workers, 'workers', 0, 0),
+      workers: intOption(values.workers, 'workers', 1, 0),
       maxBatch: intOption(values['max-batch'], 'max-batch', 64, 1),
       bodyLimit: intOption(values['body-limit'], 'body-limit', 256 * 1024, 64),
       maxK: intOption(values['max-k'], 'max-k', 1000, 1),
