@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dotProducts, randomizedSvd, symmetricEigen } from '../src/content/linalg.js';
+import { dotProducts, exactSvd, randomizedSvd, symmetricEigen } from '../src/content/linalg.js';
 import {
   applyProjection,
   fitProjection,
@@ -143,6 +143,12 @@ test('randomizedSvd recovers the singular values and right vectors of a sparse m
     );
     const v = Array.from({ length: cols }, (_, c) => svd.right[c * k + j]);
     assertSameDirection(v, exact.vectors[j], 1e-6, `right vector ${j}`);
+  }
+  const exactResult = exactSvd(sparseOperator(x), k);
+  for (let j = 0; j < k; j++) {
+    assert.ok(Math.abs(exactResult.values[j] - Math.sqrt(exact.values[j])) < 1e-9, `exact sigma ${j}`);
+    const v = Array.from({ length: cols }, (_, c) => exactResult.right[c * k + j]);
+    assertSameDirection(v, exact.vectors[j], 1e-9, `exact right vector ${j}`);
   }
   // Same seed, same result; the full-rank case is exact.
   assert.deepEqual(

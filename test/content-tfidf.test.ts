@@ -114,6 +114,19 @@ test('TfidfSvdEncoder: encode = TF-IDF x components, deterministic, and identica
     await rm(dir, { recursive: true, force: true });
   }
   // dim above the rank bound is clamped.
+  // A rank-deficient corpus (6 words, 200 titles, dim above the rank): no amplified noise directions, so every
+  // unit TF-IDF row keeps norm <= 1 after the (orthonormal) projection.
+  const words = ['red', 'blue', 'green', 'nail', 'hair', 'oil'];
+  const repetitive = Array.from(
+    { length: 200 },
+    (_, i) => `${words[i % 6]} ${words[(i * 7) % 6]} ${words[(i * 5 + 1) % 6]}`,
+  );
+  const lowRank = TfidfSvdEncoder.fit(repetitive, { dim: 512 });
+  const encoded = lowRank.encode(repetitive);
+  for (let r = 0; r < repetitive.length; r++) {
+    const norm = Math.hypot(...encoded.subarray(r * lowRank.dim, (r + 1) * lowRank.dim));
+    assert.ok(Math.abs(norm - 1) < 1e-4, `row ${r} norm ${norm}`);
+  }
   const small = TfidfSvdEncoder.fit(catalogTitles.slice(0, 4), { dim: 50 });
   assert.equal(small.dim, Math.min(4, small.info.numFeatures));
 });

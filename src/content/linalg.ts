@@ -352,6 +352,70 @@ export interface RandomizedSvdOptions {
   onProgress?: (message: string) => void;
 }
 
+/** Problems this small (short side, and dense size) get an exact SVD from the Gram matrix of the short side. */
+export const EXACT_SVD_MAX_RANK = 1024;
+const EXACT_SVD_MAX_ENTRIES = 5e7;
+
+/**
+ * Truncated SVD: exact (eigendecomposition of the short side's Gram matrix) when min(rows, cols) is at most
+ * EXACT_SVD_MAX_RANK or the request is close to full rank and the dense matrix is small; randomized otherwise.
+ * Numerically null directions (sigma below 1e-6 sigma_1) get zero vectors instead of amplified noise.
+ */
+export function truncatedSvd(A: LinearOperator, k: number, options: RandomizedSvdOptions = {}): TruncatedSvd {
+  const shortSide = Math.min(A.rows, A.cols);
+  const l = k + (options.oversample ?? 10);
+  const small = shortSide <= EXACT_SVD_MAX_RANK || l >= shortSide;
+  const svd =
+    small && A.rows * shortSide <= EXACT_SVD_MAX_ENTRIES ? exactSvd(A, k) : randomizedSvd(A, k, options);
+  for (let j = 0; j < k; j++) {
+    if (svd.values[j] > 1e-6 * svd.values[0]) continue;
+    for (let c = 0; c < A.cols; c++) svd.right[c * k + j] = 0;
+  }
+  return svd;
+}
+
+function identity(n: number): Float64Array {
+  const eye = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) eye[i * n + i] = 1;
+  return eye;
+}
+
+/** Exact truncated SVD from the dense Gram matrix of the short side (small problems only). */
+export function exactSvd(A: LinearOperator, k: number): TruncatedSvd {
+  const maxRank = Math.min(A.rows, A.cols);
+  if (!(k >= 1 && k <= maxRank)) throw new Error(`exactSvd: k = ${k} must be in 1..${maxRank}`);
+  const values = new Float64Array(k);
+  const right = new Float64Array(A.cols * k);
+  if (A.cols <= A.rows) {
+    const dense = new Float64Array(A.rows * A.cols); // A itself
+    A.multiply(identity(A.cols), A.cols, dense);
+    const dt = transpose(dense, A.rows, A.cols);
+    const eig = symmetricEigen(dotProducts(dt, dt, A.cols, A.cols, A.rows, true), A.cols); // A^T A
+    for (let j = 0; j < k; j++) {
+      values[j] = Math.sqrt(Math.max(eig.values[j], 0));
+      for (let c = 0; c < A.cols; c++) right[c * k + j] = eig.vectors[j * A.cols + c];
+    }
+  } else {
+    const z = new Float64Array(A.cols * A.rows); // A^T
+    A.multiplyTransposed(identity(A.rows), A.rows, z);
+    const zt = transpose(z, A.cols, A.rows);
+    const eig = symmetricEigen(dotProducts(zt, zt, A.rows, A.rows, A.cols, true), A.rows); // A A^T
+    for (let j = 0; j < k; j++) {
+      const sigma = Math.sqrt(Math.max(eig.values[j], 0));
+      values[j] = sigma;
+      if (sigma === 0) continue;
+      // v_j = A^T u_j / sigma_j
+      for (let c = 0; c < A.cols; c++) {
+        let sum = 0;
+        for (let r = 0; r < A.rows; r++) sum += z[c * A.rows + r] * eig.vectors[j * A.rows + r];
+        right[c * k + j] = sum / sigma;
+      }
+    }
+  }
+  fixSigns(A, right, k);
+  return { k, values, right };
+}
+
 /**
  * Randomized truncated SVD (Halko et al. 2011, Algorithm 4.3 with power iterations): Y = (A A^T)^q A Omega spans
  * the top singular subspace. Y is never orthonormalized explicitly: with G = Y^T Y = L L^T, the basis is

@@ -9,7 +9,7 @@
  */
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomizedSvd } from './linalg.js';
+import { truncatedSvd } from './linalg.js';
 import { sparseOperator, type CsrMatrix } from './sparse.js';
 
 /** One document: its field values in the encoder's field order (a plain string is a single field). */
@@ -207,7 +207,7 @@ export class TfidfSvdEncoder {
     onProgress?.(
       `tfidf-svd: ${x.rows} documents, ${x.cols} terms, ${x.values.length} non-zeros; SVD to ${dim}`,
     );
-    const svd = randomizedSvd(sparseOperator(x), dim, { seed, powerIterations, oversample, onProgress });
+    const svd = truncatedSvd(sparseOperator(x), dim, { seed, powerIterations, oversample, onProgress });
     let total = 0;
     for (const v of x.values) total += v * v;
     let kept = 0;
