@@ -48,13 +48,19 @@ const config = sasrecConfig({
 });
 console.log(`config: ${JSON.stringify(config)}`);
 const model = new SASRec(config);
+let lastCpu = process.cpuUsage();
 const validate = (m: SASRec) => validationNdcg(m, split, { k: 10, maxLength });
 const result = await train(model, split.train, {
   epochs: Number(values.epochs),
   patience: Number(values.patience),
   batchSize: Number(values['batch-size']),
   validate,
-  onProgress: (p) => console.log(p.line),
+  // CPU seconds per epoch as well: on a shared machine wall time mostly measures the other processes.
+  onProgress: (p) => {
+    const cpu = process.cpuUsage(lastCpu);
+    lastCpu = process.cpuUsage();
+    console.log(`${p.line}  (process CPU ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s)`);
+  },
 });
 const first = result.history[0];
 console.log(

@@ -49,6 +49,8 @@ export interface EpochProgress {
   seconds: number;
   /** Upper bound on the remaining time (all remaining epochs). */
   etaSeconds: number;
+  /** With validation: the remaining time if early stopping triggers as soon as it can (no further improvement). */
+  earliestStopSeconds: number | null;
   line: string;
 }
 
@@ -179,6 +181,8 @@ export async function train(
   let bestMetric: number | null = null;
   let stopReason: TrainResult['stopReason'] = 'max-epochs';
   const started = performance.now();
+  let epochsDone = 0;
+  const secondsPerEpoch = () => (performance.now() - started) / 1000 / epochsDone;
   try {
     for (let epoch = 1; epoch <= epochs && !stopRequested; epoch++) {
       const epochStart = performance.now();
@@ -224,6 +228,7 @@ export async function train(
         await saveCheckpoint(options.checkpointPath, model, { epoch: String(epoch), metric: String(metric) });
       }
       const seconds = (performance.now() - epochStart) / 1000;
+      epochsDone = epoch;
       const progress: EpochProgress = {
         epoch,
         epochs,
@@ -233,7 +238,10 @@ export async function train(
         bestEpoch,
         sequencesPerSecond: order.length / trainSeconds,
         seconds,
-        etaSeconds: (((performance.now() - started) / 1000) * (epochs - epoch)) / epoch,
+        etaSeconds: secondsPerEpoch() * (epochs - epoch),
+        earliestStopSeconds: options.validate
+          ? secondsPerEpoch() * Math.max(0, Math.min(epochs, bestEpoch + patience) - epoch)
+          : null,
         line: '',
       };
       progress.line = progressLine(progress);
@@ -271,7 +279,8 @@ function progressLine(p: EpochProgress): string {
       : `  val ${p.metric.toFixed(4)} (best ${p.bestMetric!.toFixed(4)} @ ${p.bestEpoch})`;
   return (
     `epoch ${p.epoch}/${p.epochs}  loss ${p.loss.toFixed(4)}${metric}  ${Math.round(p.sequencesPerSecond)} seq/s` +
-    `  ${p.seconds.toFixed(1)} s  ETA <= ${formatDuration(p.etaSeconds)}`
+    `  ${p.seconds.toFixed(1)} s  ETA <= ${formatDuration(p.etaSeconds)}` +
+    (p.earliestStopSeconds === null ? '' : ` (>= ${formatDuration(p.earliestStopSeconds)} to an early stop)`)
   );
 }
 
