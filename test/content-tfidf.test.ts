@@ -240,3 +240,47 @@ test('ContentKNN scores cosine similarity to the mean input vector, dense and sp
     /input item index 99 is outside 1\.\.12/,
   );
 });
+
+test('deltarec embed --fit-split fits the encoder on the split warm items only (synthetic data)', async () => {
+  const { generateSynthetic } = await import('../src/data/synthetic.js');
+  const { prepareSplit } = await import('../src/data/split.js');
+  const { saveSplit } = await import('../src/data/store.js');
+  const { writeCatalogCsv } = await import('../src/data/writers.js');
+  const dir = await mkdtemp(join(tmpdir(), 'deltarec-embed-split-'));
+  try {
+    const data = generateSynthetic({ users: 300, items: 200, seed: 5 });
+    const split = prepareSplit(data.interactions, { minRating: null });
+    await saveSplit(join(dir, 'split'), split);
+    await writeCatalogCsv(join(dir, 'items.csv'), data.catalog);
+    const log = console.log;
+    console.log = () => {};
+    let code;
+    try {
+      code = await embed([
+        '--items',
+        join(dir, 'items.csv'),
+        '--encoder',
+        'tfidf-svd',
+        '--dim',
+        '16',
+        '--fit-split',
+        join(dir, 'split'),
+        '--out',
+        join(dir, 'content'),
+      ]);
+    } finally {
+      console.log = log;
+    }
+    assert.equal(code, 0);
+    const content = await loadContent(join(dir, 'content'));
+    const catalogIds = new Set(data.catalog.ids);
+    const warmInCatalog = split.itemIds.slice(1, split.numWarm + 1).filter((id) => catalogIds.has(id)).length;
+    assert.ok(split.numItems > split.numWarm, 'the synthetic split has cold items');
+    assert.equal(content.encoder.fitted_items, warmInCatalog);
+    assert.equal(content.ids.length, data.catalog.ids.length, 'every catalog item is still encoded');
+    const aligned = alignContent(content, split.itemIds);
+    assert.equal(aligned.length, (split.numItems + 1) * 16);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
