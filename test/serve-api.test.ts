@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { loadModel } from '../src/model/artifact.js';
 import { createService, type Service } from '../src/serve/server.js';
 import { Random } from '../src/util/random.js';
 import { buildFixtureModel, type Fixture } from './serve-fixture.js';
@@ -66,6 +67,20 @@ test('recommend ranks the catalog and honours k, exclude, exclude_seen and inclu
   const ids = ranked.items.map((r) => r.id);
   assert.ok(!ids.some((id) => items.includes(id)), 'seen items are excluded by default');
   assert.equal(new Set(ids).size, ids.length);
+  // The worker's answer is the model's own full ranking (scores from SASRec.score, seen items removed).
+  const loaded = await loadModel(join(root, 'model'));
+  const full = new Float32Array(loaded.model.numItems + 1);
+  const index = new Map(loaded.itemIds.map((id, k) => [id, k]));
+  loaded.model.score([Int32Array.from(items, (id) => index.get(id)!)], full);
+  const expected = Array.from(full.keys())
+    .filter((k) => k > 0 && !items.includes(loaded.itemIds[k]))
+    .sort((a, b) => full[b] - full[a] || a - b)
+    .slice(0, 20);
+  assert.deepEqual(
+    ids,
+    expected.map((k) => loaded.itemIds[k]),
+  );
+  ranked.items.forEach((r, i) => assert.ok(Math.abs(r.score - full[expected[i]]) < 1e-4));
 
   const withoutTop = await recommend({ items, k: 5, exclude: [ids[0], 'no-such-item'] });
   assert.deepEqual(
@@ -117,7 +132,7 @@ test('an item added through POST /items with text close to a history is recommen
   assert.equal((await fetch(`${base}/items/fresh-1`, { method: 'DELETE' })).status, 404);
 
   // Updating an existing item re-encodes it (zero delta) and it stays unique in the ranking.
-  const target = after.items[0].id;
+  const target = after.items.find((r) => r.id !== 'fresh-1')!.id;
   const updated = await post('/items', { id: target, text });
   assert.equal(updated.status, 200);
   assert.equal(updated.json.status, 'updated');
