@@ -272,7 +272,8 @@ static inline void axpy(float* __restrict y, float alpha, const float* __restric
 // Rows are grouped in chunks of CR and kept transposed (HT: d x CR per chunk); items in blocks of IB. Logits of an
 // item block against a chunk are held transposed (LT: IB x CR), so per-row softmax statistics are vertical vector
 // operations and every product reads E and H in place:
-//   sweep 1 (threads take row chunks):  LT = E_block HT_chunk, online max / sum of exp -> lse per row
+//   sweep 1 (threads take item blocks): LT = E_block HT_chunk for every chunk, running row max / sum of exp per
+//                                       thread, merged into lse per row
 //   sweep 2 (threads take item blocks): recompute LT, P = scale (softmax - onehot), then
 //       dH[chunk]  += P^T E_block   (tiles: chunk rows x d,  K = IB; per-thread dH, summed at the end)
 //       dE[block]  += P H[chunk]    (tiles: items x d,       K = CR; each block belongs to one thread)
@@ -292,34 +293,22 @@ static inline void ce_logits(const float* E, const float* HT, long jb, long je, 
   }
 }
 
-// Sweep 1 for one chunk: fills HT (d x CR, zero beyond cr) and lse[0..CR) (0 beyond cr); returns sum of CE.
-static double ce_sweep1(const float* H, const float* E, const int32_t* targets, long r0, long cr, long d, long N,
-                        float* HT, float* LT, float* lse) {
-  for (long p = 0; p < d; p++)
-    for (long r = 0; r < CR; r++) HT[p * CR + r] = r < cr ? H[(r0 + r) * d + p] : 0.0f;
-  vf run_max[CV], run_sum[CV];
-  for (int v = 0; v < CV; v++) run_max[v] = splat(-INFINITY), run_sum[v] = vf{};
-  for (long jb = 1; jb < N; jb += IB) {
-    const long je = std::min(N, jb + IB);
-    ce_logits(E, HT, jb, je, d, LT);
+// Sweep 1 for items [jb, je) against every chunk: updates this thread's running row max and sum of exp (rows_pad).
+static void ce_sweep1(const float* E, long rows, long jb, long je, long d, const float* HTall, float* LT,
+                      float* run_max, float* run_sum) {
+  for (long r0 = 0, c = 0; r0 < rows; r0 += CR, c++) {
+    ce_logits(E, HTall + c * d * CR, jb, je, d, LT);
     for (int v = 0; v < CV; v++) {
       vf bmax = splat(-INFINITY);
       for (long j = 0; j < je - jb; j++) bmax = vmax(bmax, loadu(LT + j * CR + v * W));
-      const vf new_max = vmax(run_max[v], bmax);
+      const vf old_max = loadu(run_max + r0 + v * W);
+      const vf new_max = vmax(old_max, bmax);
       vf s = vf{};
       for (long j = 0; j < je - jb; j++) s += vexp(loadu(LT + j * CR + v * W) - new_max);
-      run_sum[v] = run_sum[v] * vexp(run_max[v] - new_max) + s;
-      run_max[v] = new_max;
+      storeu(run_sum + r0 + v * W, loadu(run_sum + r0 + v * W) * vexp(old_max - new_max) + s);
+      storeu(run_max + r0 + v * W, new_max);
     }
   }
-  double loss = 0;
-  for (int v = 0; v < CV; v++)
-    for (int l = 0; l < W; l++) {
-      const long r = v * W + l;
-      lse[r] = r < cr ? run_max[v][l] + std::log(run_sum[v][l]) : 0.0f;
-    }
-  for (long r = 0; r < cr; r++) loss += static_cast<double>(lse[r]) - dot(H + (r0 + r) * d, E + targets[r0 + r] * d, d);
-  return loss;
 }
 
 // Sweep 2 for items [jb, je) against every chunk.
@@ -364,26 +353,57 @@ static void ce_sweep2(const float* H, const float* E, const int32_t* targets, lo
 static double softmax_ce_core(const float* H, const float* E, const int32_t* targets, long rows, long d, long N,
                               float scale, float* dH, float* dE) {
   const long chunks = (rows + CR - 1) / CR;
+  const long rows_pad = chunks * CR;
   const long blocks = (N - 1 + IB - 1) / IB;
   int nthreads = threads_for(8.0 * rows * N * d);
   if (nthreads > blocks) nthreads = static_cast<int>(std::max<long>(blocks, 1));
-  float* HTall = pack_buffer.get(static_cast<size_t>(chunks) * d * CR + chunks * CR);
+  float* HTall = pack_buffer.get(static_cast<size_t>(chunks) * d * CR + rows_pad);
   float* lse_all = HTall + chunks * d * CR;
-  std::atomic<long> next_chunk{0}, next_block{0};
+  std::atomic<long> next_block1{0}, next_block2{0};
   std::vector<double> losses(nthreads, 0.0);
-  std::vector<float*> partial(nthreads, nullptr);
+  std::vector<float*> stats(nthreads, nullptr), partial(nthreads, nullptr);
   parallel_run(nthreads, [&](int tid, int nt) {
+    // HT per chunk: the chunk's hidden rows transposed (d x CR), zero beyond the last row.
+    long c0, c1;
+    split_range(chunks, tid, nt, c0, c1);
+    for (long c = c0; c < c1; c++) {
+      float* HT = HTall + c * d * CR;
+      for (long p = 0; p < d; p++)
+        for (long r = 0; r < CR; r++) HT[p * CR + r] = c * CR + r < rows ? H[(c * CR + r) * d + p] : 0.0f;
+    }
     float* LT = thread_scratch(0, tid, static_cast<size_t>(IB) * CR);
+    float* run_max = stats[tid] = thread_scratch(1, tid, static_cast<size_t>(2) * rows_pad);
+    float* run_sum = run_max + rows_pad;
+    std::fill(run_max, run_max + rows_pad, -INFINITY);
+    std::fill(run_sum, run_sum + rows_pad, 0.0f);
+    pool_barrier();
+    for (long b; (b = next_block1.fetch_add(1)) < blocks;) {
+      const long jb = 1 + b * IB;
+      ce_sweep1(E, rows, jb, std::min(N, jb + IB), d, HTall, LT, run_max, run_sum);
+    }
+    pool_barrier();
+    // Merge the threads' statistics into lse; loss = sum of lse - target logit.
+    long r0, r1;
+    split_range(rows_pad, tid, nt, r0, r1);
     double loss = 0;
-    for (long c; (c = next_chunk.fetch_add(1)) < chunks;)
-      loss += ce_sweep1(H, E, targets, c * CR, std::min(CR, rows - c * CR), d, N, HTall + c * d * CR, LT,
-                        lse_all + c * CR);
+    for (long r = r0; r < r1; r++) {
+      if (r >= rows) {
+        lse_all[r] = 0.0f;
+        continue;
+      }
+      float m = -INFINITY;
+      for (int t = 0; t < nt; t++) m = std::max(m, stats[t][r]);
+      double s = 0;
+      for (int t = 0; t < nt; t++) s += static_cast<double>(stats[t][rows_pad + r]) * std::exp(stats[t][r] - m);
+      lse_all[r] = m + static_cast<float>(std::log(s));
+      loss += static_cast<double>(lse_all[r]) - dot(H + r * d, E + targets[r] * d, d);
+    }
     losses[tid] = loss;
     float* myH = dH;
-    if (tid > 0) myH = partial[tid] = thread_scratch(1, tid, static_cast<size_t>(rows) * d);
+    if (tid > 0) myH = partial[tid] = thread_scratch(2, tid, static_cast<size_t>(rows) * d);
     std::memset(myH, 0, sizeof(float) * rows * d);
     pool_barrier();
-    for (long b; (b = next_block.fetch_add(1)) < blocks;) {
+    for (long b; (b = next_block2.fetch_add(1)) < blocks;) {
       const long jb = 1 + b * IB;
       ce_sweep2(H, E, targets, rows, jb, std::min(N, jb + IB), d, scale, HTall, lse_all, LT, myH, dE);
     }

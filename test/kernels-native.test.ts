@@ -313,6 +313,9 @@ test('dropout draws exactly the same mask as the reference', { skip }, () => {
         ref.dropoutBackward(dx[0], dOut, mask[0], n, p);
         nat.dropoutBackward(dx[1], dOut, mask[0], n, p);
         assert.deepEqual(dx[1], dx[0], `dropout backward n=${n} p=${p}`);
+        const inPlace = copy(dOut); // the model calls dropoutBackward with dx === dOut
+        nat.dropoutBackward(inPlace, inPlace, mask[0], n, p);
+        assert.deepEqual(inPlace, dx[0], `dropout backward in place n=${n} p=${p}`);
       }
 });
 
