@@ -462,6 +462,13 @@ export function randomizedSvd(
     m = dotProducts(zt, zt, l, l, A.cols, true);
   }
   const L = choleskyShifted(g, l);
+  let minDiag = Infinity;
+  let maxDiag = 0;
+  for (let a = 0; a < l; a++) {
+    minDiag = Math.min(minDiag, L[a * l + a]);
+    maxDiag = Math.max(maxDiag, L[a * l + a]);
+  }
+  onProgress?.(`svd: sketch Cholesky diagonal ratio ${(maxDiag / minDiag).toExponential(1)}`);
   solveLower(L, m, l, l); // L^-1 M
   const s = transpose(m, l, l);
   solveLower(L, s, l, l); // L^-1 (L^-1 M)^T = L^-1 M L^-T (M symmetric)
