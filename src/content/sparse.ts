@@ -20,7 +20,17 @@ export function sparseTimesDense(
   out.fill(0);
   for (let r = 0; r < x.rows; r++) {
     const o = r * w;
-    for (let p = x.indptr[r]; p < x.indptr[r + 1]; p++) {
+    const end = x.indptr[r + 1];
+    let p = x.indptr[r];
+    // Two non-zeros per pass halve the loads and stores of the output row.
+    for (; p + 1 < end; p += 2) {
+      const v0 = x.values[p];
+      const v1 = x.values[p + 1];
+      const s0 = x.indices[p] * w;
+      const s1 = x.indices[p + 1] * w;
+      for (let j = 0; j < w; j++) out[o + j] += v0 * b[s0 + j] + v1 * b[s1 + j];
+    }
+    if (p < end) {
       const v = x.values[p];
       const src = x.indices[p] * w;
       for (let j = 0; j < w; j++) out[o + j] += v * b[src + j];
