@@ -2,6 +2,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { PreparedSplit, Sequences } from '../src/data/types.js';
 import { evaluate, validationNdcg } from '../src/eval/evaluate.js';
+import {
+  analyzeCases,
+  bucketMetrics,
+  COLD_SHARE_LABELS,
+  coldInputShareBuckets,
+  targetFrequencyBuckets,
+} from '../src/eval/analyses.js';
 import { MISS, meanStd, ndcgAt, rankOfTarget, summarizeRanks } from '../src/eval/metrics.js';
 import type { Recommender } from '../src/model/types.js';
 import { Random } from '../src/util/random.js';
@@ -232,4 +239,26 @@ test('meanStd uses the sample standard deviation', () => {
   near(mean, 2.5, 'mean');
   near(std, Math.sqrt(5 / 3), 'std');
   assert.deepEqual(meanStd([3]), { mean: 3, std: 0 });
+});
+
+test('analyses: buckets by cold share of the input and by the target training frequency', () => {
+  const split = handSplit();
+  // inputs [1,2] [1,5] [5] [2] [1] with warm items 1..4: cold shares 0, 1/2, 1, 0, 0
+  assert.deepEqual([...coldInputShareBuckets(split)], [0, 2, 4, 0, 0]);
+  // with maxLength 1 only the last item counts: [2] [5] [5] [2] [1]
+  assert.deepEqual([...coldInputShareBuckets(split, 1)], [0, 4, 4, 0, 0]);
+  // targets 3, 6, 2, 2, 4 occur 1, 0, 1, 1, 1 times in training
+  assert.deepEqual([...targetFrequencyBuckets(split)], [1, 0, 1, 1, 1]);
+  const ranks = Int32Array.from([2, 1, 1, MISS, 4]);
+  const byShare = bucketMetrics(ranks, coldInputShareBuckets(split), COLD_SHARE_LABELS);
+  assert.deepEqual(
+    byShare.map((b) => b.count),
+    [3, 0, 1, 0, 1],
+  );
+  near(byShare[0].ndcg, (1 / Math.log2(4) + 0 + 1 / Math.log2(6)) / 3, 'share 0% ndcg');
+  near(byShare[2].hr, 1, 'share 26-50% hr');
+  const byFrequency = analyzeCases(ranks, split).targetFrequency;
+  assert.equal(byFrequency[0].label, '0 (cold)');
+  near(byFrequency[0].ndcg, 1 / Math.log2(3), 'cold bucket');
+  assert.equal(byFrequency[1].count, 4);
 });
