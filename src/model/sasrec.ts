@@ -181,12 +181,14 @@ interface BlockActivations {
 }
 
 /**
- * Activation buffers for batches of up to `rows` = batch x T positions; reallocated only to grow.
- * Everything except attention works on packed rows: the real positions of the batch, in (sequence, position) order,
- * so padding costs nothing outside attention.
+ * Activation buffers, reallocated only to grow. Everything except attention works on packed rows: the real
+ * positions of the batch in (sequence, position) order, so padding costs neither time nor memory outside attention.
+ * Capacities: `padded` = batch x T positions (attention), `packed` = real positions (at least the batch size, for
+ * the head rows at inference).
  */
 class Activations {
-  readonly rows: number;
+  readonly padded: number;
+  readonly packed: number;
   readonly packedItems: Int32Array; // item of each packed row
   readonly padIndex: Int32Array; // padded row (b * T + t) of each packed row
   readonly posIndex: Int32Array; // positional-embedding row (T - 1 - t) of each packed row
@@ -203,30 +205,31 @@ class Activations {
   readonly headRstd: Float32Array;
   readonly headOut: Float32Array;
 
-  constructor(c: SASRecConfig, rows: number) {
+  constructor(c: SASRecConfig, padded: number, packed: number) {
     const { d, ffWidth: f } = c;
-    const n = rows * d;
-    const nf = rows * f;
-    this.rows = rows;
-    this.packedItems = new Int32Array(rows);
-    this.padIndex = new Int32Array(rows);
-    this.posIndex = new Int32Array(rows);
+    const n = packed * d;
+    const nf = packed * f;
+    this.padded = padded;
+    this.packed = packed;
+    this.packedItems = new Int32Array(packed);
+    this.padIndex = new Int32Array(packed);
+    this.posIndex = new Int32Array(packed);
     this.emb = new Float32Array(n);
     this.embMask = new Uint8Array(n);
     this.x0 = new Float32Array(n);
     for (let l = 0; l < c.blocks; l++) {
       this.blocks.push({
-        ln1Mean: new Float32Array(rows),
-        ln1Rstd: new Float32Array(rows),
+        ln1Mean: new Float32Array(packed),
+        ln1Rstd: new Float32Array(packed),
         qIn: new Float32Array(n),
-        qPad: new Float32Array(n),
-        kPad: new Float32Array(n),
-        vPad: new Float32Array(n),
-        att: new Float32Array(rows * c.heads * c.maxLength),
+        qPad: new Float32Array(padded * d),
+        kPad: new Float32Array(padded * d),
+        vPad: new Float32Array(padded * d),
+        att: new Float32Array(padded * c.heads * c.maxLength),
         attOut: new Float32Array(n),
         r: new Float32Array(n),
-        ln2Mean: new Float32Array(rows),
-        ln2Rstd: new Float32Array(rows),
+        ln2Mean: new Float32Array(packed),
+        ln2Rstd: new Float32Array(packed),
         fIn: new Float32Array(n),
         h1: new Float32Array(nf),
         act: new Float32Array(nf),
@@ -238,22 +241,22 @@ class Activations {
       });
     }
     this.proj = new Float32Array(n);
-    this.attPad = new Float32Array(n);
-    this.headRows = new Int32Array(rows);
-    this.headTargets = new Int32Array(rows);
+    this.attPad = new Float32Array(padded * d);
+    this.headRows = new Int32Array(packed);
+    this.headTargets = new Int32Array(packed);
     this.headIn = new Float32Array(n);
-    this.headMean = new Float32Array(rows);
-    this.headRstd = new Float32Array(rows);
+    this.headMean = new Float32Array(packed);
+    this.headRstd = new Float32Array(packed);
     this.headOut = new Float32Array(n);
   }
 }
 
 /** Activation-gradient scratch for the backward pass, shared by all blocks; allocated only for training. */
 class ActivationGrads {
-  readonly rows: number;
+  readonly padded: number;
+  readonly packed: number;
   readonly ones: Float32Array; // bias gradients as a matrix product
   readonly dHeadOut: Float32Array;
-  readonly dHeadIn: Float32Array;
   readonly dOut: Float32Array;
   readonly dX: Float32Array;
   readonly dR: Float32Array;
@@ -267,22 +270,22 @@ class ActivationGrads {
   readonly dActDrop: Float32Array;
   readonly dH1: Float32Array;
 
-  constructor(c: SASRecConfig, rows: number) {
-    const n = rows * c.d;
-    const nf = rows * c.ffWidth;
-    this.rows = rows;
-    this.ones = new Float32Array(rows).fill(1);
+  constructor(c: SASRecConfig, padded: number, packed: number) {
+    const n = packed * c.d;
+    const nf = packed * c.ffWidth;
+    this.padded = padded;
+    this.packed = packed;
+    this.ones = new Float32Array(packed).fill(1);
     this.dHeadOut = new Float32Array(n);
-    this.dHeadIn = new Float32Array(n);
     this.dOut = new Float32Array(n);
     this.dX = new Float32Array(n);
     this.dR = new Float32Array(n);
     this.dAttOut = new Float32Array(n);
     this.dProj = new Float32Array(n);
-    this.dAttPad = new Float32Array(n);
-    this.dQPad = new Float32Array(n);
-    this.dKPad = new Float32Array(n);
-    this.dVPad = new Float32Array(n);
+    this.dAttPad = new Float32Array(padded * c.d);
+    this.dQPad = new Float32Array(padded * c.d);
+    this.dKPad = new Float32Array(padded * c.d);
+    this.dVPad = new Float32Array(padded * c.d);
     this.dH2 = new Float32Array(n);
     this.dActDrop = new Float32Array(nf);
     this.dH1 = new Float32Array(nf);
@@ -351,9 +354,19 @@ export class SASRec implements Recommender {
   // ---------------------------------------------------------------------------------------------------------------
   // Forward
 
-  private activations(rows: number): Activations {
-    if (!this.acts || this.acts.rows < rows) this.acts = new Activations(this.config, rows);
-    return this.acts;
+  /** Buffers for `size` sequences of length T with `packed` real positions in all (grown, never shrunk). */
+  private activations(size: number, T: number, packed: number): Activations {
+    const a = this.acts;
+    const padded = size * T;
+    const rows = Math.max(packed, size);
+    if (!a || a.padded < padded || a.packed < rows) {
+      this.acts = new Activations(
+        this.config,
+        Math.max(padded, a?.padded ?? 0),
+        Math.max(rows, a?.packed ?? 0),
+      );
+    }
+    return this.acts!;
   }
 
   /**
@@ -486,12 +499,13 @@ export class SASRec implements Recommender {
     this.items.refresh();
     this.itemsStale = false;
     const dropout = training ? this.config.dropout : 0;
-    const a = this.activations(size * T);
+    const a = this.activations(size, T, sumLengths(lengths, size));
     const rows = this.forwardBody(a, inputs, lengths, size, T, training, dropoutSeed);
     if (rows === 0) throw new Error('forwardBackward: the batch has no real positions');
     const n = rows * d;
-    if (!this.actGrads || this.actGrads.rows < a.rows)
-      this.actGrads = new ActivationGrads(this.config, a.rows);
+    if (!this.actGrads || this.actGrads.padded < a.padded || this.actGrads.packed < a.packed) {
+      this.actGrads = new ActivationGrads(this.config, a.padded, a.packed);
+    }
     const ga = this.actGrads;
 
     // Every real position is scored against its next item.
@@ -731,7 +745,7 @@ export class SASRec implements Recommender {
         if (item > 0 && item <= numItems) padded[b * T + t--] = item;
       }
     }
-    const a = this.activations(count * T);
+    const a = this.activations(count, T, sumLengths(lengths, count));
     const rows = this.forwardBody(a, padded, lengths, count, T, false, 0);
     a.blocks[this.config.blocks - 1].out.fill(0, rows * d, (rows + 1) * d);
     let end = 0;
@@ -810,6 +824,12 @@ export class SASRec implements Recommender {
 /** Distinct dropout seeds per site (embedding, and two per block) from one per-step seed. */
 function siteSeed(seed: number, site: number): number {
   return hash32((seed ^ Math.imul(site + 1, 0x9e3779b9)) >>> 0);
+}
+
+function sumLengths(lengths: Int32Array, size: number): number {
+  let total = 0;
+  for (let b = 0; b < size; b++) total += lengths[b];
+  return total;
 }
 
 /** Spreads packed rows into the padded size x T layout; padding rows are zeroed. */
