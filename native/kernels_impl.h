@@ -89,9 +89,10 @@ static float* thread_scratch(int purpose, int tid, size_t n) {
 }
 
 // Threads worth using for `work` units of roughly one flop each. Waking a worker costs microseconds on a quiet
-// machine but can cost a scheduler slice on a loaded one, so only sizeable kernels go parallel.
+// machine but can cost a scheduler slice (milliseconds) on a loaded one, so only kernels of about 0.2 ms or more
+// of single-thread work go parallel.
 static int threads_for(double work) {
-  if (work < 2e6) return 1;
+  if (work < 2e7) return 1;
   return pool_size();
 }
 

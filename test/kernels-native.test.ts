@@ -81,8 +81,8 @@ test('matmul: all transpose combinations, accumulate, awkward and empty shapes',
 test('matmul: large enough to run on the thread pool', { skip }, () => {
   // Row-tile groups taken dynamically, and (few output tiles, long k) the split-k path with a reduction.
   for (const [m, n, k] of [
-    [515, 131, 129],
-    [20, 70, 2100],
+    [700, 131, 129],
+    [20, 70, 8000],
   ])
     for (const transA of [false, true])
       for (const transB of [false, true]) {
@@ -189,6 +189,7 @@ test('layerNorm forward and backward', { skip }, () => {
     [7, 64],
     [300, 100],
     [1000, 128],
+    [20000, 100], // large enough for the thread pool
   ]) {
     const x = randView(rows * d, 3);
     const gamma = rand(d);
@@ -319,6 +320,17 @@ test('dropout draws exactly the same mask as the reference', { skip }, () => {
       }
 });
 
+test('dropout split across the thread pool draws the same mask', { skip }, () => {
+  const n = 3_000_001;
+  const x = rand(n);
+  const out = [new Float32Array(n), new Float32Array(n)];
+  const mask = [new Uint8Array(n), new Uint8Array(n)];
+  ref.dropoutForward(out[0], mask[0], x, n, 0.3, 9);
+  nat.dropoutForward(out[1], mask[1], x, n, 0.3, 9);
+  assert.ok(Buffer.from(mask[1]).equals(Buffer.from(mask[0])), 'mask');
+  assert.ok(Buffer.from(out[1].buffer).equals(Buffer.from(out[0].buffer)), 'out');
+});
+
 test('gather and scatterAdd with repeated indices', { skip }, () => {
   for (const [rows, d, tableRows] of [
     [0, 4, 3],
@@ -345,7 +357,7 @@ test('gather and scatterAdd with repeated indices', { skip }, () => {
 });
 
 test('adamStep, with and without weight decay', { skip }, () => {
-  for (const n of [0, 1, 1000, 100003])
+  for (const n of [0, 1, 1000, 2100003])
     for (const [step, weightDecay] of [
       [1, 0],
       [10, 0.01],
