@@ -280,7 +280,7 @@ static inline void axpy(float* __restrict y, float alpha, const float* __restric
 //       dE[block]  += P H[chunk]    (tiles: items x d,       K = CR; each block belongs to one thread)
 // Recomputing the logits costs one product more (4 instead of 3) but keeps E, dE, H and LT blocks in L1/L2.
 constexpr long CR = 64;       // chunk rows (a multiple of W for every instruction set)
-constexpr long IB = MR * 32;  // items per block
+constexpr long IB = MR * 16;  // items per block (LT and E blocks fit in L1 together at d = 64)
 constexpr int CV = CR / W;    // vectors per logits row
 
 // LT (IB x CR) = E[jb..je) HT: rows of E against the chunk's transposed hidden states.
