@@ -85,9 +85,12 @@ report(`sparse TF-IDF (${fields.join('+')})`, { sparse });
 report(`SVD ${dim}`, { vectors: aligned, dim });
 if (Number(values.project) > 0) {
   const d = Number(values.project);
-  const { vectors: projected, state } = projectContent(aligned, dim, split.numWarm, d);
-  const kept = state.explainedVarianceRatio.reduce((a, b) => a + b, 0);
-  report(`SVD ${dim} -> std+PCA ${d} (${(100 * kept).toFixed(0)}% var)`, { vectors: projected, dim: d });
+  for (const standardize of [true, false]) {
+    const { vectors: projected, state } = projectContent(aligned, dim, split.numWarm, d, { standardize });
+    const kept = state.explainedVarianceRatio.reduce((a, b) => a + b, 0);
+    const name = `SVD ${dim} -> ${standardize ? 'std+' : ''}PCA ${d} (${(100 * kept).toFixed(0)}% var)`;
+    report(name, { vectors: projected, dim: d });
+  }
 }
 const random = randomExpectation(split);
 console.log(
