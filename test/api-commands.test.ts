@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { run as embedCommand } from '../src/cli/commands/embed.js';
 import { run as evaluateCommand } from '../src/cli/commands/evaluate.js';
 import { run as trainCommand } from '../src/cli/commands/train.js';
 import { prepareSplit } from '../src/data/split.js';
@@ -103,6 +104,45 @@ test('deltarec train saves a model that deltarec evaluate loads and scores in ev
   assert.match(evaluated.out, /cold\s+\d+\s+0\.\d{4}/);
 });
 
+test('deltarec train reads content written by deltarec embed', async () => {
+  const contentDir = join(dir, 'content');
+  const embedded = await capture(() =>
+    embedCommand([
+      '--items',
+      itemsPath,
+      '--encoder',
+      'tfidf-svd',
+      '--fields',
+      'title,description',
+      '--dim',
+      '20',
+      '--out',
+      contentDir,
+    ]),
+  );
+  assert.equal(embedded.code, 0, embedded.err);
+  const modelDir = join(dir, 'knn-model');
+  const trained = await capture(() =>
+    trainCommand([
+      '--split',
+      splitDir,
+      '--content',
+      contentDir,
+      '--model',
+      'knn',
+      '--out',
+      modelDir,
+      '--evaluate',
+    ]),
+  );
+  assert.equal(trained.code, 0, trained.err);
+  assert.match(trained.err, /vectors of 20 dims/);
+  assert.match(trained.out, /Content KNN/);
+  const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8'));
+  assert.equal(manifest.model.kind, 'knn');
+  assert.equal(manifest.content.encoder.kind, 'tfidf-svd');
+});
+
 test('commands fail with clear messages on bad arguments', async () => {
   const noSplit = await capture(() => trainCommand(['--model', 'knn', '--out', join(dir, 'x')]));
   assert.equal(noSplit.code, 1);
@@ -110,7 +150,7 @@ test('commands fail with clear messages on bad arguments', async () => {
   const noItems = await capture(() =>
     trainCommand(['--split', splitDir, '--model', 'knn', '--out', join(dir, 'x')]),
   );
-  assert.match(noItems.err, /--items F \(the item catalog\) is required for model 'knn'/);
+  assert.match(noItems.err, /--content DIR or --items F \(the item catalog\) is required for model 'knn'/);
   const badModel = await capture(() =>
     trainCommand(['--split', splitDir, '--model', 'gru', '--out', join(dir, 'x')]),
   );

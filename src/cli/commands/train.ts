@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 import { evaluate, fit, MODEL_KINDS, save, type ModelKind } from '../../api.js';
+import { alignContent, loadContent, loadContentEncoder } from '../../content/store.js';
 import { readCatalog } from '../../data/readers.js';
+import type { ContentPart } from '../../model/artifact.js';
 import { loadSplit } from '../../data/store.js';
 import { MODEL_ARGS, MODEL_ARGS_HELP, intOption, listOption, modelSettings } from '../../eval/cli.js';
 import { buildContent } from '../../eval/data.js';
@@ -16,7 +18,9 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
 
   --split DIR        prepared split (required)
   --model NAME       ${MODEL_KINDS.join(' | ')} (default content-delta)
-  --items F          item catalog (CSV/TSV/JSONL/Parquet) for the built-in text encoder; needed by all but sasrec
+  --content DIR      item content vectors written by \`deltarec embed\` (with its encoder, if any)
+  --items F          or: an item catalog (CSV/TSV/JSONL/Parquet), embedded here with the built-in text encoder;
+                     one of the two is needed by every model but sasrec
   --fields A,B       catalog fields that make the item text (default title)
   --content-dim N    text encoder dimension before the projection to d (default 512)
   --out MODELDIR     where to save the model (required)
@@ -34,6 +38,7 @@ export async function run(args: string[]): Promise<number> {
         split: { type: 'string' },
         model: { type: 'string' },
         items: { type: 'string' },
+        content: { type: 'string' },
         fields: { type: 'string' },
         'content-dim': { type: 'string' },
         out: { type: 'string' },
@@ -58,10 +63,17 @@ export async function run(args: string[]): Promise<number> {
     }
     const settings = modelSettings(values);
     const split = await loadSplit(values.split);
-    let content = null;
-    let encoder = null;
-    if (kind !== 'sasrec') {
-      if (!values.items) throw new Error(`--items F (the item catalog) is required for model '${kind}'`);
+    let content: Float32Array | null = null;
+    let encoder: ContentPart | null = null;
+    if (kind !== 'sasrec' && values.content) {
+      const loaded = await loadContent(values.content);
+      content = alignContent(loaded, split.itemIds);
+      const textEncoder = await loadContentEncoder(loaded);
+      encoder = textEncoder ? { kind: 'tfidf-svd', save: (dir: string) => textEncoder.save(dir) } : null;
+      console.error(`content: ${loaded.ids.length} vectors of ${loaded.dim} dims from ${values.content}`);
+    } else if (kind !== 'sasrec') {
+      if (!values.items)
+        throw new Error(`--content DIR or --items F (the item catalog) is required for model '${kind}'`);
       const catalog = await readCatalog(values.items);
       const built = buildContent(
         split,
@@ -70,7 +82,8 @@ export async function run(args: string[]): Promise<number> {
         (line) => console.error(line),
       );
       content = built.content;
-      encoder = built.encoder ? { kind: 'tfidf-svd', save: (dir: string) => built.encoder!.save(dir) } : null;
+      const textEncoder = built.encoder;
+      encoder = textEncoder ? { kind: 'tfidf-svd', save: (dir: string) => textEncoder.save(dir) } : null;
     }
     const model = await fit(split, { ...settings, model: kind, content: content ?? undefined, encoder });
     if (model.training) {
