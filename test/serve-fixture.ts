@@ -23,7 +23,15 @@ export const FIELDS = ['title'];
 /** Builds and saves the fixture model into dir. */
 export async function buildFixtureModel(dir: string, options: { epochs?: number } = {}): Promise<Fixture> {
   const d = 32;
-  const { interactions, catalog } = generateSynthetic({ users: 400, items: 240, topics: 8, seed: 7 });
+  const { interactions, catalog } = generateSynthetic({
+    users: 400,
+    items: 240,
+    topics: 8,
+    seed: 7,
+    // Users mostly stay within a topic, so an item whose text is close to a history's items is a likely next item.
+    stayProbability: 0.8,
+    successorProbability: 0.1,
+  });
   const split = prepareSplit(interactions);
   const aligned = alignCatalog(split, catalog, { strict: true });
   const docs = Array.from({ length: split.numWarm }, (_, k) => FIELDS.map((f) => aligned.fields[f][k + 1]));

@@ -5,12 +5,13 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { join } from 'node:path';
-import { loadArtifact, loadModel, type LoadedArtifact } from '../model/artifact.js';
+import { loadArtifact, type LoadedArtifact } from '../model/artifact.js';
 import { CatalogLog, encodeVector } from './catalog-log.js';
 import { LiveCatalog, replayChanges } from './catalog.js';
 import { ContentError, ItemContentEncoder, loadContentEncoder } from './content.js';
 import { InlineBackend, ScoringEngine, WorkerBackend, type ScoreBackend } from './engine.js';
 import { Metrics } from './metrics.js';
+import { loadScoringModel, modelDimension, modelStrategy } from './models.js';
 import { Scorer } from './scorer.js';
 
 export interface ServiceOptions {
@@ -87,8 +88,8 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   let artifact: LoadedArtifact;
   let backends: ScoreBackend[];
   if (workers === 0) {
-    const loaded = await loadModel(options.modelDir);
-    artifact = loaded;
+    const loaded = await loadScoringModel(options.modelDir);
+    artifact = loaded.artifact;
     backends = [new InlineBackend(new Scorer(loaded.model, loaded.numWarm))];
   } else {
     artifact = await loadArtifact(options.modelDir);
@@ -102,8 +103,8 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     }
   }
   const { manifest } = artifact;
-  const d = manifest.model.config.d as number;
-  const strategy = String(manifest.model.config.strategy);
+  const d = modelDimension(artifact);
+  const strategy = modelStrategy(artifact);
   const canAddItems = strategy !== 'id';
   const content: ItemContentEncoder = await loadContentEncoder(artifact);
   const engine = new ScoringEngine(backends, options.maxBatch ?? 64);

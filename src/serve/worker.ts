@@ -3,8 +3,8 @@
  * WorkerBackend (engine.ts), in message order.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadModel } from '../model/artifact.js';
 import { applyChanges, type CatalogChanges } from './engine.js';
+import { loadScoringModel } from './models.js';
 import { Scorer, type ScoreBatch } from './scorer.js';
 
 type Message =
@@ -12,7 +12,7 @@ type Message =
 
 const port = parentPort!;
 try {
-  const loaded = await loadModel((workerData as { modelDir: string }).modelDir);
+  const loaded = await loadScoringModel((workerData as { modelDir: string }).modelDir);
   const scorer = new Scorer(loaded.model, loaded.numWarm);
   port.on('message', (message: Message) => {
     if (message.type === 'changes') {

@@ -3,10 +3,10 @@ import { open, readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { loadModel } from '../../model/artifact.js';
 import { replayLog } from '../../serve/catalog-log.js';
 import { LiveCatalog, replayChanges } from '../../serve/catalog.js';
 import { packBatch, type ScoreRequest } from '../../serve/engine.js';
+import { loadScoringModel } from '../../serve/models.js';
 import { Scorer } from '../../serve/scorer.js';
 
 export const summary = 'batch top-k recommendations for sequences in a JSON Lines file';
@@ -142,10 +142,10 @@ export async function run(args: string[]): Promise<number> {
   const out = resolve(values.out!);
   const temp = `${out}.tmp-${process.pid}`;
   try {
-    const loaded = await loadModel(values.model!);
-    const catalog = new LiveCatalog(loaded.itemIds, loaded.numWarm);
+    const loaded = await loadScoringModel(values.model!);
+    const catalog = new LiveCatalog(loaded.artifact.manifest.items.ids, loaded.numWarm);
     const scorer = new Scorer(loaded.model, loaded.numWarm);
-    const logPath = values.catalog ?? join(loaded.dir, 'catalog.log');
+    const logPath = values.catalog ?? join(loaded.artifact.dir, 'catalog.log');
     if (!values['no-catalog'] && (values.catalog || existsSync(logPath))) {
       const replay = replayLog(await readFile(logPath), logPath);
       const sink = {

@@ -1,0 +1,123 @@
+/**
+ * The models the service can score, loaded from an artifact: SASRec (kind 'sasrec') and the content-KNN baseline
+ * (kind 'knn', dense content vectors), both behind the Scorer's ScoringModel interface.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadArtifact, loadModel, type LoadedArtifact } from '../model/artifact.js';
+import type { ScoringModel } from './scorer.js';
+
+/**
+ * Content KNN as a ScoringModel: the user state is the normalized mean of the history's unit content vectors and
+ * items are unit rows, so the inner product is the cosine similarity of ContentKNN. New items are unit content rows.
+ */
+export class KnnScoringModel implements ScoringModel {
+  readonly config: { d: number; maxLength: number };
+  numItems: number;
+  private unit: Float32Array;
+
+  constructor(vectors: Float32Array, dim: number, maxLength: number) {
+    if (vectors.length % dim !== 0 || vectors.length < 2 * dim) {
+      throw new Error(`knn: ${vectors.length} values are not (numItems + 1) rows of width ${dim}`);
+    }
+    this.config = { d: dim, maxLength };
+    this.numItems = vectors.length / dim - 1;
+    this.unit = new Float32Array(vectors.length);
+    normalizeRows(vectors, this.unit, 1, this.numItems + 1, dim);
+  }
+
+  encode(inputs: readonly Int32Array[], out: Float32Array): void {
+    const { d, maxLength } = this.config;
+    out.fill(0, 0, inputs.length * d);
+    inputs.forEach((input, r) => {
+      const o = r * d;
+      for (let i = Math.max(0, input.length - maxLength); i < input.length; i++) {
+        const item = input[i];
+        if (item < 1 || item > this.numItems) continue;
+        for (let j = 0; j < d; j++) out[o + j] += this.unit[item * d + j];
+      }
+      normalizeRows(out, out, r, r + 1, d);
+    });
+  }
+
+  itemEmbeddings(): Float32Array {
+    return this.unit;
+  }
+
+  appendItems(content: Float32Array, count: number): void {
+    const d = this.config.d;
+    const grown = new Float32Array(this.unit.length + count * d);
+    grown.set(this.unit);
+    grown.set(content.subarray(0, count * d), this.unit.length);
+    normalizeRows(grown, grown, this.numItems + 1, this.numItems + 1 + count, d);
+    this.unit = grown;
+    this.numItems += count;
+  }
+}
+
+function normalizeRows(src: Float32Array, dst: Float32Array, from: number, to: number, d: number): void {
+  for (let r = from; r < to; r++) {
+    let norm = 0;
+    for (let j = 0; j < d; j++) norm += src[r * d + j] ** 2;
+    const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
+    for (let j = 0; j < d; j++) dst[r * d + j] = src[r * d + j] * inv;
+  }
+}
+
+export interface LoadedScoringModel {
+  artifact: LoadedArtifact;
+  model: ScoringModel;
+  numWarm: number;
+  /** 'knn' or the SASRec embedding strategy; 'id' models cannot take new items. */
+  strategy: string;
+}
+
+/** Loads any servable artifact. */
+export async function loadScoringModel(dir: string): Promise<LoadedScoringModel> {
+  if ((await peekKind(dir)) === 'knn') {
+    const artifact = await loadArtifact(dir);
+    const { manifest } = artifact;
+    const vectors = artifact.weights.get('content');
+    const dim = Number(manifest.model.config.dim);
+    if (!vectors) throw new Error(`${artifact.dir}: knn artifact has no 'content' tensor`);
+    const maxLength = Number(manifest.model.config.maxLength ?? 64);
+    const model = new KnnScoringModel(vectors, dim, maxLength);
+    if (model.numItems + 1 !== manifest.items.ids.length) {
+      throw new Error(
+        `${artifact.dir}: 'items.ids' lists ${manifest.items.ids.length - 1} items but the weights hold ${model.numItems}`,
+      );
+    }
+    return { artifact, model, numWarm: manifest.items.num_warm, strategy: 'knn' };
+  }
+  const loaded = await loadModel(dir); // validates the artifact and rejects kinds it does not know
+  return {
+    artifact: loaded,
+    model: loaded.model,
+    numWarm: loaded.numWarm,
+    strategy: loaded.model.config.strategy,
+  };
+}
+
+/** The model kind named in the manifest, or null when it cannot be read (loadModel then reports why). */
+async function peekKind(dir: string): Promise<string | null> {
+  try {
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as {
+      model?: { kind?: unknown };
+    };
+    return typeof manifest.model?.kind === 'string' ? manifest.model.kind : null;
+  } catch {
+    return null;
+  }
+}
+
+/** 'knn' for content KNN, else the SASRec embedding strategy. */
+export function modelStrategy(artifact: LoadedArtifact): string {
+  const { model } = artifact.manifest;
+  return model.kind === 'knn' ? 'knn' : String(model.config.strategy);
+}
+
+/** The model dimension of an artifact (SASRec's d, or the KNN content width). */
+export function modelDimension(artifact: LoadedArtifact): number {
+  const config = artifact.manifest.model.config;
+  return Number(artifact.manifest.model.kind === 'knn' ? config.dim : config.d);
+}
