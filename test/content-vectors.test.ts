@@ -199,5 +199,9 @@ test('content directories round-trip and align to item indices with zero rows fo
       /duplicate item id 'a'/,
     );
     assert.deepEqual((await loadContent(out)).ids, ids, 'a failed save leaves the old directory intact');
+    // A vector file loads directly too.
+    await writeFile(join(dir, 'v.jsonl'), '{"item_id":"a","vector":[1,2]}\n');
+    const file = await loadContent(join(dir, 'v.jsonl'));
+    assert.deepEqual([file.ids, file.dim, Array.from(file.vectors)], [['a'], 2, [1, 2]]);
   });
 });

@@ -7,11 +7,12 @@
  *   encoder/       the fitted encoder state when there is one (tfidf-svd), so new items are encoded identically
  *   sparse.*       optional: the TF-IDF rows themselves (CSR: indptr int32, indices int32, values float32)
  */
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { writeDirectoryAtomically } from '../data/store.js';
 import type { CsrMatrix } from './sparse.js';
 import { float32Bytes, readFloat32, TfidfSvdEncoder } from './tfidf.js';
+import { readVectors } from './vectors.js';
 
 export const CONTENT_FORMAT = 'deltarec-content';
 
@@ -108,8 +109,15 @@ async function isContentDirectory(dir: string): Promise<boolean> {
   }
 }
 
-/** Reads a content directory written by saveContent (or `deltarec embed`). */
+/**
+ * Reads a content directory written by saveContent (or `deltarec embed`); a path to a vector file (.npy, CSV/TSV,
+ * JSON Lines, Parquet; see readVectors) is read directly.
+ */
 export async function loadContent(dir: string): Promise<LoadedContent> {
+  if ((await stat(dir)).isFile()) {
+    const content = await readVectors(dir);
+    return { ...content, dir: dirname(dir), encoderDir: null };
+  }
   const manifestPath = join(dir, 'content.json');
   let manifest;
   try {
