@@ -56,10 +56,6 @@ export class ItemContentEncoder {
     return this.encoder.info.fields.length > 0 ? this.encoder.info.fields : ['text'];
   }
 
-  get acceptsText(): boolean {
-    return this.encoder !== null;
-  }
-
   /** Length of a raw vector accepted by fromVector. */
   get rawDim(): number {
     return this.projection ? this.projection.inputDim : this.d;
