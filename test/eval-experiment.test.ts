@@ -86,6 +86,12 @@ test('experiment: runs stored per model and seed, results aggregated, rerun skip
   assert.equal(second.skippedRuns, 4);
   assert.deepEqual(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')), results);
 
+  // Report only: nothing runs, the same results are written.
+  const report = await runExperiment(config, out, { ...quiet, reportOnly: true });
+  assert.equal(report.ranRuns, 0);
+  assert.deepEqual(report.results, results);
+  assert.match(readFileSync(join(out, 'results.md'), 'utf8'), /content: tfidf-svd/);
+
   // A deleted run is the only one rerun.
   rmSync(join(out, 'runs', 'content-delta-seed1.json'));
   const third = await runExperiment(config, out, quiet);

@@ -263,6 +263,8 @@ export interface ExperimentOptions {
   signal?: AbortSignal;
   /** Directory that relative data paths in the config are resolved against. */
   baseDir: string;
+  /** Run nothing: only rewrite the results from the runs stored so far. */
+  reportOnly?: boolean;
 }
 
 export interface ExperimentOutcome {
@@ -309,7 +311,7 @@ export async function runExperiment(
   let ranRuns = 0;
   let elsewhere = 0;
   for (const [i, { entry, seed }] of todo.entries()) {
-    if (options.signal?.aborted) break;
+    if (options.signal?.aborted || options.reportOnly) break;
     const file = runFile({ entry, seed });
     // Another worker on the same directory may have finished or started this run meanwhile.
     if (existsSync(file)) continue;
@@ -323,6 +325,7 @@ export async function runExperiment(
       if (!data) {
         data = await prepareData(config.data, config.content, options.baseDir, log);
         notes.push(...data.notes);
+        await writeAtomic(join(outDir, 'data-notes.json'), JSON.stringify(notes) + '\n');
       }
       const t0 = performance.now();
       const settings = { ...config.model, ...entry.overrides } as Partial<FitOptions>;
@@ -410,6 +413,9 @@ export async function runExperiment(
   const order = config.models.map((m) => m.name);
   const runs = await finished();
   const results = aggregate(runs, order);
+  if (notes.length === 0 && existsSync(join(outDir, 'data-notes.json'))) {
+    notes.push(...(JSON.parse(await readFile(join(outDir, 'data-notes.json'), 'utf8')) as string[]));
+  }
   await writeReports(config, outDir, runs, results, notes);
   const completed = runs.length === plan.length;
   if (elsewhere > 0 && !completed) {

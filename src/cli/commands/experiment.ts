@@ -15,6 +15,8 @@ paper's Table 2 layout), DIR/analyses.json and SVG plots are written. Config for
 
   --config FILE      experiment config (JSON; relative data paths are resolved against its folder)
   --out DIR          output folder (created)
+  --report-only      run nothing; rewrite results.json, results.md and the plots from the runs stored so far
+                     (e.g. while other processes are still working on the same folder)
 `;
 
 export async function run(args: string[]): Promise<number> {
@@ -22,7 +24,12 @@ export async function run(args: string[]): Promise<number> {
   try {
     values = parseArgs({
       args,
-      options: { config: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        config: { type: 'string' },
+        out: { type: 'string' },
+        'report-only': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
     }).values;
   } catch (error) {
     console.error(`deltarec experiment: ${(error as Error).message}\n\n${HELP}`);
@@ -50,6 +57,7 @@ export async function run(args: string[]): Promise<number> {
     const outcome = await runExperiment(config, values.out, {
       baseDir: dirname(resolve(values.config)),
       signal: controller.signal,
+      reportOnly: values['report-only'],
     });
     console.error(
       `${outcome.ranRuns} runs done now, ${outcome.skippedRuns} reused, in ${outcome.seconds.toFixed(0)} s; results in ${values.out}` +
