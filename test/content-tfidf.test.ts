@@ -254,6 +254,10 @@ test('deltarec embed --fit-split fits the encoder on the split warm items only (
     await writeCatalogCsv(join(dir, 'items.csv'), data.catalog);
     const log = console.log;
     console.log = () => {};
+    const stderrWrite = process.stderr.write.bind(process.stderr);
+    const messages: string[] = [];
+    process.stderr.write = ((chunk: string) =>
+      messages.push(String(chunk)) > 0) as typeof process.stderr.write;
     let code;
     try {
       code = await embed([
@@ -265,13 +269,22 @@ test('deltarec embed --fit-split fits the encoder on the split warm items only (
         '16',
         '--fit-split',
         join(dir, 'split'),
+        '--pca-report',
+        '4,8',
         '--out',
         join(dir, 'content'),
       ]);
     } finally {
       console.log = log;
+      process.stderr.write = stderrWrite;
     }
-    assert.equal(code, 0);
+    assert.equal(code, 0, messages.join(''));
+    // --pca-report: standardized and plain PCA for d = 4 and 8, fitted on the warm items.
+    const reports = messages.filter((m) => m.includes('projection 16 -> '));
+    assert.equal(reports.length, 4, messages.join(''));
+    const kept = (m: string) => Number(/keeps ([\d.]+)%/.exec(m)![1]);
+    assert.ok(kept(reports[0]) < kept(reports[2]), 'PCA to 8 keeps more variance than PCA to 4');
+    assert.ok(reports[0].includes('warm items'), reports[0]);
     const content = await loadContent(join(dir, 'content'));
     const catalogIds = new Set(data.catalog.ids);
     const warmInCatalog = split.itemIds.slice(1, split.numWarm + 1).filter((id) => catalogIds.has(id)).length;

@@ -2,7 +2,8 @@ import { parseArgs } from 'node:util';
 import { readCatalog } from '../../data/readers.js';
 import { loadSplit } from '../../data/store.js';
 import type { Catalog } from '../../data/types.js';
-import { saveContent, type ContentVectors } from '../../content/store.js';
+import { fitProjection } from '../../content/projection.js';
+import { alignContent, saveContent, type ContentVectors } from '../../content/store.js';
 import { TfidfSvdEncoder, type TextDocument } from '../../content/tfidf.js';
 import { LocalTransformerEncoder, type Pooling } from '../../content/transformer.js';
 import { readVectors } from '../../content/vectors.js';
@@ -27,6 +28,8 @@ options:
   --item-col NAME        id column of the catalog (default: item_id, asin, ...)
   --fields A,B           text fields (default: title when the catalog has one, else every text field)
   --out DIR              output directory (replaced only if it is an earlier content directory)
+  --pca-report D[,D...]  print the variance the paper's projection (standardize, PCA to D) keeps, fitted on the
+                         warm items of --fit-split (any encoder), else on all items
 tfidf-svd:
   --dim N                output dimension (default 512; high, the model's own projection reduces it later)
   --min-df N             keep terms in at least N items (default 2)
@@ -68,6 +71,37 @@ function chooseFields(catalog: Catalog, requested: string | undefined): string[]
   return fields;
 }
 
+/** Explained variance of the paper's projection for each requested d (std+PCA and plain PCA). */
+async function reportProjection(
+  content: ContentVectors,
+  dims: string,
+  splitDir: string | undefined,
+  log: (message: string) => void,
+): Promise<void> {
+  let itemIds = ['', ...content.ids];
+  let numWarm = content.ids.length;
+  if (splitDir) {
+    const split = await loadSplit(splitDir);
+    itemIds = split.itemIds;
+    numWarm = split.numWarm;
+  }
+  const aligned = alignContent(content, itemIds, { missing: 'ignore' });
+  for (const text of dims.split(',')) {
+    const d = Number(text);
+    if (!Number.isInteger(d) || d < 1 || d > content.dim)
+      throw new UsageError(`--pca-report: ${text} is not a dimension in 1..${content.dim}`);
+    for (const standardize of [true, false]) {
+      const warmRows = Int32Array.from({ length: numWarm }, (_, i) => i + 1);
+      const state = fitProjection(aligned, itemIds.length, content.dim, warmRows, d, { standardize });
+      const kept = state.explainedVarianceRatio.reduce((a, b) => a + b, 0);
+      log(
+        `projection ${content.dim} -> ${d}${standardize ? ' (standardized, the paper)' : ' (no standardization)'}: ` +
+          `keeps ${(100 * kept).toFixed(1)}% of the variance of ${state.fittedRows} ${splitDir ? 'warm ' : ''}items`,
+      );
+    }
+  }
+}
+
 export async function run(args: string[]): Promise<number> {
   let values;
   try {
@@ -85,6 +119,7 @@ export async function run(args: string[]): Promise<number> {
         'field-weights': { type: 'string' },
         'fit-split': { type: 'string' },
         sparse: { type: 'boolean' },
+        'pca-report': { type: 'string' },
         seed: { type: 'string' },
         pooling: { type: 'string' },
         prefix: { type: 'string' },
@@ -211,6 +246,7 @@ export async function run(args: string[]): Promise<number> {
       throw new UsageError(`unknown --encoder '${values.encoder}' (tfidf-svd, local:DIR or vectors:FILE)`);
     }
 
+    if (values['pca-report']) await reportProjection(content, values['pca-report'], values['fit-split'], log);
     await saveContent(values.out, content, encoderState);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     console.log(
