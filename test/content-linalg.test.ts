@@ -103,6 +103,65 @@ function transposeOf(a: Float64Array, rows: number, cols: number): Float64Array 
   return t;
 }
 
+function decayingSparse(
+  rows: number,
+  cols: number,
+  decay: number,
+  seed: number,
+): { x: CsrMatrix; dense: Float64Array } {
+  const r = new Random(seed);
+  const indptr = [0];
+  const indices: number[] = [];
+  const values: number[] = [];
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++)
+      if (r.nextFloat() < 0.3) {
+        indices.push(j);
+        values.push(r.nextGaussian() * Math.exp(-j / decay));
+      }
+    indptr.push(indices.length);
+  }
+  const x: CsrMatrix = {
+    rows,
+    cols,
+    indptr: Int32Array.from(indptr),
+    indices: Int32Array.from(indices),
+    values: Float32Array.from(values),
+  };
+  const dense = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++)
+    for (let p = indptr[i]; p < indptr[i + 1]; p++) dense[i * cols + indices[p]] = x.values[p];
+  return { x, dense };
+}
+
+test('randomizedSvd re-orthonormalizes a badly conditioned sketch and stays accurate', () => {
+  const rows = 80;
+  const cols = 60;
+  const { x, dense } = decayingSparse(rows, cols, 3, 9);
+  const dt = transposeOf(dense, rows, cols);
+  const exact = jacobiEigen(dotProducts(dt, dt, cols, cols, rows, true), cols);
+  const messages: string[] = [];
+  const k = 4;
+  const svd = randomizedSvd(sparseOperator(x), k, {
+    seed: 2,
+    powerIterations: 6,
+    onProgress: (m) => messages.push(m),
+  });
+  assert.ok(
+    messages.some((m) => m.includes('re-orthonormalized')),
+    messages.join('; '),
+  );
+  for (let j = 0; j < k; j++) {
+    const sigma = Math.sqrt(exact.values[j]);
+    assert.ok(
+      Math.abs(svd.values[j] - sigma) < 1e-6 * sigma,
+      `singular value ${j}: ${svd.values[j]} vs ${sigma}`,
+    );
+    const v = Array.from({ length: cols }, (_, c) => svd.right[c * k + j]);
+    assertSameDirection(v, exact.vectors[j], 1e-6, `right vector ${j}`);
+  }
+});
+
 test('randomizedSvd recovers the singular values and right vectors of a sparse matrix with a decaying spectrum', () => {
   const rows = 60;
   const cols = 40;

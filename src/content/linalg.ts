@@ -416,6 +416,37 @@ export function exactSvd(A: LinearOperator, k: number): TruncatedSvd {
   return { k, values, right };
 }
 
+/** z = A^T Y (written into z), G = Y^T Y and M = Y^T A A^T Y (from the shorter side). */
+function sketchGrams(
+  A: LinearOperator,
+  y: Float64Array,
+  z: Float64Array,
+  l: number,
+  onProgress?: (message: string) => void,
+): { g: Float64Array; m: Float64Array } {
+  A.multiplyTransposed(y, l, z);
+  onProgress?.(`svd: Gram matrices (${l} x ${l})`);
+  const yt = transpose(y, A.rows, l);
+  const g = dotProducts(yt, yt, l, l, A.rows, true);
+  if (A.rows <= A.cols) {
+    const w = new Float64Array(A.rows * l);
+    A.multiply(z, l, w);
+    return { g, m: dotProducts(yt, transpose(w, A.rows, l), l, l, A.rows, true) }; // symmetric: Y^T A A^T Y
+  }
+  const zt = transpose(z, A.cols, l);
+  return { g, m: dotProducts(zt, zt, l, l, A.cols, true) };
+}
+
+function diagonalRatio(L: Float64Array, l: number): number {
+  let minDiag = Infinity;
+  let maxDiag = 0;
+  for (let a = 0; a < l; a++) {
+    minDiag = Math.min(minDiag, L[a * l + a]);
+    maxDiag = Math.max(maxDiag, L[a * l + a]);
+  }
+  return maxDiag / minDiag;
+}
+
 /**
  * Randomized truncated SVD (Halko et al. 2011, Algorithm 4.3 with power iterations): Y = (A A^T)^q A Omega spans
  * the top singular subspace. Y is never orthonormalized explicitly: with G = Y^T Y = L L^T, the basis is
@@ -448,27 +479,21 @@ export function randomizedSvd(
     A.multiply(z, l, y);
     normalizeColumns(y, A.rows, l);
   }
-  A.multiplyTransposed(y, l, z); // z = A^T Y
-  onProgress?.(`svd: Gram matrices (${l} x ${l})`);
-  const yt = transpose(y, A.rows, l);
-  const g = dotProducts(yt, yt, l, l, A.rows, true);
-  let m: Float64Array; // Y^T A A^T Y, from the shorter side
-  if (A.rows <= A.cols) {
-    const w = new Float64Array(A.rows * l);
-    A.multiply(z, l, w);
-    m = dotProducts(yt, transpose(w, A.rows, l), l, l, A.rows, true); // symmetric: Y^T A A^T Y
-  } else {
-    const zt = transpose(z, A.cols, l);
-    m = dotProducts(zt, zt, l, l, A.cols, true);
+  let { g, m } = sketchGrams(A, y, z, l, onProgress);
+  let L = choleskyShifted(g, l);
+  let ratio = diagonalRatio(L, l);
+  onProgress?.(`svd: sketch Cholesky diagonal ratio ${ratio.toExponential(1)}`);
+  if (ratio > 1e5) {
+    // Badly conditioned sketch (steep spectrum, many power iterations): orthonormalize explicitly, Y <- Y L^-T,
+    // and recompute the Gram matrices from the well-conditioned basis.
+    const lInverse = identity(l);
+    solveLower(L, lInverse, l, l);
+    y.set(dotProducts(y, lInverse, A.rows, l, l)); // float64: the product cancels heavily
+    ({ g, m } = sketchGrams(A, y, z, l, onProgress));
+    L = choleskyShifted(g, l);
+    ratio = diagonalRatio(L, l);
+    onProgress?.(`svd: re-orthonormalized, diagonal ratio ${ratio.toExponential(1)}`);
   }
-  const L = choleskyShifted(g, l);
-  let minDiag = Infinity;
-  let maxDiag = 0;
-  for (let a = 0; a < l; a++) {
-    minDiag = Math.min(minDiag, L[a * l + a]);
-    maxDiag = Math.max(maxDiag, L[a * l + a]);
-  }
-  onProgress?.(`svd: sketch Cholesky diagonal ratio ${(maxDiag / minDiag).toExponential(1)}`);
   solveLower(L, m, l, l); // L^-1 M
   const s = transpose(m, l, l);
   solveLower(L, s, l, l); // L^-1 (L^-1 M)^T = L^-1 M L^-T (M symmetric)
