@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import type { Kernels } from './types.js';
 
 /** Extras the addon exposes beyond `Kernels`, for the benchmark. */
@@ -57,7 +58,7 @@ export function loadNativeAddon(): NativeAddon | null {
     return addon;
   }
   try {
-    addon = require(file.pathname) as NativeAddon;
+    addon = require(fileURLToPath(file)) as NativeAddon;
     for (const name of KERNEL_NAMES) {
       if (typeof addon[name] !== 'function') throw new Error(`addon lacks ${name}`);
     }
