@@ -101,10 +101,10 @@ static float* thread_scratch(int purpose, int tid, size_t n) {
 }
 
 // Threads worth using for `work` units of roughly one flop each. Waking a worker costs microseconds on a quiet
-// machine but can cost a scheduler slice (milliseconds) on a loaded one, so only kernels of about 0.2 ms or more
+// machine but can cost a scheduler slice (milliseconds) on a loaded one, so only kernels of about 0.5 ms or more
 // of single-thread work go parallel.
 static int threads_for(double work) {
-  if (work < 2e7) return 1;
+  if (work < 5e7) return 1;
   return pool_size();
 }
 
@@ -538,11 +538,21 @@ static void layernorm_bwd(float* dx, float* dGamma, float* dBeta, const float* d
     }
 }
 
+// Query-key pairs that attention actually computes (causal, real positions only), for sizing the work.
+static double real_pairs(const int32_t* lengths, long batch, long T) {
+  double pairs = 0;
+  for (long b = 0; b < batch; b++) {
+    const double len = std::min<long>(std::max<int32_t>(lengths[b], 0), T);
+    pairs += len * (len + 1) / 2;
+  }
+  return pairs;
+}
+
 static void attention_fwd(float* out, float* att, const float* q, const float* k, const float* v,
                           const int32_t* lengths, long batch, long T, long heads, long d) {
   const long dh = d / heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
-  parallel_for(batch, 2.0 * batch * T * T * d, [&](long b0, long b1) {
+  parallel_for(batch, 4.0 * real_pairs(lengths, batch, T) * d, [&](long b0, long b1) {
     for (long b = b0; b < b1; b++) {
       const long start = T - std::min<long>(std::max<int32_t>(lengths[b], 0), T);
       std::memset(out + b * T * d, 0, sizeof(float) * T * d);
@@ -577,7 +587,7 @@ static void attention_bwd(float* dq, float* dk, float* dv, const float* dOut, co
                           long d) {
   const long dh = d / heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
-  parallel_for(batch, 4.0 * batch * T * T * d, [&](long b0, long b1) {
+  parallel_for(batch, 8.0 * real_pairs(lengths, batch, T) * d, [&](long b0, long b1) {
     std::vector<float> dp(T);
     for (long b = b0; b < b1; b++) {
       const long start = T - std::min<long>(std::max<int32_t>(lengths[b], 0), T);
