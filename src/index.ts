@@ -31,14 +31,32 @@ export { parseExperimentConfig, readExperimentConfig, runExperiment } from './ev
 export type { ExperimentConfig, ModelEntry } from './eval/experiment.js';
 export { loadAmazonBeauty, loadAmazonM2, loadRecipe, loadZvuk, RECIPES } from './data/recipes/index.js';
 export type { RecipeResult } from './data/recipes/index.js';
-export { decodeSafetensors, encodeSafetensors, loadArtifact, loadModel, saveModel } from './model/artifact.js';
-export type { ContentPart, LoadedArtifact, LoadedModel, ModelManifest, SaveModelInput } from './model/artifact.js';
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  loadArtifact,
+  loadModel,
+  saveModel,
+} from './model/artifact.js';
+export type {
+  ContentPart,
+  LoadedArtifact,
+  LoadedModel,
+  ModelManifest,
+  SaveModelInput,
+} from './model/artifact.js';
 export { createService } from './serve/server.js';
 export type { Service, ServiceOptions } from './serve/server.js';
 export { encoderPart, projectionPart } from './serve/content.js';
 export { TfidfSvdEncoder, TfidfVectorizer, tokenize } from './content/tfidf.js';
 export type { TextDocument, TfidfOptions, TfidfSvdInfo, TfidfSvdOptions } from './content/tfidf.js';
-export { applyProjection, fitProjection, loadProjection, projectContent, saveProjection } from './content/projection.js';
+export {
+  applyProjection,
+  fitProjection,
+  loadProjection,
+  projectContent,
+  saveProjection,
+} from './content/projection.js';
 export type { ProjectionOptions, ProjectionState } from './content/projection.js';
 export { alignContent, alignSparse, loadContent, loadContentEncoder, saveContent } from './content/store.js';
 export type { ContentVectors, LoadedContent } from './content/store.js';
