@@ -285,12 +285,14 @@ static inline void axpy(float* __restrict y, float alpha, const float* __restric
 // Rows are grouped in chunks of CR and kept transposed (HT: d x CR per chunk); items in blocks of IB. Logits of an
 // item block against a chunk are held transposed (LT: IB x CR), so per-row softmax statistics are vertical vector
 // operations and every product reads E and H in place:
-//   sweep 1 (threads take item blocks): LT = E_block HT_chunk for every chunk, running row max / sum of exp per
+//   sweep 1 (threads own item blocks):  LT = E_block HT_chunk for every chunk, running row max / sum of exp per
 //                                       thread, merged into lse per row
-//   sweep 2 (threads take item blocks): recompute LT, P = scale (softmax - onehot), then
+//   sweep 2 (same item blocks):         recompute LT, P = scale (softmax - onehot), then
 //       dH[chunk]  += P^T E_block   (tiles: chunk rows x d,  K = IB; per-thread dH, summed at the end)
 //       dE[block]  += P H[chunk]    (tiles: items x d,       K = CR; each block belongs to one thread)
 // Recomputing the logits costs one product more (4 instead of 3) but keeps E, dE, H and LT blocks in L1/L2.
+// Threads own fixed contiguous ranges of item blocks and partial sums are combined in thread order, so results
+// are bit-identical from run to run (for a given thread count).
 constexpr long CR = 64;       // chunk rows (a multiple of W for every instruction set)
 constexpr long IB = MR * 16;  // items per block (LT and E blocks fit in L1 together at d = 64)
 constexpr int CV = CR / W;    // vectors per logits row
@@ -372,7 +374,6 @@ static double softmax_ce_core(const float* H, const float* E, const int32_t* tar
   if (nthreads > blocks) nthreads = static_cast<int>(std::max<long>(blocks, 1));
   float* HTall = pack_buffer.get(static_cast<size_t>(chunks) * d * CR + rows_pad);
   float* lse_all = HTall + chunks * d * CR;
-  std::atomic<long> next_block1{0}, next_block2{0};
   std::vector<double> losses(nthreads, 0.0);
   std::vector<float*> stats(nthreads, nullptr), partial(nthreads, nullptr);
   parallel_run(nthreads, [&](int tid, int nt) {
@@ -390,7 +391,9 @@ static double softmax_ce_core(const float* H, const float* E, const int32_t* tar
     std::fill(run_max, run_max + rows_pad, -INFINITY);
     std::fill(run_sum, run_sum + rows_pad, 0.0f);
     pool_barrier();
-    for (long b; (b = next_block1.fetch_add(1)) < blocks;) {
+    long b0, b1;
+    split_range(blocks, tid, nt, b0, b1);
+    for (long b = b0; b < b1; b++) {
       const long jb = 1 + b * IB;
       ce_sweep1(E, rows, jb, std::min(N, jb + IB), d, HTall, LT, run_max, run_sum);
     }
@@ -416,7 +419,7 @@ static double softmax_ce_core(const float* H, const float* E, const int32_t* tar
     if (tid > 0) myH = partial[tid] = thread_scratch(2, tid, static_cast<size_t>(rows) * d);
     std::memset(myH, 0, sizeof(float) * rows * d);
     pool_barrier();
-    for (long b; (b = next_block2.fetch_add(1)) < blocks;) {
+    for (long b = b0; b < b1; b++) {
       const long jb = 1 + b * IB;
       ce_sweep2(H, E, targets, rows, jb, std::min(N, jb + IB), d, scale, HTall, lse_all, LT, myH, dE);
     }

@@ -152,6 +152,24 @@ test(
   },
 );
 
+test('softmaxCrossEntropy on the thread pool is bit-identical from run to run', { skip }, () => {
+  const [rows, d, numItems] = [300, 64, 3001];
+  const hidden = rand(rows * d);
+  const items = rand(numItems * d);
+  const targets = Int32Array.from({ length: rows }, () => 1 + rng.nextInt(numItems - 1));
+  const runs = [0, 1, 2].map(() => {
+    const dHidden = new Float32Array(rows * d);
+    const dItems = new Float32Array(numItems * d);
+    const loss = nat.softmaxCrossEntropy(hidden, items, targets, rows, d, numItems, 0.01, dHidden, dItems);
+    return { loss, dHidden: Buffer.from(dHidden.buffer), dItems: Buffer.from(dItems.buffer) };
+  });
+  for (const run of runs.slice(1)) {
+    assert.equal(run.loss, runs[0].loss);
+    assert.ok(run.dHidden.equals(runs[0].dHidden), 'dHidden differs between runs');
+    assert.ok(run.dItems.equals(runs[0].dItems), 'dItems differs between runs');
+  }
+});
+
 test('softmaxCrossEntropy: rejects targets outside 1..numItems-1', { skip }, () => {
   const h = rand(2 * 4);
   const e = rand(5 * 4);
