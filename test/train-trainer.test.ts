@@ -284,7 +284,6 @@ test(
   'native training steps are bit-identical across runs at a realistic output-layer size',
   {
     skip: native ? false : 'native addon not built',
-    todo: 'native softmaxCrossEntropy schedules blocks dynamically (fetch_add): loss, dHidden and dItems vary run to run',
   },
   () => {
     const numItems = 3000;
