@@ -7,7 +7,8 @@
  *   evaluate(model, split).all['ndcg@10'];
  *
  * Models: 'knn' (content KNN), 'sasrec' (ID embeddings, cannot recommend cold items), 'content-init',
- * 'content-delta' (the paper's method) and 'content-frozen'. Content models need `content`: one vector per item,
+ * 'content-delta' (the paper's method), 'content-frozen' and 'content-map' (beyond the paper: a learned map from
+ * the full-width content to d, started at the paper's projection, plus the bounded delta; see embeddings.ts). Content models need `content`: one vector per item,
  * (split.numItems + 1) rows aligned with split.itemIds, row 0 zeros, any width (e.g. a 512-d text encoder's
  * output). SASRec variants project it to d (standardize, PCA fitted on warm items, L2); KNN uses it as given.
  */
@@ -32,7 +33,14 @@ import { SASRec, sasrecConfig, type EmbeddingStrategy, type SASRecConfig } from 
 import type { Recommender } from './model/types.js';
 import { train, type EpochProgress, type TrainOptions, type TrainResult } from './train/trainer.js';
 
-export const MODEL_KINDS = ['knn', 'sasrec', 'content-init', 'content-delta', 'content-frozen'] as const;
+export const MODEL_KINDS = [
+  'knn',
+  'sasrec',
+  'content-init',
+  'content-delta',
+  'content-frozen',
+  'content-map',
+] as const;
 export type ModelKind = (typeof MODEL_KINDS)[number];
 
 export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'strategy'>> {
@@ -85,6 +93,7 @@ const STRATEGY: Record<Exclude<ModelKind, 'knn'>, EmbeddingStrategy> = {
   'content-init': 'content-init',
   'content-delta': 'content-delta',
   'content-frozen': 'content-frozen',
+  'content-map': 'content-map',
 };
 
 function contentWidth(split: PreparedSplit, content: Float32Array | undefined, kind: string): number {
@@ -130,6 +139,7 @@ export async function fit(split: PreparedSplit, options: FitOptions): Promise<Fi
     numItems: split.numWarm,
     strategy,
   });
+  if (strategy === 'content-map') return fitContentMap(split, options, config, started);
   let projection: ProjectionState | null = null;
   let projected: Float32Array | null = null;
   if (strategy !== 'id') {
@@ -142,22 +152,7 @@ export async function fit(split: PreparedSplit, options: FitOptions): Promise<Fi
     projected = result.vectors;
   }
   const model = new SASRec(config, projected?.subarray(0, (split.numWarm + 1) * config.d), kernels);
-  const trainOptions: TrainOptions = {
-    epochs: options.epochs,
-    batchSize: options.batchSize,
-    lr: options.lr,
-    betas: options.betas,
-    eps: options.eps,
-    weightDecay: options.weightDecay,
-    gradClip: options.gradClip,
-    patience: options.patience,
-    seed: config.seed,
-    validate: (m) => validationNdcg(m, split, { maxLength }),
-    onProgress: options.onProgress,
-    signal: options.signal,
-    handleSigint: options.handleSigint,
-  };
-  const training = await train(model, split.train, trainOptions);
+  const training = await train(model, split.train, trainOptionsFor(split, options, config, maxLength));
   // Cold items enter with their content vector and zero delta, without retraining.
   if (projected && split.numItems > split.numWarm) {
     model.appendItems(projected.subarray((split.numWarm + 1) * config.d), split.numItems - split.numWarm);
@@ -174,6 +169,134 @@ export async function fit(split: PreparedSplit, options: FitOptions): Promise<Fi
     content: null,
     training,
     fitSeconds: (performance.now() - started) / 1000,
+  };
+}
+
+function trainOptionsFor(
+  split: PreparedSplit,
+  options: FitOptions,
+  config: SASRecConfig,
+  maxLength: number,
+): TrainOptions {
+  return {
+    epochs: options.epochs,
+    batchSize: options.batchSize,
+    lr: options.lr,
+    betas: options.betas,
+    eps: options.eps,
+    weightDecay: options.weightDecay,
+    gradClip: options.gradClip,
+    patience: options.patience,
+    seed: config.seed,
+    validate: (m) => validationNdcg(m, split, { maxLength }),
+    onProgress: options.onProgress,
+    signal: options.signal,
+    handleSigint: options.handleSigint,
+  };
+}
+
+/**
+ * content-map: the model keeps the full-width content (rows L2-normalized) and learns W (H x d) and b, started at
+ * the paper's projection without its final L2 step (standardize + PCA as one linear map, scaled so warm rows have
+ * mean norm 1). Cold items are appended through the trained map. The artifact carries no projection: the model
+ * takes encoder output (L2-normalized) directly.
+ */
+async function fitContentMap(
+  split: PreparedSplit,
+  options: FitOptions,
+  config: SASRecConfig,
+  started: number,
+): Promise<FittedModel> {
+  const h = contentWidth(split, options.content, 'content-map');
+  const rows = split.numItems + 1;
+  const content = normalizeRows(options.content!, rows, h);
+  const d = config.d;
+  const { state } = projectContent(content, h, split.numWarm, d, {
+    standardize: options.standardize ?? true,
+    seed: config.seed,
+  });
+  const { weight, bias } = projectionAsMap(state, content, split.numWarm);
+  const mapConfig = { ...config, contentDim: h };
+  const model = new SASRec(mapConfig, content.subarray(0, (split.numWarm + 1) * h), kernels);
+  model.items.initMap(weight, bias);
+  model.parametersChanged();
+  const training = await train(
+    model,
+    split.train,
+    trainOptionsFor(split, options, mapConfig, config.maxLength),
+  );
+  if (split.numItems > split.numWarm) {
+    model.appendItems(content.subarray((split.numWarm + 1) * h), split.numItems - split.numWarm);
+  }
+  return {
+    kind: 'content-map',
+    recommender: model,
+    itemIds: split.itemIds.slice(0, model.numItems + 1),
+    numWarm: split.numWarm,
+    maxLength: config.maxLength,
+    config: model.config,
+    projection: null,
+    encoder: options.encoder ?? null,
+    content: null,
+    training,
+    fitSeconds: (performance.now() - started) / 1000,
+  };
+}
+
+/** Copy of a rows x dim matrix with unit-norm rows (all-zero rows stay zero). */
+function normalizeRows(vectors: Float32Array, rows: number, dim: number): Float32Array {
+  const out = new Float32Array(rows * dim);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let j = 0; j < dim; j++) s += vectors[r * dim + j] ** 2;
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let j = 0; j < dim; j++) out[r * dim + j] = vectors[r * dim + j] * inv;
+  }
+  return out;
+}
+
+/**
+ * The projection's linear part as x W + b: W[p][k] = s * components[k][p] / scale[p], b[k] = -s * sum_p
+ * components[k][p] mean[p] / scale[p], with s chosen so warm rows 1..numWarm have mean norm 1 (the paper's L2
+ * normalization, applied on average instead of per row).
+ */
+function projectionAsMap(
+  state: ProjectionState,
+  content: Float32Array,
+  numWarm: number,
+): { weight: Float32Array; bias: Float32Array } {
+  const { inputDim: h, outputDim: d, mean, scale, components } = state;
+  const w = new Float64Array(h * d);
+  const b = new Float64Array(d);
+  for (let k = 0; k < d; k++) {
+    for (let p = 0; p < h; p++) {
+      const v = components[k * h + p] / scale[p];
+      w[p * d + k] = v;
+      b[k] -= v * mean[p];
+    }
+  }
+  let normSum = 0;
+  let counted = 0;
+  const y = new Float64Array(d);
+  for (let r = 1; r <= numWarm; r++) {
+    y.set(b);
+    let nonzero = false;
+    for (let p = 0; p < h; p++) {
+      const x = content[r * h + p];
+      if (x === 0) continue;
+      nonzero = true;
+      for (let k = 0; k < d; k++) y[k] += x * w[p * d + k];
+    }
+    if (!nonzero) continue;
+    let s = 0;
+    for (let k = 0; k < d; k++) s += y[k] * y[k];
+    normSum += Math.sqrt(s);
+    counted++;
+  }
+  const scaleToUnit = counted > 0 && normSum > 0 ? counted / normSum : 1;
+  return {
+    weight: Float32Array.from(w, (v) => v * scaleToUnit),
+    bias: Float32Array.from(b, (v) => v * scaleToUnit),
   };
 }
 

@@ -7,19 +7,27 @@
  * - `content-delta`:  E = C + D with C frozen (unit-norm content) and D trainable, zero-initialized and projected to
  *                     row norm <= deltaMax after every optimizer step (the paper's method). New items get D = 0.
  * - `content-frozen`: E = C, nothing item-specific is trained.
+ * - `content-map`:    E = C_hi W + b + D (beyond the paper, issue 7): C_hi is the frozen high-dimensional content
+ *                     ((numItems + 1) x H, e.g. a 512-d warm-fitted SVD, unit-norm rows), W (H x d) and b (d) a
+ *                     shared learned map (initialized from the paper's PCA projection, see `initMap`), and D the
+ *                     bounded per-item delta of content-delta. New items get C_hi W + b with D = 0, so they use the
+ *                     map trained on the warm items instead of a fixed projection. Row 0 of E stays zero.
  *
  * The gradient of E (dE) is what the output layer and the input gather produce; for `id`/`content-init` it is the
- * gradient of E itself and for `content-delta` the gradient of D (dE/dD is the identity).
+ * gradient of E itself and for `content-delta` the gradient of D (dE/dD is the identity). For `content-map`,
+ * `backward` turns dE into dW = C_hi^T dE and db = sum of dE over rows 1..numItems (dD = dE as for content-delta).
  */
+import type { Kernels } from '../kernels/types.js';
 import { Random } from '../util/random.js';
 
-export type EmbeddingStrategy = 'id' | 'content-init' | 'content-delta' | 'content-frozen';
+export type EmbeddingStrategy = 'id' | 'content-init' | 'content-delta' | 'content-frozen' | 'content-map';
 
 export const EMBEDDING_STRATEGIES: readonly EmbeddingStrategy[] = [
   'id',
   'content-init',
   'content-delta',
   'content-frozen',
+  'content-map',
 ];
 
 /** A trainable tensor and its gradient, as the optimizer sees it. */
@@ -38,15 +46,27 @@ export function usesContent(strategy: EmbeddingStrategy): boolean {
   return strategy !== 'id';
 }
 
+/** Strategies whose trainable table is a bounded delta on top of content. */
+function hasDelta(strategy: EmbeddingStrategy): boolean {
+  return strategy === 'content-delta' || strategy === 'content-map';
+}
+
 export class ItemEmbeddings {
   readonly strategy: EmbeddingStrategy;
   readonly d: number;
+  /** Width of the stored content rows: H for content-map, d otherwise. */
+  readonly contentDim: number;
   readonly deltaMax: number;
   /** Scorable items 1..numItems; tables have numItems + 1 rows. */
   numItems: number;
-  /** Frozen content C (content-delta, content-frozen); null otherwise. */
+  /** Frozen content C (content-delta, content-frozen; (numItems + 1) x H for content-map); null otherwise. */
   content: Float32Array | null = null;
-  /** The trainable table: E itself (id, content-init) or D (content-delta); null for content-frozen. */
+  /** content-map's shared map: weight H x d, bias d, and their gradients. */
+  mapWeight: Float32Array | null = null;
+  mapBias: Float32Array | null = null;
+  mapWeightGrad: Float32Array | null = null;
+  mapBiasGrad: Float32Array | null = null;
+  /** The trainable table: E itself (id, content-init) or D (content-delta, content-map); null for content-frozen. */
   weight: Float32Array | null = null;
   /** The item matrix E used by the model. Same buffer as `weight` (id, content-init) or `content` (frozen). */
   matrix: Float32Array;
@@ -60,6 +80,7 @@ export class ItemEmbeddings {
     deltaMax: number,
     seed: number,
     content?: Float32Array,
+    contentDim?: number,
   ) {
     if (!EMBEDDING_STRATEGIES.includes(strategy)) {
       throw new Error(
@@ -71,12 +92,20 @@ export class ItemEmbeddings {
     this.deltaMax = deltaMax;
     this.numItems = numItems;
     const size = (numItems + 1) * d;
+    if (strategy === 'content-map') {
+      if (!(Number.isInteger(contentDim) && contentDim! >= 1)) {
+        throw new Error(`content-map needs contentDim (the width H of the content rows), got ${contentDim}`);
+      }
+      this.contentDim = contentDim!;
+    } else this.contentDim = d;
+    const width = this.contentDim;
     if (usesContent(strategy)) {
-      if (!content) throw new Error(`strategy '${strategy}' needs content vectors ((numItems + 1) x d)`);
-      checkContent(content, numItems, d, 'content');
+      if (!content)
+        throw new Error(`strategy '${strategy}' needs content vectors ((numItems + 1) x ${width})`);
+      checkContent(content, numItems, width, 'content');
     }
-    if (strategy === 'content-delta' && !(deltaMax > 0)) {
-      throw new Error(`content-delta needs deltaMax > 0 (got ${deltaMax})`);
+    if (hasDelta(strategy) && !(deltaMax > 0)) {
+      throw new Error(`${strategy} needs deltaMax > 0 (got ${deltaMax})`);
     }
     switch (strategy) {
       case 'id': {
@@ -102,16 +131,100 @@ export class ItemEmbeddings {
         this.content = Float32Array.from(content!.subarray(0, size));
         this.matrix = this.content;
         break;
+      case 'content-map': {
+        this.content = Float32Array.from(content!.subarray(0, (numItems + 1) * width));
+        this.weight = new Float32Array(size);
+        this.matrix = new Float32Array(size);
+        // Default map: seeded xavier-normal weight, zero bias (fit() starts it at the PCA projection instead).
+        this.mapWeight = new Float32Array(width * d);
+        this.mapBias = new Float32Array(d);
+        this.mapWeightGrad = new Float32Array(width * d);
+        this.mapBiasGrad = new Float32Array(d);
+        const rng = new Random(seed ^ 0x3a9c);
+        const std = Math.sqrt(2 / (width + d));
+        for (let i = 0; i < this.mapWeight.length; i++) this.mapWeight[i] = rng.nextGaussian() * std;
+        break;
+      }
     }
   }
 
-  /** Recomputes E = C + D (content-delta; a no-op for the other strategies, whose E is the stored table). */
-  refresh(): void {
-    if (this.strategy !== 'content-delta') return;
-    const e = this.matrix;
-    const c = this.content!;
-    const dl = this.weight!;
-    for (let i = 0; i < e.length; i++) e[i] = c[i] + dl[i];
+  /** content-map: sets the map (weight H x d, bias d), e.g. the paper's projection as a linear map. */
+  initMap(weight: Float32Array, bias: Float32Array): void {
+    if (this.strategy !== 'content-map') throw new Error(`initMap: strategy '${this.strategy}' has no map`);
+    if (weight.length !== this.contentDim * this.d || bias.length !== this.d) {
+      throw new Error(
+        `initMap: expected weight ${this.contentDim} x ${this.d} and bias ${this.d}, got ${weight.length} and ${bias.length} values`,
+      );
+    }
+    this.mapWeight!.set(weight);
+    this.mapBias!.set(bias);
+  }
+
+  /**
+   * Recomputes E = C + D (content-delta) or E = C_hi W + b + D with row 0 zero (content-map); a no-op for the other
+   * strategies, whose E is the stored table.
+   */
+  refresh(kernels?: Kernels): void {
+    if (this.strategy === 'content-delta') {
+      const e = this.matrix;
+      const c = this.content!;
+      const dl = this.weight!;
+      for (let i = 0; i < e.length; i++) e[i] = c[i] + dl[i];
+    } else if (this.strategy === 'content-map') {
+      const { d, contentDim: h } = this;
+      const rows = this.numItems + 1;
+      const e = this.matrix;
+      const dl = this.weight!;
+      const bias = this.mapBias!;
+      for (let r = 1; r < rows; r++) {
+        const o = r * d;
+        for (let j = 0; j < d; j++) e[o + j] = bias[j] + dl[o + j];
+      }
+      e.fill(0, 0, d);
+      if (kernels) {
+        kernels.matmul(
+          e.subarray(d),
+          this.content!.subarray(h),
+          this.mapWeight!,
+          rows - 1,
+          d,
+          h,
+          false,
+          false,
+          true,
+        );
+      } else {
+        matmulAccumulate(e.subarray(d), this.content!.subarray(h), this.mapWeight!, rows - 1, d, h);
+      }
+    }
+  }
+
+  /**
+   * content-map: from dE (this.grad, filled by the model) computes dW = C_hi^T dE and db = column sums of dE over
+   * rows 1..numItems. dD is dE itself (the delta group's gradient is the same buffer). A no-op otherwise.
+   */
+  backward(kernels: Kernels): void {
+    if (this.strategy !== 'content-map') return;
+    const { d, contentDim: h } = this;
+    const rows = this.numItems + 1;
+    const dE = this.grad!;
+    kernels.matmul(
+      this.mapWeightGrad!,
+      this.content!.subarray(h),
+      dE.subarray(d),
+      h,
+      d,
+      rows - 1,
+      true,
+      false,
+      false,
+    );
+    const db = this.mapBiasGrad!;
+    db.fill(0);
+    for (let r = 1; r < rows; r++) {
+      const o = r * d;
+      for (let j = 0; j < d; j++) db[j] += dE[o + j];
+    }
   }
 
   /** dL/dE, zeroed. */
@@ -122,43 +235,65 @@ export class ItemEmbeddings {
     return this.grad;
   }
 
-  /** The optimizer's view of the trainable table (null for content-frozen). */
-  paramGroup(): ParamGroup | null {
-    if (!this.weight) return null;
+  /** The optimizer's view of the trainable tensors: the item table or delta, and content-map's map (none for
+   * content-frozen). */
+  paramGroups(): ParamGroup[] {
+    if (!this.weight) return [];
     if (!this.grad) this.zeroGrad();
-    return {
-      name: this.strategy === 'content-delta' ? 'delta' : 'items',
-      param: this.weight,
-      grad: this.grad!,
-      rowWidth: this.d,
-      firstRow: 1,
-      maxRowNorm: this.strategy === 'content-delta' ? this.deltaMax : undefined,
-    };
+    const delta = hasDelta(this.strategy);
+    const groups: ParamGroup[] = [
+      {
+        name: delta ? 'delta' : 'items',
+        param: this.weight,
+        grad: this.grad!,
+        rowWidth: this.d,
+        firstRow: 1,
+        maxRowNorm: delta ? this.deltaMax : undefined,
+      },
+    ];
+    if (this.strategy === 'content-map') {
+      groups.push(
+        {
+          name: 'map.weight',
+          param: this.mapWeight!,
+          grad: this.mapWeightGrad!,
+          rowWidth: this.d,
+          firstRow: 0,
+        },
+        { name: 'map.bias', param: this.mapBias!, grad: this.mapBiasGrad!, rowWidth: this.d, firstRow: 0 },
+      );
+    }
+    return groups;
   }
 
   /**
-   * Appends `count` new items (rows numItems+1 .. numItems+count) from their content vectors (count x d): their
-   * embedding is the content vector with zero delta. Not possible for `id`.
+   * Appends `count` new items (rows numItems+1 .. numItems+count) from their content vectors (count x d; count x H
+   * for content-map): their embedding is the content vector (content-map: C_hi W + b) with zero delta. Not possible
+   * for `id`.
    */
-  append(content: Float32Array, count: number): void {
+  append(content: Float32Array, count: number, kernels?: Kernels): void {
     if (this.strategy === 'id') {
       throw new Error(
         "appendItems: the 'id' strategy has no content vectors; new items cannot be represented",
       );
     }
     const d = this.d;
-    if (content.length !== count * d) {
-      throw new Error(`appendItems: content has ${content.length} values, expected count x d = ${count * d}`);
+    const width = this.contentDim;
+    if (content.length !== count * width) {
+      throw new Error(
+        `appendItems: content has ${content.length} values, expected count x ${width} = ${count * width}`,
+      );
     }
     for (let i = 0; i < content.length; i++) {
       if (!Number.isFinite(content[i]))
-        throw new Error(`appendItems: content row ${Math.floor(i / d)} is not finite`);
+        throw new Error(`appendItems: content row ${Math.floor(i / width)} is not finite`);
     }
     const oldSize = (this.numItems + 1) * d;
-    const grow = (old: Float32Array, tail: Float32Array | null): Float32Array => {
-      const next = new Float32Array(oldSize + count * d);
-      next.set(old.subarray(0, oldSize));
-      if (tail) next.set(tail, oldSize);
+    const grow = (old: Float32Array, tail: Float32Array | null, w = d): Float32Array => {
+      const from = (this.numItems + 1) * w;
+      const next = new Float32Array(from + count * w);
+      next.set(old.subarray(0, from));
+      if (tail) next.set(tail, from);
       return next;
     };
     switch (this.strategy) {
@@ -171,6 +306,11 @@ export class ItemEmbeddings {
         this.weight = grow(this.weight!, null);
         this.matrix = new Float32Array(oldSize + count * d);
         break;
+      case 'content-map':
+        this.content = grow(this.content!, content, width);
+        this.weight = grow(this.weight!, null);
+        this.matrix = new Float32Array(oldSize + count * d);
+        break;
       case 'content-frozen':
         this.content = grow(this.content!, content);
         this.matrix = this.content;
@@ -178,7 +318,7 @@ export class ItemEmbeddings {
     }
     this.numItems += count;
     this.grad = null;
-    this.refresh();
+    this.refresh(kernels);
   }
 
   /** Every tensor needed to restore the table (views, not copies). */
@@ -195,6 +335,33 @@ export class ItemEmbeddings {
         ];
       case 'content-frozen':
         return [{ name: 'content', shape, data: this.content! }];
+      case 'content-map':
+        return [
+          { name: 'content', shape: [this.numItems + 1, this.contentDim], data: this.content! },
+          { name: 'delta', shape, data: this.weight! },
+          { name: 'map.weight', shape: [this.contentDim, this.d], data: this.mapWeight! },
+          { name: 'map.bias', shape: [this.d], data: this.mapBias! },
+        ];
+    }
+  }
+}
+
+/** out (m x n) += a (m x k) b (k x n), for refreshes without a kernels object. */
+function matmulAccumulate(
+  out: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+): void {
+  for (let i = 0; i < m; i++) {
+    const o = i * n;
+    for (let p = 0; p < k; p++) {
+      const v = a[i * k + p];
+      if (v === 0) continue;
+      const bo = p * n;
+      for (let j = 0; j < n; j++) out[o + j] += v * b[bo + j];
     }
   }
 }

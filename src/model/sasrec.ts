@@ -43,8 +43,10 @@ export interface SASRecConfig {
   dropout: number;
   maxLength: number;
   strategy: EmbeddingStrategy;
-  /** Row-norm bound of the trainable delta (content-delta only). */
+  /** Row-norm bound of the trainable delta (content-delta, content-map). */
   deltaMax: number;
+  /** Width H of the content rows the model stores (content-map only: its map is H x d). */
+  contentDim?: number;
   activation: 'relu' | 'gelu';
   seed: number;
 }
@@ -318,7 +320,7 @@ export class SASRec implements Recommender {
     this.config = { ...config };
     this.kernels = kernels;
     const c = this.config;
-    this.items = new ItemEmbeddings(c.strategy, c.numItems, c.d, c.deltaMax, c.seed, content);
+    this.items = new ItemEmbeddings(c.strategy, c.numItems, c.d, c.deltaMax, c.seed, content, c.contentDim);
     this.params = new DenseTensors(c);
     this.grads = new DenseTensors(c);
     this.initDense();
@@ -496,7 +498,7 @@ export class SASRec implements Recommender {
     const { d, ffWidth: f, heads } = this.config;
     const numItems = this.items.numItems;
     checkBatch(batch, numItems, this.config.maxLength);
-    this.items.refresh();
+    this.items.refresh(k);
     this.itemsStale = false;
     const dropout = training ? this.config.dropout : 0;
     const a = this.activations(size, T, sumLengths(lengths, size));
@@ -618,6 +620,7 @@ export class SASRec implements Recommender {
       for (let j = 0; j < d; j++) g.positions[po + j] += dOut[o + j];
     }
     k.scatterAdd(dE, dOut, a.packedItems, rows, d);
+    this.items.backward(k);
     return loss;
   }
 
@@ -665,8 +668,7 @@ export class SASRec implements Recommender {
         firstRow: 0,
       },
     ];
-    const items = this.items.paramGroup();
-    if (items) groups.push(items);
+    groups.push(...this.items.paramGroups());
     return groups;
   }
 
@@ -759,7 +761,7 @@ export class SASRec implements Recommender {
 
   private refreshItems(): void {
     if (this.itemsStale) {
-      this.items.refresh();
+      this.items.refresh(this.kernels);
       this.itemsStale = false;
     }
   }
@@ -770,9 +772,13 @@ export class SASRec implements Recommender {
     return this.items.matrix;
   }
 
-  /** Appends `count` new (cold) items from their content vectors (count x d) with zero delta. content-* only. */
+  /**
+   * Appends `count` new (cold) items from their content vectors (count x d; count x contentDim for content-map,
+   * which maps them with its trained map) with zero delta. content-* only.
+   */
   appendItems(content: Float32Array, count: number): void {
-    this.items.append(content, count);
+    this.refreshItems();
+    this.items.append(content, count, this.kernels);
     this.config.numItems = this.items.numItems;
     this.itemsStale = false;
   }
@@ -795,12 +801,14 @@ export class SASRec implements Recommender {
     const itemTable = tensors.get(itemName);
     if (!itemTable)
       throw new Error(`fromParameters: missing tensor '${itemName}' for strategy '${config.strategy}'`);
-    if (itemTable.length % config.d !== 0 || itemTable.length < config.d) {
+    const width = config.strategy === 'content-map' ? (config.contentDim ?? 0) : config.d;
+    if (!(width >= 1)) throw new Error(`fromParameters: content-map config has no contentDim`);
+    if (itemTable.length % width !== 0 || itemTable.length < width) {
       throw new Error(
-        `fromParameters: '${itemName}' has ${itemTable.length} values, not a multiple of d = ${config.d}`,
+        `fromParameters: '${itemName}' has ${itemTable.length} values, not a multiple of its row width ${width}`,
       );
     }
-    const numItems = itemTable.length / config.d - 1;
+    const numItems = itemTable.length / width - 1;
     const model = new SASRec(
       { ...config, numItems },
       config.strategy === 'id' ? undefined : itemTable,
@@ -816,7 +824,7 @@ export class SASRec implements Recommender {
       }
       t.data.set(src);
     }
-    model.items.refresh();
+    model.items.refresh(kernels);
     return model;
   }
 }
@@ -864,8 +872,11 @@ function checkConfig(c: SASRecConfig): void {
   if (c.activation !== 'relu' && c.activation !== 'gelu') {
     throw new Error(`SASRec config: activation must be 'relu' or 'gelu' (got ${String(c.activation)})`);
   }
-  if (c.strategy === 'content-delta' && !(c.deltaMax > 0)) {
-    throw new Error(`SASRec config: deltaMax must be > 0 for content-delta (got ${c.deltaMax})`);
+  if ((c.strategy === 'content-delta' || c.strategy === 'content-map') && !(c.deltaMax > 0)) {
+    throw new Error(`SASRec config: deltaMax must be > 0 for ${c.strategy} (got ${c.deltaMax})`);
+  }
+  if (c.strategy === 'content-map' && !(Number.isInteger(c.contentDim) && c.contentDim! >= 1)) {
+    throw new Error(`SASRec config: content-map needs contentDim, a positive integer (got ${c.contentDim})`);
   }
 }
 

@@ -1,0 +1,210 @@
+/**
+ * The `content-map` item embedding (E = C_hi W + b + D): finite-difference gradients of the map, its bias, the
+ * delta and a dense tensor; the delta bound and fixed padding row under training; new items mapped by the trained
+ * map; and a parameters() round trip. Tiny model (d = 8, H = 12, 20 items) with the reference kernels.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { referenceKernels } from '../src/kernels/index.js';
+import { SASRec, sasrecConfig, type Batch } from '../src/model/sasrec.js';
+import { createOptimizer, trainStep } from '../src/train/trainer.js';
+import { Random } from '../src/util/random.js';
+
+const NUM_ITEMS = 20;
+const D = 8;
+const H = 12;
+
+function unitContent(numItems: number, h: number, seed: number): Float32Array {
+  const rng = new Random(seed);
+  const c = new Float32Array((numItems + 1) * h);
+  for (let i = 1; i <= numItems; i++) {
+    let s = 0;
+    for (let j = 0; j < h; j++) {
+      c[i * h + j] = rng.nextGaussian();
+      s += c[i * h + j] ** 2;
+    }
+    for (let j = 0; j < h; j++) c[i * h + j] /= Math.sqrt(s);
+  }
+  return c;
+}
+
+function tinyBatch(): Batch {
+  const T = 5;
+  const seqs = [
+    [3, 7, 1, 12, 5, 9],
+    [4, 4, 20, 2],
+    [11, 6],
+  ];
+  const batch: Batch = {
+    size: seqs.length,
+    T,
+    inputs: new Int32Array(seqs.length * T),
+    targets: new Int32Array(seqs.length * T),
+    lengths: new Int32Array(seqs.length),
+  };
+  seqs.forEach((s, b) => {
+    const len = s.length - 1;
+    batch.lengths[b] = len;
+    for (let i = 0; i < len; i++) {
+      batch.inputs[b * T + T - len + i] = s[i];
+      batch.targets[b * T + T - len + i] = s[i + 1];
+    }
+  });
+  return batch;
+}
+
+function tinyModel(deltaMax = 0.5, activation: 'relu' | 'gelu' = 'relu'): SASRec {
+  const config = sasrecConfig({
+    numItems: NUM_ITEMS,
+    d: D,
+    blocks: 2,
+    heads: 2,
+    ffWidth: 12,
+    dropout: 0,
+    maxLength: 6,
+    strategy: 'content-map',
+    deltaMax,
+    contentDim: H,
+    activation,
+    seed: 3,
+  });
+  return new SASRec(config, unitContent(NUM_ITEMS, H, 11), referenceKernels);
+}
+
+test('content-map: gradients of map, bias, delta and dense weights match finite differences', () => {
+  // GELU: the map bias moves every item embedding at once, enough for a 1e-3 step to cross ReLU kinks.
+  const model = tinyModel(0.5, 'gelu');
+  const rng = new Random(5);
+  for (const g of model.paramGroups()) {
+    for (let i = g.firstRow * g.rowWidth; i < g.param.length; i++) g.param[i] += 0.15 * rng.nextGaussian();
+  }
+  model.parametersChanged();
+  const batch = tinyBatch();
+  const loss = () => model.forwardBackward(batch, true, 0);
+  loss();
+  const groups = model.paramGroups();
+  assert.deepEqual(
+    groups.map((g) => g.name),
+    ['dense', 'delta', 'map.weight', 'map.bias'],
+  );
+  const analytic = groups.map((g) => Float32Array.from(g.grad));
+  const eps = 1e-3;
+  groups.forEach((g, gi) => {
+    const grad = analytic[gi];
+    const from = g.firstRow * g.rowWidth;
+    const order = [...grad.keys()]
+      .filter((i) => i >= from)
+      .sort((a, b) => Math.abs(grad[b]) - Math.abs(grad[a]));
+    const pick = new Set(order.slice(0, 4));
+    for (let r = 0; r < 3; r++) pick.add(order[rng.nextInt(order.length)]);
+    assert.ok(Math.abs(grad[order[0]]) > 1e-3, `${g.name}: all-zero gradient`);
+    for (const i of pick) {
+      const saved = g.param[i];
+      g.param[i] = saved + eps;
+      model.parametersChanged();
+      const plus = loss();
+      g.param[i] = saved - eps;
+      model.parametersChanged();
+      const minus = loss();
+      g.param[i] = saved;
+      model.parametersChanged();
+      const numeric = (plus - minus) / (2 * eps);
+      assert.ok(
+        Math.abs(numeric - grad[i]) <= 1e-2 * Math.max(Math.abs(numeric), Math.abs(grad[i])) + 3e-4,
+        `${g.name}[${i}]: analytic ${grad[i]} vs numeric ${numeric}`,
+      );
+    }
+    // Directional derivative along the whole group's gradient equals its norm.
+    let norm2 = 0;
+    for (let i = from; i < grad.length; i++) norm2 += grad[i] * grad[i];
+    const norm = Math.sqrt(norm2);
+    const saved = Float32Array.from(g.param);
+    const shift = (s: number) => {
+      for (let i = from; i < grad.length; i++) g.param[i] = saved[i] + (s * grad[i]) / norm;
+      model.parametersChanged();
+      return loss();
+    };
+    const numeric = (shift(eps) - shift(-eps)) / (2 * eps);
+    g.param.set(saved);
+    model.parametersChanged();
+    assert.ok(Math.abs(numeric - norm) <= 1e-2 * norm, `${g.name}: directional ${numeric} vs |grad| ${norm}`);
+  });
+});
+
+test('content-map: delta rows stay within deltaMax and the padding rows stay zero while training', () => {
+  const deltaMax = 0.05;
+  const model = tinyModel(deltaMax);
+  const optimizer = createOptimizer(model, { lr: 0.05 });
+  const batch = tinyBatch();
+  const mapBefore = Float32Array.from(model.items.mapWeight!);
+  let first = 0;
+  let last = 0;
+  for (let step = 0; step < 30; step++) {
+    last = trainStep(model, optimizer, batch);
+    if (step === 0) first = last;
+  }
+  assert.ok(last < first, `loss should fall (${first} -> ${last})`);
+  const delta = model.items.weight!;
+  let maxNorm = 0;
+  for (let r = 1; r <= NUM_ITEMS; r++) {
+    let s = 0;
+    for (let j = 0; j < D; j++) s += delta[r * D + j] ** 2;
+    maxNorm = Math.max(maxNorm, Math.sqrt(s));
+  }
+  assert.ok(maxNorm <= deltaMax * (1 + 1e-5), `delta row norm ${maxNorm} > ${deltaMax}`);
+  assert.ok(maxNorm > deltaMax * 0.9, `with lr 0.05 some delta row should reach the bound (max ${maxNorm})`);
+  for (let j = 0; j < D; j++) assert.equal(delta[j], 0, 'padding delta row');
+  const e = model.itemEmbeddings();
+  for (let j = 0; j < D; j++) assert.equal(e[j], 0, 'padding embedding row');
+  let moved = 0;
+  for (let i = 0; i < mapBefore.length; i++)
+    moved = Math.max(moved, Math.abs(mapBefore[i] - model.items.mapWeight![i]));
+  assert.ok(moved > 1e-3, 'the shared map is trained');
+});
+
+test('content-map: new items get C_hi W + b from the trained map; parameters() restores the model', () => {
+  const model = tinyModel();
+  const optimizer = createOptimizer(model, { lr: 0.02 });
+  for (let step = 0; step < 5; step++) trainStep(model, optimizer, tinyBatch());
+  const extra = unitContent(2, H, 99).subarray(H); // two new rows
+  model.appendItems(extra, 2);
+  assert.equal(model.numItems, NUM_ITEMS + 2);
+  const e = model.itemEmbeddings();
+  const w = model.items.mapWeight!;
+  const b = model.items.mapBias!;
+  for (let r = 0; r < 2; r++) {
+    for (let j = 0; j < D; j++) {
+      let expected = b[j];
+      for (let p = 0; p < H; p++) expected += extra[r * H + p] * w[p * D + j];
+      assert.ok(Math.abs(e[(NUM_ITEMS + 1 + r) * D + j] - expected) < 1e-5, `new item ${r} component ${j}`);
+    }
+  }
+  assert.throws(() => model.appendItems(new Float32Array(D), 1), /expected count x 12/);
+
+  const inputs = [Int32Array.of(3, 7, 21), Int32Array.of(22), Int32Array.of(5)];
+  const cols = model.numItems + 1;
+  const before = new Float32Array(inputs.length * cols);
+  model.score(inputs, before);
+  const tensors = new Map(model.parameters().map((t) => [t.name, Float32Array.from(t.data)]));
+  assert.deepEqual([...tensors.keys()].slice(0, 4), ['content', 'delta', 'map.weight', 'map.bias']);
+  const restored = SASRec.fromParameters(model.config, tensors, referenceKernels);
+  assert.equal(restored.numItems, NUM_ITEMS + 2);
+  const after = new Float32Array(inputs.length * cols);
+  restored.score(inputs, after);
+  assert.deepEqual(after, before);
+});
+
+test('content-map: config errors are clear', () => {
+  assert.throws(
+    () => new SASRec(sasrecConfig({ numItems: 3, d: 4, strategy: 'content-map' }), new Float32Array(16)),
+    /contentDim/,
+  );
+  assert.throws(
+    () =>
+      new SASRec(
+        sasrecConfig({ numItems: 3, d: 4, strategy: 'content-map', contentDim: 6 }),
+        new Float32Array(16),
+      ),
+    /content: 16 values, expected/,
+  );
+});
