@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { referenceKernels } from '../src/kernels/index.js';
+import { loadNativeKernels, referenceKernels } from '../src/kernels/index.js';
+import type { Kernels } from '../src/kernels/types.js';
 import { SASRec, sasrecConfig, type Batch } from '../src/model/sasrec.js';
 import { createOptimizer, trainStep } from '../src/train/trainer.js';
 import { Random } from '../src/util/random.js';
@@ -53,7 +54,11 @@ function tinyBatch(): Batch {
   return batch;
 }
 
-function tinyModel(deltaMax = 0.5, activation: 'relu' | 'gelu' = 'relu'): SASRec {
+function tinyModel(
+  deltaMax = 0.5,
+  activation: 'relu' | 'gelu' = 'relu',
+  kernels: Kernels = referenceKernels,
+): SASRec {
   const config = sasrecConfig({
     numItems: NUM_ITEMS,
     d: D,
@@ -68,12 +73,13 @@ function tinyModel(deltaMax = 0.5, activation: 'relu' | 'gelu' = 'relu'): SASRec
     activation,
     seed: 3,
   });
-  return new SASRec(config, unitContent(NUM_ITEMS, H, 11), referenceKernels);
+  return new SASRec(config, unitContent(NUM_ITEMS, H, 11), kernels);
 }
 
-test('content-map: gradients of map, bias, delta and dense weights match finite differences', () => {
+function checkGradients(kernels: Kernels): void {
   // GELU: the map bias moves every item embedding at once, enough for a 1e-3 step to cross ReLU kinks.
-  const model = tinyModel(0.5, 'gelu');
+  const model = tinyModel(0.5, 'gelu', kernels);
+  const floor = kernels.name === 'native' ? 1e-3 : 3e-4;
   const rng = new Random(5);
   for (const g of model.paramGroups()) {
     for (let i = g.firstRow * g.rowWidth; i < g.param.length; i++) g.param[i] += 0.15 * rng.nextGaussian();
@@ -110,8 +116,8 @@ test('content-map: gradients of map, bias, delta and dense weights match finite 
       model.parametersChanged();
       const numeric = (plus - minus) / (2 * eps);
       assert.ok(
-        Math.abs(numeric - grad[i]) <= 1e-2 * Math.max(Math.abs(numeric), Math.abs(grad[i])) + 3e-4,
-        `${g.name}[${i}]: analytic ${grad[i]} vs numeric ${numeric}`,
+        Math.abs(numeric - grad[i]) <= 1e-2 * Math.max(Math.abs(numeric), Math.abs(grad[i])) + floor,
+        `${kernels.name} ${g.name}[${i}]: analytic ${grad[i]} vs numeric ${numeric}`,
       );
     }
     // Directional derivative along the whole group's gradient equals its norm.
@@ -127,9 +133,21 @@ test('content-map: gradients of map, bias, delta and dense weights match finite 
     const numeric = (shift(eps) - shift(-eps)) / (2 * eps);
     g.param.set(saved);
     model.parametersChanged();
-    assert.ok(Math.abs(numeric - norm) <= 1e-2 * norm, `${g.name}: directional ${numeric} vs |grad| ${norm}`);
+    assert.ok(
+      Math.abs(numeric - norm) <= 1e-2 * norm,
+      `${kernels.name} ${g.name}: directional ${numeric} vs |grad| ${norm}`,
+    );
   });
-});
+}
+
+const native = loadNativeKernels();
+test('content-map: gradients of map, bias, delta and dense weights match finite differences, typescript kernels', () =>
+  checkGradients(referenceKernels));
+test(
+  'content-map: gradients match finite differences, native kernels',
+  { skip: native ? false : 'native addon not built' },
+  () => checkGradients(native!),
+);
 
 test('content-map: delta rows stay within deltaMax and the padding rows stay zero while training', () => {
   const deltaMax = 0.05;
