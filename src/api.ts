@@ -309,6 +309,7 @@ function pickConfig(o: FitOptions): Partial<SASRecConfig> {
     'ffWidth',
     'dropout',
     'deltaMax',
+    'deltaDropout',
     'activation',
     'seed',
   ] as const) {

@@ -58,6 +58,7 @@ function tinyModel(
   deltaMax = 0.5,
   activation: 'relu' | 'gelu' = 'relu',
   kernels: Kernels = referenceKernels,
+  deltaDropout = 0,
 ): SASRec {
   const config = sasrecConfig({
     numItems: NUM_ITEMS,
@@ -71,14 +72,15 @@ function tinyModel(
     deltaMax,
     contentDim: H,
     activation,
+    deltaDropout,
     seed: 3,
   });
   return new SASRec(config, unitContent(NUM_ITEMS, H, 11), kernels);
 }
 
-function checkGradients(kernels: Kernels): void {
+function checkGradients(kernels: Kernels, deltaDropout = 0): void {
   // GELU: the map bias moves every item embedding at once, enough for a 1e-3 step to cross ReLU kinks.
-  const model = tinyModel(0.5, 'gelu', kernels);
+  const model = tinyModel(0.5, 'gelu', kernels, deltaDropout);
   const floor = kernels.name === 'native' ? 1e-3 : 3e-4;
   const rng = new Random(5);
   for (const g of model.paramGroups()) {
@@ -86,7 +88,8 @@ function checkGradients(kernels: Kernels): void {
   }
   model.parametersChanged();
   const batch = tinyBatch();
-  const loss = () => model.forwardBackward(batch, true, 0);
+  // A fixed dropout seed: the same delta-dropout mask in every evaluation.
+  const loss = () => model.forwardBackward(batch, true, 7);
   loss();
   const groups = model.paramGroups();
   assert.deepEqual(
@@ -139,6 +142,50 @@ function checkGradients(kernels: Kernels): void {
     );
   });
 }
+
+test('content-map with delta dropout 0.5: gradients match finite differences (dropped rows get none)', () =>
+  checkGradients(referenceKernels, 0.5));
+
+test('delta dropout: a training step drops some deltas, inference uses all of them', () => {
+  const model = tinyModel(0.5, 'relu', referenceKernels, 0.5);
+  const rng = new Random(8);
+  const delta = model.items.weight!;
+  for (let i = D; i < delta.length; i++) delta[i] = 0.1 * rng.nextGaussian();
+  model.parametersChanged();
+  const full = Float32Array.from(model.itemEmbeddings());
+  model.forwardBackward(tinyBatch(), true, 7);
+  const trained = model.items.matrix;
+  let dropped = 0;
+  for (let r = 1; r <= NUM_ITEMS; r++) {
+    let same = true;
+    for (let j = 0; j < D; j++) if (Math.abs(trained[r * D + j] - full[r * D + j]) > 1e-6) same = false;
+    if (!same) {
+      dropped++;
+      for (let j = 0; j < D; j++) {
+        assert.ok(Math.abs(trained[r * D + j] + delta[r * D + j] - full[r * D + j]) < 1e-5, `row ${r}`);
+        assert.equal(model.items.grad![r * D + j], 0, `dropped row ${r} gets no delta gradient`);
+      }
+    }
+  }
+  assert.ok(dropped > 0 && dropped < NUM_ITEMS, `some rows dropped (got ${dropped} of ${NUM_ITEMS})`);
+  assert.deepEqual(model.itemEmbeddings(), full, 'inference rebuilds E with every delta');
+  // Over many steps about half of the rows are dropped.
+  let total = 0;
+  for (let seed = 1; seed <= 20; seed++) {
+    model.items.refresh(referenceKernels, seed);
+    const e = model.items.matrix;
+    for (let r = 1; r <= NUM_ITEMS; r++) if (Math.abs(e[r * D] - full[r * D]) > 1e-6) total++;
+  }
+  assert.ok(total > 160 && total < 240, `about half of 400 row-steps dropped (got ${total})`);
+  assert.throws(
+    () =>
+      new SASRec(
+        sasrecConfig({ numItems: 3, d: 4, strategy: 'content-init', deltaDropout: 0.3 }),
+        new Float32Array(16),
+      ),
+    /deltaDropout needs a strategy with a delta/,
+  );
+});
 
 const native = loadNativeKernels();
 test('content-map: gradients of map, bias, delta and dense weights match finite differences, typescript kernels', () =>

@@ -62,6 +62,7 @@ const SETTING_KEYS = new Set([
   'dropout',
   'maxLength',
   'deltaMax',
+  'deltaDropout',
   'activation',
   'standardize',
   'epochs',

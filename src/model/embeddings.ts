@@ -16,9 +16,14 @@
  * The gradient of E (dE) is what the output layer and the input gather produce; for `id`/`content-init` it is the
  * gradient of E itself and for `content-delta` the gradient of D (dE/dD is the identity). For `content-map`,
  * `backward` turns dE into dW = C_hi^T dE and db = sum of dE over rows 1..numItems (dD = dE as for content-delta).
+ *
+ * Delta dropout (option `deltaDropout` p, content-delta and content-map, off by default): in each training step
+ * every item's delta is left out of E with probability p (a seeded per-step row mask), so the model also learns to
+ * score items from their content alone, as it must for cold items, which have no delta. Dropped rows get no delta
+ * gradient that step.
  */
 import type { Kernels } from '../kernels/types.js';
-import { Random } from '../util/random.js';
+import { hash32, Random } from '../util/random.js';
 
 export type EmbeddingStrategy = 'id' | 'content-init' | 'content-delta' | 'content-frozen' | 'content-map';
 
@@ -57,6 +62,10 @@ export class ItemEmbeddings {
   /** Width of the stored content rows: H for content-map, d otherwise. */
   readonly contentDim: number;
   readonly deltaMax: number;
+  /** Probability that an item's delta is left out of E in a training step (0 = off). */
+  readonly deltaDropout: number;
+  /** Rows whose delta is left out of E in the current training step (1 = dropped); null when none are. */
+  private deltaMask: Uint8Array | null = null;
   /** Scorable items 1..numItems; tables have numItems + 1 rows. */
   numItems: number;
   /** Frozen content C (content-delta, content-frozen; (numItems + 1) x H for content-map); null otherwise. */
@@ -81,6 +90,7 @@ export class ItemEmbeddings {
     seed: number,
     content?: Float32Array,
     contentDim?: number,
+    deltaDropout = 0,
   ) {
     if (!EMBEDDING_STRATEGIES.includes(strategy)) {
       throw new Error(
@@ -107,6 +117,15 @@ export class ItemEmbeddings {
     if (hasDelta(strategy) && !(deltaMax > 0)) {
       throw new Error(`${strategy} needs deltaMax > 0 (got ${deltaMax})`);
     }
+    if (!(deltaDropout >= 0 && deltaDropout < 1)) {
+      throw new Error(`deltaDropout must be in [0, 1) (got ${deltaDropout})`);
+    }
+    if (deltaDropout > 0 && !hasDelta(strategy)) {
+      throw new Error(
+        `deltaDropout needs a strategy with a delta (content-delta, content-map), not '${strategy}'`,
+      );
+    }
+    this.deltaDropout = deltaDropout;
     switch (strategy) {
       case 'id': {
         // Xavier-normal as pmixer's SASRec and RecTools initialize their embeddings; padding row zero.
@@ -162,14 +181,24 @@ export class ItemEmbeddings {
 
   /**
    * Recomputes E = C + D (content-delta) or E = C_hi W + b + D with row 0 zero (content-map); a no-op for the other
-   * strategies, whose E is the stored table.
+   * strategies, whose E is the stored table. With a dropSeed and deltaDropout > 0 (training), a seeded random set of
+   * rows gets no delta; returns whether any row was dropped (E then must be rebuilt before inference).
    */
-  refresh(kernels?: Kernels): void {
+  refresh(kernels?: Kernels, dropSeed?: number): boolean {
+    const mask = this.fillDeltaMask(dropSeed);
     if (this.strategy === 'content-delta') {
       const e = this.matrix;
       const c = this.content!;
       const dl = this.weight!;
-      for (let i = 0; i < e.length; i++) e[i] = c[i] + dl[i];
+      if (!mask) for (let i = 0; i < e.length; i++) e[i] = c[i] + dl[i];
+      else {
+        const d = this.d;
+        for (let r = 0; r <= this.numItems; r++) {
+          const o = r * d;
+          if (mask[r]) for (let j = 0; j < d; j++) e[o + j] = c[o + j];
+          else for (let j = 0; j < d; j++) e[o + j] = c[o + j] + dl[o + j];
+        }
+      }
     } else if (this.strategy === 'content-map') {
       const { d, contentDim: h } = this;
       const rows = this.numItems + 1;
@@ -178,7 +207,8 @@ export class ItemEmbeddings {
       const bias = this.mapBias!;
       for (let r = 1; r < rows; r++) {
         const o = r * d;
-        for (let j = 0; j < d; j++) e[o + j] = bias[j] + dl[o + j];
+        if (mask?.[r]) e.set(bias, o);
+        else for (let j = 0; j < d; j++) e[o + j] = bias[j] + dl[o + j];
       }
       e.fill(0, 0, d);
       if (kernels) {
@@ -197,14 +227,43 @@ export class ItemEmbeddings {
         matmulAccumulate(e.subarray(d), this.content!.subarray(h), this.mapWeight!, rows - 1, d, h);
       }
     }
+    return mask !== null;
+  }
+
+  /** The per-step delta-dropout mask (row r dropped with probability deltaDropout), or null when off. */
+  private fillDeltaMask(dropSeed: number | undefined): Uint8Array | null {
+    if (dropSeed === undefined || this.deltaDropout === 0) {
+      this.deltaMask = null;
+      return null;
+    }
+    const rows = this.numItems + 1;
+    if (!this.deltaMask || this.deltaMask.length !== rows) this.deltaMask = new Uint8Array(rows);
+    const mask = this.deltaMask;
+    const threshold = this.deltaDropout * 4294967296;
+    const seed = hash32(dropSeed ^ 0x6d2b79f5);
+    mask[0] = 0;
+    for (let r = 1; r < rows; r++)
+      mask[r] = hash32((seed + Math.imul(r, 0x9e3779b9)) >>> 0) < threshold ? 1 : 0;
+    return mask;
   }
 
   /**
    * content-map: from dE (this.grad, filled by the model) computes dW = C_hi^T dE and db = column sums of dE over
-   * rows 1..numItems. dD is dE itself (the delta group's gradient is the same buffer). A no-op otherwise.
+   * rows 1..numItems. dD is dE itself (the delta group's gradient is the same buffer), with the rows dropped by
+   * delta dropout zeroed. A no-op for the other strategies without delta dropout.
    */
   backward(kernels: Kernels): void {
-    if (this.strategy !== 'content-map') return;
+    const mask = this.deltaMask;
+    if (this.strategy === 'content-map') this.mapBackward(kernels);
+    if (mask) {
+      // Dropped rows did not use their delta this step.
+      const dE = this.grad!;
+      const d = this.d;
+      for (let r = 1; r < mask.length; r++) if (mask[r]) dE.fill(0, r * d, (r + 1) * d);
+    }
+  }
+
+  private mapBackward(kernels: Kernels): void {
     const { d, contentDim: h } = this;
     const rows = this.numItems + 1;
     const dE = this.grad!;

@@ -47,6 +47,9 @@ export interface SASRecConfig {
   deltaMax: number;
   /** Width H of the content rows the model stores (content-map only: its map is H x d). */
   contentDim?: number;
+  /** Delta dropout: probability that an item's delta is left out in a training step (content-delta, content-map;
+   * default 0 = off, the paper's method). See embeddings.ts. */
+  deltaDropout?: number;
   activation: 'relu' | 'gelu';
   seed: number;
 }
@@ -320,7 +323,16 @@ export class SASRec implements Recommender {
     this.config = { ...config };
     this.kernels = kernels;
     const c = this.config;
-    this.items = new ItemEmbeddings(c.strategy, c.numItems, c.d, c.deltaMax, c.seed, content, c.contentDim);
+    this.items = new ItemEmbeddings(
+      c.strategy,
+      c.numItems,
+      c.d,
+      c.deltaMax,
+      c.seed,
+      content,
+      c.contentDim,
+      c.deltaDropout ?? 0,
+    );
     this.params = new DenseTensors(c);
     this.grads = new DenseTensors(c);
     this.initDense();
@@ -498,8 +510,8 @@ export class SASRec implements Recommender {
     const { d, ffWidth: f, heads } = this.config;
     const numItems = this.items.numItems;
     checkBatch(batch, numItems, this.config.maxLength);
-    this.items.refresh(k);
-    this.itemsStale = false;
+    // A delta-dropout mask leaves E in its training form: rebuild it before inference.
+    this.itemsStale = this.items.refresh(k, training ? siteSeed(dropoutSeed, 1000) : undefined);
     const dropout = training ? this.config.dropout : 0;
     const a = this.activations(size, T, sumLengths(lengths, size));
     const rows = this.forwardBody(a, inputs, lengths, size, T, training, dropoutSeed);
