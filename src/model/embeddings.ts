@@ -8,7 +8,8 @@
  *                     row norm <= deltaMax after every optimizer step (the paper's method). New items get D = 0.
  * - `content-frozen`: E = C, nothing item-specific is trained.
  * - `content-map`:    E = C_hi W + b + D (beyond the paper, issue 7): C_hi is the frozen high-dimensional content
- *                     ((numItems + 1) x H, e.g. a 512-d warm-fitted SVD, unit-norm rows), W (H x d) and b (d) a
+ *                     ((numItems + 1) x H, e.g. a 512-d warm-fitted SVD; rows are scaled to unit norm on the way
+ *                     in, here and in `append`, so raw encoder output can be passed), W (H x d) and b (d) a
  *                     shared learned map (initialized from the paper's PCA projection, see `initMap`), and D the
  *                     bounded per-item delta of content-delta. New items get C_hi W + b with D = 0, so they use the
  *                     map trained on the warm items instead of a fixed projection. Row 0 of E stays zero.
@@ -151,7 +152,7 @@ export class ItemEmbeddings {
         this.matrix = this.content;
         break;
       case 'content-map': {
-        this.content = Float32Array.from(content!.subarray(0, (numItems + 1) * width));
+        this.content = unitRows(content!.subarray(0, (numItems + 1) * width), width);
         this.weight = new Float32Array(size);
         this.matrix = new Float32Array(size);
         // Default map: seeded xavier-normal weight, zero bias (fit() starts it at the PCA projection instead).
@@ -366,7 +367,7 @@ export class ItemEmbeddings {
         this.matrix = new Float32Array(oldSize + count * d);
         break;
       case 'content-map':
-        this.content = grow(this.content!, content, width);
+        this.content = grow(this.content!, unitRows(content, width), width);
         this.weight = grow(this.weight!, null);
         this.matrix = new Float32Array(oldSize + count * d);
         break;
@@ -403,6 +404,20 @@ export class ItemEmbeddings {
         ];
     }
   }
+}
+
+/** A copy with every row scaled to unit L2 norm (all-zero rows stay zero): content-map's stored content. */
+function unitRows(vectors: Float32Array, width: number): Float32Array {
+  const out = Float32Array.from(vectors);
+  for (let o = 0; o < out.length; o += width) {
+    let s = 0;
+    for (let j = 0; j < width; j++) s += out[o + j] * out[o + j];
+    if (s > 0) {
+      const inv = 1 / Math.sqrt(s);
+      for (let j = 0; j < width; j++) out[o + j] *= inv;
+    }
+  }
+  return out;
 }
 
 /** out (m x n) += a (m x k) b (k x n), for refreshes without a kernels object. */
