@@ -233,7 +233,10 @@ test('content-map: new items get C_hi W + b from the trained map; parameters() r
   for (let step = 0; step < 5; step++) trainStep(model, optimizer, tinyBatch());
   const extra = unitContent(2, H, 99).subarray(H); // two new rows
   // Raw (not unit-norm) content is normalized on the way in.
-  model.appendItems(extra.map((v) => v * 2.5), 2);
+  model.appendItems(
+    extra.map((v) => v * 2.5),
+    2,
+  );
   assert.equal(model.numItems, NUM_ITEMS + 2);
   const e = model.itemEmbeddings();
   const w = model.items.mapWeight!;
