@@ -440,7 +440,6 @@ function temporalSplit(data: Interactions, seq: UserSequences, opts: SplitOption
   const testCold: number[] = [];
   const testUsers: string[] = [];
   let withoutInput = 0;
-  let coldInputs = 0;
   for (let u = 0; u < numUsers; u++) {
     const s = seq.userStart[u];
     const e = seq.userStart[u + 1];
@@ -459,54 +458,23 @@ function temporalSplit(data: Interactions, seq: UserSequences, opts: SplitOption
     testUsers.push(data.userIds.ids[u]);
     testInputs.close();
   }
-  const test = testInputs.finish();
-  for (let k = 0; k < test.items.length; k++) if (test.items[k] > numWarm) coldInputs++;
-  const trainSequences = train.finish();
-
-  const stats = emptyStats();
-  stats.protocol = 'temporal';
-  stats.interactions = m;
-  stats.users = counts.users;
-  stats.items = numItems;
-  stats.consecutive_duplicates_removed = seq.duplicatesRemoved;
-  stats.threshold_timestamp = threshold;
-  stats.train_val_interactions = trainValInteractions;
-  stats.train_users = trainUserIds.length;
-  stats.val_users = numValidation;
-  stats.warm_items = numWarm;
-  stats.cold_items = numItems - numWarm;
-  stats.test_users = testTargets.length;
-  stats.test_users_without_input = withoutInput;
-  stats.cold_test_share = share(
-    testCold.reduce((a, b) => a + b, 0),
-    testTargets.length,
-  );
-  stats.cold_input_share = share(coldInputs, test.items.length);
-  stats.avg_sequence_length = share(m, counts.users);
-  stats.rating_filtered = seq.ratingRemoved;
-  stats.validation_cases = validationTargets.length;
-
-  return {
+  return assembleSplit({
     protocol: 'temporal',
+    threshold: threshold,
+    seq,
+    interactions: m,
+    users: counts.users,
     itemIds: indexer.itemIds,
     numWarm,
     numItems,
-    train: trainSequences,
+    trainValInteractions,
+    train: train.finish(),
     trainUsers: trainUserIds,
-    validation: {
-      inputs: validationInputs.finish(),
-      targets: Int32Array.from(validationTargets),
-      users: validationUsers,
-    },
-    test: {
-      inputs: test,
-      targets: Int32Array.from(testTargets),
-      cold: Uint8Array.from(testCold),
-      users: testUsers,
-    },
-    trainItemCounts: itemCounts(trainSequences, numItems),
-    stats,
-  };
+    valUsers: numValidation,
+    validation: { inputs: validationInputs.finish(), targets: validationTargets, users: validationUsers },
+    test: { inputs: testInputs.finish(), targets: testTargets, cold: testCold, users: testUsers },
+    withoutInput,
+  });
 }
 
 function leaveLastOutSplit(data: Interactions, seq: UserSequences, opts: SplitOptions): PreparedSplit {
@@ -568,53 +536,89 @@ function leaveLastOutSplit(data: Interactions, seq: UserSequences, opts: SplitOp
     testCold.push(userItems[len - 1] > numWarm ? 1 : 0);
     testUsers.push(data.userIds.ids[u]);
   }
-  const test = testInputs.finish();
-  let coldInputs = 0;
-  for (let k = 0; k < test.items.length; k++) if (test.items[k] > numWarm) coldInputs++;
-  const trainSequences = train.finish();
-
-  const stats = emptyStats();
-  stats.protocol = 'leave-last-out';
-  stats.interactions = m;
-  stats.users = counts.users;
-  stats.items = numItems;
-  stats.consecutive_duplicates_removed = seq.duplicatesRemoved;
-  stats.threshold_timestamp = null;
-  stats.train_val_interactions = trainValInteractions;
-  stats.train_users = trainUserIds.length;
-  stats.val_users = validationTargets.length;
-  stats.warm_items = numWarm;
-  stats.cold_items = numItems - numWarm;
-  stats.test_users = testTargets.length;
-  stats.test_users_without_input = withoutInput;
-  stats.cold_test_share = share(
-    testCold.reduce((a, b) => a + b, 0),
-    testTargets.length,
-  );
-  stats.cold_input_share = share(coldInputs, test.items.length);
-  stats.avg_sequence_length = share(m, counts.users);
-  stats.rating_filtered = seq.ratingRemoved;
-  stats.validation_cases = validationTargets.length;
-
-  return {
+  return assembleSplit({
     protocol: 'leave-last-out',
+    threshold: null,
+    seq,
+    interactions: m,
+    users: counts.users,
     itemIds: indexer.itemIds,
     numWarm,
     numItems,
-    train: trainSequences,
+    trainValInteractions,
+    train: train.finish(),
     trainUsers: trainUserIds,
+    valUsers: validationTargets.length,
+    validation: { inputs: validationInputs.finish(), targets: validationTargets, users: validationUsers },
+    test: { inputs: testInputs.finish(), targets: testTargets, cold: testCold, users: testUsers },
+    withoutInput,
+  });
+}
+
+interface SplitParts {
+  protocol: 'temporal' | 'leave-last-out';
+  threshold: number | null;
+  seq: UserSequences;
+  interactions: number;
+  users: number;
+  itemIds: string[];
+  numWarm: number;
+  numItems: number;
+  trainValInteractions: number;
+  train: Sequences;
+  trainUsers: string[];
+  valUsers: number;
+  validation: { inputs: Sequences; targets: number[]; users: string[] };
+  test: { inputs: Sequences; targets: number[]; cold: number[]; users: string[] };
+  withoutInput: number;
+}
+
+/** The statistics and the PreparedSplit both protocols end with. */
+function assembleSplit(p: SplitParts): PreparedSplit {
+  const { test, validation, numWarm, numItems } = p;
+  let coldInputs = 0;
+  for (let k = 0; k < test.inputs.items.length; k++) if (test.inputs.items[k] > numWarm) coldInputs++;
+  const stats = emptyStats();
+  stats.protocol = p.protocol;
+  stats.interactions = p.interactions;
+  stats.users = p.users;
+  stats.items = numItems;
+  stats.consecutive_duplicates_removed = p.seq.duplicatesRemoved;
+  stats.threshold_timestamp = p.threshold;
+  stats.train_val_interactions = p.trainValInteractions;
+  stats.train_users = p.trainUsers.length;
+  stats.val_users = p.valUsers;
+  stats.warm_items = numWarm;
+  stats.cold_items = numItems - numWarm;
+  stats.test_users = test.targets.length;
+  stats.test_users_without_input = p.withoutInput;
+  stats.cold_test_share = share(
+    test.cold.reduce((a, b) => a + b, 0),
+    test.targets.length,
+  );
+  stats.cold_input_share = share(coldInputs, test.inputs.items.length);
+  stats.avg_sequence_length = share(p.interactions, p.users);
+  stats.rating_filtered = p.seq.ratingRemoved;
+  stats.validation_cases = validation.targets.length;
+  return {
+    protocol: p.protocol,
+    itemIds: p.itemIds,
+    numWarm,
+    numItems,
+    train: p.train,
+    trainUsers: p.trainUsers,
     validation: {
-      inputs: validationInputs.finish(),
-      targets: Int32Array.from(validationTargets),
-      users: validationUsers,
+      inputs: validation.inputs,
+      targets: Int32Array.from(validation.targets),
+      users: validation.users,
     },
     test: {
-      inputs: test,
-      targets: Int32Array.from(testTargets),
-      cold: Uint8Array.from(testCold),
-      users: testUsers,
+      inputs: test.inputs,
+      targets: Int32Array.from(test.targets),
+      cold: Uint8Array.from(test.cold),
+      users: test.users,
     },
-    trainItemCounts: itemCounts(trainSequences, numItems),
+    trainItemCounts: itemCounts(p.train, numItems),
     stats,
   };
 }
