@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { evaluate, fit, MODEL_KINDS, type ModelKind } from '../../api.js';
-import { intOption, listOption } from '../../eval/cli.js';
+import { intOption, listOption } from '../options.js';
 import { prepareData } from '../../eval/data.js';
 import { displayName, resultsText, type Aggregated } from '../../eval/report.js';
 import { toAggregated } from './train.js';

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { evaluate, load } from '../../api.js';
 import { loadSplit } from '../../data/store.js';
-import { intOption, listOption } from '../../eval/cli.js';
+import { intOption, listOption } from '../options.js';
 import { SEGMENTS } from '../../eval/report.js';
 
 export const summary = 'evaluate a saved model on a prepared split (cold / warm / all, full-catalog ranking)';

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { createService } from '../../serve/server.js';
+import { intOption } from '../options.js';
 
 export const summary = 'serve recommendations over HTTP with a live, durable item catalog';
 
@@ -24,14 +25,6 @@ options:
                      variable DELTAREC_THREADS, when set, wins)
   --log              log every request (pino JSON lines on stdout)
 `;
-
-function intOption(value: string | undefined, name: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min)
-    throw new Error(`--${name} must be an integer >= ${min} (got '${value}')`);
-  return n;
-}
 
 export async function run(args: string[]): Promise<number> {
   let values;
@@ -68,17 +61,17 @@ export async function run(args: string[]): Promise<number> {
   let service;
   let port: number;
   try {
-    port = intOption(values.port, 'port', 8080, 0);
+    port = intOption(values.port, 'port', 0) ?? 8080;
     // Read by the native kernels when their thread pool starts (at the first large kernel call, after this).
-    process.env.DELTAREC_THREADS ??= String(intOption(values['kernel-threads'], 'kernel-threads', 1, 1));
+    process.env.DELTAREC_THREADS ??= String(intOption(values['kernel-threads'], 'kernel-threads', 1) ?? 1);
     service = await createService({
       modelDir: values.model,
       catalogPath: values.catalog,
-      workers: intOption(values.workers, 'workers', 1, 0),
-      maxBatch: intOption(values['max-batch'], 'max-batch', 64, 1),
-      bodyLimit: intOption(values['body-limit'], 'body-limit', 256 * 1024, 64),
-      maxK: intOption(values['max-k'], 'max-k', 1000, 1),
-      maxItems: intOption(values['max-items'], 'max-items', 512, 1),
+      workers: intOption(values.workers, 'workers', 0) ?? 1,
+      maxBatch: intOption(values['max-batch'], 'max-batch', 1) ?? 64,
+      bodyLimit: intOption(values['body-limit'], 'body-limit', 64) ?? 256 * 1024,
+      maxK: intOption(values['max-k'], 'max-k', 1) ?? 1000,
+      maxItems: intOption(values['max-items'], 'max-items', 1) ?? 512,
       logger: values.log ?? false,
     });
   } catch (error) {

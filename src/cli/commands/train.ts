@@ -4,7 +4,7 @@ import { alignContent, loadContent, loadContentEncoder } from '../../content/sto
 import { readCatalog } from '../../data/readers.js';
 import type { ContentPart } from '../../model/artifact.js';
 import { loadSplit } from '../../data/store.js';
-import { MODEL_ARGS, MODEL_ARGS_HELP, intOption, listOption, modelSettings } from '../../eval/cli.js';
+import { MODEL_ARGS, MODEL_ARGS_HELP, intOption, listOption, modelSettings } from '../options.js';
 import { buildContent } from '../../eval/data.js';
 import { resultsText } from '../../eval/report.js';
 

@@ -1,4 +1,4 @@
-/** Option parsing shared by the train / evaluate / experiment / demo commands. */
+/** Option parsing shared by the deltarec commands. */
 
 export function intOption(value: string | undefined, name: string, min = 0): number | undefined {
   if (value === undefined) return undefined;
