@@ -67,7 +67,7 @@ const { values } = parseArgs({
 
 const DATA = new URL('../../shared/data/amazon-beauty/', import.meta.url);
 const CACHE = new URL('../.cache/bench-serve/', import.meta.url).pathname;
-const MAIN = new URL('../src/cli/main.ts', import.meta.url).href;
+const CLI = new URL('../src/cli/cli.ts', import.meta.url).pathname;
 const D = 128;
 const TEXT_DIM = 512;
 
@@ -134,13 +134,10 @@ async function requestBodies(): Promise<string[]> {
 }
 
 async function startServer(modelDir: string, workers: number): Promise<{ child: ChildProcess; url: string }> {
-  const script = `import { main } from ${JSON.stringify(MAIN)}; process.exitCode = await main(process.argv.slice(1));`;
   const args = [
     '--import',
     'tsx',
-    '--input-type=module',
-    '-e',
-    script,
+    CLI,
     'serve',
     '--model',
     modelDir,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -147,6 +148,37 @@ test('experiment: a sweep writes its plot and table', async () => {
   assert.match(svg, /^<svg[^]*<\/svg>\n$/);
   assert.match(svg, /∞ \(content-init\)/);
   assert.match(readFileSync(join(out, 'results.md'), 'utf8'), /## deltaMax sweep/);
+});
+
+/** Runs `deltarec experiment ARGS` from source in a child process with one kernel thread; resolves with its exit code and output. */
+function cli(args: string[]): Promise<{ code: number; output: string }> {
+  const entry = new URL('../src/cli/cli.ts', import.meta.url).pathname;
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, 'experiment', ...args], {
+    env: { ...process.env, DELTAREC_THREADS: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
+  return new Promise((done) => child.on('close', (code) => done({ code: code ?? 1, output })));
+}
+
+test('experiment --jobs 2: each run done once by one of two processes, results identical to one process', async () => {
+  const configFile = join(dir, 'jobs.json');
+  writeFileSync(configFile, JSON.stringify({ ...base, models: ['knn', 'content-delta', 'content-init'] }));
+  const sequential = await cli(['--config', configFile, '--out', join(dir, 'jobs1')]);
+  assert.equal(sequential.code, 0, sequential.output);
+  const parallel = await cli(['--config', configFile, '--out', join(dir, 'jobs2'), '--jobs', '2']);
+  assert.equal(parallel.code, 0, parallel.output);
+  const fitted = (job: number) =>
+    parallel.output.split('\n').filter((l) => l.startsWith(`[job ${job}]`) && l.endsWith(': fitting')).length;
+  assert.ok(fitted(1) > 0 && fitted(2) > 0, `both jobs trained:\n${parallel.output}`);
+  assert.equal(fitted(1) + fitted(2), 6, 'three models x two seeds, each fitted once');
+  const results = (name: string) => JSON.parse(readFileSync(join(dir, name, 'results.json'), 'utf8'));
+  assert.deepEqual(results('jobs2'), results('jobs1'));
+  const bad = await cli(['--config', configFile, '--out', join(dir, 'jobs3'), '--jobs', 'two']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.output, /--jobs: expected a positive integer, got 'two'/);
 });
 
 test('report and SVG writers: table cells and chart structure', () => {

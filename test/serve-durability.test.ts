@@ -7,14 +7,13 @@ import { test } from 'node:test';
 import { CatalogLog, decodeVector, encodeVector, replayLog } from '../src/serve/catalog-log.js';
 import { buildFixtureModel } from './serve-fixture.js';
 
-const MAIN = new URL('../src/cli/main.ts', import.meta.url).href;
+const CLI = new URL('../src/cli/cli.ts', import.meta.url).pathname;
 
 /** Starts `deltarec serve` in a child process; resolves with its base URL once it listens. */
 function startServer(modelDir: string): Promise<{ child: ChildProcess; base: string; output: () => string }> {
-  const script = `import { main } from ${JSON.stringify(MAIN)}; process.exitCode = await main(process.argv.slice(1));`;
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', '--input-type=module', '-e', script, 'serve', '--model', modelDir, '--port', '0'],
+    ['--import', 'tsx', CLI, 'serve', '--model', modelDir, '--port', '0'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
