@@ -12,6 +12,8 @@
  * (split.numItems + 1) rows aligned with split.itemIds, row 0 zeros, any width (e.g. a 512-d text encoder's
  * output). SASRec variants project it to d (standardize, PCA fitted on warm items, L2); KNN uses it as given.
  */
+import type { CsrMatrix } from './content/sparse.js';
+import { LexicalFusion, loadLexicalFusion, saveLexicalFusion, type LexicalFusionState } from './model/fusion.js';
 import {
   loadProjection,
   projectContent,
@@ -51,6 +53,13 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
   standardize?: boolean;
   /** The text encoder that produced `content`, saved with the model so new items are encoded the same way. */
   encoder?: ContentPart | null;
+  /**
+   * Lexical fusion (fusion.ts, beyond the paper): > 0 adds lexicalWeight x cosine on `lexicalRows` to the model's
+   * standardized scores. Default 0 (the paper's scoring).
+   */
+  lexicalWeight?: number;
+  /** (split.numItems + 1) sparse TF-IDF rows aligned with split.itemIds; needed when lexicalWeight > 0. */
+  lexicalRows?: CsrMatrix;
   // training (SASRec variants); defaults: the paper's
   epochs?: number;
   batchSize?: number;
@@ -81,12 +90,15 @@ export interface FittedModel {
   encoder: ContentPart | null;
   /** KNN only: the content rows it scores with (saved with the model). */
   content: { vectors: Float32Array; dim: number } | null;
+  /** Lexical fusion state when the model was fitted with lexicalWeight > 0 (recommender is then a LexicalFusion). */
+  lexical: LexicalFusionState | null;
   training: TrainResult | null;
   fitSeconds: number;
 }
 
 /** Artifact kind of the content projection (the service reads it back). */
 const PROJECTION_KIND = 'pca';
+const LEXICAL_KIND = 'lexical-fusion';
 
 const STRATEGY: Record<Exclude<ModelKind, 'knn'>, EmbeddingStrategy> = {
   sasrec: 'id',
@@ -109,6 +121,33 @@ function contentWidth(split: PreparedSplit, content: Float32Array | undefined, k
 
 /** Trains (or builds) a model on split.train; early stopping on the split's validation users. */
 export async function fit(split: PreparedSplit, options: FitOptions): Promise<FittedModel> {
+  const weight = options.lexicalWeight ?? 0;
+  checkLexicalWeight(weight, options.model);
+  if (weight > 0 && !options.lexicalRows)
+    throw new Error(`fit: lexicalWeight ${weight} needs lexicalRows (sparse TF-IDF rows of every item)`);
+  const model = await fitModel(split, options);
+  return weight > 0 ? withLexicalFusion(model, options.lexicalRows!, weight) : model;
+}
+
+function checkLexicalWeight(weight: number, kind: ModelKind): void {
+  if (!(weight >= 0) || !Number.isFinite(weight))
+    throw new Error(`fit: lexicalWeight must be a finite number >= 0, got ${weight}`);
+  if (weight > 0 && kind === 'knn') throw new Error(`fit: lexicalWeight applies to SASRec models, not knn`);
+}
+
+/**
+ * The same trained model with lexical fusion (fusion.ts): its scores standardized plus weight x cosine on `rows`
+ * ((numItems + 1) sparse TF-IDF rows). Fusion needs no training, so one trained model serves every weight.
+ */
+export function withLexicalFusion(model: FittedModel, rows: CsrMatrix, weight: number): FittedModel {
+  checkLexicalWeight(weight, model.kind);
+  const base = model.lexical ? (model.recommender as LexicalFusion).model : model.recommender;
+  if (weight === 0) return { ...model, lexical: null, recommender: base };
+  const lexical = { rows, weight };
+  return { ...model, lexical, recommender: new LexicalFusion(base, lexical, model.maxLength) };
+}
+
+async function fitModel(split: PreparedSplit, options: FitOptions): Promise<FittedModel> {
   const started = performance.now();
   const kind = options.model;
   if (!(MODEL_KINDS as readonly string[]).includes(kind)) {
@@ -126,6 +165,7 @@ export async function fit(split: PreparedSplit, options: FitOptions): Promise<Fi
       config: null,
       projection: null,
       content,
+      lexical: null,
       encoder: options.encoder ?? null,
       training: null,
       fitSeconds: (performance.now() - started) / 1000,
@@ -167,6 +207,7 @@ export async function fit(split: PreparedSplit, options: FitOptions): Promise<Fi
     projection,
     encoder: options.encoder ?? null,
     content: null,
+    lexical: null,
     training,
     fitSeconds: (performance.now() - started) / 1000,
   };
@@ -238,6 +279,7 @@ async function fitContentMap(
     projection: null,
     encoder: options.encoder ?? null,
     content: null,
+    lexical: null,
     training,
     fitSeconds: (performance.now() - started) / 1000,
   };
@@ -436,7 +478,8 @@ export async function save(model: FittedModel, dir: string): Promise<void> {
     });
     return;
   }
-  const sasrec = model.recommender as SASRec;
+  const sasrec = (model.lexical ? (model.recommender as LexicalFusion).model : model.recommender) as SASRec;
+  const lexical = model.lexical;
   await saveModel(dir, {
     kind: 'sasrec',
     model: sasrec,
@@ -446,6 +489,7 @@ export async function save(model: FittedModel, dir: string): Promise<void> {
     projection: model.projection
       ? { kind: PROJECTION_KIND, save: (path: string) => saveProjection(path, model.projection!) }
       : null,
+    lexical: lexical ? { kind: LEXICAL_KIND, save: (path: string) => saveLexicalFusion(path, lexical) } : null,
   });
 }
 
@@ -468,6 +512,7 @@ export async function load(dir: string): Promise<FittedModel> {
       projection: null,
       encoder: null,
       content: { vectors, dim },
+      lexical: null,
       training: null,
       fitSeconds: 0,
     };
@@ -475,9 +520,13 @@ export async function load(dir: string): Promise<FittedModel> {
   const loaded = await loadModel(dir);
   const strategy = loaded.model.config.strategy;
   const kind = (Object.keys(STRATEGY) as (keyof typeof STRATEGY)[]).find((k) => STRATEGY[k] === strategy)!;
+  const lexical = loaded.lexical ? await loadLexicalFusion(loaded.lexical.dir) : null;
   return {
     kind,
-    recommender: loaded.model,
+    recommender: lexical
+      ? new LexicalFusion(loaded.model, lexical, loaded.model.config.maxLength)
+      : loaded.model,
+    lexical,
     itemIds: loaded.itemIds,
     numWarm: loaded.numWarm,
     maxLength: loaded.model.config.maxLength,

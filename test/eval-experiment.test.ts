@@ -150,6 +150,26 @@ test('experiment: a sweep writes its plot and table', async () => {
   assert.match(readFileSync(join(out, 'results.md'), 'utf8'), /## deltaMax sweep/);
 });
 
+test('experiment: runs that differ only in lexicalWeight share one training per process', async () => {
+  const lines: string[] = [];
+  const config = parseExperimentConfig(
+    {
+      ...base,
+      seeds: [0],
+      models: ['content-delta', { name: 'content-delta-lexical', strategy: 'content-delta', lexicalWeight: 4 }],
+    },
+    'lexical.json',
+  );
+  const outcome = await runExperiment(config, join(dir, 'lexical'), { baseDir: dir, log: (l) => lines.push(l) });
+  assert.equal(outcome.ranRuns, 2);
+  assert.equal(lines.filter((l) => l.endsWith(': fitting')).length, 1, lines.join('\n'));
+  assert.ok(lines.some((l) => /content-delta-lexical seed 0: reusing the model trained/.test(l)));
+  const run = (name: string) => JSON.parse(readFileSync(join(dir, 'lexical', 'runs', `${name}-seed0.json`), 'utf8'));
+  const [plain, fused] = [run('content-delta'), run('content-delta-lexical')];
+  assert.deepEqual(fused.training, plain.training, 'the same trained model');
+  assert.notDeepEqual(fused.metrics, plain.metrics, 'scored differently');
+});
+
 /** Runs `deltarec experiment ARGS` from source in a child process with one kernel thread; resolves with its exit code and output. */
 function cli(args: string[]): Promise<{ code: number; output: string }> {
   const entry = new URL('../src/cli/cli.ts', import.meta.url).pathname;

@@ -15,6 +15,7 @@ import { loadRecipe } from '../data/recipes/index.js';
 import { alignCatalog, prepareSplit, type SplitOptions } from '../data/split.js';
 import { loadSplit } from '../data/store.js';
 import { generateSynthetic, type SyntheticOptions } from '../data/synthetic.js';
+import type { CsrMatrix } from '../content/sparse.js';
 import type { Catalog, Interactions, PreparedSplit } from '../data/types.js';
 
 export interface DataConfig {
@@ -32,6 +33,12 @@ export interface DataConfig {
   prepared?: string;
   /** Options of the protocol (PROTOCOL.md); defaults are the paper's. */
   split?: Partial<SplitOptions>;
+  /**
+   * Backtest: split, drop every interaction from the threshold T on, and split what is left again with the same
+   * options. The inner test period (the last part of the training period) has its own new items, so settings that
+   * concern cold items can be chosen on it without looking at the real test period. Needs timestamps.
+   */
+  backtest?: boolean;
 }
 
 export interface ContentConfig {
@@ -50,6 +57,19 @@ export interface ContentConfig {
 
 export interface PreparedData extends BuiltContent {
   split: PreparedSplit;
+}
+
+/** The interactions with a timestamp before `threshold`. */
+function beforeTime(x: Interactions, threshold: number): Interactions {
+  const keep: number[] = [];
+  for (let i = 0; i < x.users.length; i++) if (x.timestamps![i] < threshold) keep.push(i);
+  return {
+    ...x,
+    users: Int32Array.from(keep, (i) => x.users[i]),
+    items: Int32Array.from(keep, (i) => x.items[i]),
+    timestamps: Float64Array.from(keep, (i) => x.timestamps![i]),
+    ratings: x.ratings ? Float32Array.from(keep, (i) => x.ratings![i]) : null,
+  };
 }
 
 /** Paths in a config are relative to the config file's directory. */
@@ -103,9 +123,20 @@ export async function prepareData(
   }
   if (data.items) catalog = await readCatalog(path(data.items), data.readItems ?? {});
   if (data.prepared) {
+    if (data.backtest) throw new Error(`data: 'backtest' needs raw interactions, not a prepared split`);
     split = await loadSplit(path(data.prepared));
   } else {
-    split = prepareSplit(interactions!, { ...splitDefaults, ...data.split });
+    const options = { ...splitDefaults, ...data.split };
+    split = prepareSplit(interactions!, options);
+    if (data.backtest) {
+      const threshold = split.stats.threshold_timestamp;
+      if (threshold === null || !interactions!.timestamps) {
+        throw new Error(`data: 'backtest' needs the temporal protocol (interactions with timestamps)`);
+      }
+      interactions = beforeTime(interactions!, threshold);
+      split = prepareSplit(interactions, options);
+      notes.push(`backtest: interactions before T = ${threshold} split again (inner T = ${split.stats.threshold_timestamp})`);
+    }
   }
   const s = split.stats;
   log(
@@ -130,6 +161,8 @@ export interface BuiltContent {
   contentDim: number;
   /** The fitted text encoder (saved with models so new items are encoded the same way). */
   encoder: TfidfSvdEncoder | null;
+  /** The text encoder's sparse TF-IDF rows, (numItems + 1) rows, row 0 empty (lexical fusion, KNN); else null. */
+  lexical: CsrMatrix | null;
   notes: string[];
 }
 
@@ -143,7 +176,7 @@ export function buildContent(
   const { catalog, vectors } = source;
   const notes: string[] = [];
   const encoder = content.encoder ?? (vectors ? 'vectors' : catalog ? 'tfidf-svd' : 'none');
-  if (encoder === 'none') return { content: null, contentDim: 0, encoder: null, notes };
+  if (encoder === 'none') return { content: null, contentDim: 0, encoder: null, lexical: null, notes };
   const rows = split.numItems + 1;
   if (encoder === 'vectors') {
     if (!vectors)
@@ -157,7 +190,7 @@ export function buildContent(
       else out.set(vectors.data.subarray(r * vectors.dim, (r + 1) * vectors.dim), k * vectors.dim);
     }
     if (missing) notes.push(`${missing} items have no content vector (zeros)`);
-    return { content: out, contentDim: vectors.dim, encoder: null, notes };
+    return { content: out, contentDim: vectors.dim, encoder: null, lexical: null, notes };
   }
   if (!catalog) throw new Error(`content: the text encoder needs an item catalog (data.items or a recipe)`);
   const aligned = alignCatalog(split, catalog);
@@ -185,8 +218,9 @@ export function buildContent(
   const dim = model.dim;
   const out = new Float32Array(rows * dim);
   out.set(model.encode(docs), dim);
+  const lexical = model.encodeSparse([[''], ...docs]);
   const what = `tfidf-svd on ${fields.join('+')}, ${dim} dims, fitted on ${content.fitOn ?? 'all'} items`;
   log(`content: ${what} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   notes.push(`content: ${what}`);
-  return { content: out, contentDim: dim, encoder: model, notes };
+  return { content: out, contentDim: dim, encoder: model, lexical, notes };
 }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { evaluate, fit, MODEL_KINDS, type FitOptions, type ModelKind } from '../api.js';
+import { evaluate, fit, MODEL_KINDS, withLexicalFusion, type FitOptions, type FittedModel, type ModelKind } from '../api.js';
 import { analyzeCases } from './analyses.js';
 import { prepareData, type ContentConfig, type DataConfig, type PreparedData } from './data.js';
 import {
@@ -73,6 +73,7 @@ const SETTING_KEYS = new Set([
   'weightDecay',
   'gradClip',
   'patience',
+  'lexicalWeight',
 ]);
 
 function fail(source: string, message: string): never {
@@ -192,7 +193,8 @@ export async function readExperimentConfig(path: string): Promise<ExperimentConf
 function fingerprint(config: ExperimentConfig, entry: ModelEntry, seed: number): string {
   const relevant = {
     data: config.data,
-    content: entry.strategy === 'sasrec' ? null : config.content,
+    content:
+      entry.strategy === 'sasrec' && !{ ...config.model, ...entry.overrides }.lexicalWeight ? null : config.content,
     strategy: entry.strategy,
     settings: { ...config.model, ...entry.overrides },
     evaluation: { ...config.evaluation, mode: entry.evaluation ?? null },
@@ -310,6 +312,7 @@ export async function runExperiment(
   const notes: string[] = [];
   const timing = new Map<string, number[]>(); // strategy -> seconds of runs finished in this invocation
   let ranRuns = 0;
+  const trainedModels = new Map<string, FittedModel>();
   let elsewhere = 0;
   for (const [i, { entry, seed }] of todo.entries()) {
     if (options.signal?.aborted || options.reportOnly) break;
@@ -329,22 +332,35 @@ export async function runExperiment(
         await writeAtomic(join(outDir, 'data-notes.json'), JSON.stringify(notes) + '\n');
       }
       const t0 = performance.now();
-      const settings = { ...config.model, ...entry.overrides } as Partial<FitOptions>;
+      const { lexicalWeight = 0, ...settings } = { ...config.model, ...entry.overrides } as Partial<FitOptions>;
       const prefix = `[${i + 1}/${todo.length}] ${entry.name} seed ${seed}`;
-      log(`${prefix}: fitting`);
-      const model = await fit(data.split, {
-        ...settings,
-        model: entry.strategy,
-        seed,
-        content: data.content ?? undefined,
-        signal: options.signal,
-        handleSigint: false,
-        onProgress: (p) => log(`${prefix}: ${p.line}`),
-      });
-      if (model.training?.stopReason === 'aborted' || options.signal?.aborted) {
-        log(`${prefix}: interrupted; this run is not stored`);
-        break;
+      // Lexical fusion is applied after training, so runs that differ only in lexicalWeight share one training.
+      const trainingKey = JSON.stringify({ strategy: entry.strategy, settings, seed });
+      let trained = trainedModels.get(trainingKey);
+      if (trained) log(`${prefix}: reusing the model trained for an earlier run of this process`);
+      else {
+        log(`${prefix}: fitting`);
+        trained = await fit(data.split, {
+          ...settings,
+          model: entry.strategy,
+          seed,
+          content: data.content ?? undefined,
+          signal: options.signal,
+          handleSigint: false,
+          onProgress: (p) => log(`${prefix}: ${p.line}`),
+        });
+        if (trained.training?.stopReason === 'aborted' || options.signal?.aborted) {
+          log(`${prefix}: interrupted; this run is not stored`);
+          break;
+        }
+        // Runs go seed by seed: models of earlier seeds are not needed again.
+        trainedModels.clear();
+        trainedModels.set(trainingKey, trained);
       }
+      if (lexicalWeight > 0 && !data.lexical) {
+        throw new Error(`${entry.name}: lexicalWeight needs sparse text rows (content encoder 'tfidf-svd')`);
+      }
+      const model = lexicalWeight > 0 ? withLexicalFusion(trained, data.lexical!, lexicalWeight) : trained;
       const t1 = performance.now();
       const mode = entry.evaluation ?? {};
       const result = evaluate(model, data.split, { ...mode, ks: config.evaluation.ks });
@@ -383,7 +399,7 @@ export async function runExperiment(
               stopReason: model.training.stopReason,
             }
           : null,
-        fitSeconds: (t1 - t0) / 1000,
+        fitSeconds: model.fitSeconds,
         evalSeconds: (t2 - t1) / 1000,
         finishedAt: new Date().toISOString(),
       };

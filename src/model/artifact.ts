@@ -209,7 +209,8 @@ export interface ModelManifest {
   created_at: string; // ISO 8601
   model: { kind: string; config: Record<string, unknown>; weights: string };
   items: { ids: string[]; num_warm: number }; // ids in index order; ids[0] = '' is the padding row
-  content: { encoder: StateReference | null; projection: StateReference | null };
+  /** lexical: the sparse rows and weight of lexical fusion (fusion.ts); absent in artifacts without it. */
+  content: { encoder: StateReference | null; projection: StateReference | null; lexical?: StateReference | null };
 }
 
 /** What saveModel needs from a model: its configuration and every tensor needed to restore it. */
@@ -226,7 +227,10 @@ export interface SaveModelInput {
   numWarm: number;
   encoder?: ContentPart | null;
   projection?: ContentPart | null;
+  lexical?: ContentPart | null;
 }
+
+const CONTENT_PARTS = ['encoder', 'projection', 'lexical'] as const;
 
 export interface LoadedArtifact {
   dir: string;
@@ -234,6 +238,7 @@ export interface LoadedArtifact {
   weights: Map<string, Float32Array>;
   encoder: (StateReference & { dir: string }) | null; // dir: absolute path of the state directory
   projection: (StateReference & { dir: string }) | null;
+  lexical: (StateReference & { dir: string }) | null;
 }
 
 function findPackageVersion(): string {
@@ -324,7 +329,7 @@ export async function saveModel(dir: string, input: SaveModelInput): Promise<Mod
     });
     await writeFileSynced(join(temp, 'model.safetensors'), weights);
     const content: ModelManifest['content'] = { encoder: null, projection: null };
-    for (const part of ['encoder', 'projection'] as const) {
+    for (const part of CONTENT_PARTS) {
       const state = input[part];
       if (!state) continue;
       await state.save(join(temp, part));
@@ -430,8 +435,12 @@ export async function loadArtifact(dir: string): Promise<LoadedArtifact> {
       throw new Error(`${join(root, manifest.model.weights)}: tensor '${name}' is not F32`);
     weights.set(name, t.data);
   }
-  const states: Pick<LoadedArtifact, 'encoder' | 'projection'> = { encoder: null, projection: null };
-  for (const part of ['encoder', 'projection'] as const) {
+  const states: Pick<LoadedArtifact, (typeof CONTENT_PARTS)[number]> = {
+    encoder: null,
+    projection: null,
+    lexical: null,
+  };
+  for (const part of CONTENT_PARTS) {
     const ref = manifest.content[part];
     if (!ref) continue;
     if (typeof ref.kind !== 'string' || typeof ref.path !== 'string') {

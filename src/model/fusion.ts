@@ -1,0 +1,119 @@
+/**
+ * Lexical fusion (beyond the paper, issue 7): a sequential model's scores plus weighted lexical similarity.
+ *
+ *   score_i = (s_i - mean(s)) / std(s) + weight * cos(profile, x_i)
+ *
+ * s: the model's scores for one input over its scorable items (finite entries; an ID model's cold items stay
+ * -Infinity). Standardizing them per input puts every model on one scale, so `weight` means "how many standard
+ * deviations of the model's score one unit of cosine is worth". x_i: the item's sparse TF-IDF row, the encoder's
+ * full-width representation, which ranks cold items far better than any 128-d projection (CONTENT.md); the profile
+ * is the normalized sum of the input items' rows (ContentKNN). Cold items need only their text: a new item's row is
+ * the fitted vectorizer applied to it.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CsrMatrix } from '../content/sparse.js';
+import { decodeSafetensors, encodeSafetensors } from './artifact.js';
+import { ContentKNN } from './knn.js';
+import type { Recommender } from './types.js';
+
+export interface LexicalFusionState {
+  /** Sparse TF-IDF rows, (numItems + 1) x vocabulary, row 0 the padding row. */
+  rows: CsrMatrix;
+  /** Weight of the cosine term against the standardized model score (>= 0). */
+  weight: number;
+}
+
+export class LexicalFusion implements Recommender {
+  readonly numItems: number;
+  private readonly lexical: ContentKNN;
+  private similarity = new Float32Array(0);
+
+  constructor(
+    readonly model: Recommender,
+    readonly state: LexicalFusionState,
+    maxLength?: number,
+  ) {
+    if (!(state.weight >= 0) || !Number.isFinite(state.weight))
+      throw new Error(`LexicalFusion: weight must be a finite number >= 0, got ${state.weight}`);
+    if (state.rows.rows !== model.numItems + 1) {
+      throw new Error(
+        `LexicalFusion: ${state.rows.rows} lexical rows for a model of ${model.numItems} items (expected numItems + 1)`,
+      );
+    }
+    this.numItems = model.numItems;
+    this.lexical = new ContentKNN({ sparse: state.rows }, { maxLength });
+  }
+
+  score(inputs: readonly Int32Array[], out: Float32Array): void {
+    const width = this.numItems + 1;
+    this.model.score(inputs, out);
+    if (this.similarity.length < inputs.length * width) this.similarity = new Float32Array(inputs.length * width);
+    const similarity = this.similarity;
+    if (this.state.weight > 0) this.lexical.score(inputs, similarity);
+    for (let b = 0; b < inputs.length; b++) {
+      const base = b * width;
+      let count = 0;
+      let sum = 0;
+      for (let i = 1; i < width; i++) {
+        const v = out[base + i];
+        if (Number.isFinite(v)) {
+          count++;
+          sum += v;
+        }
+      }
+      const mean = count > 0 ? sum / count : 0;
+      let squares = 0;
+      for (let i = 1; i < width; i++) {
+        const v = out[base + i];
+        if (Number.isFinite(v)) squares += (v - mean) * (v - mean);
+      }
+      const std = Math.sqrt(squares / Math.max(count, 1));
+      const inv = std > 0 ? 1 / std : 1;
+      const weight = this.state.weight;
+      for (let i = 1; i < width; i++) {
+        // -Infinity (unscorable) stays -Infinity; similarity is 0 when the weight is 0.
+        out[base + i] = (out[base + i] - mean) * inv + (weight > 0 ? weight * similarity[base + i] : 0);
+      }
+      out[base] = -Infinity;
+    }
+  }
+}
+
+const LEXICAL_FILE = 'lexical.safetensors';
+
+/** Writes the fusion state to `dir` (one safetensors file: the CSR arrays, with the weight and width as metadata). */
+export async function saveLexicalFusion(dir: string, state: LexicalFusionState): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const { rows } = state;
+  const bytes = encodeSafetensors(
+    [
+      { name: 'indptr', shape: [rows.indptr.length], data: rows.indptr },
+      { name: 'indices', shape: [rows.indices.length], data: rows.indices },
+      { name: 'values', shape: [rows.values.length], data: rows.values },
+    ],
+    { format: 'deltarec-lexical-fusion', weight: String(state.weight), cols: String(rows.cols) },
+  );
+  await writeFile(join(dir, LEXICAL_FILE), bytes);
+}
+
+export async function loadLexicalFusion(dir: string): Promise<LexicalFusionState> {
+  const path = join(dir, LEXICAL_FILE);
+  const { tensors, metadata } = decodeSafetensors(await readFile(path), path);
+  const get = <T>(name: string, type: new (...args: never[]) => T): T => {
+    const t = tensors.get(name)?.data;
+    if (!(t instanceof type)) throw new Error(`${path}: tensor '${name}' is missing or has the wrong dtype`);
+    return t;
+  };
+  const indptr = get('indptr', Int32Array);
+  const indices = get('indices', Int32Array);
+  const values = get('values', Float32Array);
+  const weight = Number(metadata.weight);
+  const cols = Number(metadata.cols);
+  if (!Number.isFinite(weight) || !Number.isInteger(cols) || cols < 0)
+    throw new Error(`${path}: metadata needs a numeric 'weight' and an integer 'cols'`);
+  if (indptr.length < 2 || indptr[indptr.length - 1] !== indices.length || indices.length !== values.length)
+    throw new Error(`${path}: indptr, indices and values do not form a CSR matrix`);
+  for (const c of indices) if (c < 0 || c >= cols) throw new Error(`${path}: column index ${c} outside 0..${cols - 1}`);
+  return { rows: { rows: indptr.length - 1, cols, indptr, indices, values }, weight };
+}

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { evaluate, fit, load, save, withLexicalFusion } from '../src/api.js';
+import type { CsrMatrix } from '../src/content/sparse.js';
+import { prepareSplit } from '../src/data/split.js';
+import { generateSynthetic } from '../src/data/synthetic.js';
+import { buildContent, prepareData } from '../src/eval/data.js';
+import { LexicalFusion, loadLexicalFusion, saveLexicalFusion } from '../src/model/fusion.js';
+import type { Recommender } from '../src/model/types.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'deltarec-fusion-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A recommender that returns fixed scores for every input. */
+function fixed(scores: number[]): Recommender {
+  return {
+    numItems: scores.length - 1,
+    score(inputs, out) {
+      for (let b = 0; b < inputs.length; b++) out.set(scores, b * scores.length);
+    },
+  };
+}
+
+// Four items over three terms; rows are unit norm already. Row 0 is the padding row.
+const rows: CsrMatrix = {
+  rows: 5,
+  cols: 3,
+  indptr: Int32Array.from([0, 0, 1, 2, 4, 5]),
+  indices: Int32Array.from([0, 1, 0, 1, 2]),
+  values: Float32Array.from([1, 1, Math.SQRT1_2, Math.SQRT1_2, 1]),
+};
+
+test('LexicalFusion: standardized model scores plus weight x cosine, computed by hand', () => {
+  // Model scores over items 1..4: 1, 2, 3, -Infinity (unscorable). Finite mean 2, population std sqrt(2/3).
+  const fusion = new LexicalFusion(fixed([0, 1, 2, 3, -Infinity]), { rows, weight: 2 });
+  const out = new Float32Array(5);
+  fusion.score([Int32Array.from([1])], out); // profile = item 1 = term 0
+  const std = Math.sqrt(2 / 3);
+  const cos = [0, 1, 0, Math.SQRT1_2, 0]; // cosine of each item with term 0
+  assert.equal(out[0], -Infinity, 'padding');
+  for (let i = 1; i <= 3; i++) {
+    const expected = (i - 2) / std + 2 * cos[i];
+    assert.ok(Math.abs(out[i] - expected) < 1e-5, `item ${i}: ${out[i]} vs ${expected}`);
+  }
+  assert.equal(out[4], -Infinity, 'an unscorable item stays unscorable');
+});
+
+test('LexicalFusion: weight 0 keeps the model ranking; a large weight gives the lexical ranking; bad input named', () => {
+  const scores = [0, 0.3, 0.1, 0.2, 0.4];
+  const input = [Int32Array.from([2])]; // term 1: items 2 (cos 1) and 3 (cos 0.707)
+  const rank = (weight: number) => {
+    const out = new Float32Array(5);
+    new LexicalFusion(fixed(scores), { rows, weight }).score(input, out);
+    return [1, 2, 3, 4].sort((a, b) => out[b] - out[a]);
+  };
+  assert.deepEqual(rank(0), [4, 1, 3, 2]);
+  assert.deepEqual(rank(100).slice(0, 2), [2, 3]);
+  assert.throws(() => new LexicalFusion(fixed(scores), { rows, weight: -1 }), /weight must be a finite number >= 0/);
+  assert.throws(() => new LexicalFusion(fixed([0, 1]), { rows, weight: 1 }), /5 lexical rows for a model of 1 items/);
+});
+
+test('lexical fusion state: saved and loaded exactly; a corrupt file is named', async () => {
+  await saveLexicalFusion(join(dir, 'lex'), { rows, weight: 8 });
+  const back = await loadLexicalFusion(join(dir, 'lex'));
+  assert.equal(back.weight, 8);
+  assert.deepEqual(back.rows, rows);
+  writeFileSync(join(dir, 'lex', 'lexical.safetensors'), 'junk');
+  await assert.rejects(loadLexicalFusion(join(dir, 'lex')), /lex\/lexical\.safetensors/);
+});
+
+test('fit with lexicalWeight: fused scores, same ranking after save and load, weight 0 is the plain model', async () => {
+  const data = generateSynthetic({ users: 300, items: 150, topics: 6, seed: 3 });
+  const split = prepareSplit(data.interactions);
+  const built = buildContent(split, { catalog: data.catalog }, { fields: ['title', 'description'], dim: 32 });
+  assert.equal(built.lexical!.rows, split.numItems + 1, 'one sparse row per item plus padding');
+  const settings = { d: 16, maxLength: 16, epochs: 2, patience: 2, handleSigint: false, onProgress: () => {} };
+  const fused = await fit(split, {
+    ...settings,
+    model: 'content-delta',
+    content: built.content!,
+    lexicalWeight: 4,
+    lexicalRows: built.lexical!,
+  });
+  assert.ok(fused.recommender instanceof LexicalFusion);
+  await save(fused, join(dir, 'fused'));
+  const loaded = await load(join(dir, 'fused'));
+  assert.equal(loaded.lexical?.weight, 4);
+  const inputs = [split.test.inputs.items.subarray(0, 3)];
+  const a = new Float32Array(split.numItems + 1);
+  const b = new Float32Array(split.numItems + 1);
+  fused.recommender.score(inputs, a);
+  loaded.recommender.score(inputs, b);
+  for (let i = 1; i <= split.numItems; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-4, `item ${i}`);
+  // The fused model differs from the plain one, and weight 0 gives back the plain model's evaluation.
+  const plain = withLexicalFusion(fused, built.lexical!, 0);
+  assert.ok(!(plain.recommender instanceof LexicalFusion));
+  const [e0, e4] = [evaluate(plain, split), evaluate(fused, split)];
+  assert.notDeepEqual(e0.ranks, e4.ranks);
+  await assert.rejects(
+    fit(split, { ...settings, model: 'content-delta', content: built.content!, lexicalWeight: 1 }),
+    /lexicalWeight 1 needs lexicalRows/,
+  );
+  await assert.rejects(
+    fit(split, { model: 'knn', content: built.content!, lexicalWeight: 1, lexicalRows: built.lexical! }),
+    /applies to SASRec models, not knn/,
+  );
+});
+
+test('backtest data: only interactions before the outer threshold, split again with an earlier threshold', async () => {
+  const synthetic = { users: 400, items: 150, topics: 6, seed: 9 };
+  const outer = await prepareData({ synthetic }, { dim: 16 }, dir);
+  const inner = await prepareData({ synthetic, backtest: true }, { dim: 16 }, dir);
+  const T = outer.split.stats.threshold_timestamp!;
+  assert.ok(inner.split.stats.threshold_timestamp! < T);
+  assert.ok(inner.split.stats.interactions < outer.split.stats.interactions);
+  assert.ok(inner.split.numItems > inner.split.numWarm, 'the inner test period has its own new items');
+  assert.ok(inner.notes.some((n) => n.startsWith('backtest:')));
+  await assert.rejects(prepareData({ prepared: 'x', backtest: true }, {}, dir), /'backtest' needs raw interactions/);
+});
