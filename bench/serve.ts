@@ -134,16 +134,7 @@ async function requestBodies(): Promise<string[]> {
 }
 
 async function startServer(modelDir: string, workers: number): Promise<{ child: ChildProcess; url: string }> {
-  const args = [
-    '--import',
-    'tsx',
-    CLI,
-    'serve',
-    '--model',
-    modelDir,
-    '--port',
-    '0',
-  ];
+  const args = ['--import', 'tsx', CLI, 'serve', '--model', modelDir, '--port', '0'];
   args.push('--workers', String(workers), '--catalog', `${CACHE}/bench-catalog.log`);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   return waitForListening(child);

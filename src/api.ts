@@ -13,7 +13,12 @@
  * output). SASRec variants project it to d (standardize, PCA fitted on warm items, L2); KNN uses it as given.
  */
 import type { CsrMatrix } from './content/sparse.js';
-import { LexicalFusion, loadLexicalFusion, saveLexicalFusion, type LexicalFusionState } from './model/fusion.js';
+import {
+  LexicalFusion,
+  loadLexicalFusion,
+  saveLexicalFusion,
+  type LexicalFusionState,
+} from './model/fusion.js';
 import {
   loadProjection,
   projectContent,
@@ -489,7 +494,9 @@ export async function save(model: FittedModel, dir: string): Promise<void> {
     projection: model.projection
       ? { kind: PROJECTION_KIND, save: (path: string) => saveProjection(path, model.projection!) }
       : null,
-    lexical: lexical ? { kind: LEXICAL_KIND, save: (path: string) => saveLexicalFusion(path, lexical) } : null,
+    lexical: lexical
+      ? { kind: LEXICAL_KIND, save: (path: string) => saveLexicalFusion(path, lexical) }
+      : null,
   });
 }
 

@@ -156,15 +156,22 @@ test('experiment: runs that differ only in lexicalWeight share one training per 
     {
       ...base,
       seeds: [0],
-      models: ['content-delta', { name: 'content-delta-lexical', strategy: 'content-delta', lexicalWeight: 4 }],
+      models: [
+        'content-delta',
+        { name: 'content-delta-lexical', strategy: 'content-delta', lexicalWeight: 4 },
+      ],
     },
     'lexical.json',
   );
-  const outcome = await runExperiment(config, join(dir, 'lexical'), { baseDir: dir, log: (l) => lines.push(l) });
+  const outcome = await runExperiment(config, join(dir, 'lexical'), {
+    baseDir: dir,
+    log: (l) => lines.push(l),
+  });
   assert.equal(outcome.ranRuns, 2);
   assert.equal(lines.filter((l) => l.endsWith(': fitting')).length, 1, lines.join('\n'));
   assert.ok(lines.some((l) => /content-delta-lexical seed 0: reusing the model trained/.test(l)));
-  const run = (name: string) => JSON.parse(readFileSync(join(dir, 'lexical', 'runs', `${name}-seed0.json`), 'utf8'));
+  const run = (name: string) =>
+    JSON.parse(readFileSync(join(dir, 'lexical', 'runs', `${name}-seed0.json`), 'utf8'));
   const [plain, fused] = [run('content-delta'), run('content-delta-lexical')];
   assert.deepEqual(fused.training, plain.training, 'the same trained model');
   assert.notDeepEqual(fused.metrics, plain.metrics, 'scored differently');

@@ -58,8 +58,14 @@ test('LexicalFusion: weight 0 keeps the model ranking; a large weight gives the 
   };
   assert.deepEqual(rank(0), [4, 1, 3, 2]);
   assert.deepEqual(rank(100).slice(0, 2), [2, 3]);
-  assert.throws(() => new LexicalFusion(fixed(scores), { rows, weight: -1 }), /weight must be a finite number >= 0/);
-  assert.throws(() => new LexicalFusion(fixed([0, 1]), { rows, weight: 1 }), /5 lexical rows for a model of 1 items/);
+  assert.throws(
+    () => new LexicalFusion(fixed(scores), { rows, weight: -1 }),
+    /weight must be a finite number >= 0/,
+  );
+  assert.throws(
+    () => new LexicalFusion(fixed([0, 1]), { rows, weight: 1 }),
+    /5 lexical rows for a model of 1 items/,
+  );
 });
 
 test('lexical fusion state: saved and loaded exactly; a corrupt file is named', async () => {
@@ -76,7 +82,14 @@ test('fit with lexicalWeight: fused scores, same ranking after save and load, we
   const split = prepareSplit(data.interactions);
   const built = buildContent(split, { catalog: data.catalog }, { fields: ['title', 'description'], dim: 32 });
   assert.equal(built.lexical!.rows, split.numItems + 1, 'one sparse row per item plus padding');
-  const settings = { d: 16, maxLength: 16, epochs: 2, patience: 2, handleSigint: false, onProgress: () => {} };
+  const settings = {
+    d: 16,
+    maxLength: 16,
+    epochs: 2,
+    patience: 2,
+    handleSigint: false,
+    onProgress: () => {},
+  };
   const fused = await fit(split, {
     ...settings,
     model: 'content-delta',
@@ -118,5 +131,8 @@ test('backtest data: only interactions before the outer threshold, split again w
   assert.ok(inner.split.stats.interactions < outer.split.stats.interactions);
   assert.ok(inner.split.numItems > inner.split.numWarm, 'the inner test period has its own new items');
   assert.ok(inner.notes.some((n) => n.startsWith('backtest:')));
-  await assert.rejects(prepareData({ prepared: 'x', backtest: true }, {}, dir), /'backtest' needs raw interactions/);
+  await assert.rejects(
+    prepareData({ prepared: 'x', backtest: true }, {}, dir),
+    /'backtest' needs raw interactions/,
+  );
 });

@@ -135,7 +135,9 @@ export async function prepareData(
       }
       interactions = beforeTime(interactions!, threshold);
       split = prepareSplit(interactions, options);
-      notes.push(`backtest: interactions before T = ${threshold} split again (inner T = ${split.stats.threshold_timestamp})`);
+      notes.push(
+        `backtest: interactions before T = ${threshold} split again (inner T = ${split.stats.threshold_timestamp})`,
+      );
     }
   }
   const s = split.stats;

@@ -8,7 +8,15 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { evaluate, fit, MODEL_KINDS, withLexicalFusion, type FitOptions, type FittedModel, type ModelKind } from '../api.js';
+import {
+  evaluate,
+  fit,
+  MODEL_KINDS,
+  withLexicalFusion,
+  type FitOptions,
+  type FittedModel,
+  type ModelKind,
+} from '../api.js';
 import { analyzeCases } from './analyses.js';
 import { prepareData, type ContentConfig, type DataConfig, type PreparedData } from './data.js';
 import {
@@ -194,7 +202,9 @@ function fingerprint(config: ExperimentConfig, entry: ModelEntry, seed: number):
   const relevant = {
     data: config.data,
     content:
-      entry.strategy === 'sasrec' && !{ ...config.model, ...entry.overrides }.lexicalWeight ? null : config.content,
+      entry.strategy === 'sasrec' && !{ ...config.model, ...entry.overrides }.lexicalWeight
+        ? null
+        : config.content,
     strategy: entry.strategy,
     settings: { ...config.model, ...entry.overrides },
     evaluation: { ...config.evaluation, mode: entry.evaluation ?? null },
@@ -332,7 +342,10 @@ export async function runExperiment(
         await writeAtomic(join(outDir, 'data-notes.json'), JSON.stringify(notes) + '\n');
       }
       const t0 = performance.now();
-      const { lexicalWeight = 0, ...settings } = { ...config.model, ...entry.overrides } as Partial<FitOptions>;
+      const { lexicalWeight = 0, ...settings } = {
+        ...config.model,
+        ...entry.overrides,
+      } as Partial<FitOptions>;
       const prefix = `[${i + 1}/${todo.length}] ${entry.name} seed ${seed}`;
       // Lexical fusion is applied after training, so runs that differ only in lexicalWeight share one training.
       const trainingKey = JSON.stringify({ strategy: entry.strategy, settings, seed });

@@ -210,7 +210,11 @@ export interface ModelManifest {
   model: { kind: string; config: Record<string, unknown>; weights: string };
   items: { ids: string[]; num_warm: number }; // ids in index order; ids[0] = '' is the padding row
   /** lexical: the sparse rows and weight of lexical fusion (fusion.ts); absent in artifacts without it. */
-  content: { encoder: StateReference | null; projection: StateReference | null; lexical?: StateReference | null };
+  content: {
+    encoder: StateReference | null;
+    projection: StateReference | null;
+    lexical?: StateReference | null;
+  };
 }
 
 /** What saveModel needs from a model: its configuration and every tensor needed to restore it. */

@@ -48,7 +48,8 @@ export class LexicalFusion implements Recommender {
   score(inputs: readonly Int32Array[], out: Float32Array): void {
     const width = this.numItems + 1;
     this.model.score(inputs, out);
-    if (this.similarity.length < inputs.length * width) this.similarity = new Float32Array(inputs.length * width);
+    if (this.similarity.length < inputs.length * width)
+      this.similarity = new Float32Array(inputs.length * width);
     const similarity = this.similarity;
     if (this.state.weight > 0) this.lexical.score(inputs, similarity);
     for (let b = 0; b < inputs.length; b++) {
@@ -114,6 +115,7 @@ export async function loadLexicalFusion(dir: string): Promise<LexicalFusionState
     throw new Error(`${path}: metadata needs a numeric 'weight' and an integer 'cols'`);
   if (indptr.length < 2 || indptr[indptr.length - 1] !== indices.length || indices.length !== values.length)
     throw new Error(`${path}: indptr, indices and values do not form a CSR matrix`);
-  for (const c of indices) if (c < 0 || c >= cols) throw new Error(`${path}: column index ${c} outside 0..${cols - 1}`);
+  for (const c of indices)
+    if (c < 0 || c >= cols) throw new Error(`${path}: column index ${c} outside 0..${cols - 1}`);
   return { rows: { rows: indptr.length - 1, cols, indptr, indices, values }, weight };
 }

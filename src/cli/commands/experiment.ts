@@ -96,7 +96,8 @@ export async function run(args: string[]): Promise<number> {
  * children too (same process group), and each stops after its current step.
  */
 async function runJobs(jobs: number, config: string, out: string): Promise<number> {
-  const threads = process.env.DELTAREC_THREADS ?? String(Math.max(1, Math.floor(availableParallelism() / jobs)));
+  const threads =
+    process.env.DELTAREC_THREADS ?? String(Math.max(1, Math.floor(availableParallelism() / jobs)));
   // The entry script next to this module (cli.ts under tsx, cli.js when built), with this process's loader flags.
   const entry = fileURLToPath(new URL(`../cli${extname(import.meta.url)}`, import.meta.url));
   const loaderArgs = keepLoaderArgs(process.execArgv);
@@ -133,7 +134,10 @@ function keepLoaderArgs(execArgv: string[]): string[] {
   for (let i = 0; i < execArgv.length; i++) {
     const arg = execArgv[i];
     if (/^--(import|loader|experimental-loader|require)=/.test(arg)) kept.push(arg);
-    else if (/^(--import|--loader|--experimental-loader|--require|-r)$/.test(arg) && i + 1 < execArgv.length) {
+    else if (
+      /^(--import|--loader|--experimental-loader|--require|-r)$/.test(arg) &&
+      i + 1 < execArgv.length
+    ) {
       kept.push(arg, execArgv[++i]);
     }
   }
