@@ -10,6 +10,7 @@ import { generateSynthetic } from '../src/data/synthetic.js';
 import { buildContent, prepareData } from '../src/eval/data.js';
 import { LexicalFusion, loadLexicalFusion, saveLexicalFusion } from '../src/model/fusion.js';
 import type { Recommender } from '../src/model/types.js';
+import { loadScoringModel } from '../src/serve/models.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-fusion-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -100,6 +101,7 @@ test('fit with lexicalWeight: fused scores, same ranking after save and load, we
   assert.ok(fused.recommender instanceof LexicalFusion);
   await save(fused, join(dir, 'fused'));
   const loaded = await load(join(dir, 'fused'));
+  await assert.rejects(loadScoringModel(join(dir, 'fused')), /uses lexical fusion/, 'the service refuses it clearly');
   assert.equal(loaded.lexical?.weight, 4);
   const inputs = [split.test.inputs.items.subarray(0, 3)];
   const a = new Float32Array(split.numItems + 1);

@@ -90,6 +90,14 @@ export async function loadScoringModel(dir: string): Promise<LoadedScoringModel>
     return { artifact, model, numWarm: manifest.items.num_warm, strategy: 'knn' };
   }
   const loaded = await loadModel(dir); // validates the artifact and rejects kinds it does not know
+  if (loaded.lexical) {
+    // Fused scores need each item's sparse TF-IDF row next to its embedding; the scorer has only the embeddings.
+    throw new Error(
+      `${loaded.dir}: this model uses lexical fusion (a 'lexical' part in its manifest), ` +
+        `which the service and 'deltarec recommend' cannot score yet; use the library's recommend(), ` +
+        `or serve the same training without fusion (fit with lexicalWeight 0)`,
+    );
+  }
   return {
     artifact: loaded,
     model: loaded.model,
