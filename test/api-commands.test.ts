@@ -163,3 +163,36 @@ test('commands fail with clear messages on bad arguments', async () => {
   assert.equal(help.code, 0);
   assert.match(help.out, /usage: deltarec evaluate/);
 });
+
+test('deltarec train --lexical-weight saves a fused model that deltarec evaluate scores; misuse is named', async () => {
+  const modelDir = join(dir, 'fused');
+  const args = [
+    '--split',
+    splitDir,
+    '--items',
+    itemsPath,
+    '--content-dim',
+    '24',
+    '--d',
+    '16',
+    '--epochs',
+    '1',
+  ];
+  const trained = await capture(() => trainCommand([...args, '--lexical-weight', '4', '--out', modelDir]));
+  assert.equal(trained.code, 0, trained.err);
+  const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8'));
+  assert.equal(manifest.content.lexical.kind, 'lexical-fusion');
+  const evaluated = await capture(() => evaluateCommand(['--model', modelDir, '--split', splitDir]));
+  assert.equal(evaluated.code, 0, evaluated.err);
+  assert.match(evaluated.out, /all\s+\d+\s+0\.\d{4}/);
+  const sasrec = await capture(() =>
+    trainCommand([...args, '--model', 'sasrec', '--lexical-weight', '4', '--out', join(dir, 'no')]),
+  );
+  assert.equal(sasrec.code, 1);
+  assert.match(sasrec.err, /--lexical-weight needs --items .* and a content model/);
+  const negative = await capture(() =>
+    trainCommand([...args, '--lexical-weight=-1', '--out', join(dir, 'no')]),
+  );
+  assert.equal(negative.code, 1);
+  assert.match(negative.err, /lexical-weight/);
+});

@@ -101,7 +101,11 @@ test('fit with lexicalWeight: fused scores, same ranking after save and load, we
   assert.ok(fused.recommender instanceof LexicalFusion);
   await save(fused, join(dir, 'fused'));
   const loaded = await load(join(dir, 'fused'));
-  await assert.rejects(loadScoringModel(join(dir, 'fused')), /uses lexical fusion/, 'the service refuses it clearly');
+  await assert.rejects(
+    loadScoringModel(join(dir, 'fused')),
+    /uses lexical fusion/,
+    'the service refuses it clearly',
+  );
   assert.equal(loaded.lexical?.weight, 4);
   const inputs = [split.test.inputs.items.subarray(0, 3)];
   const a = new Float32Array(split.numItems + 1);

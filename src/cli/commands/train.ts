@@ -4,7 +4,15 @@ import { alignContent, loadContent, loadContentEncoder } from '../../content/sto
 import { readCatalog } from '../../data/readers.js';
 import type { ContentPart } from '../../model/artifact.js';
 import { loadSplit } from '../../data/store.js';
-import { MODEL_ARGS, MODEL_ARGS_HELP, intOption, listOption, modelSettings } from '../options.js';
+import type { CsrMatrix } from '../../content/sparse.js';
+import {
+  MODEL_ARGS,
+  MODEL_ARGS_HELP,
+  floatOption,
+  intOption,
+  listOption,
+  modelSettings,
+} from '../options.js';
 import { buildContent } from '../../eval/data.js';
 import { resultsText } from '../../eval/report.js';
 
@@ -23,6 +31,9 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
                      one of the two is needed by every model but sasrec
   --fields A,B       catalog fields that make the item text (default title)
   --content-dim N    text encoder dimension before the projection to d (default 512)
+  --lexical-weight W lexical fusion (beyond the paper, docs/cold-start.md): add W x TF-IDF cosine to the model's
+                     standardized scores; needs --items (default 0: the paper's scoring). Choose W with a backtest
+                     experiment (experiments/beauty-backtest.json); the service cannot serve fused models yet
   --out MODELDIR     where to save the model (required)
   --evaluate         also print test metrics (cold / warm / all)
 
@@ -41,6 +52,7 @@ export async function run(args: string[]): Promise<number> {
         content: { type: 'string' },
         fields: { type: 'string' },
         'content-dim': { type: 'string' },
+        'lexical-weight': { type: 'string' },
         out: { type: 'string' },
         evaluate: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -62,6 +74,13 @@ export async function run(args: string[]): Promise<number> {
       throw new Error(`--model must be one of ${MODEL_KINDS.join(', ')} (got '${kind}')`);
     }
     const settings = modelSettings(values);
+    const lexicalWeight = floatOption(values['lexical-weight'], 'lexical-weight') ?? 0;
+    if (lexicalWeight > 0 && (!values.items || values.content || kind === 'knn' || kind === 'sasrec')) {
+      throw new Error(
+        `--lexical-weight needs --items (the sparse text rows come from the built-in encoder), not --content, and a content model`,
+      );
+    }
+    let lexicalRows: CsrMatrix | undefined;
     const split = await loadSplit(values.split);
     let content: Float32Array | null = null;
     let encoder: ContentPart | null = null;
@@ -82,10 +101,18 @@ export async function run(args: string[]): Promise<number> {
         (line) => console.error(line),
       );
       content = built.content;
+      lexicalRows = built.lexical ?? undefined;
       const textEncoder = built.encoder;
       encoder = textEncoder ? { kind: 'tfidf-svd', save: (dir: string) => textEncoder.save(dir) } : null;
     }
-    const model = await fit(split, { ...settings, model: kind, content: content ?? undefined, encoder });
+    const model = await fit(split, {
+      ...settings,
+      model: kind,
+      content: content ?? undefined,
+      encoder,
+      lexicalWeight,
+      lexicalRows,
+    });
     if (model.training) {
       const t = model.training;
       console.error(
