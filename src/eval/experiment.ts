@@ -350,6 +350,7 @@ export async function runExperiment(
       // Lexical fusion is applied after training, so runs that differ only in lexicalWeight share one training.
       const trainingKey = JSON.stringify({ strategy: entry.strategy, settings, seed });
       let trained = trainedModels.get(trainingKey);
+      const reused = trained !== undefined;
       if (trained) log(`${prefix}: reusing the model trained for an earlier run of this process`);
       else {
         log(`${prefix}: fitting`);
@@ -413,6 +414,7 @@ export async function runExperiment(
             }
           : null,
         fitSeconds: model.fitSeconds,
+        reusedTraining: reused || undefined,
         evalSeconds: (t2 - t1) / 1000,
         finishedAt: new Date().toISOString(),
       };
@@ -474,7 +476,7 @@ async function writeReports(
   const order = config.models.map((m) => m.name);
   const k = config.evaluation.ks.includes(10) ? 10 : config.evaluation.ks[0];
   await writeAtomic(join(outDir, 'results.json'), JSON.stringify(results, null, 2) + '\n');
-  const totalFit = runs.reduce((s, r) => s + r.fitSeconds + r.evalSeconds, 0);
+  const totalFit = runs.reduce((s, r) => s + (r.reusedTraining ? 0 : r.fitSeconds) + r.evalSeconds, 0);
   const md = resultsMarkdown(config.name, results, runs, k, [
     `${runs.length} runs; total fit + evaluation time ${formatDuration(totalFit)}`,
     'SASRec (ID) is evaluated without cold candidates and with cold items dropped from inputs (PROTOCOL.md); content models rank the whole catalog.',

@@ -21,7 +21,10 @@ export interface RunRecord {
   analyses: CaseAnalyses;
   emptyInputs: number;
   training: { epochs: number; bestEpoch: number; bestMetric: number | null; stopReason: string } | null;
+  /** Training time of the model (for a reused training: of the run that trained it). */
   fitSeconds: number;
+  /** The trained model of an earlier run was reused (runs differing only in lexicalWeight). */
+  reusedTraining?: boolean;
   evalSeconds: number;
   finishedAt: string;
 }
