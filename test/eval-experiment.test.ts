@@ -192,7 +192,18 @@ function cli(args: string[]): Promise<{ code: number; output: string }> {
 
 test('experiment --jobs 2: each run done once by one of two processes, results identical to one process', async () => {
   const configFile = join(dir, 'jobs.json');
-  writeFileSync(configFile, JSON.stringify({ ...base, models: ['knn', 'content-delta', 'content-init'] }));
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      ...base,
+      models: [
+        'knn',
+        'content-delta',
+        'content-init',
+        { name: 'lexical', strategy: 'content-delta', lexicalWeight: 2 },
+      ],
+    }),
+  );
   const sequential = await cli(['--config', configFile, '--out', join(dir, 'jobs1')]);
   assert.equal(sequential.code, 0, sequential.output);
   const parallel = await cli(['--config', configFile, '--out', join(dir, 'jobs2'), '--jobs', '2']);
@@ -200,7 +211,9 @@ test('experiment --jobs 2: each run done once by one of two processes, results i
   const fitted = (job: number) =>
     parallel.output.split('\n').filter((l) => l.startsWith(`[job ${job}]`) && l.endsWith(': fitting')).length;
   assert.ok(fitted(1) > 0 && fitted(2) > 0, `both jobs trained:\n${parallel.output}`);
-  assert.equal(fitted(1) + fitted(2), 6, 'three models x two seeds, each fitted once');
+  assert.equal(fitted(1) + fitted(2), 6, 'three trainings x two seeds, each done once');
+  // The process that trained content-delta also claimed its lexical twin and reused the model for it.
+  assert.equal(parallel.output.match(/lexical seed \d: reusing the model/g)?.length, 2, parallel.output);
   const results = (name: string) => JSON.parse(readFileSync(join(dir, name, 'results.json'), 'utf8'));
   assert.deepEqual(results('jobs2'), results('jobs1'));
   const bad = await cli(['--config', configFile, '--out', join(dir, 'jobs3'), '--jobs', 'two']);

@@ -289,6 +289,13 @@ export interface ExperimentOutcome {
   seconds: number;
 }
 
+/** Runs with the same key train the same model: lexical fusion is applied after training (fusion.ts). */
+function trainingKey(config: ExperimentConfig, entry: ModelEntry, seed: number): string {
+  const settings: Record<string, unknown> = { ...config.model, ...entry.overrides };
+  delete settings.lexicalWeight;
+  return JSON.stringify({ strategy: entry.strategy, settings, seed });
+}
+
 /** Runs (or resumes) the experiment into outDir. */
 export async function runExperiment(
   config: ExperimentConfig,
@@ -335,6 +342,18 @@ export async function runExperiment(
       elsewhere++;
       continue;
     }
+    // Claim the later runs that share this run's training too (they differ only in lexicalWeight), so that this
+    // process, which will hold the trained model, is the one that evaluates them.
+    const key = trainingKey(config, entry, seed);
+    for (const later of todo.slice(i + 1)) {
+      if (
+        later.seed === seed &&
+        trainingKey(config, later.entry, seed) === key &&
+        !existsSync(runFile(later))
+      ) {
+        await acquireLock(`${runFile(later)}.lock`);
+      }
+    }
     try {
       if (!data) {
         data = await prepareData(config.data, config.content, options.baseDir, log);
@@ -347,9 +366,7 @@ export async function runExperiment(
         ...entry.overrides,
       } as Partial<FitOptions>;
       const prefix = `[${i + 1}/${todo.length}] ${entry.name} seed ${seed}`;
-      // Lexical fusion is applied after training, so runs that differ only in lexicalWeight share one training.
-      const trainingKey = JSON.stringify({ strategy: entry.strategy, settings, seed });
-      let trained = trainedModels.get(trainingKey);
+      let trained = trainedModels.get(key);
       const reused = trained !== undefined;
       if (trained) log(`${prefix}: reusing the model trained for an earlier run of this process`);
       else {
@@ -369,7 +386,7 @@ export async function runExperiment(
         }
         // Runs go seed by seed: models of earlier seeds are not needed again.
         trainedModels.clear();
-        trainedModels.set(trainingKey, trained);
+        trainedModels.set(key, trained);
       }
       if (lexicalWeight > 0 && !data.lexical) {
         throw new Error(`${entry.name}: lexicalWeight needs sparse text rows (content encoder 'tfidf-svd')`);
