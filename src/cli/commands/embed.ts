@@ -7,6 +7,7 @@ import { alignContent, saveContent, type ContentVectors } from '../../content/st
 import { TfidfSvdEncoder, type TextDocument } from '../../content/tfidf.js';
 import { LocalTransformerEncoder, type Pooling } from '../../content/transformer.js';
 import { readVectors } from '../../content/vectors.js';
+import { intOption } from '../options.js';
 
 export const summary =
   'compute item content vectors (built-in TF-IDF+SVD, a local transformer, or a vector file)';
@@ -51,12 +52,13 @@ vectors:FILE:
 
 class UsageError extends Error {}
 
-function integer(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  const x = Number(value);
-  if (!Number.isInteger(x) || x < 1)
-    throw new UsageError(`--${name} expects a positive integer, got '${value}'`);
-  return x;
+/** An integer option >= min (intOption), reported as a usage error (exit status 2). */
+function integer(name: string, value: string | undefined, fallback: number, min = 1): number {
+  try {
+    return intOption(value, name, min) ?? fallback;
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 }
 
 function chooseFields(catalog: Catalog, requested: string | undefined): string[] {
@@ -175,7 +177,7 @@ export async function run(args: string[]): Promise<number> {
         minDf: integer('min-df', values['min-df'], 2),
         ngramMax: ngrams as 1 | 2,
         fieldWeights,
-        seed: values.seed === undefined ? 0 : Number(values.seed),
+        seed: integer('seed', values.seed, 0, 0),
         fields,
         onProgress: log,
       });
