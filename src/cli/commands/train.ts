@@ -27,7 +27,8 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
   --split DIR        prepared split (required)
   --model NAME       ${MODEL_KINDS.join(' | ')} (default content-delta)
   --content DIR      item content vectors written by \`deltarec embed\` (with its encoder, if any)
-  --items F          or: an item catalog (CSV/TSV/JSONL/Parquet), embedded here with the built-in text encoder;
+  --items F          or: an item catalog (CSV/TSV/JSONL/Parquet), embedded here with the built-in text encoder
+                     fitted on the split's warm items (cold items never shape it);
                      one of the two is needed by every model but sasrec
   --fields A,B       catalog fields that make the item text (default title)
   --content-dim N    text encoder dimension before the projection to d (default 512)
@@ -97,7 +98,11 @@ export async function run(args: string[]): Promise<number> {
       const built = buildContent(
         split,
         { catalog },
-        { fields: listOption(values.fields), dim: intOption(values['content-dim'], 'content-dim', 1) },
+        {
+          fields: listOption(values.fields),
+          dim: intOption(values['content-dim'], 'content-dim', 1),
+          fitOn: 'warm',
+        },
         (line) => console.error(line),
       );
       content = built.content;
