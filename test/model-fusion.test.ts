@@ -10,7 +10,10 @@ import { generateSynthetic } from '../src/data/synthetic.js';
 import { buildContent, prepareData } from '../src/eval/data.js';
 import { LexicalFusion, loadLexicalFusion, saveLexicalFusion } from '../src/model/fusion.js';
 import type { Recommender } from '../src/model/types.js';
+import { loadContentEncoder } from '../src/serve/content.js';
+import { packBatch } from '../src/serve/engine.js';
 import { loadScoringModel } from '../src/serve/models.js';
+import { Scorer } from '../src/serve/scorer.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-fusion-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -101,11 +104,6 @@ test('fit with lexicalWeight: fused scores, same ranking after save and load, we
   assert.ok(fused.recommender instanceof LexicalFusion);
   await save(fused, join(dir, 'fused'));
   const loaded = await load(join(dir, 'fused'));
-  await assert.rejects(
-    loadScoringModel(join(dir, 'fused')),
-    /uses lexical fusion/,
-    'the service refuses it clearly',
-  );
   assert.equal(loaded.lexical?.weight, 4);
   const inputs = [split.test.inputs.items.subarray(0, 3)];
   const a = new Float32Array(split.numItems + 1);
@@ -126,6 +124,64 @@ test('fit with lexicalWeight: fused scores, same ranking after save and load, we
     fit(split, { model: 'knn', content: built.content!, lexicalWeight: 1, lexicalRows: built.lexical! }),
     /applies to SASRec models, not knn/,
   );
+});
+
+test('the service scores a fused model like the library, and a new item from text like the same cold item', async () => {
+  const data = generateSynthetic({ users: 300, items: 150, topics: 6, seed: 4 });
+  const split = prepareSplit(data.interactions);
+  const fields = ['title', 'description'];
+  const built = buildContent(split, { catalog: data.catalog }, { fields, dim: 32, fitOn: 'warm' });
+  const encoder = built.encoder!;
+  const fused = await fit(split, {
+    d: 16,
+    maxLength: 16,
+    epochs: 2,
+    handleSigint: false,
+    onProgress: () => {},
+    model: 'content-delta',
+    content: built.content!,
+    encoder: { kind: 'tfidf-svd', save: (d: string) => encoder.save(d) },
+    lexicalWeight: 3,
+    lexicalRows: built.lexical!,
+  });
+  const modelDir = join(dir, 'served');
+  await save(fused, modelDir);
+  const loaded = await loadScoringModel(modelDir);
+  assert.equal(loaded.fusion?.weight, 3);
+  const scorer = new Scorer(loaded.model, loaded.numWarm, loaded.fusion);
+  const n = split.numItems;
+  /** The served score of every item for one history (NaN for items not returned). */
+  const scoresOf = (history: Int32Array, items: number) => {
+    const request = { history, exclude: new Int32Array(0), k: items, includeCold: true, excludeSeen: false };
+    const result = scorer.score(packBatch([request]));
+    const byItem = new Float64Array(items + 1).fill(NaN);
+    result.indices.forEach((item, i) => (byItem[item] = result.scores[i]));
+    return byItem;
+  };
+  const history = split.test.inputs.items.subarray(0, 4);
+  const expected = new Float32Array(n + 1);
+  fused.recommender.score([history], expected);
+  const served = scoresOf(history, n);
+  for (let i = 1; i <= n; i++) {
+    assert.ok(Math.abs(served[i] - expected[i]) < 1e-3, `item ${i}: ${served[i]} vs ${expected[i]}`);
+  }
+  // A new item added from the text of a cold item (no delta) gets that item's embedding and sparse row.
+  const cold = split.numWarm + 1;
+  assert.ok(built.lexical!.indptr[cold + 1] > built.lexical!.indptr[cold], 'the cold item has words');
+  const row = data.catalog.ids.indexOf(split.itemIds[cold]);
+  const text = Object.fromEntries(fields.map((f) => [f, data.catalog.fields[f][row]]));
+  const content = await loadContentEncoder(loaded.artifact);
+  scorer.appendItems(content.fromFields(text), 1, [text]);
+  const after = scoresOf(history, n + 1);
+  assert.ok(
+    Math.abs(after[n + 1] - after[cold]) < 1e-3,
+    `new ${after[n + 1]} vs its cold twin ${after[cold]}`,
+  );
+  // The same vector without text has no lexical term: it differs from its twin by weight x cosine.
+  scorer.appendItems(content.fromFields(text), 1, [undefined]);
+  const third = scoresOf(history, n + 2);
+  const cosine = (third[n + 1] - third[n + 2]) / 3;
+  assert.ok(cosine >= -1e-4 && cosine <= 1 + 1e-4, `cosine ${cosine}`);
 });
 
 test('backtest data: only interactions before the outer threshold, split again with an earlier threshold', async () => {

@@ -119,3 +119,49 @@ export async function loadLexicalFusion(dir: string): Promise<LexicalFusionState
     if (c < 0 || c >= cols) throw new Error(`${path}: column index ${c} outside 0..${cols - 1}`);
   return { rows: { rows: indptr.length - 1, cols, indptr, indices, values }, weight };
 }
+
+/**
+ * Sparse TF-IDF rows that grow as items are added (the service's live catalog), scored by cosine against input
+ * profiles like ContentKNN. Appending rebuilds the column index: O(non-zeros), once per burst of catalog changes.
+ */
+export class LexicalIndex {
+  private knn: ContentKNN;
+
+  constructor(
+    private rows: CsrMatrix,
+    private readonly maxLength?: number,
+  ) {
+    this.knn = new ContentKNN({ sparse: rows }, { maxLength });
+  }
+
+  get numItems(): number {
+    return this.rows.rows - 1;
+  }
+
+  /** out (inputs.length x (numItems + 1)) = cosine of each input's profile with every item. */
+  score(inputs: readonly Int32Array[], out: Float32Array): void {
+    this.knn.score(inputs, out);
+  }
+
+  /** Appends rows (same vocabulary) after the existing ones. */
+  append(added: CsrMatrix): void {
+    if (added.rows === 0) return;
+    const { rows } = this;
+    if (added.cols !== rows.cols)
+      throw new Error(`LexicalIndex.append: rows have ${added.cols} columns, the index ${rows.cols}`);
+    const nnz = rows.indptr[rows.rows];
+    const indptr = new Int32Array(rows.rows + added.rows + 1);
+    indptr.set(rows.indptr);
+    for (let r = 1; r <= added.rows; r++) indptr[rows.rows + r] = nnz + added.indptr[r] - added.indptr[0];
+    const from = added.indptr[0];
+    const to = added.indptr[added.rows];
+    const indices = new Int32Array(nnz + to - from);
+    indices.set(rows.indices.subarray(0, nnz));
+    indices.set(added.indices.subarray(from, to), nnz);
+    const values = new Float32Array(nnz + to - from);
+    values.set(rows.values.subarray(0, nnz));
+    values.set(added.values.subarray(from, to), nnz);
+    this.rows = { rows: rows.rows + added.rows, cols: rows.cols, indptr, indices, values };
+    this.knn = new ContentKNN({ sparse: this.rows }, { maxLength: this.maxLength });
+  }
+}

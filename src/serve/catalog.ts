@@ -76,7 +76,8 @@ export class LiveCatalog {
 
 /** Where replayed changes go: rows to append (content vectors) and rows to retire. */
 export interface RowSink {
-  append(vector: Float32Array, count: number): void;
+  /** fields: each row's text fields, when it was added from text. */
+  append(vector: Float32Array, count: number, fields?: readonly (Record<string, string> | undefined)[]): void;
   retire(row: number): void;
 }
 
@@ -92,7 +93,7 @@ export function replayChanges(
     if (record.op === 'put') {
       const vector = decodeVector(record.vector, d, `${source}: record ${i + 1}`);
       const { retired } = catalog.put(record.id, record.fields);
-      sink.append(vector, 1);
+      sink.append(vector, 1, [record.fields]);
       if (retired) sink.retire(retired);
     } else {
       const retired = catalog.remove(record.id);

@@ -32,6 +32,8 @@ export interface ScoreResponse {
 export interface CatalogChanges {
   vectors: Float32Array;
   count: number;
+  /** Text fields of each appended row, when it was added from text (lexical fusion uses them). */
+  fields: (Record<string, string> | undefined)[];
   retire: Int32Array;
 }
 
@@ -76,7 +78,7 @@ export function packBatch(requests: readonly ScoreRequest[]): ScoreBatch {
 }
 
 export function applyChanges(scorer: Scorer, changes: CatalogChanges): void {
-  scorer.appendItems(changes.vectors, changes.count);
+  scorer.appendItems(changes.vectors, changes.count, changes.fields);
   scorer.retire(changes.retire);
 }
 
@@ -210,6 +212,7 @@ export class ScoringEngine {
   private readonly idle: ScoreBackend[];
   private appended: Float32Array[] = [];
   private appendedCount = 0;
+  private appendedFields: (Record<string, string> | undefined)[] = [];
   private retired: number[] = [];
   private changesScheduled = false;
   readonly stats: EngineStats = { batches: 0, requests: 0, maxBatch: 0 };
@@ -228,9 +231,14 @@ export class ScoringEngine {
     });
   }
 
-  /** Queues rows to append (count x d content vectors). */
-  append(vectors: Float32Array, count: number): void {
+  /** Queues rows to append (count x d content vectors, with each row's text fields when it has them). */
+  append(
+    vectors: Float32Array,
+    count: number,
+    fields: readonly (Record<string, string> | undefined)[] = [],
+  ): void {
     this.appended.push(vectors);
+    for (let i = 0; i < count; i++) this.appendedFields.push(fields[i]);
     this.appendedCount += count;
     this.scheduleChanges();
   }
@@ -257,9 +265,15 @@ export class ScoringEngine {
       vectors.set(v, offset);
       offset += v.length;
     }
-    const changes = { vectors, count: this.appendedCount, retire: Int32Array.from(this.retired) };
+    const changes = {
+      vectors,
+      count: this.appendedCount,
+      fields: this.appendedFields,
+      retire: Int32Array.from(this.retired),
+    };
     this.appended = [];
     this.appendedCount = 0;
+    this.appendedFields = [];
     this.retired = [];
     for (const backend of this.backends) backend.apply(changes);
   }

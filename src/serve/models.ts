@@ -5,7 +5,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadArtifact, loadModel, type LoadedArtifact } from '../model/artifact.js';
-import type { ScoringModel } from './scorer.js';
+import { TfidfSvdEncoder } from '../content/tfidf.js';
+import { LexicalIndex, loadLexicalFusion } from '../model/fusion.js';
+import type { ScoringModel, ServingFusion } from './scorer.js';
 
 /**
  * Content KNN as a ScoringModel: the user state is the normalized mean of the history's unit content vectors and
@@ -70,6 +72,38 @@ export interface LoadedScoringModel {
   numWarm: number;
   /** 'knn' or the SASRec embedding strategy; 'id' models cannot take new items. */
   strategy: string;
+  /** Lexical fusion, when the model was saved with it (pass it to the Scorer). */
+  fusion: ServingFusion | null;
+}
+
+/**
+ * The artifact's lexical fusion state for the Scorer. New items' sparse rows come from the saved text encoder
+ * (the same vectorizer that made the saved rows); without one, new items get empty rows.
+ */
+async function loadServingFusion(artifact: LoadedArtifact): Promise<ServingFusion> {
+  const state = await loadLexicalFusion(artifact.lexical!.dir);
+  const saved = artifact.encoder;
+  const encoder = saved?.kind === 'tfidf-svd' ? await TfidfSvdEncoder.load(saved.dir) : null;
+  const numItems = artifact.manifest.items.ids.length - 1;
+  if (state.rows.rows !== numItems + 1) {
+    throw new Error(`${artifact.dir}: the lexical part has ${state.rows.rows - 1} rows for ${numItems} items`);
+  }
+  const maxLength = Number(artifact.manifest.model.config.maxLength);
+  const fields = encoder ? (encoder.info.fields.length > 0 ? encoder.info.fields : ['text']) : [];
+  return {
+    weight: state.weight,
+    index: new LexicalIndex(state.rows, maxLength),
+    rowsFor(items) {
+      if (encoder) return encoder.encodeSparse(items.map((f) => fields.map((name) => f?.[name] ?? '')));
+      return {
+        rows: items.length,
+        cols: state.rows.cols,
+        indptr: new Int32Array(items.length + 1),
+        indices: new Int32Array(0),
+        values: new Float32Array(0),
+      };
+    },
+  };
 }
 
 /** Loads any servable artifact. */
@@ -87,22 +121,16 @@ export async function loadScoringModel(dir: string): Promise<LoadedScoringModel>
         `${artifact.dir}: 'items.ids' lists ${manifest.items.ids.length - 1} items but the weights hold ${model.numItems}`,
       );
     }
-    return { artifact, model, numWarm: manifest.items.num_warm, strategy: 'knn' };
+    return { artifact, model, numWarm: manifest.items.num_warm, strategy: 'knn', fusion: null };
   }
   const loaded = await loadModel(dir); // validates the artifact and rejects kinds it does not know
-  if (loaded.lexical) {
-    // Fused scores need each item's sparse TF-IDF row next to its embedding; the scorer has only the embeddings.
-    throw new Error(
-      `${loaded.dir}: this model uses lexical fusion (a 'lexical' part in its manifest), ` +
-        `which the service and 'deltarec recommend' cannot score yet; use the library's recommend(), ` +
-        `or serve the same training without fusion (fit with lexicalWeight 0)`,
-    );
-  }
+  const fusion = loaded.lexical ? await loadServingFusion(loaded) : null;
   return {
     artifact: loaded,
     model: loaded.model,
     numWarm: loaded.numWarm,
     strategy: loaded.model.config.strategy,
+    fusion,
   };
 }
 

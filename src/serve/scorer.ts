@@ -2,7 +2,9 @@
  * Batched top-k scoring: user states (batch x d, from the model's encoder) times the item matrix (rows x d) in one
  * matmul, masking, then top-k per request. Used by the service worker, the inline service mode and batch scoring.
  */
+import type { CsrMatrix } from '../content/sparse.js';
 import { kernels } from '../kernels/index.js';
+import type { LexicalIndex } from '../model/fusion.js';
 
 /** The part of SASRec the service needs (see MODEL_API.md). */
 export interface ScoringModel {
@@ -11,6 +13,17 @@ export interface ScoringModel {
   encode(inputs: readonly Int32Array[], out: Float32Array): void;
   itemEmbeddings(): Float32Array;
   appendItems(content: Float32Array, count: number): void;
+}
+
+/**
+ * Lexical fusion in the service (src/model/fusion.ts): scores are standardized per request over the catalog and
+ * weight x TF-IDF cosine is added. New items get their sparse row from their text fields (empty without text).
+ */
+export interface ServingFusion {
+  readonly weight: number;
+  readonly index: LexicalIndex;
+  /** Sparse rows of new items from their text fields (an item without fields gets an empty row). */
+  rowsFor(fields: readonly (Record<string, string> | undefined)[]): CsrMatrix;
 }
 
 /** A batch of requests in flat typed arrays (cheap to post to a worker). */
@@ -46,24 +59,41 @@ export class Scorer {
   private scores = new Float32Array(0);
   private topIndices = new Int32Array(0);
   private topScores = new Float32Array(0);
+  private lexical = new Float32Array(0);
   readonly d: number;
 
   constructor(
     private readonly model: ScoringModel,
     readonly numWarm: number,
+    private readonly fusion: ServingFusion | null = null,
   ) {
+    if (fusion && fusion.index.numItems !== model.numItems) {
+      throw new Error(
+        `Scorer: the lexical index has ${fusion.index.numItems} items, the model ${model.numItems}`,
+      );
+    }
     this.d = model.config.d;
     this.refreshItems();
     this.active = new Uint8Array(model.numItems + 1).fill(1);
     this.active[0] = 0;
   }
 
-  /** Appends rows (content vectors, zero delta), recommendable from the next batch on. */
-  appendItems(vectors: Float32Array, count: number): void {
+  /**
+   * Appends rows (content vectors, zero delta), recommendable from the next batch on. `fields`: each row's text
+   * fields, used by lexical fusion (rows without them get no lexical score).
+   */
+  appendItems(
+    vectors: Float32Array,
+    count: number,
+    fields: readonly (Record<string, string> | undefined)[] = [],
+  ): void {
     if (count === 0) return;
     if (vectors.length !== count * this.d)
       throw new Error(`appendItems: expected ${count} x ${this.d} values`);
     this.model.appendItems(vectors, count);
+    if (this.fusion) {
+      this.fusion.index.append(this.fusion.rowsFor(Array.from({ length: count }, (_, i) => fields[i])));
+    }
     this.refreshItems();
     const active = new Uint8Array(this.model.numItems + 1);
     active.set(this.active);
@@ -111,6 +141,7 @@ export class Scorer {
     const scores = this.scores.subarray(0, count * columns);
     this.model.encode(inputs, states);
     kernels.matmul(scores, states, this.itemsT, count, columns, d, false, false, false);
+    if (this.fusion) this.fuse(inputs, scores, columns, n);
 
     let maxK = 0;
     for (let r = 0; r < count; r++) maxK = Math.max(maxK, batch.k[r]);
@@ -139,5 +170,24 @@ export class Scorer {
       resultOffsets[r + 1] = indices.length;
     }
     return { resultOffsets, indices: Int32Array.from(indices), scores: Float32Array.from(values) };
+  }
+
+  /** Per request: standardize the scores of items 1..n-1 and add weight x cosine (LexicalFusion's formula). */
+  private fuse(inputs: readonly Int32Array[], scores: Float32Array, columns: number, n: number): void {
+    const { weight, index } = this.fusion!;
+    if (this.lexical.length < inputs.length * n) this.lexical = new Float32Array(inputs.length * n);
+    const lexical = this.lexical;
+    index.score(inputs, lexical);
+    for (let r = 0; r < inputs.length; r++) {
+      const row = r * columns;
+      let sum = 0;
+      for (let i = 1; i < n; i++) sum += scores[row + i];
+      const mean = sum / Math.max(n - 1, 1);
+      let squares = 0;
+      for (let i = 1; i < n; i++) squares += (scores[row + i] - mean) ** 2;
+      const std = Math.sqrt(squares / Math.max(n - 1, 1));
+      const inv = std > 0 ? 1 / std : 1;
+      for (let i = 1; i < n; i++) scores[row + i] = (scores[row + i] - mean) * inv + weight * lexical[r * n + i];
+    }
   }
 }

@@ -90,7 +90,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   if (workers === 0) {
     const loaded = await loadScoringModel(options.modelDir);
     artifact = loaded.artifact;
-    backends = [new InlineBackend(new Scorer(loaded.model, loaded.numWarm))];
+    backends = [new InlineBackend(new Scorer(loaded.model, loaded.numWarm, loaded.fusion))];
   } else {
     artifact = await loadArtifact(options.modelDir);
     const started = Array.from({ length: workers }, () => new WorkerBackend(artifact.dir));
@@ -268,7 +268,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       }
       await log.append({ op: 'put', id: body.id, vector: encodeVector(vector), fields, t: Date.now() });
       const { retired } = catalog.put(body.id, fields);
-      engine.append(vector, 1);
+      engine.append(vector, 1, [fields]);
       if (retired) engine.retire(retired);
       return reply.code(retired ? 200 : 201).send({ id: body.id, status: retired ? 'updated' : 'created' });
     },

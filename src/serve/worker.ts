@@ -13,7 +13,7 @@ type Message =
 const port = parentPort!;
 try {
   const loaded = await loadScoringModel((workerData as { modelDir: string }).modelDir);
-  const scorer = new Scorer(loaded.model, loaded.numWarm);
+  const scorer = new Scorer(loaded.model, loaded.numWarm, loaded.fusion);
   port.on('message', (message: Message) => {
     if (message.type === 'changes') {
       applyChanges(scorer, message.changes);

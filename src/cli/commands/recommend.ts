@@ -144,12 +144,13 @@ export async function run(args: string[]): Promise<number> {
   try {
     const loaded = await loadScoringModel(values.model!);
     const catalog = new LiveCatalog(loaded.artifact.manifest.items.ids, loaded.numWarm);
-    const scorer = new Scorer(loaded.model, loaded.numWarm);
+    const scorer = new Scorer(loaded.model, loaded.numWarm, loaded.fusion);
     const logPath = values.catalog ?? join(loaded.artifact.dir, 'catalog.log');
     if (!values['no-catalog'] && (values.catalog || existsSync(logPath))) {
       const replay = replayLog(await readFile(logPath), logPath);
       const sink = {
-        append: (v: Float32Array, n: number) => scorer.appendItems(v, n),
+        append: (v: Float32Array, n: number, f?: readonly (Record<string, string> | undefined)[]) =>
+          scorer.appendItems(v, n, f),
         retire: (row: number) => scorer.retire([row]),
       };
       replayChanges(catalog, replay.records, scorer.d, sink, logPath);

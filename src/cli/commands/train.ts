@@ -34,7 +34,7 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
   --content-dim N    text encoder dimension before the projection to d (default 512)
   --lexical-weight W lexical fusion (beyond the paper, docs/cold-start.md): add W x TF-IDF cosine to the model's
                      standardized scores; needs --items (default 0: the paper's scoring). Choose W with a backtest
-                     experiment (experiments/beauty-backtest.json); the service cannot serve fused models yet
+                     experiment (experiments/beauty-backtest.json); \`deltarec serve\` serves fused models
   --out MODELDIR     where to save the model (required)
   --evaluate         also print test metrics (cold / warm / all)
 
