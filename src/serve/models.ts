@@ -86,7 +86,9 @@ async function loadServingFusion(artifact: LoadedArtifact): Promise<ServingFusio
   const encoder = saved?.kind === 'tfidf-svd' ? await TfidfSvdEncoder.load(saved.dir) : null;
   const numItems = artifact.manifest.items.ids.length - 1;
   if (state.rows.rows !== numItems + 1) {
-    throw new Error(`${artifact.dir}: the lexical part has ${state.rows.rows - 1} rows for ${numItems} items`);
+    throw new Error(
+      `${artifact.dir}: the lexical part has ${state.rows.rows - 1} rows for ${numItems} items`,
+    );
   }
   const maxLength = Number(artifact.manifest.model.config.maxLength);
   const fields = encoder ? (encoder.info.fields.length > 0 ? encoder.info.fields : ['text']) : [];

@@ -187,7 +187,8 @@ export class Scorer {
       for (let i = 1; i < n; i++) squares += (scores[row + i] - mean) ** 2;
       const std = Math.sqrt(squares / Math.max(n - 1, 1));
       const inv = std > 0 ? 1 / std : 1;
-      for (let i = 1; i < n; i++) scores[row + i] = (scores[row + i] - mean) * inv + weight * lexical[r * n + i];
+      for (let i = 1; i < n; i++)
+        scores[row + i] = (scores[row + i] - mean) * inv + weight * lexical[r * n + i];
     }
   }
 }
