@@ -8,6 +8,7 @@
  *    loads it with autocannon (programmatic API) with POST /recommend bodies made of real test histories (k = 10):
  *    a closed-loop run with --connections connections (throughput), then an open-loop run at --rate requests/s
  *    (latency at that offered load). Then the same for a baseline server answering a constant (the HTTP floor).
+ *    With --lexical-weight W the model is saved with lexical fusion (docs/cold-start.md) and served with it.
  * 3. Reports p50/p99 latency (exact, from every response's own timing) and requests/s; --json writes p50_ms,
  *    p99_ms and rps (closed loop) plus the other figures.
  *
@@ -26,6 +27,7 @@ import { readCatalog, readInteractions } from '../src/data/readers.js';
 import { alignCatalog, prepareSplit } from '../src/data/split.js';
 import type { PreparedSplit } from '../src/data/types.js';
 import { loadArtifact, saveModel } from '../src/model/artifact.js';
+import { saveLexicalFusion } from '../src/model/fusion.js';
 import { SASRec, sasrecConfig } from '../src/model/sasrec.js';
 import { encoderPart, projectionPart } from '../src/serve/content.js';
 import { train } from '../src/train/trainer.js';
@@ -62,6 +64,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '1000' },
     workers: { type: 'string', default: '1,0' },
     'no-baseline': { type: 'boolean' },
+    'lexical-weight': { type: 'string', default: '0' },
   },
 });
 
@@ -83,7 +86,7 @@ async function loadSplit(): Promise<{ split: PreparedSplit; titles: string[] }> 
   return { split, titles };
 }
 
-async function buildModel(modelDir: string, epochs: number): Promise<void> {
+async function buildModel(modelDir: string, epochs: number, lexicalWeight: number): Promise<void> {
   const started = Date.now();
   const { split, titles } = await loadSplit();
   log(
@@ -116,6 +119,18 @@ async function buildModel(modelDir: string, epochs: number): Promise<void> {
     numWarm: split.numWarm,
     encoder: encoderPart(encoder),
     projection: projectionPart(state),
+    // Lexical fusion (docs/cold-start.md): the encoder's sparse rows of every item, row 0 empty.
+    lexical:
+      lexicalWeight > 0
+        ? {
+            kind: 'lexical-fusion',
+            save: (dir: string) =>
+              saveLexicalFusion(dir, {
+                rows: encoder.encodeSparse([[''], ...docs(1, split.numItems + 1)]),
+                weight: lexicalWeight,
+              }),
+          }
+        : null,
   });
   log(`model saved to ${modelDir} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
@@ -258,8 +273,10 @@ async function main(): Promise<void> {
     return;
   }
   const epochs = Number(values.epochs);
-  const modelDir = `${CACHE}/beauty-e${epochs}`;
-  if (values.rebuild || !existsSync(`${modelDir}/manifest.json`)) await buildModel(modelDir, epochs);
+  const lexicalWeight = Number(values['lexical-weight']);
+  const modelDir = `${CACHE}/beauty-e${epochs}${lexicalWeight > 0 ? `-lexical${lexicalWeight}` : ''}`;
+  if (values.rebuild || !existsSync(`${modelDir}/manifest.json`))
+    await buildModel(modelDir, epochs, lexicalWeight);
   else log(`using cached model ${modelDir} (--rebuild to rebuild)`);
   const manifest = (await loadArtifact(modelDir)).manifest;
   const bodies = await requestBodies();
