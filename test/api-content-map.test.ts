@@ -14,6 +14,10 @@ import { prepareSplit } from '../src/data/split.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
 import { buildContent } from '../src/eval/data.js';
 import type { SASRec } from '../src/model/sasrec.js';
+import { loadContentEncoder } from '../src/serve/content.js';
+import { packBatch } from '../src/serve/engine.js';
+import { loadScoringModel } from '../src/serve/models.js';
+import { Scorer } from '../src/serve/scorer.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-content-map-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -80,4 +84,34 @@ test('content-map: training moves the map, cold items use it, save/load keeps th
   model.recommender.score(inputs, a);
   loaded.recommender.score(inputs, b);
   assert.deepEqual(b, a);
+});
+
+test('the service takes content-map artifacts: a new item from the text of a cold item scores like that item', async () => {
+  const encoder = built.encoder!;
+  const model = await fit(split, {
+    ...small,
+    epochs: 1,
+    model: 'content-map',
+    content: built.content!,
+    encoder: { kind: 'tfidf-svd', save: (d: string) => encoder.save(d) },
+  });
+  await save(model, join(dir, 'served'));
+  const loaded = await loadScoringModel(join(dir, 'served'));
+  const scorer = new Scorer(loaded.model, loaded.numWarm, loaded.fusion);
+  assert.equal(scorer.inputWidth, built.contentDim, 'new items enter with the full content width');
+  const content = await loadContentEncoder(loaded.artifact);
+  const cold = split.numWarm + 1;
+  const row = data.catalog.ids.indexOf(split.itemIds[cold]);
+  const text = { title: data.catalog.fields.title[row], description: data.catalog.fields.description[row] };
+  scorer.appendItems(content.fromFields(text), 1, [text]);
+  const n = split.numItems + 1;
+  const history = split.test.inputs.items.subarray(0, 3);
+  const request = { history, exclude: new Int32Array(0), k: n, includeCold: true, excludeSeen: false };
+  const result = scorer.score(packBatch([request]));
+  const scoreOf = (item: number) => result.scores[Array.from(result.indices).indexOf(item)];
+  assert.ok(
+    Math.abs(scoreOf(n) - scoreOf(cold)) < 1e-4,
+    `new ${scoreOf(n)} vs its cold twin ${scoreOf(cold)}`,
+  );
+  assert.throws(() => scorer.appendItems(new Float32Array(16), 1), /expected 1 x 32 values/);
 });

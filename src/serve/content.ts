@@ -10,7 +10,7 @@ import {
   type ProjectionState,
 } from '../content/projection.js';
 import type { ContentPart, LoadedArtifact } from '../model/artifact.js';
-import { modelDimension } from './models.js';
+import { itemVectorWidth } from './models.js';
 
 export const ENCODER_KIND = 'tfidf-svd';
 export const PROJECTION_KIND = 'pca';
@@ -98,7 +98,7 @@ function norm(v: Float32Array): number {
 
 /** Builds the encoder from an artifact's saved states (kinds it does not know are an error). */
 export async function loadContentEncoder(artifact: LoadedArtifact): Promise<ItemContentEncoder> {
-  const d = modelDimension(artifact);
+  const d = itemVectorWidth(artifact);
   let encoder: TfidfSvdEncoder | null = null;
   if (artifact.encoder) {
     if (artifact.encoder.kind !== ENCODER_KIND) {

@@ -154,8 +154,12 @@ export function modelStrategy(artifact: LoadedArtifact): string {
   return model.kind === 'knn' ? 'knn' : String(model.config.strategy);
 }
 
-/** The model dimension of an artifact (SASRec's d, or the KNN content width). */
-export function modelDimension(artifact: LoadedArtifact): number {
+/**
+ * Width of the content vector a new item is appended with: SASRec's d (the projected content), the full content
+ * width for content-map (the model applies its learned map), or the KNN content width.
+ */
+export function itemVectorWidth(artifact: LoadedArtifact): number {
   const config = artifact.manifest.model.config;
-  return Number(artifact.manifest.model.kind === 'knn' ? config.dim : config.d);
+  if (artifact.manifest.model.kind === 'knn') return Number(config.dim);
+  return Number(config.strategy === 'content-map' ? config.contentDim : config.d);
 }

@@ -9,7 +9,8 @@ import type { LexicalIndex } from '../model/fusion.js';
 /** The part of SASRec the service needs (see MODEL_API.md). */
 export interface ScoringModel {
   readonly numItems: number;
-  readonly config: { d: number; maxLength: number };
+  /** contentDim: width of appended content rows when it differs from d (content-map). */
+  readonly config: { d: number; maxLength: number; contentDim?: number };
   encode(inputs: readonly Int32Array[], out: Float32Array): void;
   itemEmbeddings(): Float32Array;
   appendItems(content: Float32Array, count: number): void;
@@ -61,6 +62,8 @@ export class Scorer {
   private topScores = new Float32Array(0);
   private lexical = new Float32Array(0);
   readonly d: number;
+  /** Values per appended content row: d, or the full content width for content-map. */
+  readonly inputWidth: number;
 
   constructor(
     private readonly model: ScoringModel,
@@ -73,6 +76,7 @@ export class Scorer {
       );
     }
     this.d = model.config.d;
+    this.inputWidth = model.config.contentDim ?? model.config.d;
     this.refreshItems();
     this.active = new Uint8Array(model.numItems + 1).fill(1);
     this.active[0] = 0;
@@ -88,8 +92,8 @@ export class Scorer {
     fields: readonly (Record<string, string> | undefined)[] = [],
   ): void {
     if (count === 0) return;
-    if (vectors.length !== count * this.d)
-      throw new Error(`appendItems: expected ${count} x ${this.d} values`);
+    if (vectors.length !== count * this.inputWidth)
+      throw new Error(`appendItems: expected ${count} x ${this.inputWidth} values`);
     this.model.appendItems(vectors, count);
     if (this.fusion) {
       this.fusion.index.append(this.fusion.rowsFor(Array.from({ length: count }, (_, i) => fields[i])));

@@ -11,7 +11,7 @@ import { LiveCatalog, replayChanges } from './catalog.js';
 import { ContentError, ItemContentEncoder, loadContentEncoder } from './content.js';
 import { InlineBackend, ScoringEngine, WorkerBackend, type ScoreBackend } from './engine.js';
 import { Metrics } from './metrics.js';
-import { loadScoringModel, modelDimension, modelStrategy } from './models.js';
+import { itemVectorWidth, loadScoringModel, modelStrategy } from './models.js';
 import { Scorer } from './scorer.js';
 
 export interface ServiceOptions {
@@ -103,7 +103,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     }
   }
   const { manifest } = artifact;
-  const d = modelDimension(artifact);
+  const d = itemVectorWidth(artifact);
   const strategy = modelStrategy(artifact);
   const canAddItems = strategy !== 'id';
   const content: ItemContentEncoder = await loadContentEncoder(artifact);

@@ -153,7 +153,7 @@ export async function run(args: string[]): Promise<number> {
           scorer.appendItems(v, n, f),
         retire: (row: number) => scorer.retire([row]),
       };
-      replayChanges(catalog, replay.records, scorer.d, sink, logPath);
+      replayChanges(catalog, replay.records, scorer.inputWidth, sink, logPath);
       console.error(`deltarec recommend: applied ${replay.records.length} catalog changes from ${logPath}`);
     }
 
