@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   evaluate,
@@ -246,20 +246,27 @@ async function readRun(file: string, expected: string): Promise<RunRecord | null
  * processes can work on one output directory. A lock whose process is gone is taken over.
  */
 async function acquireLock(path: string): Promise<boolean> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const handle = await open(path, 'wx');
-      await handle.writeFile(String(process.pid));
-      await handle.close();
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const pid = Number(await readFile(path, 'utf8').catch(() => ''));
-      if (pid > 0 && pid !== process.pid && processAlive(pid)) return false;
-      await rm(path, { force: true });
+  // The pid is written to a private file first and hard-linked into place, so a lock never exists without its
+  // pid (another process reading a half-written lock would take it for stale).
+  const mine = `${path}.${process.pid}`;
+  await writeFile(mine, String(process.pid));
+  try {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await link(mine, path);
+        return true;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        const pid = Number(await readFile(path, 'utf8').catch(() => ''));
+        if (pid === process.pid) return true;
+        if (pid > 0 && processAlive(pid)) return false;
+        await rm(path, { force: true });
+      }
     }
+    return false;
+  } finally {
+    await rm(mine, { force: true });
   }
-  return false;
 }
 
 function processAlive(pid: number): boolean {
@@ -329,7 +336,9 @@ export async function runExperiment(
   const notes: string[] = [];
   const timing = new Map<string, number[]>(); // strategy -> seconds of runs finished in this invocation
   let ranRuns = 0;
+  // Trained models of the current seed, by training key (runs that differ only in lexicalWeight share one).
   const trainedModels = new Map<string, FittedModel>();
+  let trainedSeed: number | null = null;
   let elsewhere = 0;
   for (const [i, { entry, seed }] of todo.entries()) {
     if (options.signal?.aborted || options.reportOnly) break;
@@ -385,7 +394,8 @@ export async function runExperiment(
           break;
         }
         // Runs go seed by seed: models of earlier seeds are not needed again.
-        trainedModels.clear();
+        if (seed !== trainedSeed) trainedModels.clear();
+        trainedSeed = seed;
         trainedModels.set(key, trained);
       }
       if (lexicalWeight > 0 && !data.lexical) {
