@@ -23,6 +23,7 @@
  * score items from their content alone, as it must for cold items, which have no delta. Dropped rows get no delta
  * gradient that step.
  */
+import { referenceKernels } from '../kernels/reference.js';
 import type { Kernels } from '../kernels/types.js';
 import { hash32, Random } from '../util/random.js';
 
@@ -212,21 +213,17 @@ export class ItemEmbeddings {
         else for (let j = 0; j < d; j++) e[o + j] = bias[j] + dl[o + j];
       }
       e.fill(0, 0, d);
-      if (kernels) {
-        kernels.matmul(
-          e.subarray(d),
-          this.content!.subarray(h),
-          this.mapWeight!,
-          rows - 1,
-          d,
-          h,
-          false,
-          false,
-          true,
-        );
-      } else {
-        matmulAccumulate(e.subarray(d), this.content!.subarray(h), this.mapWeight!, rows - 1, d, h);
-      }
+      (kernels ?? referenceKernels).matmul(
+        e.subarray(d),
+        this.content!.subarray(h),
+        this.mapWeight!,
+        rows - 1,
+        d,
+        h,
+        false,
+        false,
+        true,
+      );
     }
     return mask !== null;
   }
@@ -418,26 +415,6 @@ function unitRows(vectors: Float32Array, width: number): Float32Array {
     }
   }
   return out;
-}
-
-/** out (m x n) += a (m x k) b (k x n), for refreshes without a kernels object. */
-function matmulAccumulate(
-  out: Float32Array,
-  a: Float32Array,
-  b: Float32Array,
-  m: number,
-  n: number,
-  k: number,
-): void {
-  for (let i = 0; i < m; i++) {
-    const o = i * n;
-    for (let p = 0; p < k; p++) {
-      const v = a[i * k + p];
-      if (v === 0) continue;
-      const bo = p * n;
-      for (let j = 0; j < n; j++) out[o + j] += v * b[bo + j];
-    }
-  }
 }
 
 /** Content matrices are (numItems + 1) x d, finite, with a zero padding row. */
