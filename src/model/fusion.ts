@@ -26,7 +26,7 @@ export interface LexicalFusionState {
 
 export class LexicalFusion implements Recommender {
   readonly numItems: number;
-  private readonly lexical: ContentKNN;
+  private readonly lexical: LexicalIndex;
   private similarity = new Float32Array(0);
 
   constructor(
@@ -42,7 +42,7 @@ export class LexicalFusion implements Recommender {
       );
     }
     this.numItems = model.numItems;
-    this.lexical = new ContentKNN({ sparse: state.rows }, { maxLength });
+    this.lexical = new LexicalIndex(state.rows, maxLength);
   }
 
   score(inputs: readonly Int32Array[], out: Float32Array): void {
@@ -53,31 +53,45 @@ export class LexicalFusion implements Recommender {
     const similarity = this.similarity;
     if (this.state.weight > 0) this.lexical.score(inputs, similarity);
     for (let b = 0; b < inputs.length; b++) {
-      const base = b * width;
-      let count = 0;
-      let sum = 0;
-      for (let i = 1; i < width; i++) {
-        const v = out[base + i];
-        if (Number.isFinite(v)) {
-          count++;
-          sum += v;
-        }
-      }
-      const mean = count > 0 ? sum / count : 0;
-      let squares = 0;
-      for (let i = 1; i < width; i++) {
-        const v = out[base + i];
-        if (Number.isFinite(v)) squares += (v - mean) * (v - mean);
-      }
-      const std = Math.sqrt(squares / Math.max(count, 1));
-      const inv = std > 0 ? 1 / std : 1;
-      const weight = this.state.weight;
-      for (let i = 1; i < width; i++) {
-        // -Infinity (unscorable) stays -Infinity; similarity is 0 when the weight is 0.
-        out[base + i] = (out[base + i] - mean) * inv + (weight > 0 ? weight * similarity[base + i] : 0);
-      }
-      out[base] = -Infinity;
+      fuseRow(out, b * width, width, similarity, b * width, this.state.weight);
+      out[b * width] = -Infinity;
     }
+  }
+}
+
+/**
+ * The fusion formula on one score row (shared by LexicalFusion and the service's Scorer): scores[start + i] for
+ * items i = 1 .. width - 1 become (s - mean) / std + weight * similarity[simStart + i], mean and std taken over the
+ * finite scores; -Infinity (unscorable) stays -Infinity. similarity is not read when weight is 0.
+ */
+export function fuseRow(
+  scores: Float32Array,
+  start: number,
+  width: number,
+  similarity: Float32Array,
+  simStart: number,
+  weight: number,
+): void {
+  let count = 0;
+  let sum = 0;
+  for (let i = 1; i < width; i++) {
+    const v = scores[start + i];
+    if (Number.isFinite(v)) {
+      count++;
+      sum += v;
+    }
+  }
+  const mean = count > 0 ? sum / count : 0;
+  let squares = 0;
+  for (let i = 1; i < width; i++) {
+    const v = scores[start + i];
+    if (Number.isFinite(v)) squares += (v - mean) * (v - mean);
+  }
+  const std = Math.sqrt(squares / Math.max(count, 1));
+  const inv = std > 0 ? 1 / std : 1;
+  for (let i = 1; i < width; i++) {
+    const lexical = weight > 0 ? weight * similarity[simStart + i] : 0;
+    scores[start + i] = (scores[start + i] - mean) * inv + lexical;
   }
 }
 

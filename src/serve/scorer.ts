@@ -4,7 +4,7 @@
  */
 import type { CsrMatrix } from '../content/sparse.js';
 import { kernels } from '../kernels/index.js';
-import type { LexicalIndex } from '../model/fusion.js';
+import { fuseRow, type LexicalIndex } from '../model/fusion.js';
 
 /** The part of SASRec the service needs (see MODEL_API.md). */
 export interface ScoringModel {
@@ -176,23 +176,11 @@ export class Scorer {
     return { resultOffsets, indices: Int32Array.from(indices), scores: Float32Array.from(values) };
   }
 
-  /** Per request: standardize the scores of items 1..n-1 and add weight x cosine (LexicalFusion's formula). */
+  /** Per request: the fusion formula of LexicalFusion over items 1..n-1. */
   private fuse(inputs: readonly Int32Array[], scores: Float32Array, columns: number, n: number): void {
     const { weight, index } = this.fusion!;
     if (this.lexical.length < inputs.length * n) this.lexical = new Float32Array(inputs.length * n);
-    const lexical = this.lexical;
-    index.score(inputs, lexical);
-    for (let r = 0; r < inputs.length; r++) {
-      const row = r * columns;
-      let sum = 0;
-      for (let i = 1; i < n; i++) sum += scores[row + i];
-      const mean = sum / Math.max(n - 1, 1);
-      let squares = 0;
-      for (let i = 1; i < n; i++) squares += (scores[row + i] - mean) ** 2;
-      const std = Math.sqrt(squares / Math.max(n - 1, 1));
-      const inv = std > 0 ? 1 / std : 1;
-      for (let i = 1; i < n; i++)
-        scores[row + i] = (scores[row + i] - mean) * inv + weight * lexical[r * n + i];
-    }
+    index.score(inputs, this.lexical);
+    for (let r = 0; r < inputs.length; r++) fuseRow(scores, r * columns, n, this.lexical, r * n, weight);
   }
 }
