@@ -10,7 +10,7 @@ import type { Kernels } from '../src/kernels/types.js';
 import { SASRec, sasrecConfig } from '../src/model/sasrec.js';
 import { createOptimizer, trainStep } from '../src/train/trainer.js';
 import { Random } from '../src/util/random.js';
-import { tinyBatch, unitContent } from './tiny-model.js';
+import { centralDifference, tinyBatch, unitContent } from './tiny-model.js';
 
 const NUM_ITEMS = 20;
 const D = 8;
@@ -70,16 +70,7 @@ function checkGradients(kernels: Kernels, deltaDropout = 0): void {
     for (let r = 0; r < 3; r++) pick.add(order[rng.nextInt(order.length)]);
     assert.ok(Math.abs(grad[order[0]]) > 1e-3, `${g.name}: all-zero gradient`);
     for (const i of pick) {
-      const saved = g.param[i];
-      g.param[i] = saved + eps;
-      model.parametersChanged();
-      const plus = loss();
-      g.param[i] = saved - eps;
-      model.parametersChanged();
-      const minus = loss();
-      g.param[i] = saved;
-      model.parametersChanged();
-      const numeric = (plus - minus) / (2 * eps);
+      const numeric = centralDifference(g.param, i, eps, model, loss);
       assert.ok(
         Math.abs(numeric - grad[i]) <= 1e-2 * Math.max(Math.abs(numeric), Math.abs(grad[i])) + floor,
         `${kernels.name} ${g.name}[${i}]: analytic ${grad[i]} vs numeric ${numeric}`,

@@ -12,7 +12,7 @@ import type { Kernels } from '../src/kernels/types.js';
 import { EMBEDDING_STRATEGIES, type EmbeddingStrategy } from '../src/model/embeddings.js';
 import { SASRec, sasrecConfig } from '../src/model/sasrec.js';
 import { Random } from '../src/util/random.js';
-import { tinyBatch, unitContent } from './tiny-model.js';
+import { centralDifference, tinyBatch, unitContent } from './tiny-model.js';
 
 const NUM_ITEMS = 20;
 const D = 8;
@@ -82,15 +82,7 @@ function checkGradients(
     for (let r = 0; r < 3; r++) pick.add(candidates[rng.nextInt(candidates.length)]);
     let maxAbs = 0;
     for (const i of pick) {
-      const saved = t.data[i];
-      t.data[i] = saved + eps;
-      model.parametersChanged();
-      const plus = loss();
-      t.data[i] = saved - eps;
-      model.parametersChanged();
-      const minus = loss();
-      t.data[i] = saved;
-      const numeric = (plus - minus) / (2 * eps);
+      const numeric = centralDifference(t.data, i, eps, model, loss);
       const a = grad[i];
       maxAbs = Math.max(maxAbs, Math.abs(a));
       assert.ok(

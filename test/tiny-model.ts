@@ -1,4 +1,7 @@
-/** Shared fixtures of the model gradient tests: unit-norm random content and one tiny left-padded batch. */
+/**
+ * Shared fixtures of the model gradient tests: unit-norm random content, one tiny left-padded batch, and the
+ * central finite difference.
+ */
 import type { Batch } from '../src/model/sasrec.js';
 import { Random } from '../src/util/random.js';
 
@@ -40,4 +43,27 @@ export function tinyBatch(): Batch {
     }
   });
   return batch;
+}
+
+/**
+ * Central finite difference of loss() in param[i]: (loss(p + eps) - loss(p - eps)) / 2 eps, with
+ * model.parametersChanged() after every change; param[i] is restored.
+ */
+export function centralDifference(
+  param: Float32Array,
+  i: number,
+  eps: number,
+  model: { parametersChanged(): void },
+  loss: () => number,
+): number {
+  const saved = param[i];
+  param[i] = saved + eps;
+  model.parametersChanged();
+  const plus = loss();
+  param[i] = saved - eps;
+  model.parametersChanged();
+  const minus = loss();
+  param[i] = saved;
+  model.parametersChanged();
+  return (plus - minus) / (2 * eps);
 }
