@@ -165,29 +165,8 @@ test('randomizedSvd re-orthonormalizes a badly conditioned sketch and stays accu
 test('randomizedSvd recovers the singular values and right vectors of a sparse matrix with a decaying spectrum', () => {
   const rows = 60;
   const cols = 40;
-  const r = new Random(3);
   // Sparse matrix: about 30% non-zeros, column scales decay so the spectrum decays.
-  const indptr = [0];
-  const indices: number[] = [];
-  const values: number[] = [];
-  for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++)
-      if (r.nextFloat() < 0.3) {
-        indices.push(j);
-        values.push(r.nextGaussian() * Math.exp(-j / 8));
-      }
-    indptr.push(indices.length);
-  }
-  const x: CsrMatrix = {
-    rows,
-    cols,
-    indptr: Int32Array.from(indptr),
-    indices: Int32Array.from(indices),
-    values: Float32Array.from(values),
-  };
-  const dense = new Float64Array(rows * cols);
-  for (let i = 0; i < rows; i++)
-    for (let p = indptr[i]; p < indptr[i + 1]; p++) dense[i * cols + indices[p]] = x.values[p];
+  const { x, dense } = decayingSparse(rows, cols, 8, 3);
   const exact = jacobiEigen(
     dotProducts(transposeOf(dense, rows, cols), transposeOf(dense, rows, cols), cols, cols, rows, true),
     cols,
