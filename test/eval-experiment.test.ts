@@ -218,7 +218,7 @@ test('experiment --jobs 2: each run done once by one of two processes, results i
   assert.deepEqual(results('jobs2'), results('jobs1'));
   const bad = await cli(['--config', configFile, '--out', join(dir, 'jobs3'), '--jobs', 'two']);
   assert.equal(bad.code, 2);
-  assert.match(bad.output, /--jobs: expected a positive integer, got 'two'/);
+  assert.match(bad.output, /--jobs must be an integer >= 1 \(got 'two'\)/);
 });
 
 test('report and SVG writers: table cells and chart structure', () => {

@@ -4,6 +4,7 @@ import { dirname, extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readExperimentConfig, runExperiment } from '../../eval/experiment.js';
+import { intOption } from '../options.js';
 
 export const summary =
   'run models x seeds from a JSON config (resumable); writes results.json, results.md, plots';
@@ -50,9 +51,11 @@ export async function run(args: string[]): Promise<number> {
     console.error(`deltarec experiment: --config FILE and --out DIR are required\n\n${HELP}`);
     return 2;
   }
-  const jobs = Number(values.jobs);
-  if (!Number.isInteger(jobs) || jobs < 1) {
-    console.error(`deltarec experiment: --jobs: expected a positive integer, got '${values.jobs}'`);
+  let jobs: number;
+  try {
+    jobs = intOption(values.jobs, 'jobs', 1)!;
+  } catch (error) {
+    console.error(`deltarec experiment: ${(error as Error).message}`);
     return 2;
   }
   const controller = new AbortController();
