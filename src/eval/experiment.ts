@@ -197,16 +197,19 @@ export async function readExperimentConfig(path: string): Promise<ExperimentConf
   return parseExperimentConfig(raw, path);
 }
 
+/** The settings of one model entry: the shared ones with the entry's overrides. */
+function settingsOf(config: ExperimentConfig, entry: ModelEntry): Record<string, unknown> {
+  return { ...config.model, ...entry.overrides };
+}
+
 /** What determines a run's result: data, content, settings of this model, seed and evaluation. */
 function fingerprint(config: ExperimentConfig, entry: ModelEntry, seed: number): string {
+  const settings = settingsOf(config, entry);
   const relevant = {
     data: config.data,
-    content:
-      entry.strategy === 'sasrec' && !{ ...config.model, ...entry.overrides }.lexicalWeight
-        ? null
-        : config.content,
+    content: entry.strategy === 'sasrec' && !settings.lexicalWeight ? null : config.content,
     strategy: entry.strategy,
-    settings: { ...config.model, ...entry.overrides },
+    settings,
     evaluation: { ...config.evaluation, mode: entry.evaluation ?? null },
     seed,
   };
@@ -298,7 +301,7 @@ export interface ExperimentOutcome {
 
 /** Runs with the same key train the same model: lexical fusion is applied after training (fusion.ts). */
 function trainingKey(config: ExperimentConfig, entry: ModelEntry, seed: number): string {
-  const settings: Record<string, unknown> = { ...config.model, ...entry.overrides };
+  const settings = settingsOf(config, entry);
   delete settings.lexicalWeight;
   return JSON.stringify({ strategy: entry.strategy, settings, seed });
 }
@@ -370,10 +373,10 @@ export async function runExperiment(
         await writeAtomic(join(outDir, 'data-notes.json'), JSON.stringify(notes) + '\n');
       }
       const t0 = performance.now();
-      const { lexicalWeight = 0, ...settings } = {
-        ...config.model,
-        ...entry.overrides,
-      } as Partial<FitOptions>;
+      const { lexicalWeight = 0, ...settings } = settingsOf(config, entry) as Partial<FitOptions>;
+      if (lexicalWeight > 0 && !data.lexical) {
+        throw new Error(`${entry.name}: lexicalWeight needs sparse text rows (content encoder 'tfidf-svd')`);
+      }
       const prefix = `[${i + 1}/${todo.length}] ${entry.name} seed ${seed}`;
       let trained = trainedModels.get(key);
       const reused = trained !== undefined;
@@ -397,9 +400,6 @@ export async function runExperiment(
         if (seed !== trainedSeed) trainedModels.clear();
         trainedSeed = seed;
         trainedModels.set(key, trained);
-      }
-      if (lexicalWeight > 0 && !data.lexical) {
-        throw new Error(`${entry.name}: lexicalWeight needs sparse text rows (content encoder 'tfidf-svd')`);
       }
       const model = lexicalWeight > 0 ? withLexicalFusion(trained, data.lexical!, lexicalWeight) : trained;
       const t1 = performance.now();
