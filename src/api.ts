@@ -146,10 +146,15 @@ function checkLexicalWeight(weight: number, kind: ModelKind): void {
  */
 export function withLexicalFusion(model: FittedModel, rows: CsrMatrix, weight: number): FittedModel {
   checkLexicalWeight(weight, model.kind);
-  const base = model.lexical ? (model.recommender as LexicalFusion).model : model.recommender;
+  const base = unfused(model);
   if (weight === 0) return { ...model, lexical: null, recommender: base };
   const lexical = { rows, weight };
   return { ...model, lexical, recommender: new LexicalFusion(base, lexical, model.maxLength) };
+}
+
+/** The model's own recommender, without lexical fusion. */
+function unfused(model: FittedModel): Recommender {
+  return model.lexical ? (model.recommender as LexicalFusion).model : model.recommender;
 }
 
 async function fitModel(split: PreparedSplit, options: FitOptions): Promise<FittedModel> {
@@ -483,7 +488,7 @@ export async function save(model: FittedModel, dir: string): Promise<void> {
     });
     return;
   }
-  const sasrec = (model.lexical ? (model.recommender as LexicalFusion).model : model.recommender) as SASRec;
+  const sasrec = unfused(model) as SASRec;
   const lexical = model.lexical;
   await saveModel(dir, {
     kind: 'sasrec',
