@@ -9,9 +9,18 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 
+// vector (and raw: a raw vector as given): base64 f32 LE. model: the model id the vector is for (catalog-store.ts).
 export type CatalogRecord =
-  | { op: 'put'; id: string; vector: string; fields?: Record<string, string>; t: number } // vector: base64 f32 LE
-  | { op: 'delete'; id: string; t: number };
+  | {
+      op: 'put';
+      id: string;
+      vector: string;
+      raw?: string;
+      fields?: Record<string, string>;
+      model?: string;
+      t: number;
+    }
+  | { op: 'delete'; id: string; model?: string; t: number };
 
 export function encodeVector(vector: Float32Array): string {
   return Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).toString('base64');

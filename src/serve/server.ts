@@ -1,23 +1,33 @@
 /**
- * The recommendation service (docs/service.md): Fastify routes over a live catalog, a durable change log and a
- * micro-batching scoring engine.
+ * The recommendation service (docs/service.md): Fastify routes over a live catalog, a durable catalog store (the
+ * file log, or PostgreSQL shared by replicas) and a micro-batching scoring engine; the model can be swapped while
+ * serving (reload).
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { join } from 'node:path';
-import { loadArtifact, type LoadedArtifact } from '../model/artifact.js';
-import { CatalogLog, encodeVector } from './catalog-log.js';
-import { LiveCatalog, replayChanges } from './catalog.js';
-import { ContentError, ItemContentEncoder, loadContentEncoder } from './content.js';
-import { InlineBackend, ScoringEngine, WorkerBackend, type ScoreBackend } from './engine.js';
+import type { LiveCatalog } from './catalog.js';
+import {
+  CatalogUnavailableError,
+  FileCatalogStore,
+  type CatalogChange,
+  type CatalogStore,
+  type NewChange,
+} from './catalog-store.js';
+import { ContentError } from './content.js';
+import type { ScoringEngine } from './engine.js';
 import { Metrics } from './metrics.js';
-import { itemVectorWidth, loadScoringModel, modelStrategy } from './models.js';
-import { Scorer } from './scorer.js';
+import { PostgresCatalogStore } from './pg-catalog.js';
+import { applyChange, loadRuntime, type ModelRuntime } from './runtime.js';
 
 export interface ServiceOptions {
   modelDir: string;
   /** Durable catalog change log; default <modelDir>/catalog.log. */
   catalogPath?: string;
+  /** PostgreSQL catalog shared by replicas (postgres://...); replaces the file log. */
+  catalogUrl?: string;
+  /** application_name of the PostgreSQL connections (default 'deltarec'). */
+  replicaName?: string;
   /** Scoring worker threads (default 1); 0 scores micro-batches on the event loop (inline). */
   workers?: number;
   /** Most requests scored in one batch. Default 64. */
@@ -35,12 +45,23 @@ export interface ServiceOptions {
 
 export interface Service {
   app: FastifyInstance;
-  catalog: LiveCatalog;
-  engine: ScoringEngine;
-  /** Records replayed from the change log at start, and whether a torn last record was dropped. */
+  /** The serving model's catalog and engine (they change with a reload). */
+  readonly catalog: LiveCatalog;
+  readonly engine: ScoringEngine;
+  readonly modelId: string;
+  store: CatalogStore;
+  /** Catalog changes replayed at start, and whether a torn last record of the file log was dropped. */
   replayed: { records: number; droppedTail: boolean };
+  /**
+   * Loads a model directory (default: the one being served) and switches to it without dropping a request:
+   * requests already running finish on the old model, catalog changes are carried over (runtime.ts applyChange).
+   */
+  reload(modelDir?: string): Promise<{ previous: string; model: string; notCarried: number }>;
   close(): Promise<void>;
 }
+
+/** A reload refused because another one is running. */
+export class ReloadBusyError extends Error {}
 
 const ID = { type: 'string', minLength: 1, maxLength: 256 } as const;
 const MAX_TEXT = 16_384;
@@ -84,36 +105,82 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   const maxExclude = options.maxExclude ?? 1000;
   const bodyLimit = options.bodyLimit ?? 256 * 1024;
 
-  // Model and content. With workers, the main thread only needs the artifact (workers load the model themselves).
-  let artifact: LoadedArtifact;
-  let backends: ScoreBackend[];
-  if (workers === 0) {
-    const loaded = await loadScoringModel(options.modelDir);
-    artifact = loaded.artifact;
-    backends = [new InlineBackend(new Scorer(loaded.model, loaded.numWarm, loaded.fusion))];
-  } else {
-    artifact = await loadArtifact(options.modelDir);
-    const started = Array.from({ length: workers }, () => new WorkerBackend(artifact.dir));
-    backends = started;
+  const maxBatch = options.maxBatch ?? 64;
+
+  // The model, then every catalog change recorded so far. `history` keeps the changes so that a reload can replay
+  // them into the next model; every change is applied to the model serving at the moment it arrives.
+  let current: ModelRuntime = await loadRuntime(options.modelDir, workers, maxBatch);
+  const history: CatalogChange[] = [];
+  const applyToCurrent = (change: CatalogChange) => {
+    history.push(change);
+    return applyChange(current, change);
+  };
+  let store: CatalogStore;
+  let replayed = { records: 0, droppedTail: false };
+  try {
+    if (options.catalogUrl) {
+      store = new PostgresCatalogStore(options.catalogUrl, { applicationName: options.replicaName });
+      await store.start(applyToCurrent);
+      replayed = { records: history.length, droppedTail: false };
+    } else {
+      const file = new FileCatalogStore(
+        options.catalogPath ?? join(current.artifact.dir, 'catalog.log'),
+        current.modelId,
+      );
+      await file.start(applyToCurrent);
+      store = file;
+      replayed = file.replayed;
+    }
+  } catch (error) {
+    await current.engine.close();
+    throw error;
+  }
+  let modelDir = options.modelDir;
+  let reloading = false;
+  let reloads = 0;
+
+  async function reload(dir = modelDir): Promise<{ previous: string; model: string; notCarried: number }> {
+    if (reloading) throw new ReloadBusyError('a model reload is already running');
+    reloading = true;
     try {
-      await Promise.all(started.map((w) => w.ready));
+      const next = await loadRuntime(dir, workers, maxBatch);
+      // Synchronous from here to the switch: no change or request can slip between the replay and the swap.
+      try {
+        for (const change of history) applyChange(next, change);
+      } catch (error) {
+        await next.engine.close();
+        throw error;
+      }
+      const previous = current;
+      current = next;
+      modelDir = dir;
+      reloads++;
+      void retire(previous);
+      return { previous: previous.modelId, model: next.modelId, notCarried: next.notCarried };
+    } finally {
+      reloading = false;
+    }
+  }
+
+  /** Closes a swapped-out runtime once the requests that started on it are answered (at most 60 s). */
+  async function retire(old: ModelRuntime): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    while (old.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await old.engine.close();
+  }
+
+  /** Records a change in the store; the store applies it (to the model serving then) before resolving. */
+  async function write(reply: FastifyReply, change: NewChange) {
+    try {
+      return await store.write(change);
     } catch (error) {
-      await Promise.all(started.map((w) => w.close()));
+      if (error instanceof CatalogUnavailableError) {
+        void badRequest(reply, 503, error.message);
+        return null;
+      }
       throw error;
     }
   }
-  const { manifest } = artifact;
-  const d = itemVectorWidth(artifact);
-  const strategy = modelStrategy(artifact);
-  const canAddItems = strategy !== 'id';
-  const content: ItemContentEncoder = await loadContentEncoder(artifact);
-  const engine = new ScoringEngine(backends, options.maxBatch ?? 64);
-  const catalog = new LiveCatalog(manifest.items.ids, manifest.items.num_warm);
-
-  // Replay the durable change log.
-  const catalogPath = options.catalogPath ?? join(artifact.dir, 'catalog.log');
-  const { log, replay } = await CatalogLog.open(catalogPath);
-  replayChanges(catalog, replay.records, d, engine, catalogPath);
 
   const metrics = new Metrics();
   const app = Fastify({
@@ -177,43 +244,53 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       },
     },
     async (request, reply) => {
-      const body = request.body;
-      const history = new Int32Array(body.items.length);
-      const unknown: string[] = [];
-      for (let i = 0; i < body.items.length; i++) {
-        const index = catalog.historyIndex(body.items[i]);
-        if (index === undefined) unknown.push(body.items[i]);
-        else history[i] = index;
+      const rt = current; // a reload meanwhile does not move this request to the other model
+      rt.active++;
+      try {
+        return await recommend(rt, request.body, reply);
+      } finally {
+        rt.active--;
       }
-      if (unknown.length > 0) {
-        const shown = unknown.slice(0, 10).map((id) => JSON.stringify(id));
-        return badRequest(
-          reply,
-          400,
-          `unknown item id(s) in 'items': ${shown.join(', ')}${unknown.length > 10 ? ', ...' : ''}`,
-          {
-            unknown_ids: unknown,
-          },
-        );
-      }
-      const exclude: number[] = [];
-      for (const id of body.exclude) {
-        const info = catalog.get(id); // unknown or deleted ids are never recommended anyway
-        if (info) exclude.push(info.index);
-      }
-      const result = await engine.recommend({
-        history,
-        exclude: Int32Array.from(exclude),
-        k: body.k,
-        includeCold: body.include_cold,
-        excludeSeen: body.exclude_seen,
-      });
-      const items = new Array(result.indices.length);
-      for (let i = 0; i < items.length; i++)
-        items[i] = { id: catalog.rowIds[result.indices[i]], score: result.scores[i] };
-      return { items };
     },
   );
+
+  async function recommend(rt: ModelRuntime, body: RecommendBody, reply: FastifyReply) {
+    const { catalog, engine } = rt;
+    const history = new Int32Array(body.items.length);
+    const unknown: string[] = [];
+    for (let i = 0; i < body.items.length; i++) {
+      const index = catalog.historyIndex(body.items[i]);
+      if (index === undefined) unknown.push(body.items[i]);
+      else history[i] = index;
+    }
+    if (unknown.length > 0) {
+      const shown = unknown.slice(0, 10).map((id) => JSON.stringify(id));
+      return badRequest(
+        reply,
+        400,
+        `unknown item id(s) in 'items': ${shown.join(', ')}${unknown.length > 10 ? ', ...' : ''}`,
+        {
+          unknown_ids: unknown,
+        },
+      );
+    }
+    const exclude: number[] = [];
+    for (const id of body.exclude) {
+      const info = catalog.get(id); // unknown or deleted ids are never recommended anyway
+      if (info) exclude.push(info.index);
+    }
+    const result = await engine.recommend({
+      history,
+      exclude: Int32Array.from(exclude),
+      k: body.k,
+      includeCold: body.include_cold,
+      excludeSeen: body.exclude_seen,
+    });
+    const items = new Array(result.indices.length);
+    for (let i = 0; i < items.length; i++)
+      items[i] = { id: catalog.rowIds[result.indices[i]], score: result.scores[i] };
+    return { items };
+  }
 
   app.post<{ Body: ItemBody }>(
     '/items',
@@ -239,6 +316,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     },
     async (request, reply) => {
       const body = request.body;
+      const { canAddItems, strategy, content, modelId } = current;
       if (!canAddItems) {
         return badRequest(
           reply,
@@ -256,9 +334,12 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       }
       let vector: Float32Array;
       let fields: Record<string, string> | undefined;
+      let raw: Float32Array | undefined;
       try {
-        if (body.vector) vector = content.fromVector(Float32Array.from(body.vector));
-        else {
+        if (body.vector) {
+          raw = Float32Array.from(body.vector);
+          vector = content.fromVector(raw);
+        } else {
           fields = body.fields ?? { [content.fields[0] ?? 'text']: body.text! };
           vector = content.fromFields(fields);
         }
@@ -266,11 +347,10 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         if (error instanceof ContentError) return badRequest(reply, 422, error.message);
         throw error;
       }
-      await log.append({ op: 'put', id: body.id, vector: encodeVector(vector), fields, t: Date.now() });
-      const { retired } = catalog.put(body.id, fields);
-      engine.append(vector, 1, [fields]);
-      if (retired) engine.retire(retired);
-      return reply.code(retired ? 200 : 201).send({ id: body.id, status: retired ? 'updated' : 'created' });
+      const applied = await write(reply, { op: 'put', id: body.id, model: modelId, vector, raw, fields });
+      if (!applied) return reply;
+      const { existed } = applied;
+      return reply.code(existed ? 200 : 201).send({ id: body.id, status: existed ? 'updated' : 'created' });
     },
   );
 
@@ -280,6 +360,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     '/items/:id',
     { schema: { params: idParams } },
     async (request, reply) => {
+      const { catalog } = current;
       const info = catalog.get(request.params.id);
       if (!info) return badRequest(reply, 404, `item ${JSON.stringify(request.params.id)} not found`);
       return {
@@ -296,29 +377,62 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     { schema: { params: idParams } },
     async (request, reply) => {
       const id = request.params.id;
-      if (!catalog.get(id)) return badRequest(reply, 404, `item ${JSON.stringify(id)} not found`);
-      await log.append({ op: 'delete', id, t: Date.now() });
-      const retired = catalog.remove(id);
-      if (retired) engine.retire(retired);
+      if (!current.catalog.get(id)) return badRequest(reply, 404, `item ${JSON.stringify(id)} not found`);
+      const applied = await write(reply, { op: 'delete', id, model: current.modelId });
+      if (!applied) return reply;
       return { id, status: 'deleted' };
+    },
+  );
+
+  // Loads a model directory (default: the one being served) without downtime; body {"model": "DIR"} optional.
+  app.post<{ Body: { model?: string } | undefined }>(
+    '/admin/reload',
+    {
+      schema: {
+        body: {
+          type: ['object', 'null'],
+          additionalProperties: false,
+          properties: { model: { type: 'string', minLength: 1, maxLength: 4096 } },
+        },
+      },
+    },
+    async (request, reply) => {
+      try {
+        return { status: 'reloaded', ...(await reload(request.body?.model ?? modelDir)) };
+      } catch (error) {
+        if (error instanceof ReloadBusyError) return badRequest(reply, 409, error.message);
+        return badRequest(
+          reply,
+          422,
+          `reload failed, still serving model ${current.modelId}: ${(error as Error).message}`,
+        );
+      }
     },
   );
 
   const started = Date.now();
   app.get('/health', async (_request, reply) => {
+    const { engine, catalog, artifact, strategy, modelId, notCarried } = current;
     const failure = engine.failure;
     if (failure) return reply.code(503).send({ status: 'failed', message: failure.message });
+    const catalogStatus = store.status();
     return {
-      status: 'ok',
-      model: manifest.model.kind,
+      // degraded: recommendations are served from memory, but catalog writes are refused (catalog.message).
+      status: catalogStatus.writable ? 'ok' : 'degraded',
+      model: artifact.manifest.model.kind,
+      model_id: modelId,
+      model_dir: modelDir,
       strategy,
       items: catalog.activeCount,
       rows: catalog.numRows - 1,
+      catalog: { ...catalogStatus, not_carried: notCarried },
       uptime_s: (Date.now() - started) / 1000,
     };
   });
 
   app.get('/metrics', async (_request, reply) => {
+    const { catalog, engine } = current;
+    const catalogStatus = store.status();
     reply.type('text/plain; version=0.0.4');
     return metrics.render([
       {
@@ -345,18 +459,45 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         type: 'counter',
         values: [['', engine.stats.requests]],
       },
+      {
+        name: 'deltarec_catalog_version',
+        help: 'Last catalog change version applied by this process.',
+        type: 'gauge',
+        values: [['', catalogStatus.version]],
+      },
+      {
+        name: 'deltarec_catalog_writable',
+        help: '1 while catalog writes can be recorded (0: database unreachable).',
+        type: 'gauge',
+        values: [['', catalogStatus.writable ? 1 : 0]],
+      },
+      {
+        name: 'deltarec_model_reloads_total',
+        help: 'Models swapped in since start.',
+        type: 'counter',
+        values: [['', reloads]],
+      },
     ]);
   });
 
   return {
     app,
-    catalog,
-    engine,
-    replayed: { records: replay.records.length, droppedTail: replay.droppedTail },
+    get catalog() {
+      return current.catalog;
+    },
+    get engine() {
+      return current.engine;
+    },
+    get modelId() {
+      return current.modelId;
+    },
+    store,
+    replayed,
+    reload,
     async close() {
       await app.close();
-      await engine.close();
-      await log.close();
+      await current.engine.close();
+      await store.close();
     },
   };
 }

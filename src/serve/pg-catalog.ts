@@ -1,0 +1,342 @@
+/**
+ * The catalog in PostgreSQL, shared by any number of replicas (docs/service.md, "Replicas on one PostgreSQL").
+ *
+ * deltarec_changes holds every change with its version; one statement takes the next version from the single row
+ * of deltarec_catalog_head (its row lock serializes writers, so versions commit in order and a reader never sees
+ * version v+1 before v) and inserts the change; a trigger then NOTIFYs the version (a few bytes, far below the
+ * 8,000-byte payload limit). A write is acknowledged only after that statement committed and this replica applied
+ * every change up to it. Every replica LISTENs; a notification, its own write, its start and every reconnect make
+ * it fetch the changes after the last version it applied, so a notification lost while a connection was down
+ * costs nothing. The schema is created and migrated here, under an advisory lock, with its version recorded.
+ */
+import pg from 'pg';
+import {
+  CatalogUnavailableError,
+  type ApplyChange,
+  type ApplyResult,
+  type CatalogChange,
+  type CatalogStore,
+  type CatalogStoreStatus,
+  type NewChange,
+} from './catalog-store.js';
+
+const CHANNEL = 'deltarec_catalog';
+/** pg_advisory_xact_lock key of the schema migrations ('deltarec' in ASCII). */
+const MIGRATION_LOCK = 0x64656c746172;
+const PAGE = 1000;
+/** How long a write waits for its own change to be applied here after it committed. */
+const APPLY_TIMEOUT_MS = 10_000;
+
+/** Schema migrations, in order; deltarec_schema.version counts those applied. Never edit one that shipped. */
+const MIGRATIONS = [
+  `CREATE TABLE deltarec_catalog_head (one boolean PRIMARY KEY DEFAULT true CHECK (one), version bigint NOT NULL);
+   INSERT INTO deltarec_catalog_head (version) VALUES (0);
+   CREATE TABLE deltarec_changes (
+     version bigint PRIMARY KEY,
+     op text NOT NULL CHECK (op IN ('put', 'delete')),
+     item_id text NOT NULL,
+     model text NOT NULL,
+     fields jsonb,
+     raw bytea,
+     vector bytea,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     CHECK (op = 'delete' OR vector IS NOT NULL)
+   );
+   CREATE FUNCTION deltarec_notify_change() RETURNS trigger LANGUAGE plpgsql AS $$
+   BEGIN
+     PERFORM pg_notify('${CHANNEL}', NEW.version::text);
+     RETURN NULL;
+   END $$;
+   CREATE TRIGGER deltarec_changes_notify AFTER INSERT ON deltarec_changes
+     FOR EACH ROW EXECUTE FUNCTION deltarec_notify_change();`,
+];
+
+const INSERT = `WITH head AS (UPDATE deltarec_catalog_head SET version = version + 1 RETURNING version)
+  INSERT INTO deltarec_changes (version, op, item_id, model, fields, raw, vector)
+  SELECT version, $1, $2, $3, $4, $5, $6 FROM head RETURNING version`;
+
+interface ChangeRow {
+  version: string; // bigint
+  op: 'put' | 'delete';
+  item_id: string;
+  model: string;
+  fields: Record<string, string> | null;
+  raw: Buffer | null;
+  vector: Buffer | null;
+}
+
+function toBytes(v: Float32Array | undefined): Buffer | null {
+  return v ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : null;
+}
+
+function toFloats(bytes: Buffer): Float32Array {
+  const out = new Float32Array(bytes.length >> 2);
+  new Uint8Array(out.buffer).set(bytes.subarray(0, out.length * 4));
+  return out;
+}
+
+/** The URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
+}
+
+export interface PostgresStoreOptions {
+  /** application_name of the connections (visible in pg_stat_activity). */
+  applicationName?: string;
+  /** Connection timeout, ms (default 3000). */
+  connectTimeoutMs?: number;
+}
+
+export class PostgresCatalogStore implements CatalogStore {
+  private readonly pool: pg.Pool;
+  private listener: pg.Client | null = null;
+  private apply: ApplyChange | null = null;
+  private applied = 0;
+  private pulling: Promise<void> | null = null;
+  private pullAgain = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private reconnectAttempt = 0;
+  private closed = false;
+  private failure: Error | null = null;
+  private lastError: string | null = null;
+  /** Apply results kept for writes that have committed but not yet read them, by version. */
+  private readonly results = new Map<number, ApplyResult>();
+  private readonly waiters = new Map<number, (result: ApplyResult) => void>();
+  private writing = 0;
+  private readonly clientConfig: pg.ClientConfig;
+
+  constructor(
+    readonly url: string,
+    options: PostgresStoreOptions = {},
+  ) {
+    this.clientConfig = {
+      connectionString: url,
+      application_name: options.applicationName ?? 'deltarec',
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 3000,
+      keepAlive: true,
+      statement_timeout: 10_000,
+    };
+    this.pool = new pg.Pool({ ...this.clientConfig, max: 4 });
+    // An idle pooled connection that breaks must not crash the process; the next query reconnects.
+    this.pool.on('error', (error) => (this.lastError = error.message));
+  }
+
+  async start(apply: ApplyChange): Promise<void> {
+    this.apply = apply;
+    try {
+      await this.migrate();
+      await this.connectListener(); // LISTEN before the first fetch, so nothing committed meanwhile is missed
+      await this.pull();
+    } catch (error) {
+      await this.close();
+      throw new Error(`catalog database ${redactUrl(this.url)}: ${(error as Error).message}`);
+    }
+  }
+
+  private async migrate(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+      await client.query('CREATE TABLE IF NOT EXISTS deltarec_schema (version integer NOT NULL)');
+      const { rows } = await client.query<{ version: number }>('SELECT version FROM deltarec_schema');
+      if (rows.length === 0) await client.query('INSERT INTO deltarec_schema (version) VALUES (0)');
+      let version = rows[0]?.version ?? 0;
+      if (version > MIGRATIONS.length) {
+        throw new Error(
+          `its catalog schema is version ${version}, newer than this deltarec knows (${MIGRATIONS.length}); upgrade deltarec`,
+        );
+      }
+      for (; version < MIGRATIONS.length; version++) await client.query(MIGRATIONS[version]);
+      await client.query('UPDATE deltarec_schema SET version = $1', [version]);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  private async connectListener(): Promise<void> {
+    const client = new pg.Client(this.clientConfig);
+    const lost = (error: Error) => {
+      if (this.listener !== client) return;
+      this.listener = null;
+      this.lastError = `connection lost: ${error.message}`;
+      client.end().catch(() => {});
+      this.scheduleReconnect();
+    };
+    client.on('error', lost);
+    client.on('end', () => lost(new Error('the server closed the connection')));
+    client.on('notification', () => this.pullSoon());
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANNEL}`);
+    } catch (error) {
+      client.removeAllListeners('end');
+      await client.end().catch(() => {});
+      throw error;
+    }
+    if (this.closed) {
+      await client.end();
+      return;
+    }
+    this.listener = client;
+    this.lastError = null;
+    this.reconnectAttempt = 0;
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed) return;
+    const delay = Math.min(2000, 50 * 2 ** this.reconnectAttempt++);
+    setTimeout(() => {
+      if (this.closed) return;
+      this.connectListener().then(
+        () => this.pullSoon(), // notifications sent while the connection was down are lost: catch up by version
+        (error: Error) => {
+          this.lastError = `reconnecting: ${error.message}`;
+          this.scheduleReconnect();
+        },
+      );
+    }, delay).unref();
+  }
+
+  /** Fetches and applies the changes after the last applied version; concurrent calls share one fetch loop. */
+  private pull(): Promise<void> {
+    if (this.pulling) {
+      this.pullAgain = true;
+      return this.pulling;
+    }
+    this.pulling = (async () => {
+      try {
+        do {
+          this.pullAgain = false;
+          await this.fetchAndApply();
+        } while (this.pullAgain && !this.closed);
+      } finally {
+        this.pulling = null;
+      }
+    })();
+    return this.pulling;
+  }
+
+  /** pull() for callers that do not wait: on failure, retries shortly (the data is in the database). */
+  private pullSoon(): void {
+    this.pull().catch((error: Error) => {
+      this.lastError = error.message;
+      if (this.closed || this.retryTimer || this.failure) return;
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        this.pullSoon();
+      }, 200);
+      this.retryTimer.unref();
+    });
+  }
+
+  private async fetchAndApply(): Promise<void> {
+    for (;;) {
+      if (this.failure) throw this.failure;
+      const { rows } = await this.pool.query<ChangeRow>(
+        'SELECT version, op, item_id, model, fields, raw, vector FROM deltarec_changes WHERE version > $1 ORDER BY version LIMIT $2',
+        [this.applied, PAGE],
+      );
+      // One page is applied synchronously: no request runs between two of its changes.
+      for (const row of rows) {
+        const version = Number(row.version);
+        if (version !== this.applied + 1) {
+          this.failure = new Error(
+            `catalog version ${this.applied + 1} is missing (next is ${version}): deltarec_changes was edited outside deltarec; this replica stops following`,
+          );
+          throw this.failure;
+        }
+        const change: CatalogChange = { version, op: row.op, id: row.item_id, model: row.model };
+        if (row.vector) change.vector = toFloats(row.vector);
+        if (row.raw) change.raw = toFloats(row.raw);
+        if (row.fields) change.fields = row.fields;
+        let result: ApplyResult;
+        try {
+          result = this.apply!(change);
+        } catch (error) {
+          this.failure = new Error(`catalog version ${version}: ${(error as Error).message}`);
+          throw this.failure;
+        }
+        this.applied = version;
+        const waiter = this.waiters.get(version);
+        if (waiter) {
+          this.waiters.delete(version);
+          waiter(result);
+        } else if (this.writing > 0) this.results.set(version, result);
+      }
+      if (rows.length < PAGE) return;
+    }
+  }
+
+  async write(change: NewChange): Promise<ApplyResult> {
+    if (this.failure) throw this.failure;
+    this.writing++;
+    let version: number;
+    try {
+      try {
+        const { rows } = await this.pool.query<{ version: string }>(INSERT, [
+          change.op,
+          change.id,
+          change.model,
+          change.fields ?? null,
+          toBytes(change.raw),
+          toBytes(change.vector),
+        ]);
+        version = Number(rows[0].version);
+      } catch (error) {
+        this.lastError = (error as Error).message;
+        throw new CatalogUnavailableError(
+          `catalog database unavailable (${(error as Error).message}); the change was not recorded, retry later`,
+        );
+      }
+      this.lastError = null;
+      const kept = this.results.get(version);
+      if (kept) {
+        this.results.delete(version);
+        return kept;
+      }
+      this.pullSoon();
+      return await new Promise<ApplyResult>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.waiters.delete(version);
+          reject(
+            new CatalogUnavailableError(
+              `the change was recorded as catalog version ${version} but this replica could not apply it within ${APPLY_TIMEOUT_MS / 1000} s (${this.lastError ?? 'database slow'})`,
+            ),
+          );
+        }, APPLY_TIMEOUT_MS);
+        this.waiters.set(version, (result) => {
+          clearTimeout(timer);
+          resolve(result);
+        });
+      });
+    } finally {
+      if (--this.writing === 0) this.results.clear();
+    }
+  }
+
+  status(): CatalogStoreStatus {
+    const status: CatalogStoreStatus = {
+      kind: 'postgres',
+      version: this.applied,
+      writable: this.listener !== null && !this.failure,
+    };
+    const message = this.failure?.message ?? (this.listener ? null : this.lastError);
+    if (message) status.message = message;
+    return status;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    const listener = this.listener;
+    this.listener = null;
+    await listener?.end().catch(() => {});
+    await this.pulling?.catch(() => {});
+    await this.pool.end().catch(() => {});
+  }
+}
