@@ -80,7 +80,7 @@ export class FileCatalogStore implements CatalogStore {
       for (const record of replay.records) this.deliver(record);
     } catch (error) {
       await log.close();
-      throw new Error(`${this.path}: record ${this.version}: ${(error as Error).message}`);
+      throw new Error(`${this.path}: record ${this.version}: ${(error as Error).message}`, { cause: error });
     }
   }
 

@@ -129,7 +129,9 @@ export class PostgresCatalogStore implements CatalogStore {
       await this.pull();
     } catch (error) {
       await this.close();
-      throw new Error(`catalog database ${redactUrl(this.url)}: ${(error as Error).message}`);
+      throw new Error(`catalog database ${redactUrl(this.url)}: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
   }
 

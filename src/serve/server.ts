@@ -116,7 +116,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     return applyChange(current, change);
   };
   let store: CatalogStore;
-  let replayed = { records: 0, droppedTail: false };
+  let replayed: Service['replayed'];
   try {
     if (options.catalogUrl) {
       store = new PostgresCatalogStore(options.catalogUrl, { applicationName: options.replicaName });
