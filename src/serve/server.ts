@@ -427,6 +427,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       rows: catalog.numRows - 1,
       catalog: { ...catalogStatus, not_carried: notCarried },
       uptime_s: (Date.now() - started) / 1000,
+      pid: process.pid, // tells replicas apart
     };
   });
 

@@ -1,5 +1,7 @@
+import cluster, { type Worker } from 'node:cluster';
+import { createServer, type AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
-import { createService } from '../../serve/server.js';
+import { createService, type Service } from '../../serve/server.js';
 import { intOption } from '../options.js';
 
 export const summary = 'serve recommendations over HTTP with a live, durable item catalog';
@@ -10,12 +12,15 @@ Serves a model artifact over HTTP (see docs/service.md):
   POST /recommend  {"items": [ids], "k": 10, "exclude": [ids], "include_cold": true, "exclude_seen": true}
   POST /items      {"id": ..., "fields": {...}} | {"id": ..., "text": "..."} | {"id": ..., "vector": [...]}
   GET /items/:id, DELETE /items/:id, GET /health, GET /metrics
+  POST /admin/reload {"model": DIR} (optional body): swap in a new model without downtime (also on SIGHUP)
 
 options:
   --model DIR        model artifact directory (required)
   --port N           TCP port (default 8080; 0 picks a free port)
   --host H           address to listen on (default 127.0.0.1)
-  --catalog FILE     durable catalog change log (default DIR/catalog.log)
+  --catalog FILE|URL durable catalog change log (default DIR/catalog.log), or a PostgreSQL catalog shared by
+                     replicas: postgres://USER@HOST:PORT/DB (also the environment variable DELTAREC_CATALOG_URL)
+  --replicas N       serve with N processes on the same port (node:cluster; N > 1 needs a PostgreSQL catalog)
   --workers N        scoring worker threads (default 1); 0 scores micro-batches on the event loop
   --max-batch N      most requests scored together (default 64)
   --body-limit N     largest request body in bytes (default 262144)
@@ -36,6 +41,7 @@ export async function run(args: string[]): Promise<number> {
         port: { type: 'string' },
         host: { type: 'string' },
         catalog: { type: 'string' },
+        replicas: { type: 'string' },
         workers: { type: 'string' },
         'max-batch': { type: 'string' },
         'body-limit': { type: 'string' },
@@ -58,7 +64,35 @@ export async function run(args: string[]): Promise<number> {
     console.error(`deltarec serve: --model DIR is required\n\n${HELP}`);
     return 2;
   }
-  let service;
+  const catalog = values.catalog ?? process.env.DELTAREC_CATALOG_URL;
+  const catalogUrl = catalog && /^postgres(ql)?:\/\//.test(catalog) ? catalog : undefined;
+  let replicas: number;
+  try {
+    replicas = intOption(values.replicas, 'replicas', 1) ?? 1;
+  } catch (error) {
+    console.error(`deltarec serve: ${(error as Error).message}`);
+    return 2;
+  }
+  if (replicas > 1 && cluster.isPrimary) {
+    if (!catalogUrl) {
+      console.error(
+        'deltarec serve: --replicas N > 1 needs a PostgreSQL catalog (--catalog postgres://...): replicas cannot share a log file',
+      );
+      return 2;
+    }
+    let port: number;
+    try {
+      port = intOption(values.port, 'port', 0) ?? 8080;
+    } catch (error) {
+      console.error(`deltarec serve: ${(error as Error).message}`);
+      return 2;
+    }
+    // Replicas listening on port 0 would each get a port of their own: pick one for all of them.
+    if (port === 0) port = await freePort(values.host ?? '127.0.0.1');
+    cluster.setupPrimary({ args: [...process.argv.slice(2), '--port', String(port)] });
+    return runPrimary(replicas);
+  }
+  let service: Service;
   let port: number;
   try {
     port = intOption(values.port, 'port', 0) ?? 8080;
@@ -66,7 +100,9 @@ export async function run(args: string[]): Promise<number> {
     process.env.DELTAREC_THREADS ??= String(intOption(values['kernel-threads'], 'kernel-threads', 1) ?? 1);
     service = await createService({
       modelDir: values.model,
-      catalogPath: values.catalog,
+      catalogPath: catalogUrl ? undefined : catalog,
+      catalogUrl,
+      replicaName: `deltarec-${process.pid}`,
       workers: intOption(values.workers, 'workers', 0) ?? 1,
       maxBatch: intOption(values['max-batch'], 'max-batch', 1) ?? 64,
       bodyLimit: intOption(values['body-limit'], 'body-limit', 64) ?? 256 * 1024,
@@ -78,19 +114,130 @@ export async function run(args: string[]): Promise<number> {
     console.error(`deltarec serve: ${(error as Error).message}`);
     return 1;
   }
-  const { replayed, catalog } = service;
+  const { replayed } = service;
   if (replayed.droppedTail)
     console.error('deltarec serve: dropped a torn last record of the catalog log (never acknowledged)');
   const address = await service.app.listen({ port, host: values.host ?? '127.0.0.1' });
-  // One machine-readable line so scripts (benchmarks, tests) can find the port.
-  console.log(
-    `deltarec serve: listening on ${address} (${catalog.activeCount} items, ${replayed.records} catalog changes replayed)`,
-  );
+  const line = `listening on ${address} (${service.catalog.activeCount} items, ${replayed.records} catalog changes replayed, model ${service.modelId})`;
+  // One machine-readable line so scripts (benchmarks, tests) can find the port; replicas tell the primary.
+  if (cluster.isWorker) process.send!({ type: 'listening', line });
+  else console.log(`deltarec serve: ${line}`);
+
+  const reload = async () => {
+    try {
+      const result = await service.reload();
+      console.error(
+        `deltarec serve: reloaded model ${result.previous} -> ${result.model}${result.notCarried ? ` (${result.notCarried} catalog changes not carried)` : ''}`,
+      );
+      return true;
+    } catch (error) {
+      console.error(
+        `deltarec serve: reload failed, still serving the previous model: ${(error as Error).message}`,
+      );
+      return false;
+    }
+  };
+  const onHangup = () => void reload();
+  process.on('SIGHUP', onHangup);
+  const onMessage = (message: { type?: string }) => {
+    if (message.type === 'reload') void reload().then((ok) => process.send!({ type: 'reloaded', ok }));
+  };
+  if (cluster.isWorker) process.on('message', onMessage);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+  process.off('SIGHUP', onHangup);
+  process.off('message', onMessage);
   await service.close();
+  return 0;
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The primary of `--replicas N`: forks N replicas of this command (each a full service on the shared port, with
+ * its own PostgreSQL connections), restarts one that dies, forwards SIGHUP as a rolling reload (one replica at a
+ * time, so the others keep serving), and stops them all on SIGINT/SIGTERM.
+ */
+async function runPrimary(replicas: number): Promise<number> {
+  let stopping = false;
+  const fork = () =>
+    new Promise<Worker>((resolve, reject) => {
+      const worker = cluster.fork();
+      const onMessage = (message: { type?: string; line?: string }) => {
+        if (message.type !== 'listening') return;
+        worker.off('message', onMessage);
+        worker.off('exit', onEarlyExit);
+        worker.on('exit', (code, signal) => {
+          if (stopping) return;
+          console.error(
+            `deltarec serve: replica ${worker.process.pid} exited (${signal ?? code}); starting another`,
+          );
+          void fork().catch((error: Error) => console.error(`deltarec serve: ${error.message}`));
+        });
+        resolve(worker);
+        lines.push(message.line!);
+      };
+      const onEarlyExit = (code: number) =>
+        reject(new Error(`a replica exited with code ${code} before listening`));
+      worker.on('message', onMessage);
+      worker.once('exit', onEarlyExit);
+    });
+  const lines: string[] = [];
+  try {
+    await Promise.all(Array.from({ length: replicas }, fork));
+  } catch (error) {
+    stopping = true;
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+    console.error(`deltarec serve: ${(error as Error).message}`);
+    return 1;
+  }
+  console.log(`deltarec serve: ${lines[0]}, ${replicas} replicas`);
+  let rolling = Promise.resolve();
+  const onHangup = () => {
+    rolling = rolling.then(async () => {
+      for (const worker of Object.values(cluster.workers ?? {})) {
+        if (!worker) continue;
+        await new Promise<void>((resolve) => {
+          const onMessage = (message: { type?: string }) => {
+            if (message.type !== 'reloaded') return;
+            worker.off('message', onMessage);
+            resolve();
+          };
+          worker.on('message', onMessage);
+          worker.once('exit', () => resolve()); // a replica that dies meanwhile does not stall the others
+          worker.send({ type: 'reload' });
+        });
+      }
+    });
+  };
+  process.on('SIGHUP', onHangup);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  stopping = true;
+  process.off('SIGHUP', onHangup);
+  await Promise.all(
+    Object.values(cluster.workers ?? {}).map(
+      (worker) =>
+        new Promise<void>((resolve) => {
+          if (!worker || worker.isDead()) return resolve();
+          worker.once('exit', () => resolve());
+          worker.process.kill('SIGTERM');
+        }),
+    ),
+  );
   return 0;
 }
