@@ -488,11 +488,21 @@ test('a model swap with the file log carries text and vector items over', { time
     assert.notEqual(service.modelId, first);
     assert.ok(service.catalog.get('f-text') && service.catalog.get('f-vector'));
     assert.equal((await call(base, 'POST', '/items', { id: 'f-new', text: title(21) })).status, 201);
+    // A deleted trained item put again while another model serves comes back on every model.
+    const trained = fixture.split.itemIds[5];
+    assert.equal((await call(base, 'DELETE', `/items/${trained}`)).status, 200);
+    assert.equal((await call(base, 'POST', '/items', { id: trained, text: title(22) })).status, 201);
+    // Without a body, the model directory being served is loaded again (unchanged: same model id).
+    const again = await call(base, 'POST', '/admin/reload');
+    assert.equal(again.status, 200, JSON.stringify(again.json));
+    assert.equal(again.json.model, swapped.model);
     await service.close();
     // Restarted on the first model: the records of the second are re-encoded from their fields / raw vector.
     service = await createService({ modelDir, catalogPath, workers: 0 });
-    for (const id of ['f-text', 'f-vector', 'f-new']) assert.ok(service.catalog.get(id), `${id} lost`);
-    assert.equal(service.replayed.records, 3);
+    for (const id of ['f-text', 'f-vector', 'f-new', trained])
+      assert.ok(service.catalog.get(id), `${id} lost`);
+    assert.deepEqual(service.catalog.get(trained)?.fields, { title: title(22) });
+    assert.equal(service.replayed.records, 5);
   } finally {
     await service.close();
     await rm(dir, { recursive: true, force: true });

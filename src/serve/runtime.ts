@@ -85,7 +85,7 @@ export async function loadRuntime(
 /**
  * Applies one catalog change. A put recorded for this model uses its stored vector. A put recorded for another
  * model (a replica on an older or newer model, or the changes carried over by a swap) is applied only when the
- * item is not in this model, re-encoded from its fields or raw vector with this model's encoder and projection
+ * item is not in this model (or was deleted since), re-encoded from its fields or raw vector with this model's encoder and projection
  * (vectors of another model's space are never replayed into this one); a put that cannot be re-encoded (a vector
  * stored without its raw form, an id-strategy model, text without known words) is counted in notCarried and
  * reported on stderr. Deletes always apply. Returns whether the id was active before.
@@ -107,7 +107,7 @@ export function applyChange(rt: ModelRuntime, change: CatalogChange): ApplyResul
     }
     vector = change.vector;
   } else {
-    if (rt.known.has(change.id)) return { existed };
+    if (existed && rt.known.has(change.id)) return { existed }; // the model has its own row for it
     try {
       if (!rt.canAddItems) throw new ContentError(`strategy '${rt.strategy}' cannot add items`);
       if (change.fields) vector = rt.content.fromFields(change.fields);

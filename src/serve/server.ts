@@ -17,7 +17,6 @@ import {
 import { ContentError } from './content.js';
 import type { ScoringEngine } from './engine.js';
 import { Metrics } from './metrics.js';
-import { PostgresCatalogStore } from './pg-catalog.js';
 import { applyChange, loadRuntime, type ModelRuntime } from './runtime.js';
 
 export interface ServiceOptions {
@@ -119,6 +118,8 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   let replayed: Service['replayed'];
   try {
     if (options.catalogUrl) {
+      // Loaded only when used: the embedded file log needs no database client.
+      const { PostgresCatalogStore } = await import('./pg-catalog.js');
       store = new PostgresCatalogStore(options.catalogUrl, { applicationName: options.replicaName });
       await store.start(applyToCurrent);
       replayed = { records: history.length, droppedTail: false };
