@@ -113,8 +113,11 @@ export class PostgresCatalogStore implements CatalogStore {
       connectionString: url,
       application_name: options.applicationName ?? 'deltarec',
       connectionTimeoutMillis: options.connectTimeoutMs ?? 3000,
+      // Bounded waits: a dead peer (no RST) is found by keep-alive probes, a query never waits more than 15 s.
       keepAlive: true,
+      keepAliveInitialDelayMillis: 5000,
       statement_timeout: 10_000,
+      query_timeout: 15_000,
     };
     this.pool = new pg.Pool({ ...this.clientConfig, max: 4 });
     // An idle pooled connection that breaks must not crash the process; the next query reconnects.

@@ -180,11 +180,15 @@ async function runPrimary(replicas: number): Promise<number> {
         worker.off('message', onMessage);
         worker.off('exit', onEarlyExit);
         worker.on('exit', (code, signal) => {
-          if (stopping) return;
+          // Exit code 0 is a clean stop (a replica that got SIGINT/SIGTERM itself, e.g. Ctrl-C of the group).
+          if (stopping || (code === 0 && !signal)) return;
           console.error(
-            `deltarec serve: replica ${worker.process.pid} exited (${signal ?? code}); starting another`,
+            `deltarec serve: replica ${worker.process.pid} exited (${signal ?? code}); starting another in 1 s`,
           );
-          void fork().catch((error: Error) => console.error(`deltarec serve: ${error.message}`));
+          setTimeout(() => {
+            if (!stopping)
+              void fork().catch((error: Error) => console.error(`deltarec serve: ${error.message}`));
+          }, 1000);
         });
         resolve(worker);
         lines.push(message.line!);
