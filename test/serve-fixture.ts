@@ -20,9 +20,15 @@ export interface Fixture {
 
 export const FIELDS = ['title'];
 
-/** Builds and saves the fixture model into dir. */
-export async function buildFixtureModel(dir: string, options: { epochs?: number } = {}): Promise<Fixture> {
-  const d = 32;
+/** Text encoder width (raw content vectors have this many values). */
+const TEXT_DIM = 64;
+
+/** Builds and saves the fixture model into dir (d: model width, default 32; the text encoder is the same). */
+export async function buildFixtureModel(
+  dir: string,
+  options: { epochs?: number; d?: number } = {},
+): Promise<Fixture> {
+  const d = options.d ?? 32;
   const { interactions, catalog } = generateSynthetic({
     users: 400,
     items: 240,
@@ -35,13 +41,13 @@ export async function buildFixtureModel(dir: string, options: { epochs?: number 
   const split = prepareSplit(interactions);
   const aligned = alignCatalog(split, catalog, { strict: true });
   const docs = Array.from({ length: split.numWarm }, (_, k) => FIELDS.map((f) => aligned.fields[f][k + 1]));
-  // The paper's pipeline: text encoder (TF-IDF + SVD to 64) then projection (standardize, PCA to d, L2), both
+  // The paper's pipeline: text encoder (TF-IDF + SVD to TEXT_DIM) then projection (standardize, PCA to d, L2), both
   // fitted on warm items and applied unchanged to every other item.
-  const encoder = TfidfSvdEncoder.fit(docs, { dim: 2 * d, fields: FIELDS, minDf: 1, seed: 1 });
+  const encoder = TfidfSvdEncoder.fit(docs, { dim: TEXT_DIM, fields: FIELDS, minDf: 1, seed: 1 });
   const all = Array.from({ length: split.numItems + 1 }, (_, k) => FIELDS.map((f) => aligned.fields[f][k]));
   const raw = encoder.encode(all);
-  raw.fill(0, 0, 2 * d);
-  const { vectors: content, state: projection } = projectContent(raw, 2 * d, split.numWarm, d);
+  raw.fill(0, 0, TEXT_DIM);
+  const { vectors: content, state: projection } = projectContent(raw, TEXT_DIM, split.numWarm, d);
   const model = new SASRec(
     sasrecConfig({ numItems: split.numWarm, d, maxLength: 16, dropout: 0.1, seed: 3 }),
     content.subarray(0, (split.numWarm + 1) * d),

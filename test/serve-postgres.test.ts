@@ -5,13 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
+import { run as runRecommend } from '../src/cli/commands/recommend.js';
 import { createService, type Service } from '../src/serve/server.js';
 import { startPostgres, type TestPostgres } from './postgres.js';
 import { buildFixtureModel, type Fixture } from './serve-fixture.js';
@@ -30,7 +31,8 @@ before(async () => {
   modelDir = join(root, 'model');
   otherModelDir = join(root, 'model-2');
   [server, fixture] = await Promise.all([startPostgres(), buildFixtureModel(modelDir, { epochs: 0 })]);
-  await buildFixtureModel(otherModelDir, { epochs: 1 }); // a "retrained" model: same items, other weights
+  // A "retrained" model: same items and text encoder, another width (so its vectors cannot pass for the first's).
+  await buildFixtureModel(otherModelDir, { epochs: 1, d: 24 });
 });
 
 after(async () => {
@@ -513,6 +515,32 @@ test('a model swap with the file log carries text and vector items over', { time
       assert.ok(service.catalog.get(id), `${id} lost`);
     assert.deepEqual(service.catalog.get(trained)?.fields, { title: title(22) });
     assert.equal(service.replayed.records, 5);
+    // The batch command applies the log by the same rule: same answers as the service.
+    const history = ['f-new', 'f-vector', ...someHistory()];
+    const online = await service.app.inject({
+      method: 'POST',
+      url: '/recommend',
+      payload: { items: history, k: 20 },
+    });
+    assert.equal(online.statusCode, 200);
+    await writeFile(join(dir, 'in.jsonl'), JSON.stringify(history) + '\n');
+    const code = await runRecommend(
+      ['--model', modelDir, '--catalog', catalogPath, '--input', join(dir, 'in.jsonl')].concat([
+        '--out',
+        join(dir, 'out.jsonl'),
+        '--k',
+        '20',
+      ]),
+    );
+    assert.equal(code, 0);
+    const batch = JSON.parse(await readFile(join(dir, 'out.jsonl'), 'utf8')) as {
+      items: { id: string; score: number }[];
+    };
+    const expected = (online.json() as { items: { id: string; score: number }[] }).items;
+    assert.deepEqual(
+      batch.items.map((r) => r.id),
+      expected.map((r) => r.id),
+    );
   } finally {
     await service.close();
     await rm(dir, { recursive: true, force: true });

@@ -50,11 +50,27 @@ export interface CatalogStore {
 /** A write that was not recorded because the store cannot be reached (HTTP 503). */
 export class CatalogUnavailableError extends Error {}
 
-function decodeFloats(text: string): Float32Array {
-  const bytes = Buffer.from(text, 'base64');
+/** float32 little-endian bytes as a vector (a copy, aligned). */
+export function floatsFromBytes(bytes: Buffer): Float32Array {
   const out = new Float32Array(bytes.length >> 2);
   new Uint8Array(out.buffer).set(bytes.subarray(0, out.length * 4));
   return out;
+}
+
+/** A log record as a change; defaultModel: the model of records written before records named their model. */
+export function recordToChange(record: CatalogRecord, version: number, defaultModel: string): CatalogChange {
+  const change: CatalogChange = {
+    version,
+    op: record.op,
+    id: record.id,
+    model: record.model ?? defaultModel,
+  };
+  if (record.op === 'put') {
+    change.vector = floatsFromBytes(Buffer.from(record.vector, 'base64'));
+    if (record.raw) change.raw = floatsFromBytes(Buffer.from(record.raw, 'base64'));
+    if (record.fields) change.fields = record.fields;
+  }
+  return change;
 }
 
 /** The embedded default: the append-only, fsync'ed log file of one process. */
@@ -85,18 +101,7 @@ export class FileCatalogStore implements CatalogStore {
   }
 
   private deliver(record: CatalogRecord): ApplyResult {
-    const change: CatalogChange = {
-      version: ++this.version,
-      op: record.op,
-      id: record.id,
-      model: record.model ?? this.defaultModel,
-    };
-    if (record.op === 'put') {
-      change.vector = decodeFloats(record.vector);
-      if (record.raw) change.raw = decodeFloats(record.raw);
-      if (record.fields) change.fields = record.fields;
-    }
-    return this.apply!(change);
+    return this.apply!(recordToChange(record, ++this.version, this.defaultModel));
   }
 
   async write(change: NewChange): Promise<ApplyResult> {

@@ -6,7 +6,6 @@
  * histories that contain a deleted or updated item still encode. Replaying the same changes in the same order
  * always yields the same row numbers, which is what makes the change log sufficient to restore the state.
  */
-import { decodeVector, type CatalogRecord } from './catalog-log.js';
 
 export interface ItemInfo {
   index: number; // current row
@@ -74,30 +73,9 @@ export class LiveCatalog {
   }
 }
 
-/** Where replayed changes go: rows to append (content vectors) and rows to retire. */
+/** Where catalog changes go: rows to append (content vectors) and rows to retire (runtime.ts applyChange). */
 export interface RowSink {
   /** fields: each row's text fields, when it was added from text. */
   append(vector: Float32Array, count: number, fields?: readonly (Record<string, string> | undefined)[]): void;
   retire(row: number): void;
-}
-
-/** Applies logged catalog changes in order (the same path the live service takes for each acknowledged change). */
-export function replayChanges(
-  catalog: LiveCatalog,
-  records: readonly CatalogRecord[],
-  d: number,
-  sink: RowSink,
-  source: string,
-): void {
-  records.forEach((record, i) => {
-    if (record.op === 'put') {
-      const vector = decodeVector(record.vector, d, `${source}: record ${i + 1}`);
-      const { retired } = catalog.put(record.id, record.fields);
-      sink.append(vector, 1, [record.fields]);
-      if (retired) sink.retire(retired);
-    } else {
-      const retired = catalog.remove(record.id);
-      if (retired) sink.retire(retired);
-    }
-  });
 }

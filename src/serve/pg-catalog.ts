@@ -12,6 +12,7 @@
 import pg from 'pg';
 import {
   CatalogUnavailableError,
+  floatsFromBytes,
   type ApplyChange,
   type ApplyResult,
   type CatalogChange,
@@ -67,12 +68,6 @@ interface ChangeRow {
 
 function toBytes(v: Float32Array | undefined): Buffer | null {
   return v ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : null;
-}
-
-function toFloats(bytes: Buffer): Float32Array {
-  const out = new Float32Array(bytes.length >> 2);
-  new Uint8Array(out.buffer).set(bytes.subarray(0, out.length * 4));
-  return out;
 }
 
 /** The URL without its password, for messages. */
@@ -256,8 +251,8 @@ export class PostgresCatalogStore implements CatalogStore {
           throw this.failure;
         }
         const change: CatalogChange = { version, op: row.op, id: row.item_id, model: row.model };
-        if (row.vector) change.vector = toFloats(row.vector);
-        if (row.raw) change.raw = toFloats(row.raw);
+        if (row.vector) change.vector = floatsFromBytes(row.vector);
+        if (row.raw) change.raw = floatsFromBytes(row.raw);
         if (row.fields) change.fields = row.fields;
         let result: ApplyResult;
         try {

@@ -5,15 +5,15 @@
  */
 import { createHash } from 'node:crypto';
 import { loadArtifact, type LoadedArtifact } from '../model/artifact.js';
-import { LiveCatalog } from './catalog.js';
+import { LiveCatalog, type RowSink } from './catalog.js';
 import type { ApplyResult, CatalogChange } from './catalog-store.js';
 import { ContentError, loadContentEncoder, type ItemContentEncoder } from './content.js';
 import { InlineBackend, ScoringEngine, WorkerBackend, type ScoreBackend } from './engine.js';
 import { itemVectorWidth, loadScoringModel, modelStrategy } from './models.js';
 import { Scorer } from './scorer.js';
 
-export interface ModelRuntime {
-  artifact: LoadedArtifact;
+/** What applyChange needs of a model: its live catalog, where new rows go, and how it encodes content. */
+export interface ChangeTarget {
   /** First 16 hex digits of the SHA-256 of the manifest (which names every item and the save time). */
   modelId: string;
   strategy: string;
@@ -22,11 +22,16 @@ export interface ModelRuntime {
   width: number;
   content: ItemContentEncoder;
   catalog: LiveCatalog;
-  engine: ScoringEngine;
+  rows: RowSink;
   /** Items the model was saved with. */
   known: Set<string>;
   /** Catalog changes of other models that could not be carried into this one (see applyChange). */
   notCarried: number;
+}
+
+export interface ModelRuntime extends ChangeTarget {
+  artifact: LoadedArtifact;
+  engine: ScoringEngine;
   /** Requests running on this runtime (a swapped-out runtime closes when they are done). */
   active: number;
 }
@@ -61,25 +66,28 @@ export async function loadRuntime(
   }
   const engine = new ScoringEngine(backends, maxBatch);
   try {
-    const strategy = modelStrategy(artifact);
-    const { ids, num_warm } = artifact.manifest.items;
-    return {
-      artifact,
-      modelId: modelId(artifact),
-      strategy,
-      canAddItems: strategy !== 'id',
-      width: itemVectorWidth(artifact),
-      content: await loadContentEncoder(artifact),
-      catalog: new LiveCatalog(ids, num_warm),
-      engine,
-      known: new Set(ids.slice(1)),
-      notCarried: 0,
-      active: 0,
-    };
+    return { ...(await changeTarget(artifact, engine)), artifact, engine, active: 0 };
   } catch (error) {
     await engine.close();
     throw error;
   }
+}
+
+/** A fresh catalog of the artifact's items whose new rows go to `rows` (the engine, or a Scorer in batch mode). */
+export async function changeTarget(artifact: LoadedArtifact, rows: RowSink): Promise<ChangeTarget> {
+  const strategy = modelStrategy(artifact);
+  const { ids, num_warm } = artifact.manifest.items;
+  return {
+    modelId: modelId(artifact),
+    strategy,
+    canAddItems: strategy !== 'id',
+    width: itemVectorWidth(artifact),
+    content: await loadContentEncoder(artifact),
+    catalog: new LiveCatalog(ids, num_warm),
+    rows,
+    known: new Set(ids.slice(1)),
+    notCarried: 0,
+  };
 }
 
 /**
@@ -90,11 +98,11 @@ export async function loadRuntime(
  * stored without its raw form, an id-strategy model, text without known words) is counted in notCarried and
  * reported on stderr. Deletes always apply. Returns whether the id was active before.
  */
-export function applyChange(rt: ModelRuntime, change: CatalogChange): ApplyResult {
-  const { catalog, engine } = rt;
+export function applyChange(rt: ChangeTarget, change: CatalogChange): ApplyResult {
+  const { catalog, rows } = rt;
   if (change.op === 'delete') {
     const retired = catalog.remove(change.id);
-    if (retired) engine.retire(retired);
+    if (retired) rows.retire(retired);
     return { existed: retired > 0 };
   }
   const existed = catalog.get(change.id) !== undefined;
@@ -117,13 +125,13 @@ export function applyChange(rt: ModelRuntime, change: CatalogChange): ApplyResul
       if (!(error instanceof ContentError)) throw error;
       rt.notCarried++;
       process.stderr.write(
-        `deltarec serve: catalog version ${change.version}: item ${JSON.stringify(change.id)} (recorded for model ${change.model}) is not carried into model ${rt.modelId}: ${error.message}\n`,
+        `deltarec: catalog version ${change.version}: item ${JSON.stringify(change.id)} (recorded for model ${change.model}) is not carried into model ${rt.modelId}: ${error.message}\n`,
       );
       return { existed };
     }
   }
   const { retired } = catalog.put(change.id, change.fields);
-  engine.append(vector, 1, [change.fields]);
-  if (retired) engine.retire(retired);
+  rows.append(vector, 1, [change.fields]);
+  if (retired) rows.retire(retired);
   return { existed: retired > 0 };
 }

@@ -4,7 +4,9 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { replayLog } from '../../serve/catalog-log.js';
-import { LiveCatalog, replayChanges } from '../../serve/catalog.js';
+import type { LiveCatalog } from '../../serve/catalog.js';
+import { recordToChange } from '../../serve/catalog-store.js';
+import { applyChange, changeTarget } from '../../serve/runtime.js';
 import { packBatch, type ScoreRequest } from '../../serve/engine.js';
 import { loadScoringModel } from '../../serve/models.js';
 import { Scorer } from '../../serve/scorer.js';
@@ -143,17 +145,23 @@ export async function run(args: string[]): Promise<number> {
   const temp = `${out}.tmp-${process.pid}`;
   try {
     const loaded = await loadScoringModel(values.model!);
-    const catalog = new LiveCatalog(loaded.artifact.manifest.items.ids, loaded.numWarm);
     const scorer = new Scorer(loaded.model, loaded.numWarm, loaded.fusion);
+    // The service's catalog rule (runtime.ts applyChange), so that batch and online answers agree.
+    const target = await changeTarget(loaded.artifact, {
+      append: (v, n, f) => scorer.appendItems(v, n, f),
+      retire: (row) => scorer.retire([row]),
+    });
+    const { catalog } = target;
     const logPath = values.catalog ?? join(loaded.artifact.dir, 'catalog.log');
     if (!values['no-catalog'] && (values.catalog || existsSync(logPath))) {
       const replay = replayLog(await readFile(logPath), logPath);
-      const sink = {
-        append: (v: Float32Array, n: number, f?: readonly (Record<string, string> | undefined)[]) =>
-          scorer.appendItems(v, n, f),
-        retire: (row: number) => scorer.retire([row]),
-      };
-      replayChanges(catalog, replay.records, scorer.inputWidth, sink, logPath);
+      replay.records.forEach((record, i) => {
+        try {
+          applyChange(target, recordToChange(record, i + 1, target.modelId));
+        } catch (error) {
+          throw new Error(`${logPath}: record ${i + 1}: ${(error as Error).message}`, { cause: error });
+        }
+      });
       console.error(`deltarec recommend: applied ${replay.records.length} catalog changes from ${logPath}`);
     }
 
