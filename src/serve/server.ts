@@ -422,7 +422,6 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       status: catalogStatus.writable ? 'ok' : 'degraded',
       model: artifact.manifest.model.kind,
       model_id: modelId,
-      model_dir: modelDir,
       strategy,
       items: catalog.activeCount,
       rows: catalog.numRows - 1,
