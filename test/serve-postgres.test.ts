@@ -164,6 +164,33 @@ test('an item POSTed to replica A is recommended by replica B', { timeout: 60_00
   }
 });
 
+test('the schema is versioned; a newer schema or a hole in the versions is refused, not guessed', async () => {
+  const { url, name } = await freshDatabase();
+  const a = await startReplica(url, 'a');
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await call(a.base, 'POST', '/items', { id: `s-${i}`, text: title(i) })).status, 201);
+  }
+  await a.service.close();
+  assert.deepEqual(await query(name, 'SELECT version FROM deltarec_schema'), [{ version: 1 }]);
+  // Started again: the schema is kept (no second migration), the changes are replayed.
+  const again = await startReplica(url, 'a-again');
+  assert.equal(again.service.replayed.records, 3);
+  await again.service.close();
+
+  await query(name, 'DELETE FROM deltarec_changes WHERE version = 2');
+  await assert.rejects(
+    createService({ modelDir, catalogUrl: url, workers: 0 }),
+    /catalog version 2 is missing \(next is 3\): deltarec_changes was edited outside deltarec/,
+  );
+  await query(name, 'UPDATE deltarec_schema SET version = 7');
+  await assert.rejects(
+    createService({ modelDir, catalogUrl: url, workers: 0 }),
+    new RegExp(
+      `catalog database postgres://postgres@127.0.0.1:${server.port}/${name}: its catalog schema is version 7, newer than this deltarec knows \\(1\\); upgrade deltarec`,
+    ),
+  );
+});
+
 /** A TCP proxy to the PostgreSQL server whose connections the test can cut (and refuse) and restore. */
 class CuttableProxy {
   private readonly sockets = new Set<Socket>();
