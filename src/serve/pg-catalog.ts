@@ -273,7 +273,11 @@ export class PostgresCatalogStore implements CatalogStore {
   }
 
   async write(change: NewChange): Promise<ApplyResult> {
-    if (this.failure) throw this.failure;
+    if (this.failure) {
+      throw new CatalogUnavailableError(
+        `this replica stopped following the catalog: ${this.failure.message}`,
+      );
+    }
     this.writing++;
     let version: number;
     try {
