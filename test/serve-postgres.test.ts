@@ -312,6 +312,9 @@ test(
     const b = await startReplica(url, 'b');
     const killed = await startServer(['--model', modelDir, '--catalog', url, '--workers', '0']);
     try {
+      // SIGHUP reloads the model directory of a single process too (unchanged directory: same model id).
+      killed.child.kill('SIGHUP');
+      await waitFor('the reload', () => /reloaded model (\w+) -> \1/.test(killed.output()));
       const acknowledged: string[] = [];
       let attempted = 0;
       let kill = false;

@@ -117,12 +117,7 @@ export async function run(args: string[]): Promise<number> {
   const { replayed } = service;
   if (replayed.droppedTail)
     console.error('deltarec serve: dropped a torn last record of the catalog log (never acknowledged)');
-  const address = await service.app.listen({ port, host: values.host ?? '127.0.0.1' });
-  const line = `listening on ${address} (${service.catalog.activeCount} items, ${replayed.records} catalog changes replayed, model ${service.modelId})`;
-  // One machine-readable line so scripts (benchmarks, tests) can find the port; replicas tell the primary.
-  if (cluster.isWorker) process.send!({ type: 'listening', line });
-  else console.log(`deltarec serve: ${line}`);
-
+  // Handlers first: a SIGHUP right after the 'listening' line must find them.
   const reload = async () => {
     try {
       const result = await service.reload();
@@ -143,11 +138,16 @@ export async function run(args: string[]): Promise<number> {
     if (message.type === 'reload') void reload().then((ok) => process.send!({ type: 'reloaded', ok }));
   };
   if (cluster.isWorker) process.on('message', onMessage);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+  const stopped = new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
   });
+  const address = await service.app.listen({ port, host: values.host ?? '127.0.0.1' });
+  const line = `listening on ${address} (${service.catalog.activeCount} items, ${replayed.records} catalog changes replayed, model ${service.modelId})`;
+  // One machine-readable line so scripts (benchmarks, tests) can find the port; replicas tell the primary.
+  if (cluster.isWorker) process.send!({ type: 'listening', line });
+  else console.log(`deltarec serve: ${line}`);
+  await stopped;
   process.off('SIGHUP', onHangup);
   process.off('message', onMessage);
   await service.close();
@@ -207,7 +207,6 @@ async function runPrimary(replicas: number): Promise<number> {
     console.error(`deltarec serve: ${(error as Error).message}`);
     return 1;
   }
-  console.log(`deltarec serve: ${lines[0]}, ${replicas} replicas`);
   let rolling = Promise.resolve();
   const onHangup = () => {
     rolling = rolling.then(async () => {
@@ -227,10 +226,12 @@ async function runPrimary(replicas: number): Promise<number> {
     });
   };
   process.on('SIGHUP', onHangup);
-  await new Promise<void>((resolve) => {
+  const stopped = new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
+  console.log(`deltarec serve: ${lines[0]}, ${replicas} replicas`);
+  await stopped;
   stopping = true;
   process.off('SIGHUP', onHangup);
   await Promise.all(
