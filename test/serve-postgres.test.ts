@@ -375,6 +375,10 @@ test(
       assert.equal((await call(a.base, 'POST', '/items', { id: 'before', text: title(5) })).status, 201);
       await waitFor('before on B', () => b.service.catalog.get('before') !== undefined);
       await server.stop();
+      await waitFor(
+        'both replicas to notice',
+        () => !a.service.store.status().writable && !b.service.store.status().writable,
+      );
       for (const replica of [a, b]) {
         const ranked = await call(replica.base, 'POST', '/recommend', { items: ['before'], k: 5 });
         assert.equal(ranked.status, 200, 'reads are served from memory while the database is down');
