@@ -4,7 +4,8 @@
  * the way docs/onnx.md tells a Python user to feed it. onnxruntime-node is optional: imported only here, dynamically.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -133,9 +134,13 @@ function topK(scores: Float32Array, row: number, width: number, seen: BigInt64Ar
     .map(([, i]) => i);
 }
 
+/** Models exported by checkExport and their .onnx files, for the Python test. */
+const exported = new Map<string, { model: FittedModel; file: string }>();
+
 /** Exports a model through the CLI and checks the graph against the library on 1,000 histories. */
 async function checkExport(name: string, model: FittedModel): Promise<OnnxSidecar> {
   const modelDir = join(root, name);
+  exported.set(name, { model, file: join(root, `${name}.onnx`) });
   await save(model, modelDir);
   const out = join(root, `${name}.onnx`);
   const { code, stderr } = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', out]);
@@ -234,6 +239,84 @@ test('a lexically fused model exports its SASRec part and the sidecar says so', 
   const sidecar = await checkExport('fused', fused);
   assert.equal(sidecar.lexical_fusion?.weight, 2);
   assert.equal(sidecar.lexical_fusion?.exported, false);
+});
+
+const hasNumpy = spawnSync('python3', ['-c', 'import numpy']).status === 0;
+const skipPython = skip || (hasNumpy ? false : 'python3 with numpy is not available');
+
+/** A stand-in for Python's onnxruntime (not installable here) that runs the graph with onnxruntime-node. */
+const ORT_STAND_IN = `
+import json, os, subprocess, tempfile
+import numpy as np
+
+class InferenceSession:
+    def __init__(self, path, providers=None):
+        self.path = path
+
+    def run(self, output_names, feeds):
+        ids = np.ascontiguousarray(feeds["item_ids"], dtype=np.int64)
+        with tempfile.TemporaryDirectory() as d:
+            ids.tofile(os.path.join(d, "in.bin"))
+            subprocess.run([os.environ["DELTAREC_NODE"], os.environ["DELTAREC_RUNNER"], self.path, d,
+                            str(ids.shape[0]), str(ids.shape[1])], check=True)
+            with open(os.path.join(d, "shapes.json")) as f:
+                shapes = json.load(f)
+            names = output_names or list(shapes)
+            return [np.fromfile(os.path.join(d, n + ".bin"), dtype=np.float32).reshape(shapes[n]) for n in names]
+`;
+const RUNNER = `
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+const [model, dir, rows, cols] = process.argv.slice(2);
+const ort = await import(process.env.DELTAREC_ORT_URL);
+const session = await ort.InferenceSession.create(model);
+const ids = new BigInt64Array(new Uint8Array(readFileSync(join(dir, 'in.bin'))).buffer);
+const out = await session.run({ item_ids: new ort.Tensor('int64', ids, [Number(rows), Number(cols)]) });
+const shapes = {};
+for (const [name, t] of Object.entries(out)) {
+  writeFileSync(join(dir, name + '.bin'), new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  shapes[name] = t.dims;
+}
+writeFileSync(join(dir, 'shapes.json'), JSON.stringify(shapes));
+`;
+/** Runs the first python block of docs/onnx.md (without its example print) and prints recommend(histories). */
+const HARNESS = `
+import json, re, sys
+doc = open(sys.argv[1]).read()
+code = re.search(r"\`\`\`python\\n(.*?)\`\`\`", doc, re.S).group(1)
+code = "\\n".join(line for line in code.splitlines() if not line.startswith("print("))
+exec(code)
+print(json.dumps(recommend(json.load(open("histories.json")))))
+`;
+
+test('the Python code of docs/onnx.md ranks like recommend', { skip: skipPython }, async () => {
+  // The content-delta export of the first test (made here when that test was filtered out).
+  if (!exported.has('content-delta')) await checkExport('content-delta', await fit(split, cases[0][1]));
+  const { model, file } = exported.get('content-delta')!;
+  const dir = await mkdtemp(join(root, 'python-'));
+  copyFileSync(file, join(dir, 'beauty.onnx'));
+  copyFileSync(`${file}.json`, join(dir, 'beauty.onnx.json'));
+  writeFileSync(join(dir, 'onnxruntime.py'), ORT_STAND_IN);
+  writeFileSync(join(dir, 'runner.mjs'), RUNNER);
+  writeFileSync(join(dir, 'harness.py'), HARNESS);
+  const all = histories(model.maxLength).slice(0, 300);
+  writeFileSync(join(dir, 'histories.json'), JSON.stringify(all));
+  const result = spawnSync('python3', ['harness.py', join(import.meta.dirname, '..', 'docs', 'onnx.md')], {
+    cwd: dir,
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      PYTHONPATH: dir,
+      DELTAREC_NODE: process.execPath,
+      DELTAREC_RUNNER: join(dir, 'runner.mjs'),
+      DELTAREC_ORT_URL: import.meta.resolve(ORT_MODULE),
+    },
+  });
+  assert.equal(result.status, 0, result.stderr);
+  const got = JSON.parse(result.stdout) as string[][];
+  const want = recommend(model, all, { k: 10 }).map((r) => r.items);
+  assert.deepEqual(got, want);
+  assert.ok(got.filter((items) => items.length === 10).length > 280);
 });
 
 test('deltarec export: usage errors, a missing model, a knn model, and no overwrite without --force', async () => {
