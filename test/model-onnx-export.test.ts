@@ -18,8 +18,10 @@ import { buildContent } from '../src/eval/data.js';
 import type { OnnxSidecar } from '../src/model/onnx-export.js';
 import { varint } from '../src/model/onnx-proto.js';
 import type { SASRec } from '../src/model/sasrec.js';
+import { createService } from '../src/serve/server.js';
 import { FileExistsError, writeFilesAtomically } from '../src/util/files.js';
 import { Random } from '../src/util/random.js';
+import { buildFixtureModel } from './serve-fixture.js';
 
 /** The part of onnxruntime-node used here (typed locally: the package is optional and may be absent). */
 interface OrtSession {
@@ -318,6 +320,84 @@ test('the Python code of docs/onnx.md ranks like recommend', { skip: skipPython 
   assert.deepEqual(got, want);
   assert.ok(got.filter((items) => items.length === 10).length > 280);
 });
+
+test(
+  'the service catalog (added, updated, deleted items) is exported and ranks like the service',
+  { skip },
+  async () => {
+    const modelDir = join(root, 'served');
+    const fixture = await buildFixtureModel(modelDir, { epochs: 1 });
+    const ids = fixture.split.itemIds;
+    const service = await createService({ modelDir, workers: 0 });
+    const changes = [
+      {
+        method: 'POST',
+        url: '/items',
+        payload: { id: 'added-1', text: fixture.fields.title[5] },
+        status: 201,
+      },
+      { method: 'POST', url: '/items', payload: { id: ids[7], text: fixture.fields.title[9] }, status: 200 },
+      { method: 'DELETE', url: `/items/${ids[8]}`, status: 200 },
+    ] as const;
+    for (const { status, ...request } of changes) {
+      const response = await service.app.inject(request);
+      assert.equal(response.statusCode, status, response.body);
+    }
+    const rng = new Random(8);
+    const live = [...ids.slice(1), 'added-1'];
+    const all = Array.from({ length: 60 }, (_, h) => {
+      const seq = Array.from({ length: 1 + rng.nextInt(40) }, () => live[rng.nextInt(live.length)]);
+      if (h % 3 === 0) seq.push(['added-1', ids[7], ids[8]][h % 9 === 0 ? 0 : h % 9 === 3 ? 1 : 2]);
+      return seq;
+    });
+    const expected: { id: string; score: number }[][] = [];
+    for (const items of all) {
+      const response = await service.app.inject({ method: 'POST', url: '/recommend', payload: { items } });
+      assert.equal(response.statusCode, 200, response.body);
+      expected.push(response.json().items);
+    }
+    await service.close();
+
+    const out = join(root, 'served.onnx');
+    const { code, stderr } = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', out]);
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /applied 3 catalog changes/);
+    const sidecar = JSON.parse(readFileSync(`${out}.json`, 'utf8')) as OnnxSidecar;
+    assert.equal(
+      sidecar.item_ids.length,
+      ids.length + 2,
+      'the added item and the new row of the updated one',
+    );
+    assert.deepEqual(sidecar.item_ids.slice(-2), ['added-1', ids[7]]);
+    assert.deepEqual(sidecar.retired, [7, 8]);
+    const session = await ort!.InferenceSession.create(out);
+    const width = sidecar.item_ids.length;
+    const rows = feed(sidecar, all);
+    const { scores } = await runGraph(session, rows);
+    let maxDiff = 0;
+    all.forEach((_, r) => {
+      const top = topK(scores, r, width, rows[r], 10);
+      assert.deepEqual(
+        top.map((i) => sidecar.item_ids[i]),
+        expected[r].map((item) => item.id),
+        `history ${r}`,
+      );
+      top.forEach(
+        (i, j) => (maxDiff = Math.max(maxDiff, Math.abs(scores[r * width + i] - expected[r][j].score))),
+      );
+    });
+    assert.ok(maxDiff <= 1e-4, `max score difference ${maxDiff}`);
+    assert.ok(!expected.flat().some((item) => item.id === ids[8]), 'a deleted item is not recommended');
+
+    // --no-catalog exports the model as saved.
+    const saved = join(root, 'saved.onnx');
+    const plain = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', saved, '--no-catalog']);
+    assert.equal(plain.code, 0, plain.stderr);
+    const savedSidecar = JSON.parse(readFileSync(`${saved}.json`, 'utf8')) as OnnxSidecar;
+    assert.deepEqual(savedSidecar.item_ids, ids);
+    assert.deepEqual(savedSidecar.retired, []);
+  },
+);
 
 test('deltarec export: usage errors, a missing model, a knn model, and no overwrite without --force', async () => {
   const model = await fit(split, { ...small, epochs: 1, model: 'sasrec', blocks: 1 });

@@ -4,7 +4,8 @@
  *
  *   input   item_ids     int64 [batch, length]  item indices (sidecar item_ids), most recent last, 0 = padding
  *   output  user_vector  float [batch, d]       the final hidden state at the most recent known item (SASRec.encode)
- *   output  scores       float [batch, numItems + 1]  user_vector x item_embeddings^T; column 0 (padding) = -inf
+ *   output  scores       float [batch, numItems + 1]  user_vector x item_embeddings^T; column 0 (padding) and
+ *                                                     retired rows (deleted or replaced in a live catalog) = -inf
  *
  * The graph reproduces SASRec.encode/score without dropout, including the library's input rules, so a caller may
  * pad and truncate freely: entries that are 0 or not in 1..numItems are ignored wherever they sit, only the last
@@ -17,7 +18,7 @@
  *   x0     = (E[keep ? ids : 0] + P[position]) * keep
  *   bias   = 0 where key j <= query i and keep[j], else -1e9  (B x 1 x L x L; finite, so padding rows stay finite)
  *   blocks as sasrec.ts: q = LN1(x); r = q + Attn(q, x, x) Wo + bo; f = LN2(r); x = f + W2 act(W1 f + b1) + b2
- *   user_vector = LNf(sum over L of x * (keep and after == 0));  scores = user_vector E^T + [-inf, 0, 0, ...]
+ *   user_vector = LNf(sum over L of x * (keep and after == 0));  scores = user_vector E^T + [-inf, 0, ...]
  * E is the model's item matrix as it scores (content + clipped delta, the content map applied, or the learned
  * table), stored once as the initializer `item_embeddings` ((numItems + 1) x d) and used by Gather and Gemm.
  */
@@ -60,15 +61,20 @@ export interface OnnxSidecar {
   outputs: Record<string, string>;
   feeding: string[];
   lexical_fusion: { weight: number; exported: false; note: string } | null;
+  /** Rows whose score column is -inf: items deleted or replaced in the service's catalog (they still encode). */
+  retired: number[];
   /** Item id of each index; item_ids[0] = '' is padding. Index i is input value i and scores column i. */
   item_ids: string[];
 }
 
 export interface OnnxExportInput {
   model: SASRec;
-  /** Item id of each row, itemIds[0] = '' (the artifact's items.ids). */
+  /** Item id of each row, itemIds[0] = '' (the artifact's items.ids, or a live catalog's rowIds: an id may repeat,
+   * its last row is current). */
   itemIds: readonly string[];
   numWarm: number;
+  /** Rows never to recommend (items deleted or replaced in a live catalog); they still encode in histories. */
+  retired?: readonly number[];
   /** File name of the .onnx the sidecar describes. */
   onnxFile: string;
   /** The lexical-fusion weight of a fused model (fusion is not part of the graph; the sidecar says so). */
@@ -113,6 +119,9 @@ export function sasrecToOnnx(input: OnnxExportInput): { model: OnnxModel; sideca
   const c = model.config;
   const { d, heads, maxLength } = c;
   const numItems = model.numItems;
+  const retired = [...new Set(input.retired ?? [])].sort((a, b) => a - b);
+  if (retired.some((row) => !Number.isInteger(row) || row < 1 || row > numItems))
+    throw new Error(`onnx export: retired rows must be in 1..${numItems}`);
   if (itemIds.length !== numItems + 1 || itemIds[0] !== '') {
     throw new Error(
       `onnx export: ${itemIds.length} item ids for a model of ${numItems} items (expected numItems + 1, the first '')`,
@@ -214,7 +223,7 @@ export function sasrecToOnnx(input: OnnxExportInput): { model: OnnxModel; sideca
   });
   const user = layerNorm(last, 'final_ln', 'user_vector');
   const paddingColumn = new Float32Array(numItems + 1);
-  paddingColumn[0] = -Infinity;
+  for (const row of [0, ...retired]) paddingColumn[row] = -Infinity;
   const padding = g.tensor('padding_column', [numItems + 1], paddingColumn);
   g.op('Gemm', [user, items, padding], { transB: { int: 1 } }, 'scores');
 
@@ -240,7 +249,7 @@ export function sasrecToOnnx(input: OnnxExportInput): { model: OnnxModel; sideca
     },
     metadata: { strategy: c.strategy, max_length: String(maxLength), num_warm: String(numWarm) },
   };
-  return { model: onnx, sidecar: sidecarOf(input) };
+  return { model: onnx, sidecar: sidecarOf(input, retired) };
 }
 
 function geluConstants(g: GraphBuilder) {
@@ -252,7 +261,7 @@ function geluConstants(g: GraphBuilder) {
   };
 }
 
-function sidecarOf(input: OnnxExportInput): OnnxSidecar {
+function sidecarOf(input: OnnxExportInput, retired: number[]): OnnxSidecar {
   const { model, numWarm } = input;
   const c = model.config;
   const weight = input.lexicalWeight ?? 0;
@@ -277,13 +286,14 @@ function sidecarOf(input: OnnxExportInput): OnnxSidecar {
     },
     outputs: {
       user_vector: `float32 [batch, ${c.d}]: the user state after the most recent known item`,
-      scores: `float32 [batch, ${model.numItems + 1}]: user_vector . item embedding; column i scores item_ids[i], column 0 is -inf`,
+      scores: `float32 [batch, ${model.numItems + 1}]: user_vector . item embedding; column i scores item_ids[i], column 0 and the retired columns are -inf`,
     },
     feeding: [
-      'Map each id of a history to its index in item_ids; unknown ids can be dropped or given index 0.',
+      'Map each id of a history to its index in item_ids (an id listed twice: its last index); unknown ids can be dropped or given index 0.',
       'Put the most recent item last and pad rows to a common length with 0 (left padding is customary; 0 is ignored anywhere).',
       `Longer histories need no truncation: the graph keeps the last ${c.maxLength} known items, as the library does.`,
       'A row with no known item returns the empty-input state; the library recommends nothing for it.',
+      'Indices listed in retired (items deleted or replaced in the service) score -inf but still count in histories.',
       `Indices ${numWarm + 1}..${model.numItems} are cold items (no training interactions); drop their columns to recommend warm items only.`,
       "To match deltarec's recommend: set the scores of the history's own items to -inf (exclude seen), then take the top k.",
     ],
@@ -295,6 +305,7 @@ function sidecarOf(input: OnnxExportInput): OnnxSidecar {
             note: 'The model was saved with lexical fusion; the graph holds the unfused SASRec scores (fusion needs the TF-IDF rows and is not exported).',
           }
         : null,
+    retired,
     item_ids: [...input.itemIds],
   };
 }

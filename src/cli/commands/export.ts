@@ -1,10 +1,13 @@
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModel } from '../../model/artifact.js';
 import { loadLexicalFusion } from '../../model/fusion.js';
 import { sasrecToOnnx } from '../../model/onnx-export.js';
 import { encodeOnnxModel } from '../../model/onnx-proto.js';
+import { replayLog } from '../../serve/catalog-log.js';
+import { LiveCatalog, replayChanges } from '../../serve/catalog.js';
 import { FileExistsError, writeFilesAtomically } from '../../util/files.js';
 
 export const summary =
@@ -19,6 +22,8 @@ and feeding rules to FILE.onnx.json (docs/onnx.md shows how to serve it from Pyt
   input   item_ids     int64 [batch, length]   item indices, most recent last, 0 = padding
   output  user_vector  float [batch, d]
   output  scores       float [batch, numItems + 1]   column i scores item_ids[i] of the sidecar; column 0 is -inf
+Items added, updated or deleted through the service (DIR/catalog.log) are applied, as \`deltarec recommend\` does:
+added rows are scored, deleted and replaced rows get -inf (they still count in histories).
 A model saved with lexical fusion is exported without it (the sidecar says so and gives the weight).
 
 options:
@@ -26,6 +31,8 @@ options:
   --format F       export format: onnx (required)
   --out FILE       the .onnx file to write (required); the sidecar is FILE.json. Both are written atomically.
   --force          replace FILE and FILE.json when they exist (default: refuse)
+  --catalog FILE   catalog change log to apply (default DIR/catalog.log when it exists)
+  --no-catalog     export the model's catalog as saved
 `;
 
 export async function run(args: string[]): Promise<number> {
@@ -38,6 +45,8 @@ export async function run(args: string[]): Promise<number> {
         format: { type: 'string' },
         out: { type: 'string' },
         force: { type: 'boolean' },
+        catalog: { type: 'string' },
+        'no-catalog': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }).values;
@@ -67,17 +76,27 @@ export async function run(args: string[]): Promise<number> {
       for (const path of [out, sidecarPath]) if (existsSync(path)) throw new FileExistsError(path);
     }
     const loaded = await loadModel(values.model!);
-    const catalogLog = join(loaded.dir, 'catalog.log');
-    if (existsSync(catalogLog)) {
-      console.error(
-        `deltarec export: note: ${catalogLog} (the service's catalog changes) is not applied; the export holds the catalog as saved`,
-      );
+    let itemIds = loaded.itemIds;
+    const retired: number[] = [];
+    const logPath = values.catalog ?? join(loaded.dir, 'catalog.log');
+    if (!values['no-catalog'] && (values.catalog || existsSync(logPath))) {
+      const catalog = new LiveCatalog(loaded.itemIds, loaded.numWarm);
+      const replay = replayLog(await readFile(logPath), logPath);
+      const { contentDim, d } = loaded.model.config;
+      const sink = {
+        append: (vectors: Float32Array, count: number) => loaded.model.appendItems(vectors, count),
+        retire: (row: number) => retired.push(row),
+      };
+      replayChanges(catalog, replay.records, contentDim ?? d, sink, logPath);
+      itemIds = catalog.rowIds;
+      console.error(`deltarec export: applied ${replay.records.length} catalog changes from ${logPath}`);
     }
     const lexicalWeight = loaded.lexical ? (await loadLexicalFusion(loaded.lexical.dir)).weight : 0;
     const { model, sidecar } = sasrecToOnnx({
       model: loaded.model,
-      itemIds: loaded.itemIds,
+      itemIds,
       numWarm: loaded.numWarm,
+      retired,
       onnxFile: basename(out),
       lexicalWeight,
     });
