@@ -17,8 +17,9 @@
  *   keep   = valid and after < maxLength;  position = min(after, maxLength - 1)
  *   x0     = (E[keep ? ids : 0] + P[position]) * keep
  *   bias   = 0 where key j <= query i and keep[j], else -1e9  (B x 1 x L x L; finite, so padding rows stay finite)
- *   blocks as sasrec.ts: q = LN1(x); r = q + Attn(q, x, x) Wo + bo; f = LN2(r); x = f + W2 act(W1 f + b1) + b2
- *   user_vector = LNf(sum over L of x * (keep and after == 0));  scores = user_vector E^T + [-inf, 0, ...]
+ *   blocks as sasrec.ts: q = LN1(x); r = q + Attn(q, x, x) Wo + bo; f = LN2(r); x = f + W2 act(W1 f + b1) + b2,
+ *          the last block with queries (and so r, f, FFN) only at the most recent kept entry (keep and after == 0)
+ *   user_vector = LNf(that row, zero for a row without one);  scores = user_vector E^T + [-inf, 0, ...]
  * E is the model's item matrix as it scores (content + clipped delta, the content map applied, or the learned
  * table), stored once as the initializer `item_embeddings` ((numItems + 1) x d) and used by Gather and Gemm.
  */
@@ -159,19 +160,29 @@ export function sasrecToOnnx(input: OnnxExportInput): { model: OnnxModel; sideca
   ]);
   let x = g.op('Mul', [embedded, keepColumn]);
 
-  // Additive attention bias: causal over columns, keys that are not kept masked.
-  const length = g.op('Gather', [g.op('Shape', [ids]), one], { axis: { int: 0 } });
-  const steps = g.op('Range', [zero, length, one]);
-  const causal = g.op('LessOrEqual', [
-    g.op('Unsqueeze', [steps, g.int64('axes_0', [0])]),
-    g.op('Unsqueeze', [steps, g.int64('axes_1', [1])]),
-  ]);
+  // The most recent kept entry of each row: the only query the last block needs, and the user state.
+  const isLast = g.op('And', [keep, g.op('Equal', [after, zero])]);
+  const lastColumn = g.op('Unsqueeze', [g.op('Cast', [isLast], { to: { int: ONNX_FLOAT } }), axisLast]);
+  const axesSeq = g.int64('axes_seq', [1]);
+  // B x 1 x 1: 1, or 0 for a row without known items.
+  const hasItems = g.op('ReduceSum', [lastColumn, axesSeq], { keepdims: { int: 1 } });
+
+  // Additive attention biases, B x 1 x L x L before the last block and B x 1 x 1 x L in it: keys that are not kept
+  // are masked, and keys after the query (causal); in the last block every kept key precedes the query.
+  const zeroF = g.float('zero_f', 0);
+  const masked = g.float('masked', MASKED);
   const keys = g.op('Unsqueeze', [keep, g.int64('axes_1_2', [1, 2])]);
-  const attentionBias = g.op('Where', [
-    g.op('And', [causal, keys]),
-    g.float('zero_f', 0),
-    g.float('masked', MASKED),
-  ]);
+  const lastBias = g.op('Where', [keys, zeroF, masked]);
+  let causalBias = '';
+  if (c.blocks > 1) {
+    const length = g.op('Gather', [g.op('Shape', [ids]), one], { axis: { int: 0 } });
+    const steps = g.op('Range', [zero, length, one]);
+    const causal = g.op('LessOrEqual', [
+      g.op('Unsqueeze', [steps, g.int64('axes_0', [0])]),
+      g.op('Unsqueeze', [steps, g.int64('axes_1', [1])]),
+    ]);
+    causalBias = g.op('Where', [g.op('And', [causal, keys]), zeroF, masked]);
+  }
 
   const headShape = g.int64('head_shape', [0, 0, heads, d / heads]);
   const modelShape = g.int64('model_shape', [0, 0, d]);
@@ -191,11 +202,19 @@ export function sasrecToOnnx(input: OnnxExportInput): { model: OnnxModel; sideca
   const gelu = c.activation === 'gelu' ? geluConstants(g) : null;
   for (let l = 0; l < c.blocks; l++) {
     const p = `blocks.${l}`;
-    const q = layerNorm(x, `${p}.ln1`);
+    // The last block runs its queries, FFN and norms on the most recent entry only (B x 1 x d).
+    const lastBlock = l === c.blocks - 1;
+    const queries = lastBlock
+      ? g.op('ReduceSum', [g.op('Mul', [x, lastColumn]), axesSeq], { keepdims: { int: 1 } })
+      : x;
+    const q = layerNorm(queries, `${p}.ln1`);
     const qh = splitHeads(linear(q, `${p}.attn.wq`, `${p}.attn.bq`), [0, 2, 1, 3]);
     const khT = splitHeads(linear(x, `${p}.attn.wk`, `${p}.attn.bk`), [0, 2, 3, 1]);
     const vh = splitHeads(linear(x, `${p}.attn.wv`, `${p}.attn.bv`), [0, 2, 1, 3]);
-    const logits = g.op('Add', [g.op('Mul', [g.op('MatMul', [qh, khT]), attentionScale]), attentionBias]);
+    const logits = g.op('Add', [
+      g.op('Mul', [g.op('MatMul', [qh, khT]), attentionScale]),
+      lastBlock ? lastBias : causalBias,
+    ]);
     const probabilities = g.op('Softmax', [logits], { axis: { int: -1 } });
     const attended = g.op('Reshape', [
       g.op('Transpose', [g.op('MatMul', [probabilities, vh])], { perm: { ints: [0, 2, 1, 3] } }),
@@ -215,12 +234,8 @@ export function sasrecToOnnx(input: OnnxExportInput): { model: OnnxModel; sideca
     x = g.op('Add', [f, linear(act, `${p}.ffn.w2`, `${p}.ffn.b2`)]);
   }
 
-  // The most recent kept entry of each row (none for a row without known items: a zero row, as SASRec.encode).
-  const isLast = g.op('And', [keep, g.op('Equal', [after, zero])]);
-  const lastColumn = g.op('Unsqueeze', [g.op('Cast', [isLast], { to: { int: ONNX_FLOAT } }), axisLast]);
-  const last = g.op('ReduceSum', [g.op('Mul', [x, lastColumn]), g.int64('axes_seq', [1])], {
-    keepdims: { int: 0 },
-  });
+  // A row without known items gets the final norm of a zero row, as SASRec.encode.
+  const last = g.op('Squeeze', [g.op('Mul', [x, hasItems]), axesSeq]);
   const user = layerNorm(last, 'final_ln', 'user_vector');
   const paddingColumn = new Float32Array(numItems + 1);
   for (const row of [0, ...retired]) paddingColumn[row] = -Infinity;
