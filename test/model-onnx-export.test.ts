@@ -9,6 +9,7 @@ import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } fr
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { fit, recommend, save, withLexicalFusion, type FitOptions, type FittedModel } from '../src/api.js';
 import { run } from '../src/cli/commands/export.js';
@@ -224,6 +225,7 @@ const cases: [string, FitOptions][] = [
   ],
   ['id', { ...small, model: 'sasrec', blocks: 1 }],
   ['content-map', { ...small, model: 'content-map', content: built.content!, heads: 4 }],
+  ['content-frozen', { ...small, model: 'content-frozen', content: built.content!, blocks: 3 }],
 ];
 
 for (const [name, options] of cases) {
@@ -269,6 +271,7 @@ class InferenceSession:
 const RUNNER = `
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 const [model, dir, rows, cols] = process.argv.slice(2);
 const ort = await import(process.env.DELTAREC_ORT_URL);
 const session = await ort.InferenceSession.create(model);
@@ -303,17 +306,21 @@ test('the Python code of docs/onnx.md ranks like recommend', { skip: skipPython 
   writeFileSync(join(dir, 'harness.py'), HARNESS);
   const all = histories(model.maxLength).slice(0, 300);
   writeFileSync(join(dir, 'histories.json'), JSON.stringify(all));
-  const result = spawnSync('python3', ['harness.py', join(import.meta.dirname, '..', 'docs', 'onnx.md')], {
-    cwd: dir,
-    encoding: 'utf8',
-    env: {
-      ...process.env,
-      PYTHONPATH: dir,
-      DELTAREC_NODE: process.execPath,
-      DELTAREC_RUNNER: join(dir, 'runner.mjs'),
-      DELTAREC_ORT_URL: import.meta.resolve(ORT_MODULE),
+  const result = spawnSync(
+    'python3',
+    ['harness.py', fileURLToPath(new URL('../docs/onnx.md', import.meta.url))],
+    {
+      cwd: dir,
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        PYTHONPATH: dir,
+        DELTAREC_NODE: process.execPath,
+        DELTAREC_RUNNER: join(dir, 'runner.mjs'),
+        DELTAREC_ORT_URL: import.meta.resolve(ORT_MODULE),
+      },
     },
-  });
+  );
   assert.equal(result.status, 0, result.stderr);
   const got = JSON.parse(result.stdout) as string[][];
   const want = recommend(model, all, { k: 10 }).map((r) => r.items);
