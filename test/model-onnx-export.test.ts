@@ -229,7 +229,7 @@ const cases: [string, FitOptions][] = [
 ];
 
 for (const [name, options] of cases) {
-  test(`onnx export of a ${name} model scores like the library on 1,000 histories`, { skip }, async () => {
+  test(`onnx export: a ${name} model scores like the library on 1,000 histories`, { skip }, async () => {
     const model = await fit(split, options);
     const sidecar = await checkExport(name, model);
     assert.equal(sidecar.model.strategy, name);
@@ -327,6 +327,32 @@ test('the Python code of docs/onnx.md ranks like recommend', { skip: skipPython 
   assert.deepEqual(got, want);
   assert.ok(got.filter((items) => items.length === 10).length > 280);
 });
+
+/** A Python with the onnx package (the system one has it when Debian's python3-onnx is installed), or null. */
+const pythonWithOnnx =
+  ['python3', '/usr/bin/python3'].find((python) => spawnSync(python, ['-c', 'import onnx']).status === 0) ??
+  null;
+
+test(
+  'every exported graph passes onnx.checker with full shape inference',
+  { skip: pythonWithOnnx ? false : 'no python3 with the onnx package (Debian: python3-onnx)' },
+  () => {
+    const files = [...exported.values()].map((e) => e.file);
+    assert.ok(files.length > 0, 'run with the export tests');
+    const check = [
+      'import sys, onnx',
+      'for path in sys.argv[1:]:',
+      '    model = onnx.load(path)',
+      '    onnx.checker.check_model(model, full_check=True)',
+      '    assert [o.name for o in model.graph.output] == ["user_vector", "scores"]',
+      '    assert model.opset_import[0].version == 17',
+      'print(len(sys.argv) - 1)',
+    ].join('\n');
+    const result = spawnSync(pythonWithOnnx!, ['-c', check, ...files], { encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.stdout.trim(), String(files.length));
+  },
+);
 
 test(
   'the service catalog (added, updated, deleted items) is exported and ranks like the service',
