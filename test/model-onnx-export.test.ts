@@ -452,6 +452,13 @@ test('deltarec export: usage errors, a missing model, a knn model, and no overwr
   r = await exportCli(['--model', knnDir, '--format', 'onnx', '--out', out]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /model kind 'knn' is not supported \(expected 'sasrec'\)/);
+  r = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', join(root, 'no-dir', 'x.onnx')]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /no-dir: directory does not exist/);
+  r = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', knnDir, '--force']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /knn exists and is not a file; it is never replaced/);
+  assert.ok(existsSync(join(knnDir, 'manifest.json')));
   assert.ok(!existsSync(out) && !existsSync(`${out}.json`), 'failed exports write nothing');
 
   r = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', out]);

@@ -306,6 +306,7 @@ function sidecarOf(input: OnnxExportInput, retired: number[]): OnnxSidecar {
     feeding: [
       'Map each id of a history to its index in item_ids (an id listed twice: its last index); unknown ids can be dropped or given index 0.',
       'Put the most recent item last and pad rows to a common length with 0 (left padding is customary; 0 is ignored anywhere).',
+      'Positions are not an input: the graph counts them from the most recent known item, as the model does.',
       `Longer histories need no truncation: the graph keeps the last ${c.maxLength} known items, as the library does.`,
       'A row with no known item returns the empty-input state; the library recommends nothing for it.',
       'Indices listed in retired (items deleted or replaced in the service) score -inf but still count in histories.',

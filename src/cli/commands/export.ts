@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { lstat, readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModel } from '../../model/artifact.js';
 import { loadLexicalFusion } from '../../model/fusion.js';
@@ -72,8 +72,12 @@ export async function run(args: string[]): Promise<number> {
   const force = values.force ?? false;
   try {
     // Refuse before the (possibly slow) model load; writeFilesAtomically checks again when it places the files.
-    if (!force) {
-      for (const path of [out, sidecarPath]) if (existsSync(path)) throw new FileExistsError(path);
+    if (!(await stat(dirname(out)).catch(() => null))?.isDirectory())
+      throw new Error(`${dirname(out)}: directory does not exist`);
+    for (const path of [out, sidecarPath]) {
+      const info = await lstat(path).catch(() => null);
+      if (info && !info.isFile()) throw new Error(`${path} exists and is not a file; it is never replaced`);
+      if (info && !force) throw new FileExistsError(path);
     }
     const loaded = await loadModel(values.model!);
     let itemIds = loaded.itemIds;
