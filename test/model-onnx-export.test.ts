@@ -452,6 +452,18 @@ test('deltarec export: usage errors, a missing model, a knn model, and no overwr
   r = await exportCli(['--model', knnDir, '--format', 'onnx', '--out', out]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /model kind 'knn' is not supported \(expected 'sasrec'\)/);
+  r = await exportCli([
+    '--model',
+    modelDir,
+    '--format',
+    'onnx',
+    '--out',
+    out,
+    '--catalog',
+    join(root, 'absent.log'),
+  ]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /deltarec export: cannot read .*absent\.log/);
   r = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', join(root, 'no-dir', 'x.onnx')]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /no-dir: directory does not exist/);

@@ -125,10 +125,13 @@ export async function run(args: string[]): Promise<number> {
     }
     return 0;
   } catch (error) {
+    const { code, path } = error as NodeJS.ErrnoException;
     const message =
       error instanceof FileExistsError
         ? `${error.path} already exists (pass --force to replace it)`
-        : (error as Error).message;
+        : code === 'ENOENT' && path
+          ? `cannot read ${path}`
+          : (error as Error).message;
     console.error(`deltarec export: ${message}`);
     return 1;
   }
