@@ -237,19 +237,56 @@ console.log(JSON.stringify({ rec, items: data.catalog.ids, epochs: model.trainin
   assert.doesNotMatch(result.stderr, /TypeScript kernels/, 'the native addon was loaded');
 });
 
-test('the published types check a strict TypeScript consumer', () => {
+test('the published types check a strict TypeScript consumer of the documented API (docs/api.md)', () => {
+  // The examples of docs/api.md, joined into one program (type-checked only).
   writeFileSync(
     join(project, 'app.ts'),
-    `import { fit, recommend, type FitOptions, type Recommendation } from 'deltarec';
-import type { PreparedSplit } from 'deltarec';
-export async function top(split: PreparedSplit, history: string[]): Promise<Recommendation> {
-  const options: FitOptions = { model: 'sasrec', d: 8 };
-  const model = await fit(split, options);
-  return recommend(model, [history], { k: 3 })[0];
+    `import {
+  buildContent, createService, DataError, encoderPart, evaluate, fit, generateSynthetic, load, loadContent,
+  loadContentEncoder, loadRecipe, loadSplit, LocalTransformerEncoder, MODEL_KINDS, prepareSplit, readCatalog,
+  readExperimentConfig, readInteractions, readVectors, recommend, RECIPES, runExperiment, save, saveContent, saveSplit,
+  TfidfSvdEncoder, writeInteractionsCsv,
+  type EvaluationResult, type FittedModel, type ModelKind, type PreparedSplit, type Recommendation,
+} from 'deltarec';
+import { trainStep, SASRec } from 'deltarec/internals';
+
+export async function documented(): Promise<number> {
+  const interactions = await readInteractions('events.csv.gz', { userCol: 'user', itemCol: 'sku' });
+  const catalog = await readCatalog('items.parquet', { fields: ['title', 'brand'] });
+  const split: PreparedSplit = prepareSplit(interactions, { quantile: 0.9 });
+  await saveSplit('runs/split', split);
+  const again: PreparedSplit = await loadSplit('runs/split');
+  const synthetic = generateSynthetic({ users: 500, items: 200, seed: 1 });
+  await writeInteractionsCsv('synthetic/interactions.csv', synthetic.interactions);
+  const beauty = await loadRecipe(RECIPES[0], { reviews: 'reviews.json.gz', meta: 'meta.json.gz' });
+  const built = buildContent(split, { catalog }, { fields: ['title'], fitOn: 'warm' });
+  const encoder = TfidfSvdEncoder.fit(['red nail polish', 'argan hair oil'], { dim: 2, minDf: 1 });
+  const vectors: Float32Array = encoder.encode(['pink nail polish']);
+  const e5 = await LocalTransformerEncoder.load('models/multilingual-e5-small');
+  const rows: Float32Array = await e5.encode(['red nail polish'], { cacheDir: 'runs/e5-cache' });
+  const audio = await readVectors('audio.npy', { knownIds: catalog.ids });
+  await saveContent('runs/audio-content', audio);
+  const textEncoder = await loadContentEncoder(await loadContent('runs/content'));
+  const kind: ModelKind = MODEL_KINDS[3];
+  const model: FittedModel = await fit(split, {
+    model: kind, content: built.content!, encoder: encoderPart(built.encoder!), d: 64, deltaMax: 0.5,
+  });
+  const [top]: Recommendation[] = recommend(model, [['B0001', 'B0002']], { k: 10 });
+  const result: EvaluationResult = evaluate(model, split);
+  await save(model, 'models/shop');
+  const same = await load('models/shop');
+  const config = await readExperimentConfig('experiments/synthetic-small.json');
+  const outcome = await runExperiment(config, 'runs/small', { baseDir: 'experiments', log: console.log });
+  const service = await createService({ modelDir: 'models/shop' });
+  await service.app.listen({ port: 8080, host: '127.0.0.1' });
+  await service.close();
+  const error: Error = new DataError('items.csv', 'empty id', 3, 'item_id');
+  void [again, beauty, vectors, rows, textEncoder, same, outcome, error, trainStep, SASRec];
+  return top.scores[0] + result.cold['ndcg@10'];
 }
 // @ts-expect-error internals are not part of the main entry
-import { trainStep } from 'deltarec';
-void trainStep;
+import { validationNdcg } from 'deltarec';
+void validationNdcg;
 `,
   );
   const tsc = join(root, 'node_modules/typescript/bin/tsc');
