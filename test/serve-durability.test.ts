@@ -99,12 +99,12 @@ test('SIGKILL during a burst of POST /items loses no acknowledged item', { timeo
   }
 });
 
-test('the catalog log replays intact records, drops a torn tail and rejects corruption in the middle', async () => {
+test('the catalog log replays intact records, drops only a torn last line and rejects any corrupt line', async () => {
   const root = await mkdtemp(join(tmpdir(), 'deltarec-log-'));
   const path = join(root, 'catalog.log');
   try {
     const vector = Float32Array.of(0.5, -1.25, 3);
-    const { log, replay } = await CatalogLog.open(path);
+    const { log, replay } = await CatalogLog.open(path, { model: 'fingerprint-1' });
     assert.equal(replay.records.length, 0);
     await Promise.all([
       log.append({ op: 'put', id: 'a', vector: encodeVector(vector), t: 1 }),
@@ -120,37 +120,51 @@ test('the catalog log replays intact records, drops a torn tail and rejects corr
     await log.close();
     const intact = await readFile(path);
 
-    // A write cut short by a crash: a partial last line (with or without its newline).
-    for (const tail of ['0badc0de {"op":"put","id":"c","vec', '12345678 {"op":"delete","id":"z","t":4}\n']) {
-      await writeFile(path, intact);
-      await appendFile(path, tail);
-      const reopened = await CatalogLog.open(path);
-      assert.deepEqual(
-        reopened.replay.records.map((r) => [r.op, r.id]),
-        [
-          ['put', 'a'],
-          ['put', 'b'],
-          ['delete', 'a'],
-        ],
-      );
-      assert.equal(reopened.replay.droppedTail, true);
-      // The torn tail is truncated away, so new records follow intact ones.
-      await reopened.log.append({ op: 'delete', id: 'b', t: 5 });
-      await reopened.log.close();
-      const after = replayLog(await readFile(path), path);
-      assert.equal(after.droppedTail, false);
-      assert.deepEqual(after.records.at(-1), { op: 'delete', id: 'b', t: 5 });
-    }
+    // A write cut short by a crash: a partial last line, without its newline.
+    await appendFile(path, '0badc0de {"op":"put","id":"c","vec');
+    const reopened = await CatalogLog.open(path, { model: 'fingerprint-1' });
+    assert.equal(reopened.replay.header?.model, 'fingerprint-1');
+    assert.deepEqual(
+      reopened.replay.records.map((r) => [r.op, r.id]),
+      [
+        ['put', 'a'],
+        ['put', 'b'],
+        ['delete', 'a'],
+      ],
+    );
+    assert.equal(reopened.replay.droppedTail, true);
+    // The torn tail is truncated away, so new records follow intact ones.
+    await reopened.log.append({ op: 'delete', id: 'b', t: 5 });
+    await reopened.log.close();
+    const after = replayLog(await readFile(path), path);
+    assert.equal(after.droppedTail, false);
+    assert.deepEqual(after.records.at(-1), { op: 'delete', id: 'b', t: 5 });
+
+    // A complete last line (newline and all) that is corrupt is not a torn write: the start stops, naming it.
+    await writeFile(path, intact);
+    await appendFile(path, '12345678 {"op":"delete","id":"z","t":4}\n');
+    await assert.rejects(
+      CatalogLog.open(path, { model: 'fingerprint-1' }),
+      /catalog\.log:5: corrupt catalog record/,
+    );
+    assert.deepEqual(
+      await readFile(path),
+      Buffer.concat([intact, Buffer.from('12345678 {"op":"delete","id":"z","t":4}\n')]),
+    );
+
     const record = replayLog(intact, path).records[1];
     assert.ok(record.op === 'put');
     assert.deepEqual(record.fields, { title: 'ünïcode "quoted"' });
     assert.deepEqual(decodeVector(record.vector, 3, 'test'), vector);
 
-    // A damaged record followed by valid ones is not a torn write: refuse to guess.
+    // A damaged record followed by valid ones: refuse to guess.
     const damaged = Buffer.from(intact);
-    damaged[20] ^= 1;
+    damaged[intact.indexOf('\n') + 20] ^= 1;
     await writeFile(path, damaged);
-    await assert.rejects(CatalogLog.open(path), /catalog\.log:1: corrupt catalog record/);
+    await assert.rejects(
+      CatalogLog.open(path, { model: 'fingerprint-1' }),
+      /catalog\.log:2: corrupt catalog record/,
+    );
   } finally {
     await rm(root, { recursive: true, force: true });
   }

@@ -6,7 +6,14 @@
  * histories that contain a deleted or updated item still encode. Replaying the same changes in the same order
  * always yields the same row numbers, which is what makes the change log sufficient to restore the state.
  */
-import { decodeVector, type CatalogRecord } from './catalog-log.js';
+import {
+  compactRecords,
+  decodeVector,
+  encodeVector,
+  type CatalogRecord,
+  type ReplayResult,
+} from './catalog-log.js';
+import type { ItemContentEncoder } from './content.js';
 
 export interface ItemInfo {
   index: number; // current row
@@ -98,6 +105,58 @@ export function replayChanges(
     } else {
       const retired = catalog.remove(record.id);
       if (retired) sink.retire(retired);
+    }
+  });
+}
+
+/**
+ * The records of a replayed log to apply to a model whose content pipeline has `fingerprint` (contentFingerprint):
+ * as logged when the log was written for it; re-encoded from their fields when it was written for another one
+ * (`rewrite`: the service then rewrites the log for this model); as logged, with `rewrite`, for a log from before
+ * logs had headers (it was written next to the model it served).
+ */
+export function recordsForModel(
+  replay: ReplayResult,
+  fingerprint: string,
+  content: ItemContentEncoder,
+  source: string,
+): { records: CatalogRecord[]; rewrite: boolean; reencoded: number } {
+  if (replay.header === null)
+    return { records: replay.records, rewrite: replay.records.length > 0, reencoded: 0 };
+  if (replay.header.model === fingerprint) return { records: replay.records, rewrite: false, reencoded: 0 };
+  const records = reencodeForeignLog(replay.records, content, source);
+  return { records, rewrite: true, reencoded: records.filter((r) => r.op === 'put').length };
+}
+
+/**
+ * A log written for another content pipeline holds vectors of another space: re-encode every put from its logged
+ * text fields with this model's encoder, or refuse when an item came as a raw vector (or its text no longer
+ * encodes). Never replays the old vectors.
+ */
+function reencodeForeignLog(
+  records: readonly CatalogRecord[],
+  content: ItemContentEncoder,
+  source: string,
+): CatalogRecord[] {
+  const kept = compactRecords(records); // superseded puts are dropped, not re-encoded
+  const vectorOnly = kept.filter((r) => r.op === 'put' && !r.fields).map((r) => r.id);
+  if (vectorOnly.length > 0) {
+    throw new Error(
+      `${source} was written for another model (its content encoder or projection differs), and ` +
+        `${vectorOnly.length} item(s) were added as raw vectors (first: ${JSON.stringify(vectorOnly[0])}), which ` +
+        `cannot be re-encoded for this one; start with a new --catalog file and add them again`,
+    );
+  }
+  return kept.map((r) => {
+    if (r.op !== 'put') return r;
+    try {
+      return { ...r, vector: encodeVector(content.fromFields(r.fields!)) };
+    } catch (error) {
+      throw new Error(
+        `${source}: item ${JSON.stringify(r.id)} was logged for another model and cannot ` +
+          `be re-encoded for this one: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
   });
 }
