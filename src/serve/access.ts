@@ -102,12 +102,19 @@ function deny(reply: FastifyReply, status: 401 | 403) {
   });
 }
 
+/** Throws when the tokens cannot work together (a read token equal to the write token would grant writes). */
+export function validateTokens(tokens: AccessTokens): void {
+  for (const [name, token] of Object.entries(tokens))
+    if (token !== null) checkToken(token, `the ${name} token`);
+  if (tokens.write !== null && tokens.write === tokens.read)
+    throw new Error('the read and the write token must differ');
+}
+
 /** Installs the onRequest hook (before any route is registered, so every route gets it). */
 export function installAccessControl(app: FastifyInstance, tokens: AccessTokens): void {
+  validateTokens(tokens);
   const write = tokens.write === null ? null : digest(tokens.write);
   const read = tokens.read === null ? null : digest(tokens.read);
-  if (write && read && timingSafeEqual(write, read))
-    throw new Error('the read and the write token must differ');
   app.addHook('onRequest', async (request, reply) => {
     const access = accessOf(request);
     if (access === 'public') return;

@@ -7,7 +7,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { DELTAREC_VERSION, loadArtifact, type LoadedArtifact } from '../model/artifact.js';
-import { installAccessControl, type AccessTokens } from './access.js';
+import { installAccessControl, validateTokens, type AccessTokens } from './access.js';
 import { CatalogLog, CatalogLogError, encodeVector, type WriteFunction } from './catalog-log.js';
 import { LiveCatalog, recordsForModel, replayChanges } from './catalog.js';
 import { ContentError, ItemContentEncoder, contentFingerprint, loadContentEncoder } from './content.js';
@@ -111,6 +111,9 @@ function describeClientError(code: string | undefined): [number, string] {
     case 'HPE_INVALID_CONTENT_LENGTH':
     case 'HPE_UNEXPECTED_CONTENT_LENGTH':
       return [400, 'invalid content-length header (or both content-length and transfer-encoding)'];
+    case 'HPE_INVALID_TRANSFER_ENCODING':
+    case 'HPE_INVALID_CHUNK_SIZE':
+      return [400, 'invalid transfer-encoding header or chunked body'];
     default:
       return [400, `malformed HTTP request (${code ?? 'parse error'})`];
   }
@@ -149,6 +152,8 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   const maxItems = options.maxItems ?? 512;
   const maxExclude = options.maxExclude ?? 1000;
   const bodyLimit = options.bodyLimit ?? 256 * 1024;
+  const tokens = { write: options.tokens?.write ?? null, read: options.tokens?.read ?? null };
+  validateTokens(tokens);
 
   // Model and content. With workers, the main thread only needs the artifact (workers load the model themselves).
   let artifact: LoadedArtifact;
@@ -269,7 +274,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) routes.push({ method, pattern: routePattern(route.url) });
   });
-  installAccessControl(app, { write: options.tokens?.write ?? null, read: options.tokens?.read ?? null });
+  installAccessControl(app, tokens);
   app.removeContentTypeParser('text/plain'); // JSON only: anything else is 415 with a clear message
   app.addHook('onRequestAbort', (_request, done) => {
     counters.aborted++;
