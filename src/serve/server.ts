@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { DELTAREC_VERSION, loadArtifact, type LoadedArtifact } from '../model/artifact.js';
 import { installAccessControl, validateTokens, type AccessTokens } from './access.js';
 import { CatalogLog, CatalogLogError, encodeVector, type WriteFunction } from './catalog-log.js';
-import { LiveCatalog, recordsForModel, replayChanges } from './catalog.js';
+import { LiveCatalog, putItem, recordsForModel, replayChanges } from './catalog.js';
 import { ContentError, ItemContentEncoder, contentFingerprint, loadContentEncoder } from './content.js';
 import { InlineBackend, ScoringEngine, WorkerBackend, type ScoreBackend } from './engine.js';
 import { MAX_ID_URL_LENGTH, idProblem } from './ids.js';
@@ -440,10 +440,8 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         throw error;
       }
       await log.append({ op: 'put', id: body.id, vector: encodeVector(vector), fields, t: Date.now() });
-      const { retired } = catalog.put(body.id, fields);
-      engine.append(vector, 1, [fields]);
-      if (retired) engine.retire(retired);
-      return reply.code(retired ? 200 : 201).send({ id: body.id, status: retired ? 'updated' : 'created' });
+      const { created } = putItem(catalog, engine, body.id, vector, fields);
+      return reply.code(created ? 201 : 200).send({ id: body.id, status: created ? 'created' : 'updated' });
     },
   );
 

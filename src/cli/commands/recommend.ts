@@ -159,6 +159,8 @@ export async function run(args: string[]): Promise<number> {
       const sink = {
         append: (v: Float32Array, n: number, f?: readonly (Record<string, string> | undefined)[]) =>
           scorer.appendItems(v, n, f),
+        replace: (row: number, v: Float32Array, f?: Record<string, string>) =>
+          scorer.replaceItems(Int32Array.of(row), v, [f]),
         retire: (row: number) => scorer.retire([row]),
       };
       replayChanges(catalog, records, scorer.inputWidth, sink, logPath);
