@@ -465,7 +465,7 @@ test('every error keeps the {statusCode, error, message} shape', async () => {
   }
 });
 
-test('a client trickling a body is cut off; the connection cap holds; close is bounded', async () => {
+test('a client trickling a body is cut off; the connection cap holds; close is bounded', async (t) => {
   const { service, base } = await start({ requestTimeout: 1000, maxConnections: 3, shutdownTimeout: 300 });
   const { hostname: host, port } = new URL(base);
   const open = (): Promise<Socket> =>
@@ -487,6 +487,9 @@ test('a client trickling a body is cut off; the connection cap holds; close is b
     clearInterval(drip);
     const elapsed = Date.now() - started;
     assert.ok(elapsed >= 900 && elapsed < 3500, `cut off after ${elapsed} ms`);
+    t.diagnostic(
+      `a body trickled at 5 bytes/s was cut off with 408 after ${elapsed} ms (request timeout 1000 ms)`,
+    );
     assert.equal(parseRaw(answer).status, 408);
     assertErrorShape(parseRaw(answer).json, 408);
     const metrics = await metricsText(base);
@@ -513,13 +516,14 @@ test('a client trickling a body is cut off; the connection cap holds; close is b
     await service.close();
     const took = Date.now() - closing;
     assert.ok(took < 2000, `close took ${took} ms`);
+    t.diagnostic(`close() with a request in flight took ${took} ms (shutdown timeout 300 ms)`);
   }
 });
 
 test(
   'SIGTERM stops `deltarec serve` within the shutdown timeout even with a request in flight',
   { timeout: 60_000 },
-  async () => {
+  async (t) => {
     const child = spawn(
       process.execPath,
       [
@@ -568,6 +572,7 @@ test(
     socket.destroy();
     assert.equal(code, 0, output);
     assert.ok(took < 5000, `SIGTERM took ${took} ms`);
+    t.diagnostic(`SIGTERM with a request in flight: exit 0 after ${took} ms (--shutdown-timeout 500)`);
   },
 );
 
@@ -625,7 +630,7 @@ test('a catalog log written for another model is re-encoded from its fields or r
   assert.deepEqual(await readFile(vectors), before);
 });
 
-test('repeated updates of one id grow neither the item table nor the log', async () => {
+test('repeated updates of one id grow neither the item table nor the log', async (t) => {
   const catalogPath = join(root, 'compact.log');
   // Worker scoring here, inline after the restart: both must apply in-place replacements alike.
   const { service, base } = await start({ catalogPath, compactAfter: 8, workers: 1 });
@@ -646,6 +651,10 @@ test('repeated updates of one id grow neither the item table nor the log', async
     assert.ok(service.log.stats.compactions >= 3, `${service.log.stats.compactions} compactions`);
     const lines = (await readFile(catalogPath, 'utf8')).trim().split('\n').length;
     assert.ok(lines <= 1 + 2 * 8 + 3, `${lines} lines after 42 changes`);
+    t.diagnostic(
+      `42 changes (40 of one id): ${service.catalog.numRows - rows} new rows (hot, other), ${lines} log lines, ` +
+        `${service.log.stats.compactions} compactions`,
+    );
     answer = (await call(base, 'POST', '/recommend', { body: { ...history, items: ['other', 'hot'] } })).json;
   } finally {
     await service.close();
