@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CatalogLog, decodeVector, encodeVector, replayLog } from '../src/serve/catalog-log.js';
+import { Random } from '../src/util/random.js';
 import { buildFixtureModel } from './serve-fixture.js';
 
 const CLI = new URL('../src/cli/cli.ts', import.meta.url).pathname;
@@ -164,6 +165,52 @@ test('the catalog log replays intact records, drops only a torn last line and re
     await assert.rejects(
       CatalogLog.open(path, { model: 'fingerprint-1' }),
       /catalog\.log:2: corrupt catalog record/,
+    );
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('compaction keeps exactly the live state through hundreds of random changes', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'deltarec-compact-'));
+  const path = join(root, 'catalog.log');
+  try {
+    const random = new Random(5);
+    const expected = new Map<string, { fields: string; deleted: boolean }>();
+    const { log } = await CatalogLog.open(path, { model: 'm', compactAfter: 16 });
+    const vector = encodeVector(Float32Array.of(1, 0));
+    let changes = 0;
+    for (let burst = 0; burst < 60; burst++) {
+      // Concurrent appends (group commits) of random puts and deletes over 25 ids.
+      const appends: Promise<void>[] = [];
+      for (let i = 0; i < 1 + random.nextInt(8); i++) {
+        const id = `id-${random.nextInt(25)}`;
+        const state = expected.get(id);
+        if (state && !state.deleted && random.nextInt(4) === 0) {
+          expected.set(id, { ...state, deleted: true });
+          appends.push(log.append({ op: 'delete', id, t: changes++ }));
+        } else {
+          const fields = { title: `v${changes}` };
+          expected.set(id, { fields: fields.title, deleted: false });
+          appends.push(log.append({ op: 'put', id, vector, fields, t: changes++ }));
+        }
+      }
+      await Promise.all(appends);
+    }
+    const { compactions } = log.stats;
+    await log.close();
+    const replay = replayLog(await readFile(path), path);
+    const state = new Map<string, { fields: string; deleted: boolean }>();
+    for (const r of replay.records) {
+      if (r.op === 'put') state.set(r.id, { fields: r.fields!.title, deleted: false });
+      else state.set(r.id, { ...state.get(r.id)!, deleted: true });
+    }
+    assert.deepEqual(state, expected);
+    assert.equal(replay.header?.model, 'm');
+    assert.ok(compactions >= 5, `${compactions} compactions`);
+    assert.ok(replay.records.length <= 2 * 25 + 2 * 16, `${replay.records.length} records left`);
+    t.diagnostic(
+      `${changes} changes over 25 ids: ${compactions} compactions, ${replay.records.length} records left`,
     );
   } finally {
     await rm(root, { recursive: true, force: true });

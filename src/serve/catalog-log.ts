@@ -11,7 +11,7 @@
  * are compacted away once they outnumber the live ones: the log is rewritten to a temporary file and renamed over.
  * A lock file (<log>.lock) keeps a second process from appending to the same log.
  */
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { acquireLock, type Lock } from './lock.js';
@@ -242,10 +242,12 @@ export class CatalogLog {
 
   /**
    * Replaces the whole log with a header for the serving model and the given records (compacted), durably: a
-   * temporary file is written and fsynced, then renamed over the log. Used to adopt a re-encoded foreign log.
+   * temporary file is written and fsynced, then renamed over the log. Used to adopt a re-encoded foreign log, right
+   * after open.
    */
   async rewrite(records: readonly CatalogRecord[]): Promise<void> {
-    while (this.flushing) await this.flushing;
+    if (this.flushing || this.stats.appended > 0)
+      throw new Error('CatalogLog.rewrite: only before any append');
     await this.replaceFile(compactRecords(records));
   }
 
@@ -310,7 +312,8 @@ export class CatalogLog {
   }
 
   private async compact(): Promise<void> {
-    const replay = replayLog(await this.handle.readFile({ encoding: null }), this.path);
+    // By path: a FileHandle's readFile reads from its current position, the end of this append-mode file.
+    const replay = replayLog(await readFile(this.path), this.path);
     await this.replaceFile(compactRecords(replay.records));
     this.stats.compactions++;
   }
