@@ -152,6 +152,10 @@ test('write routes need the write token, read routes the read token, /health non
 
     assert.equal((await call(base, 'POST', '/items', { body: item, token: WRITE })).status, 201);
     assert.equal((await call(base, 'GET', '/admin/state', { token: WRITE })).status, 200);
+    // Percent-encoding the path does not route around the rule; HEAD /health is as open as GET.
+    assert.equal((await call(base, 'GET', '/%61dmin/state', { token: READ })).status, 403);
+    assert.equal((await fetch(`${base}/health`, { method: 'HEAD' })).status, 200);
+    assert.equal((await fetch(`${base}/items/auth-1`, { method: 'HEAD' })).status, 401);
     assert.equal((await call(base, 'PUT', '/items/auth-1', { body: item, token: WRITE })).status, 405);
 
     const history = { items: [fixture.split.itemIds[1], 'auth-1'], k: 3 };

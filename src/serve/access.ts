@@ -83,7 +83,8 @@ function digest(text: string): Buffer {
 
 /** The access class of a request (routes not found fall back to the method rule). */
 export function accessOf(request: FastifyRequest): Access {
-  const path = request.url.split('?')[0];
+  // The matched route's pattern, not the raw URL: '/%61dmin/x' routes to '/admin/x'.
+  const path = request.routeOptions.url ?? request.url.split('?')[0];
   if (path === '/admin' || path.startsWith('/admin/')) return 'write';
   const declared = request.routeOptions.config?.access;
   if (declared) return declared;
