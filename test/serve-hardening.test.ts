@@ -499,6 +499,16 @@ test('a client trickling a body is cut off; the connection cap holds; close is b
     const metrics = await metricsText(base);
     assert.match(metrics, /^deltarec_http_timed_out_requests_total 1$/m);
 
+    // A client that goes away in the middle of its body is counted as aborted.
+    const leaver = await open();
+    leaver.write(
+      `POST /items HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    leaver.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.match(await metricsText(base), /^deltarec_http_aborted_requests_total 1$/m);
+
     // Three connections are open; a fourth is closed at once without an answer.
     const held = [await open(), await open(), await open()];
     await new Promise((resolve) => setTimeout(resolve, 50));

@@ -187,9 +187,10 @@ export async function createService(options: ServiceOptions): Promise<Service> {
 
   // Replay the durable change log (locked: a second server on the same log refuses to start).
   const catalogPath = options.catalogPath ?? join(artifact.dir, 'catalog.log');
-  const fingerprint = await contentFingerprint(artifact);
+  let fingerprint: string;
   let opened: Awaited<ReturnType<typeof CatalogLog.open>>;
   try {
+    fingerprint = await contentFingerprint(artifact);
     opened = await CatalogLog.open(catalogPath, {
       model: fingerprint,
       write: options.catalogWrite,
@@ -219,6 +220,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
 
   const metrics = new Metrics();
   const counters = { aborted: 0, timedOut: 0, droppedConnections: 0, openConnections: 0 };
+  const cutOff = new WeakSet<Socket>(); // sockets the server closed (timeouts): their requests are not 'aborted'
   const requestTimeout = options.requestTimeout ?? 30_000;
   const routes: { method: string; pattern: RegExp }[] = [];
   const app = Fastify({
@@ -251,7 +253,10 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     },
     clientErrorHandler: (error: Error & { code?: string }, socket: Socket) => {
       if (error.code === 'ECONNRESET' || socket.destroyed) return;
-      if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') counters.timedOut++;
+      if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+        counters.timedOut++;
+        cutOff.add(socket);
+      }
       const [status, message] = describeClientError(error.code);
       socketError(socket, status, message);
     },
@@ -267,6 +272,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   // A socket idle within a request (connectionTimeout): node destroys it only when nobody listens for 'timeout'.
   server.on('timeout', (socket: Socket) => {
     counters.timedOut++;
+    cutOff.add(socket);
     socket.destroy();
   });
 
@@ -276,8 +282,8 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   });
   installAccessControl(app, tokens);
   app.removeContentTypeParser('text/plain'); // JSON only: anything else is 415 with a clear message
-  app.addHook('onRequestAbort', (_request, done) => {
-    counters.aborted++;
+  app.addHook('onRequestAbort', (request, done) => {
+    if (!cutOff.has(request.raw.socket)) counters.aborted++;
     done();
   });
   app.addHook('onResponse', async (request, reply) => {
