@@ -470,7 +470,12 @@ test('every error keeps the {statusCode, error, message} shape', async () => {
 });
 
 test('a client trickling a body is cut off; the connection cap holds; close is bounded', async (t) => {
-  const { service, base } = await start({ requestTimeout: 1000, maxConnections: 3, shutdownTimeout: 300 });
+  const { service, base } = await start({
+    requestTimeout: 1000,
+    keepAliveTimeout: 300,
+    maxConnections: 3,
+    shutdownTimeout: 300,
+  });
   const { hostname: host, port } = new URL(base);
   const open = (): Promise<Socket> =>
     new Promise((resolve) => {
@@ -498,6 +503,13 @@ test('a client trickling a body is cut off; the connection cap holds; close is b
     assertErrorShape(parseRaw(answer).json, 408);
     const metrics = await metricsText(base);
     assert.match(metrics, /^deltarec_http_timed_out_requests_total 1$/m);
+
+    // An idle keep-alive connection is closed after the keep-alive timeout.
+    const idleStart = Date.now();
+    const idle = await rawRequest(base, `GET /health HTTP/1.1\r\nhost: ${host}\r\n\r\n`, 3000);
+    const idleFor = Date.now() - idleStart;
+    assert.match(idle, /^HTTP\/1\.1 200/);
+    assert.ok(idleFor >= 250 && idleFor < 2000, `idle keep-alive connection closed after ${idleFor} ms`);
 
     // A client that goes away in the middle of its body is counted as aborted.
     const leaver = await open();
