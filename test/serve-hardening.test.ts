@@ -267,6 +267,42 @@ test('a second server on the same catalog log refuses to start; a stale lock is 
   assert.equal((await readFile(`${catalogPath}.lock`, 'utf8')).split(' ')[0], String(process.pid));
   await second.service.close();
   await assert.rejects(readFile(`${catalogPath}.lock`), /ENOENT/, 'close releases the lock');
+  // Four processes racing for one stale lock: exactly one takes it over.
+  const racePath = join(root, 'race.lock');
+  await writeFile(racePath, `${child.pid} ${hostname()}\n`);
+  const LOCK = new URL('../src/util/lock.ts', import.meta.url).href;
+  // Each racer loads, says 'ready', waits for 'go' (all at once), tries, reports, and holds until stdin ends.
+  const script =
+    `const { tryLock } = await import(${JSON.stringify(LOCK)});` +
+    `const lines = (await import('node:readline')).createInterface({ input: process.stdin });` +
+    `console.log('ready');` +
+    `lines.once('line', async () => {` +
+    `  const lock = await tryLock(${JSON.stringify(racePath)});` +
+    `  console.log('heldBy' in lock ? 'lost' : 'won');` +
+    `});`;
+  const racers = Array.from({ length: 4 }, () => {
+    const racer = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
+    let out = '';
+    const ready = new Promise<void>((resolve) =>
+      racer.stdout.on('data', (chunk) => {
+        out += chunk;
+        if (out.startsWith('ready\n')) resolve();
+      }),
+    );
+    const result = new Promise<string>((resolve) =>
+      racer.stdout.on('data', () => {
+        const answer = out.split('\n')[1];
+        if (answer) resolve(answer);
+      }),
+    );
+    return { racer, ready, result };
+  });
+  await Promise.all(racers.map((r) => r.ready));
+  for (const { racer } of racers) racer.stdin.write('go\n');
+  const outcomes = await Promise.all(racers.map((r) => r.result));
+  for (const { racer } of racers) racer.stdin.end();
+  assert.deepEqual(outcomes.sort(), ['lost', 'lost', 'lost', 'won'], outcomes.join(','));
+
   // A lock from another host cannot be checked: refused.
   await writeFile(`${catalogPath}.lock`, `1 some-other-host\n`);
   await assert.rejects(

@@ -14,7 +14,7 @@
 import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { acquireLock, type Lock } from './lock.js';
+import { acquireLock, type Lock } from '../util/lock.js';
 
 export type CatalogRecord =
   | { op: 'put'; id: string; vector: string; fields?: Record<string, string>; t: number } // vector: base64 f32 LE
@@ -198,7 +198,11 @@ export class CatalogLog {
     path: string,
     options: CatalogLogOptions,
   ): Promise<{ log: CatalogLog; replay: ReplayResult }> {
-    const lock = await acquireLock(`${path}.lock`, `catalog log ${path}`);
+    const lock = await acquireLock(
+      `${path}.lock`,
+      `catalog log ${path}`,
+      'stop that server first, or give this one another --catalog',
+    );
     let handle: FileHandle | null = null;
     try {
       handle = await open(path, 'a+');

@@ -12,7 +12,7 @@ import { CatalogLog, CatalogLogError, encodeVector, type WriteFunction } from '.
 import { LiveCatalog, putItem, recordsForModel, replayChanges } from './catalog.js';
 import { ContentError, ItemContentEncoder, contentFingerprint, loadContentEncoder } from './content.js';
 import { InlineBackend, ScoringEngine, WorkerBackend, type ScoreBackend } from './engine.js';
-import { MAX_ID_URL_LENGTH, idProblem } from './ids.js';
+import { MAX_ID_LENGTH, MAX_ID_URL_LENGTH, idProblem } from './ids.js';
 import { Metrics } from './metrics.js';
 import { itemVectorWidth, loadScoringModel, modelStrategy } from './models.js';
 import { Scorer } from './scorer.js';
@@ -49,7 +49,7 @@ export interface ServiceOptions {
   compactAfter?: number;
   /** Replaces the catalog log's file write (tests simulate a full disk with it). */
   catalogWrite?: WriteFunction;
-  /** Where failures are reported when request logging is off (default: stderr). */
+  /** Where catalog log failures (always) and internal errors (without `logger`) are reported; default stderr. */
   reportError?: (message: string) => void;
   logger?: boolean;
 }
@@ -245,7 +245,11 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     },
     frameworkErrors: (error, _request, reply) => {
       if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
-        return badRequest(reply, 414, `a path segment is longer than any item id (at most 256 characters)`);
+        return badRequest(
+          reply,
+          414,
+          `a path segment is longer than any item id (at most ${MAX_ID_LENGTH} characters)`,
+        );
       }
       if (error.code === 'FST_ERR_BAD_URL')
         return badRequest(reply, 400, 'the URL is not valid percent-encoded UTF-8');
