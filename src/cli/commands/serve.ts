@@ -14,7 +14,8 @@ Serves a model artifact over HTTP (see docs/service.md):
 
 access (docs/service.md#access-control): every non-GET route (POST/DELETE /items, /admin/...) needs the write
 token as 'Authorization: Bearer TOKEN'; with a read token, /recommend, GET /items/:id and /metrics need it (or the
-write token); /health is always open. Without a write token the service only listens on loopback addresses.
+write token); /health is always open. Without a write token the service only listens on loopback addresses
+(unless --insecure).
 
 options:
   --model DIR        model artifact directory (required)
@@ -28,13 +29,19 @@ options:
   --max-items N      most history items per request (default 512)
   --kernel-threads N threads of the native kernels (default 1: the event loop keeps a core; the environment
                      variable DELTAREC_THREADS, when set, wins)
-  --write-token-file F  file holding the write token (else DELTAREC_WRITE_TOKEN)
-  --read-token-file F   file holding the read token (else DELTAREC_READ_TOKEN; none: reads are open)
+  --write-token-file F
+                     file holding the write token (else the environment variable DELTAREC_WRITE_TOKEN)
+  --read-token-file F
+                     file holding the read token (else DELTAREC_READ_TOKEN; neither: reads are open)
   --insecure         allow a non-loopback --host without a write token (a trusted network only)
-  --request-timeout MS  most time to receive a whole request (default 30000)
-  --keep-alive-timeout MS  most idle time of a connection between requests (default 5000)
-  --max-connections N  most open connections (default 1024)
-  --shutdown-timeout MS  on SIGTERM, connections still busy after this are cut (default 10000)
+  --request-timeout MS
+                     most time to receive a whole request, headers and body (default 30000)
+  --keep-alive-timeout MS
+                     most idle time of a connection between requests (default 5000)
+  --max-connections N
+                     most open connections; more are closed at once (default 1024)
+  --shutdown-timeout MS
+                     on SIGINT/SIGTERM, connections still busy after this are cut (default 10000)
   --log              log every request (pino JSON lines on stdout)
 `;
 
