@@ -139,16 +139,16 @@ export function replayChanges(
  * (`rewrite`: the service then rewrites the log for this model); as logged, with `rewrite`, for a log from before
  * logs had headers (it was written next to the model it served).
  */
-export function recordsForModel(
+export async function recordsForModel(
   replay: ReplayResult,
   fingerprint: string,
-  content: ItemContentEncoder,
+  content: () => Promise<ItemContentEncoder>, // loaded only for a foreign log
   source: string,
-): { records: CatalogRecord[]; rewrite: boolean; reencoded: number } {
+): Promise<{ records: CatalogRecord[]; rewrite: boolean; reencoded: number }> {
   if (replay.header === null)
     return { records: replay.records, rewrite: replay.records.length > 0, reencoded: 0 };
   if (replay.header.model === fingerprint) return { records: replay.records, rewrite: false, reencoded: 0 };
-  const records = reencodeForeignLog(replay.records, content, source);
+  const records = reencodeForeignLog(replay.records, await content(), source);
   return { records, rewrite: true, reencoded: records.filter((r) => r.op === 'put').length };
 }
 

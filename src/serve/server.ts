@@ -205,7 +205,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   let records = replay.records;
   let reencoded = 0;
   try {
-    const adopted = recordsForModel(replay, fingerprint, content, catalogPath);
+    const adopted = await recordsForModel(replay, fingerprint, async () => content, catalogPath);
     if (adopted.rewrite) {
       records = adopted.records;
       reencoded = adopted.reencoded;

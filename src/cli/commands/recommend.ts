@@ -150,10 +150,10 @@ export async function run(args: string[]): Promise<number> {
     if (!values['no-catalog'] && (values.catalog || existsSync(logPath))) {
       const replay = replayLog(await readFile(logPath), logPath);
       // A log written for another model's content pipeline is re-encoded from its fields (or refused).
-      const { records } = recordsForModel(
+      const { records } = await recordsForModel(
         replay,
         await contentFingerprint(loaded.artifact),
-        await loadContentEncoder(loaded.artifact),
+        () => loadContentEncoder(loaded.artifact),
         logPath,
       );
       const sink = {
