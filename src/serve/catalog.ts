@@ -1,12 +1,21 @@
 /**
  * The live catalog: item id <-> model row index, and which rows may be recommended.
  *
- * Rows are never rewritten. Adding an item appends a row (content vector, zero delta); updating an item appends a
- * new row and retires the old one; deleting retires the row. Retired rows keep their embedding so that user
- * histories that contain a deleted or updated item still encode. Replaying the same changes in the same order
- * always yields the same row numbers, which is what makes the change log sufficient to restore the state.
+ * Adding an item appends a row (content vector, zero delta). Updating an item that was added (or was cold in the
+ * artifact) re-encodes its row in place, so repeated updates do not grow the table; updating a trained (warm) item
+ * appends a new row and retires the warm one (its learned delta is dropped, and the warm range stays warm).
+ * Deleting retires the row; retired rows keep their embedding so that user histories that contain a deleted item
+ * still encode. Replaying the same changes in the same order always yields the same row numbers, which is what
+ * makes the change log sufficient to restore the state.
  */
-import { decodeVector, type CatalogRecord } from './catalog-log.js';
+import {
+  compactRecords,
+  decodeVector,
+  encodeVector,
+  type CatalogRecord,
+  type ReplayResult,
+} from './catalog-log.js';
+import type { ItemContentEncoder } from './content.js';
 
 export interface ItemInfo {
   index: number; // current row
@@ -47,16 +56,23 @@ export class LiveCatalog {
     return this.items.get(id)?.index ?? this.deleted.get(id);
   }
 
-  /** Adds or updates an item; returns its new row and the retired row (0 when the item is new). */
-  put(id: string, fields?: Record<string, string>): { index: number; retired: number } {
+  /**
+   * Adds or updates an item. Returns its row, whether that row is reused (re-encode it in place) or new (append
+   * it), and the retired row (0 when none).
+   */
+  put(id: string, fields?: Record<string, string>): { index: number; reused: boolean; retired: number } {
+    const previous = this.items.get(id);
+    if (previous && !this.isWarm(previous.index)) {
+      this.items.set(id, { index: previous.index, fields, added: true });
+      return { index: previous.index, reused: true, retired: 0 };
+    }
     const index = this.rowIds.length;
     this.rowIds.push(id);
-    const previous = this.items.get(id);
     const retired = previous ? previous.index : 0;
     if (!previous) this.activeCount++;
     this.items.set(id, { index, fields, added: true });
     this.deleted.delete(id);
-    return { index, retired };
+    return { index, reused: false, retired };
   }
 
   /** Stops recommending an item; returns its retired row, or 0 when the id is not active. */
@@ -74,11 +90,28 @@ export class LiveCatalog {
   }
 }
 
-/** Where replayed changes go: rows to append (content vectors) and rows to retire. */
+/** Where replayed changes go: rows to append (content vectors), rows to re-encode in place, rows to retire. */
 export interface RowSink {
   /** fields: each row's text fields, when it was added from text. */
   append(vector: Float32Array, count: number, fields?: readonly (Record<string, string> | undefined)[]): void;
+  replace(row: number, vector: Float32Array, fields?: Record<string, string>): void;
   retire(row: number): void;
+}
+
+/** Applies one put to the catalog and the rows (the live service and the replay share it). */
+export function putItem(
+  catalog: LiveCatalog,
+  sink: RowSink,
+  id: string,
+  vector: Float32Array,
+  fields: Record<string, string> | undefined,
+): { retired: number; created: boolean } {
+  const existed = catalog.get(id) !== undefined;
+  const { index, reused, retired } = catalog.put(id, fields);
+  if (reused) sink.replace(index, vector, fields);
+  else sink.append(vector, 1, [fields]);
+  if (retired) sink.retire(retired);
+  return { retired, created: !existed };
 }
 
 /** Applies logged catalog changes in order (the same path the live service takes for each acknowledged change). */
@@ -92,12 +125,62 @@ export function replayChanges(
   records.forEach((record, i) => {
     if (record.op === 'put') {
       const vector = decodeVector(record.vector, d, `${source}: record ${i + 1}`);
-      const { retired } = catalog.put(record.id, record.fields);
-      sink.append(vector, 1, [record.fields]);
-      if (retired) sink.retire(retired);
+      putItem(catalog, sink, record.id, vector, record.fields);
     } else {
       const retired = catalog.remove(record.id);
       if (retired) sink.retire(retired);
+    }
+  });
+}
+
+/**
+ * The records of a replayed log to apply to a model whose content pipeline has `fingerprint` (contentFingerprint):
+ * as logged when the log was written for it; re-encoded from their fields when it was written for another one
+ * (`rewrite`: the service then rewrites the log for this model); as logged, with `rewrite`, for a log from before
+ * logs had headers (it was written next to the model it served).
+ */
+export async function recordsForModel(
+  replay: ReplayResult,
+  fingerprint: string,
+  content: () => Promise<ItemContentEncoder>, // loaded only for a foreign log
+  source: string,
+): Promise<{ records: CatalogRecord[]; rewrite: boolean; reencoded: number }> {
+  if (replay.header === null)
+    return { records: replay.records, rewrite: replay.records.length > 0, reencoded: 0 };
+  if (replay.header.model === fingerprint) return { records: replay.records, rewrite: false, reencoded: 0 };
+  const records = reencodeForeignLog(replay.records, await content(), source);
+  return { records, rewrite: true, reencoded: records.filter((r) => r.op === 'put').length };
+}
+
+/**
+ * A log written for another content pipeline holds vectors of another space: re-encode every put from its logged
+ * text fields with this model's encoder, or refuse when an item came as a raw vector (or its text no longer
+ * encodes). Never replays the old vectors.
+ */
+function reencodeForeignLog(
+  records: readonly CatalogRecord[],
+  content: ItemContentEncoder,
+  source: string,
+): CatalogRecord[] {
+  const kept = compactRecords(records); // superseded puts are dropped, not re-encoded
+  const vectorOnly = kept.filter((r) => r.op === 'put' && !r.fields).map((r) => r.id);
+  if (vectorOnly.length > 0) {
+    throw new Error(
+      `${source} was written for another model (its content encoder or projection differs), and ` +
+        `${vectorOnly.length} item(s) were added as raw vectors (first: ${JSON.stringify(vectorOnly[0])}), which ` +
+        `cannot be re-encoded for this one; start with a new --catalog file and add them again`,
+    );
+  }
+  return kept.map((r) => {
+    if (r.op !== 'put') return r;
+    try {
+      return { ...r, vector: encodeVector(content.fromFields(r.fields!)) };
+    } catch (error) {
+      throw new Error(
+        `${source}: item ${JSON.stringify(r.id)} was logged for another model and cannot ` +
+          `be re-encoded for this one: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
   });
 }

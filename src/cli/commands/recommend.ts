@@ -4,7 +4,8 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { replayLog } from '../../serve/catalog-log.js';
-import { LiveCatalog, replayChanges } from '../../serve/catalog.js';
+import { LiveCatalog, recordsForModel, replayChanges } from '../../serve/catalog.js';
+import { contentFingerprint, loadContentEncoder } from '../../serve/content.js';
 import { packBatch, type ScoreRequest } from '../../serve/engine.js';
 import { loadScoringModel } from '../../serve/models.js';
 import { Scorer } from '../../serve/scorer.js';
@@ -148,13 +149,22 @@ export async function run(args: string[]): Promise<number> {
     const logPath = values.catalog ?? join(loaded.artifact.dir, 'catalog.log');
     if (!values['no-catalog'] && (values.catalog || existsSync(logPath))) {
       const replay = replayLog(await readFile(logPath), logPath);
+      // A log written for another model's content pipeline is re-encoded from its fields (or refused).
+      const { records } = await recordsForModel(
+        replay,
+        await contentFingerprint(loaded.artifact),
+        () => loadContentEncoder(loaded.artifact),
+        logPath,
+      );
       const sink = {
         append: (v: Float32Array, n: number, f?: readonly (Record<string, string> | undefined)[]) =>
           scorer.appendItems(v, n, f),
+        replace: (row: number, v: Float32Array, f?: Record<string, string>) =>
+          scorer.replaceItems(Int32Array.of(row), v, [f]),
         retire: (row: number) => scorer.retire([row]),
       };
-      replayChanges(catalog, replay.records, scorer.inputWidth, sink, logPath);
-      console.error(`deltarec recommend: applied ${replay.records.length} catalog changes from ${logPath}`);
+      replayChanges(catalog, records, scorer.inputWidth, sink, logPath);
+      console.error(`deltarec recommend: applied ${records.length} catalog changes from ${logPath}`);
     }
 
     const output = await open(temp, 'w');

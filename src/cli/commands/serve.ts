@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { isLoopback, loadToken } from '../../serve/access.js';
 import { createService } from '../../serve/server.js';
 import { intOption } from '../options.js';
 
@@ -10,6 +11,11 @@ Serves a model artifact over HTTP (see docs/service.md):
   POST /recommend  {"items": [ids], "k": 10, "exclude": [ids], "include_cold": true, "exclude_seen": true}
   POST /items      {"id": ..., "fields": {...}} | {"id": ..., "text": "..."} | {"id": ..., "vector": [...]}
   GET /items/:id, DELETE /items/:id, GET /health, GET /metrics
+
+access (docs/service.md#access-control): every non-GET route (POST/DELETE /items, /admin/...) needs the write
+token as 'Authorization: Bearer TOKEN'; with a read token, /recommend, GET /items/:id and /metrics need it (or the
+write token); /health is always open. Without a write token the service only listens on loopback addresses
+(unless --insecure).
 
 options:
   --model DIR        model artifact directory (required)
@@ -23,6 +29,19 @@ options:
   --max-items N      most history items per request (default 512)
   --kernel-threads N threads of the native kernels (default 1: the event loop keeps a core; the environment
                      variable DELTAREC_THREADS, when set, wins)
+  --write-token-file F
+                     file holding the write token (else the environment variable DELTAREC_WRITE_TOKEN)
+  --read-token-file F
+                     file holding the read token (else DELTAREC_READ_TOKEN; neither: reads are open)
+  --insecure         allow a non-loopback --host without a write token (a trusted network only)
+  --request-timeout MS
+                     most time to receive a whole request, headers and body (default 30000)
+  --keep-alive-timeout MS
+                     most idle time of a connection between requests (default 5000)
+  --max-connections N
+                     most open connections; more are closed at once (default 1024)
+  --shutdown-timeout MS
+                     on SIGINT/SIGTERM, connections still busy after this are cut (default 10000)
   --log              log every request (pino JSON lines on stdout)
 `;
 
@@ -42,6 +61,13 @@ export async function run(args: string[]): Promise<number> {
         'max-k': { type: 'string' },
         'max-items': { type: 'string' },
         'kernel-threads': { type: 'string' },
+        'write-token-file': { type: 'string' },
+        'read-token-file': { type: 'string' },
+        insecure: { type: 'boolean' },
+        'request-timeout': { type: 'string' },
+        'keep-alive-timeout': { type: 'string' },
+        'max-connections': { type: 'string' },
+        'shutdown-timeout': { type: 'string' },
         log: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -58,6 +84,27 @@ export async function run(args: string[]): Promise<number> {
     console.error(`deltarec serve: --model DIR is required\n\n${HELP}`);
     return 2;
   }
+  const host = values.host ?? '127.0.0.1';
+  const warn = (message: string) => console.error(`deltarec serve: warning: ${message}`);
+  let tokens;
+  try {
+    tokens = {
+      write: await loadToken(values['write-token-file'], 'DELTAREC_WRITE_TOKEN', warn),
+      read: await loadToken(values['read-token-file'], 'DELTAREC_READ_TOKEN', warn),
+    };
+  } catch (error) {
+    console.error(`deltarec serve: ${(error as Error).message}`);
+    return 2;
+  }
+  if (!tokens.write && !isLoopback(host) && !values.insecure) {
+    console.error(
+      `deltarec serve: refusing to listen on ${host} without a write token: anyone who can reach it could add ` +
+        `and delete items. Give --write-token-file FILE (or DELTAREC_WRITE_TOKEN), listen on 127.0.0.1, or ` +
+        `pass --insecure if every client on that network is trusted.`,
+    );
+    return 2;
+  }
+  if (!tokens.write && !isLoopback(host)) warn(`--insecure: writes on ${host} need no token`);
   let service;
   let port: number;
   try {
@@ -72,6 +119,11 @@ export async function run(args: string[]): Promise<number> {
       bodyLimit: intOption(values['body-limit'], 'body-limit', 64) ?? 256 * 1024,
       maxK: intOption(values['max-k'], 'max-k', 1) ?? 1000,
       maxItems: intOption(values['max-items'], 'max-items', 1) ?? 512,
+      tokens,
+      requestTimeout: intOption(values['request-timeout'], 'request-timeout', 100),
+      keepAliveTimeout: intOption(values['keep-alive-timeout'], 'keep-alive-timeout', 1),
+      maxConnections: intOption(values['max-connections'], 'max-connections', 1),
+      shutdownTimeout: intOption(values['shutdown-timeout'], 'shutdown-timeout', 0),
       logger: values.log ?? false,
     });
   } catch (error) {
@@ -80,8 +132,21 @@ export async function run(args: string[]): Promise<number> {
   }
   const { replayed, catalog } = service;
   if (replayed.droppedTail)
-    console.error('deltarec serve: dropped a torn last record of the catalog log (never acknowledged)');
-  const address = await service.app.listen({ port, host: values.host ?? '127.0.0.1' });
+    console.error('deltarec serve: dropped a torn last line of the catalog log (never acknowledged)');
+  if (replayed.reencoded > 0) {
+    console.error(
+      `deltarec serve: the catalog log was written for another model; re-encoded ${replayed.reencoded} item(s) ` +
+        `from their logged fields and rewrote the log for this one`,
+    );
+  }
+  let address: string;
+  try {
+    address = await service.app.listen({ port, host });
+  } catch (error) {
+    console.error(`deltarec serve: cannot listen on ${host}:${port}: ${(error as Error).message}`);
+    await service.close();
+    return 1;
+  }
   // One machine-readable line so scripts (benchmarks, tests) can find the port.
   console.log(
     `deltarec serve: listening on ${address} (${catalog.activeCount} items, ${replayed.records} catalog changes replayed)`,
@@ -91,6 +156,7 @@ export async function run(args: string[]): Promise<number> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+  // Bounded: in-flight requests finish, connections still busy after --shutdown-timeout are cut.
   await service.close();
   return 0;
 }
