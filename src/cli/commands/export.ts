@@ -7,7 +7,8 @@ import { loadLexicalFusion } from '../../model/fusion.js';
 import { sasrecToOnnx } from '../../model/onnx-export.js';
 import { encodeOnnxModel } from '../../model/onnx-proto.js';
 import { replayLog } from '../../serve/catalog-log.js';
-import { LiveCatalog, replayChanges } from '../../serve/catalog.js';
+import { LiveCatalog, recordsForModel, replayChanges } from '../../serve/catalog.js';
+import { contentFingerprint, loadContentEncoder } from '../../serve/content.js';
 import { FileExistsError, writeFilesAtomically } from '../../util/files.js';
 
 export const summary =
@@ -23,7 +24,8 @@ and feeding rules to FILE.onnx.json (docs/onnx.md shows how to serve it from Pyt
   output  user_vector  float [batch, d]
   output  scores       float [batch, numItems + 1]   column i scores item_ids[i] of the sidecar; column 0 is -inf
 Items added, updated or deleted through the service (DIR/catalog.log) are applied, as \`deltarec recommend\` does:
-added rows are scored, deleted and replaced rows get -inf (they still count in histories).
+added rows are scored (an update of an added item replaces its row), deleted rows and replaced trained rows get
+-inf (they still count in histories).
 A model saved with lexical fusion is exported without it (the sidecar says so and gives the weight).
 
 options:
@@ -86,14 +88,22 @@ export async function run(args: string[]): Promise<number> {
     if (!values['no-catalog'] && (values.catalog || existsSync(logPath))) {
       const catalog = new LiveCatalog(loaded.itemIds, loaded.numWarm);
       const replay = replayLog(await readFile(logPath), logPath);
+      // A log written for another model's content pipeline is re-encoded from its fields (or refused).
+      const { records } = await recordsForModel(
+        replay,
+        await contentFingerprint(loaded),
+        () => loadContentEncoder(loaded),
+        logPath,
+      );
       const { contentDim, d } = loaded.model.config;
       const sink = {
         append: (vectors: Float32Array, count: number) => loaded.model.appendItems(vectors, count),
+        replace: (row: number, vector: Float32Array) => loaded.model.replaceItems(Int32Array.of(row), vector),
         retire: (row: number) => retired.push(row),
       };
-      replayChanges(catalog, replay.records, contentDim ?? d, sink, logPath);
+      replayChanges(catalog, records, contentDim ?? d, sink, logPath);
       itemIds = catalog.rowIds;
-      console.error(`deltarec export: applied ${replay.records.length} catalog changes from ${logPath}`);
+      console.error(`deltarec export: applied ${records.length} catalog changes from ${logPath}`);
     }
     const lexicalWeight = loaded.lexical ? (await loadLexicalFusion(loaded.lexical.dir)).weight : 0;
     const { model, sidecar } = sasrecToOnnx({
