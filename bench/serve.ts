@@ -364,7 +364,10 @@ async function main(): Promise<void> {
         [`${prefix}rps_at_rate`]: round(open.rps, 0),
       });
     } finally {
+      // Wait for the exit: the next mode's server takes the same catalog log, which is locked until then.
+      const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
+      await exited;
     }
   }
   Object.assign(results, {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CatalogLog, decodeVector, encodeVector, replayLog } from '../src/serve/catalog-log.js';
+import { Random } from '../src/util/random.js';
 import { buildFixtureModel } from './serve-fixture.js';
 
 const CLI = new URL('../src/cli/cli.ts', import.meta.url).pathname;
@@ -99,12 +100,12 @@ test('SIGKILL during a burst of POST /items loses no acknowledged item', { timeo
   }
 });
 
-test('the catalog log replays intact records, drops a torn tail and rejects corruption in the middle', async () => {
+test('the catalog log replays intact records, drops only a torn last line and rejects any corrupt line', async () => {
   const root = await mkdtemp(join(tmpdir(), 'deltarec-log-'));
   const path = join(root, 'catalog.log');
   try {
     const vector = Float32Array.of(0.5, -1.25, 3);
-    const { log, replay } = await CatalogLog.open(path);
+    const { log, replay } = await CatalogLog.open(path, { model: 'fingerprint-1' });
     assert.equal(replay.records.length, 0);
     await Promise.all([
       log.append({ op: 'put', id: 'a', vector: encodeVector(vector), t: 1 }),
@@ -120,37 +121,97 @@ test('the catalog log replays intact records, drops a torn tail and rejects corr
     await log.close();
     const intact = await readFile(path);
 
-    // A write cut short by a crash: a partial last line (with or without its newline).
-    for (const tail of ['0badc0de {"op":"put","id":"c","vec', '12345678 {"op":"delete","id":"z","t":4}\n']) {
-      await writeFile(path, intact);
-      await appendFile(path, tail);
-      const reopened = await CatalogLog.open(path);
-      assert.deepEqual(
-        reopened.replay.records.map((r) => [r.op, r.id]),
-        [
-          ['put', 'a'],
-          ['put', 'b'],
-          ['delete', 'a'],
-        ],
-      );
-      assert.equal(reopened.replay.droppedTail, true);
-      // The torn tail is truncated away, so new records follow intact ones.
-      await reopened.log.append({ op: 'delete', id: 'b', t: 5 });
-      await reopened.log.close();
-      const after = replayLog(await readFile(path), path);
-      assert.equal(after.droppedTail, false);
-      assert.deepEqual(after.records.at(-1), { op: 'delete', id: 'b', t: 5 });
-    }
+    // A write cut short by a crash: a partial last line, without its newline.
+    await appendFile(path, '0badc0de {"op":"put","id":"c","vec');
+    const reopened = await CatalogLog.open(path, { model: 'fingerprint-1' });
+    assert.equal(reopened.replay.header?.model, 'fingerprint-1');
+    assert.deepEqual(
+      reopened.replay.records.map((r) => [r.op, r.id]),
+      [
+        ['put', 'a'],
+        ['put', 'b'],
+        ['delete', 'a'],
+      ],
+    );
+    assert.equal(reopened.replay.droppedTail, true);
+    // The torn tail is truncated away, so new records follow intact ones.
+    await reopened.log.append({ op: 'delete', id: 'b', t: 5 });
+    await reopened.log.close();
+    const after = replayLog(await readFile(path), path);
+    assert.equal(after.droppedTail, false);
+    assert.deepEqual(after.records.at(-1), { op: 'delete', id: 'b', t: 5 });
+
+    // A complete last line (newline and all) that is corrupt is not a torn write: the start stops, naming it.
+    await writeFile(path, intact);
+    await appendFile(path, '12345678 {"op":"delete","id":"z","t":4}\n');
+    await assert.rejects(
+      CatalogLog.open(path, { model: 'fingerprint-1' }),
+      /catalog\.log:5: corrupt catalog record/,
+    );
+    assert.deepEqual(
+      await readFile(path),
+      Buffer.concat([intact, Buffer.from('12345678 {"op":"delete","id":"z","t":4}\n')]),
+    );
+
     const record = replayLog(intact, path).records[1];
     assert.ok(record.op === 'put');
     assert.deepEqual(record.fields, { title: 'ünïcode "quoted"' });
     assert.deepEqual(decodeVector(record.vector, 3, 'test'), vector);
 
-    // A damaged record followed by valid ones is not a torn write: refuse to guess.
+    // A damaged record followed by valid ones: refuse to guess.
     const damaged = Buffer.from(intact);
-    damaged[20] ^= 1;
+    damaged[intact.indexOf('\n') + 20] ^= 1;
     await writeFile(path, damaged);
-    await assert.rejects(CatalogLog.open(path), /catalog\.log:1: corrupt catalog record/);
+    await assert.rejects(
+      CatalogLog.open(path, { model: 'fingerprint-1' }),
+      /catalog\.log:2: corrupt catalog record/,
+    );
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('compaction keeps exactly the live state through hundreds of random changes', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'deltarec-compact-'));
+  const path = join(root, 'catalog.log');
+  try {
+    const random = new Random(5);
+    const expected = new Map<string, { fields: string; deleted: boolean }>();
+    const { log } = await CatalogLog.open(path, { model: 'm', compactAfter: 16 });
+    const vector = encodeVector(Float32Array.of(1, 0));
+    let changes = 0;
+    for (let burst = 0; burst < 100; burst++) {
+      // Concurrent appends (group commits) of random puts and deletes over 25 ids.
+      const appends: Promise<void>[] = [];
+      for (let i = 0; i < 1 + random.nextInt(8); i++) {
+        const id = `id-${random.nextInt(25)}`;
+        const state = expected.get(id);
+        if (state && !state.deleted && random.nextInt(4) === 0) {
+          expected.set(id, { ...state, deleted: true });
+          appends.push(log.append({ op: 'delete', id, t: changes++ }));
+        } else {
+          const fields = { title: `v${changes}` };
+          expected.set(id, { fields: fields.title, deleted: false });
+          appends.push(log.append({ op: 'put', id, vector, fields, t: changes++ }));
+        }
+      }
+      await Promise.all(appends);
+    }
+    const { compactions } = log.stats;
+    await log.close();
+    const replay = replayLog(await readFile(path), path);
+    const state = new Map<string, { fields: string; deleted: boolean }>();
+    for (const r of replay.records) {
+      if (r.op === 'put') state.set(r.id, { fields: r.fields!.title, deleted: false });
+      else state.set(r.id, { ...state.get(r.id)!, deleted: true });
+    }
+    assert.deepEqual(state, expected);
+    assert.equal(replay.header?.model, 'm');
+    assert.ok(compactions >= 5, `${compactions} compactions`);
+    assert.ok(replay.records.length <= 2 * 25 + 2 * 16, `${replay.records.length} records left`);
+    t.diagnostic(
+      `${changes} changes over 25 ids: ${compactions} compactions, ${replay.records.length} records left`,
+    );
   } finally {
     await rm(root, { recursive: true, force: true });
   }

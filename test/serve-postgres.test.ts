@@ -25,6 +25,7 @@ let otherModelDir: string;
 let fixture: Fixture;
 let server: TestPostgres;
 let databases = 0;
+const WRITE = 'write-token-0123456789abcdef';
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'deltarec-pg-serve-'));
@@ -65,8 +66,15 @@ interface Replica {
   base: string;
 }
 
-async function startReplica(url: string, name: string, workers = 0): Promise<Replica> {
-  const service = await createService({ modelDir, catalogUrl: url, workers, replicaName: name });
+/** token: the write token (access.ts); without one, writes on loopback need none. */
+async function startReplica(url: string, name: string, workers = 0, token?: string): Promise<Replica> {
+  const service = await createService({
+    modelDir,
+    catalogUrl: url,
+    workers,
+    replicaName: name,
+    tokens: { write: token ?? null },
+  });
   return { service, base: await service.app.listen({ port: 0, host: '127.0.0.1' }) };
 }
 
@@ -75,10 +83,13 @@ async function call(
   method: string,
   path: string,
   body?: unknown,
+  token?: string,
 ): Promise<{ status: number; json: Record<string, unknown> }> {
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
   const response = await fetch(base + path, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: response.status, json: (await response.json()) as Record<string, unknown> };
@@ -456,12 +467,16 @@ test(
   { timeout: 120_000 },
   async (t) => {
     const { url } = await freshDatabase();
-    const a = await startReplica(url, 'a', 1); // scoring in a worker thread: the old one closes after the swap
+    // A guards its writes and reloads with a write token; scoring in a worker thread: the old one closes after
+    // the swap.
+    const a = await startReplica(url, 'a', 1, WRITE);
     const b = await startReplica(url, 'b');
     try {
       const vector = Array.from({ length: 64 }, (_, j) => Math.cos(j));
-      assert.equal((await call(a.base, 'POST', '/items', { id: 'live-text', text: title(11) })).status, 201);
-      assert.equal((await call(a.base, 'POST', '/items', { id: 'live-vector', vector })).status, 201);
+      const put = (body: unknown) => call(a.base, 'POST', '/items', body, WRITE);
+      assert.equal((await call(a.base, 'POST', '/items', { id: 'live-text', text: title(11) })).status, 401);
+      assert.equal((await put({ id: 'live-text', text: title(11) })).status, 201);
+      assert.equal((await put({ id: 'live-vector', vector })).status, 201);
       const before = (await call(a.base, 'GET', '/health')).json;
       let stop = false;
       const statuses = new Map<number, number>();
@@ -478,20 +493,22 @@ test(
       };
       const loaders = Array.from({ length: 8 }, loader);
       await new Promise((r) => setTimeout(r, 200));
-      const swapped = await call(a.base, 'POST', '/admin/reload', { model: otherModelDir });
+      const reload = (body?: unknown, token = WRITE) => call(a.base, 'POST', '/admin/reload', body, token);
+      assert.equal((await reload({ model: otherModelDir }, 'wrong-token-0123456789abcdef')).status, 403);
+      const swapped = await reload({ model: otherModelDir });
       assert.equal(swapped.status, 200, JSON.stringify(swapped.json));
       assert.equal(swapped.json.previous, before.model_id);
       assert.notEqual(swapped.json.model, before.model_id);
-      assert.equal(swapped.json.notCarried, 0);
+      assert.equal(swapped.json.reencoded, 2, 'live-text from its text, live-vector from its raw vector');
       // An item added on the new model, and one through B (recorded for the old model) while A serves the new one.
-      assert.equal((await call(a.base, 'POST', '/items', { id: 'after-swap', text: title(12) })).status, 201);
+      assert.equal((await put({ id: 'after-swap', text: title(12) })).status, 201);
       assert.equal(
         (await call(b.base, 'POST', '/items', { id: 'from-old-model', text: title(13) })).status,
         201,
       );
       await waitFor('from-old-model on A', () => a.service.catalog.get('from-old-model') !== undefined);
       await waitFor('after-swap on B', () => b.service.catalog.get('after-swap') !== undefined);
-      const back = await call(a.base, 'POST', '/admin/reload', { model: modelDir });
+      const back = await reload({ model: modelDir });
       assert.equal(back.status, 200);
       await new Promise((r) => setTimeout(r, 200));
       stop = true;
@@ -508,7 +525,7 @@ test(
       for (const id of ['live-text', 'live-vector', 'after-swap', 'from-old-model'])
         assert.ok(ids.includes(id));
       // A reload of a directory that is not a model fails and keeps the model serving.
-      const bad = await call(a.base, 'POST', '/admin/reload', { model: join(root, 'nothing') });
+      const bad = await reload({ model: join(root, 'nothing') });
       assert.equal(bad.status, 422);
       assert.match(String(bad.json.message), /reload failed, still serving model/);
       assert.equal((await call(a.base, 'POST', '/recommend', { items: someHistory() })).status, 200);
@@ -530,7 +547,7 @@ test('a model swap with the file log carries text and vector items over', { time
     assert.equal((await call(base, 'POST', '/items', { id: 'f-vector', vector })).status, 201);
     const first = service.modelId;
     const swapped = await service.reload(otherModelDir);
-    assert.deepEqual(swapped, { previous: first, model: service.modelId, notCarried: 0 });
+    assert.deepEqual(swapped, { previous: first, model: service.modelId, reencoded: 2 });
     assert.notEqual(service.modelId, first);
     assert.ok(service.catalog.get('f-text') && service.catalog.get('f-vector'));
     assert.equal((await call(base, 'POST', '/items', { id: 'f-new', text: title(21) })).status, 201);

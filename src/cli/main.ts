@@ -12,6 +12,7 @@ const COMMANDS = [
   'experiment',
   'recommend',
   'serve',
+  'export',
 ] as const;
 
 interface CommandModule {

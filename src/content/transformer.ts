@@ -1,6 +1,7 @@
 /**
  * Local transformer text encoders (E5, BGE, GTE, MiniLM and similar) run from a model directory on disk through
- * `@huggingface/transformers`, with remote loading disabled: nothing is ever downloaded.
+ * `@huggingface/transformers` (an optional peer dependency, imported only here), with remote loading disabled:
+ * nothing is ever downloaded.
  *
  * The directory needs config.json, tokenizer.json + tokenizer_config.json and onnx/model.onnx (the layout of the
  * Hugging Face ONNX exports) whose output is last_hidden_state. Each family's conventions apply:
@@ -13,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { importOptional } from '../util/optional.js';
 
 export type Pooling = 'mean' | 'cls';
 export type ModelFamily = 'e5' | 'bge' | 'other';
@@ -103,7 +105,11 @@ export class LocalTransformerEncoder {
       throw new Error(`${join(root, 'config.json')}: no hidden_size, cannot tell the output dimension`);
     const maxTokens = options.maxTokens ?? Math.min(Number(tokenizerConfig.model_max_length) || 512, 512);
 
-    const transformers = await import('@huggingface/transformers');
+    const transformers = await importOptional(
+      '@huggingface/transformers',
+      'the local transformer encoder (--encoder local:DIR)',
+      () => import('@huggingface/transformers'),
+    );
     transformers.env.allowRemoteModels = false;
     transformers.env.allowLocalModels = true;
     transformers.env.localModelPath = dirname(root) + '/';

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   evaluate,
@@ -29,6 +29,7 @@ import {
   type Aggregated,
   type RunRecord,
 } from './report.js';
+import { tryLock, type Lock } from '../util/lock.js';
 
 /** A named model: a strategy plus setting overrides (so new methods are new entries, not new code paths). */
 export interface ModelEntry {
@@ -244,43 +245,6 @@ async function readRun(file: string, expected: string): Promise<RunRecord | null
   return record;
 }
 
-/**
- * Claims a run for this process with an exclusive lock file holding its pid, so several `deltarec experiment`
- * processes can work on one output directory. A lock whose process is gone is taken over.
- */
-async function acquireLock(path: string): Promise<boolean> {
-  // The pid is written to a private file first and hard-linked into place, so a lock never exists without its
-  // pid (another process reading a half-written lock would take it for stale).
-  const mine = `${path}.${process.pid}`;
-  await writeFile(mine, String(process.pid));
-  try {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        await link(mine, path);
-        return true;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        const pid = Number(await readFile(path, 'utf8').catch(() => ''));
-        if (pid === process.pid) return true;
-        if (pid > 0 && processAlive(pid)) return false;
-        await rm(path, { force: true });
-      }
-    }
-    return false;
-  } finally {
-    await rm(mine, { force: true });
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 export interface ExperimentOptions {
   log?: (line: string) => void;
   signal?: AbortSignal;
@@ -343,13 +307,16 @@ export async function runExperiment(
   const trainedModels = new Map<string, FittedModel>();
   let trainedSeed: number | null = null;
   let elsewhere = 0;
+  const claimed = new Map<string, Lock>(); // run file -> lock on a later run this process claimed
   for (const [i, { entry, seed }] of todo.entries()) {
     if (options.signal?.aborted || options.reportOnly) break;
     const file = runFile({ entry, seed });
     // Another worker on the same directory may have finished or started this run meanwhile.
     if (existsSync(file)) continue;
-    const lock = await acquireLock(`${file}.lock`);
-    if (!lock) {
+    // A run is claimed with a lock file, so several processes can work on one output directory.
+    const claim = claimed.get(file) ?? (await tryLock(`${file}.lock`));
+    claimed.delete(file);
+    if ('heldBy' in claim) {
       log(`[${i + 1}/${todo.length}] ${entry.name} seed ${seed}: running in another process, skipped`);
       elsewhere++;
       continue;
@@ -363,7 +330,8 @@ export async function runExperiment(
         trainingKey(config, later.entry, seed) === key &&
         !existsSync(runFile(later))
       ) {
-        await acquireLock(`${runFile(later)}.lock`);
+        const laterLock = await tryLock(`${runFile(later)}.lock`);
+        if (!('heldBy' in laterLock)) claimed.set(runFile(later), laterLock);
       }
     }
     try {
@@ -465,9 +433,10 @@ export async function runExperiment(
           `${todo.length - i - 1} runs left, ETA ${formatDuration(eta)}`,
       );
     } finally {
-      await rm(`${file}.lock`, { force: true });
+      await claim.release();
     }
   }
+  for (const lock of claimed.values()) await lock.release(); // claims of runs not reached (interrupted)
 
   const order = config.models.map((m) => m.name);
   const runs = await finished();

@@ -378,6 +378,39 @@ export class ItemEmbeddings {
     this.refresh(kernels);
   }
 
+  /**
+   * Replaces the content of existing rows (rows.length x d values; x H for content-map) and zeroes their delta:
+   * the rows then hold exactly what append would have given them. The service reuses the row of an added item
+   * this way when the item is updated, so updates do not grow the table. Not possible for `id`.
+   */
+  replace(rows: Int32Array, content: Float32Array, kernels?: Kernels): void {
+    if (this.strategy === 'id') {
+      throw new Error("replaceItems: the 'id' strategy has no content vectors; items cannot be re-encoded");
+    }
+    const d = this.d;
+    const width = this.contentDim;
+    if (content.length !== rows.length * width) {
+      throw new Error(
+        `replaceItems: content has ${content.length} values, expected ${rows.length} x ${width}`,
+      );
+    }
+    for (let i = 0; i < content.length; i++) {
+      if (!Number.isFinite(content[i]))
+        throw new Error(`replaceItems: content row ${Math.floor(i / width)} is not finite`);
+    }
+    const stored = this.strategy === 'content-map' ? unitRows(content, width) : content;
+    rows.forEach((row, i) => {
+      if (!(row >= 1 && row <= this.numItems)) throw new Error(`replaceItems: row ${row} does not exist`);
+      const source = stored.subarray(i * width, (i + 1) * width);
+      if (this.strategy === 'content-init') this.weight!.set(source, row * d);
+      else {
+        this.content!.set(source, row * width);
+        if (this.weight) this.weight.fill(0, row * d, (row + 1) * d);
+      }
+    });
+    this.refresh(kernels);
+  }
+
   /** Every tensor needed to restore the table (views, not copies). */
   tensors(): { name: string; shape: number[]; data: Float32Array }[] {
     const shape = [this.numItems + 1, this.d];

@@ -157,6 +157,37 @@ export class LexicalIndex {
     this.knn.score(inputs, out);
   }
 
+  /** Replaces existing rows (rows[i] gets row i of `replacement`, same vocabulary); rebuilds the index. */
+  replace(rows: Int32Array, replacement: CsrMatrix): void {
+    if (rows.length === 0) return;
+    const old = this.rows;
+    const source = new Map<number, number>(); // row -> row of replacement
+    rows.forEach((row, i) => source.set(row, i));
+    const indptr = new Int32Array(old.rows + 1);
+    const indices: number[] = [];
+    const values: number[] = [];
+    for (let r = 0; r < old.rows; r++) {
+      const from = source.get(r);
+      const [m, start, end] =
+        from === undefined
+          ? [old, old.indptr[r], old.indptr[r + 1]]
+          : [replacement, replacement.indptr[from], replacement.indptr[from + 1]];
+      for (let k = start; k < end; k++) {
+        indices.push(m.indices[k]);
+        values.push(m.values[k]);
+      }
+      indptr[r + 1] = indices.length;
+    }
+    this.rows = {
+      rows: old.rows,
+      cols: old.cols,
+      indptr,
+      indices: Int32Array.from(indices),
+      values: Float32Array.from(values),
+    };
+    this.knn = new ContentKNN({ sparse: this.rows }, { maxLength: this.maxLength });
+  }
+
   /** Appends rows (same vocabulary) after the existing ones. */
   append(added: CsrMatrix): void {
     if (added.rows === 0) return;

@@ -795,6 +795,13 @@ export class SASRec implements Recommender {
     this.itemsStale = false;
   }
 
+  /** Re-encodes existing rows from new content vectors (zero delta), like appendItems but in place. content-*. */
+  replaceItems(rows: Int32Array, content: Float32Array): void {
+    this.refreshItems();
+    this.items.replace(rows, content, this.kernels);
+    this.itemsStale = false;
+  }
+
   // ---------------------------------------------------------------------------------------------------------------
   // Persistence
 

@@ -1,10 +1,12 @@
 /**
  * The live catalog: item id <-> model row index, and which rows may be recommended.
  *
- * Rows are never rewritten. Adding an item appends a row (content vector, zero delta); updating an item appends a
- * new row and retires the old one; deleting retires the row. Retired rows keep their embedding so that user
- * histories that contain a deleted or updated item still encode. Replaying the same changes in the same order
- * always yields the same row numbers, which is what makes the change log sufficient to restore the state.
+ * Adding an item appends a row (content vector, zero delta). Updating an item that was added (or was cold in the
+ * artifact) re-encodes its row in place, so repeated updates do not grow the table; updating a trained (warm) item
+ * appends a new row and retires the warm one (its learned delta is dropped, and the warm range stays warm).
+ * Deleting retires the row; retired rows keep their embedding so that user histories that contain a deleted item
+ * still encode. Replaying the same changes in the same order always yields the same row numbers, which is what
+ * makes the change log sufficient to restore the state.
  */
 
 export interface ItemInfo {
@@ -46,16 +48,23 @@ export class LiveCatalog {
     return this.items.get(id)?.index ?? this.deleted.get(id);
   }
 
-  /** Adds or updates an item; returns its new row and the retired row (0 when the item is new). */
-  put(id: string, fields?: Record<string, string>): { index: number; retired: number } {
+  /**
+   * Adds or updates an item. Returns its row, whether that row is reused (re-encode it in place) or new (append
+   * it), and the retired row (0 when none).
+   */
+  put(id: string, fields?: Record<string, string>): { index: number; reused: boolean; retired: number } {
+    const previous = this.items.get(id);
+    if (previous && !this.isWarm(previous.index)) {
+      this.items.set(id, { index: previous.index, fields, added: true });
+      return { index: previous.index, reused: true, retired: 0 };
+    }
     const index = this.rowIds.length;
     this.rowIds.push(id);
-    const previous = this.items.get(id);
     const retired = previous ? previous.index : 0;
     if (!previous) this.activeCount++;
     this.items.set(id, { index, fields, added: true });
     this.deleted.delete(id);
-    return { index, retired };
+    return { index, reused: false, retired };
   }
 
   /** Stops recommending an item; returns its retired row, or 0 when the id is not active. */
@@ -73,9 +82,26 @@ export class LiveCatalog {
   }
 }
 
-/** Where catalog changes go: rows to append (content vectors) and rows to retire (runtime.ts applyChange). */
+/** Where catalog changes go (runtime.ts applyChange): rows to append, rows to re-encode in place, rows to retire. */
 export interface RowSink {
   /** fields: each row's text fields, when it was added from text. */
   append(vector: Float32Array, count: number, fields?: readonly (Record<string, string> | undefined)[]): void;
+  replace(row: number, vector: Float32Array, fields?: Record<string, string>): void;
   retire(row: number): void;
+}
+
+/** Applies one put to the catalog and the rows (runtime.ts applyChange). */
+export function putItem(
+  catalog: LiveCatalog,
+  sink: RowSink,
+  id: string,
+  vector: Float32Array,
+  fields: Record<string, string> | undefined,
+): { retired: number; created: boolean } {
+  const existed = catalog.get(id) !== undefined;
+  const { index, reused, retired } = catalog.put(id, fields);
+  if (reused) sink.replace(index, vector, fields);
+  else sink.append(vector, 1, [fields]);
+  if (retired) sink.retire(retired);
+  return { retired, created: !existed };
 }

@@ -2,6 +2,9 @@
  * Turns a new item's text fields or raw content vector into a model-space content vector (d values, unit norm),
  * exactly as the training items were: the artifact's saved text encoder, then its saved projection.
  */
+import { createHash, type Hash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { TfidfSvdEncoder } from '../content/tfidf.js';
 import {
   applyProjection,
@@ -39,6 +42,8 @@ export class ItemContentEncoder {
     readonly d: number,
     private readonly encoder: TfidfSvdEncoder | null,
     private readonly projection: VectorProjection | null,
+    /** Identifies the space of the raw vectors fromVector takes (rawSpaceFingerprint). */
+    readonly rawSpace: string,
   ) {
     const encoded = encoder ? encoder.dim : null;
     const expected = projection ? projection.inputDim : d;
@@ -120,5 +125,51 @@ export async function loadContentEncoder(artifact: LoadedArtifact): Promise<Item
       apply: (raw) => applyProjection(state, raw),
     };
   }
-  return new ItemContentEncoder(d, encoder, projection);
+  const rawDim = projection ? projection.inputDim : d;
+  return new ItemContentEncoder(d, encoder, projection, await rawSpaceFingerprint(artifact, rawDim));
+}
+
+/**
+ * Identifies the content pipeline whose vectors the catalog log stores: the model kind, the vector width and every
+ * byte of the saved encoder and projection states. A model with a refitted encoder or projection gets another one
+ * (its logged vectors would land elsewhere in the new space); retraining the weights alone keeps it.
+ */
+export async function contentFingerprint(artifact: LoadedArtifact): Promise<string> {
+  const hash = createHash('sha256');
+  hash.update(`${artifact.manifest.model.kind}\n${itemVectorWidth(artifact)}\n`);
+  for (const part of [artifact.encoder, artifact.projection]) {
+    hash.update(part ? `${part.kind}\n` : 'none\n');
+    if (part) await hashTree(hash, part.dir, '');
+  }
+  return hash.digest('hex').slice(0, 32);
+}
+
+/**
+ * Identifies the space of the raw vectors a model takes (POST /items {"vector"}: the input of its projection):
+ * its width and, when the model has a text encoder, every byte of that encoder's state (raw vectors are its
+ * outputs). Two models with the same one take the same raw vectors, so a raw vector recorded for one may be
+ * projected by the other; a refitted text encoder gives another one. A model without a text encoder takes
+ * external vectors (from the embedding its training content came from): only their width identifies them.
+ */
+async function rawSpaceFingerprint(artifact: LoadedArtifact, rawDim: number): Promise<string> {
+  const hash = createHash('sha256');
+  hash.update(`raw ${rawDim}\n`);
+  if (artifact.encoder) {
+    hash.update(`${artifact.encoder.kind}\n`);
+    await hashTree(hash, artifact.encoder.dir, '');
+  } else hash.update('external\n');
+  return hash.digest('hex').slice(0, 32);
+}
+
+async function hashTree(hash: Hash, dir: string, prefix: string): Promise<void> {
+  const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await hashTree(hash, path, `${prefix}${entry.name}/`);
+    else if (entry.isFile()) {
+      const bytes = await readFile(path);
+      hash.update(`${prefix}${entry.name} ${bytes.length}\n`);
+      hash.update(bytes);
+    }
+  }
 }

@@ -25,15 +25,20 @@ export interface ScoreResponse {
 }
 
 /**
- * Catalog changes queued since the last batch: rows to append (count x d content vectors) and rows to retire.
- * Applying all appends before all retirements gives the same state as any interleaving (retiring only clears a
- * row's flag), so a burst of changes costs one model append and one matrix refresh.
+ * Catalog changes queued since the last batch: rows to append (count x d content vectors), active rows to
+ * re-encode in place (an updated item keeps its row), and rows to retire. Applying all appends, then all
+ * replacements in order, then all retirements gives the same state as the interleaving they came in (only active
+ * rows are replaced, and retiring only clears a row's flag), so a burst of changes costs one model append and one
+ * matrix refresh.
  */
 export interface CatalogChanges {
   vectors: Float32Array;
   count: number;
   /** Text fields of each appended row, when it was added from text (lexical fusion uses them). */
   fields: (Record<string, string> | undefined)[];
+  replaceRows: Int32Array;
+  replaceVectors: Float32Array;
+  replaceFields: (Record<string, string> | undefined)[];
   retire: Int32Array;
 }
 
@@ -79,6 +84,7 @@ export function packBatch(requests: readonly ScoreRequest[]): ScoreBatch {
 
 export function applyChanges(scorer: Scorer, changes: CatalogChanges): void {
   scorer.appendItems(changes.vectors, changes.count, changes.fields);
+  scorer.replaceItems(changes.replaceRows, changes.replaceVectors, changes.replaceFields);
   scorer.retire(changes.retire);
 }
 
@@ -213,6 +219,7 @@ export class ScoringEngine {
   private appended: Float32Array[] = [];
   private appendedCount = 0;
   private appendedFields: (Record<string, string> | undefined)[] = [];
+  private replaced: { row: number; vector: Float32Array; fields?: Record<string, string> }[] = [];
   private retired: number[] = [];
   private changesScheduled = false;
   readonly stats: EngineStats = { batches: 0, requests: 0, maxBatch: 0 };
@@ -243,6 +250,12 @@ export class ScoringEngine {
     this.scheduleChanges();
   }
 
+  /** Queues an active row to re-encode in place from a new content vector. */
+  replace(row: number, vector: Float32Array, fields?: Record<string, string>): void {
+    this.replaced.push({ row, vector, fields });
+    this.scheduleChanges();
+  }
+
   retire(row: number): void {
     this.retired.push(row);
     this.scheduleChanges();
@@ -256,24 +269,20 @@ export class ScoringEngine {
 
   private flushChanges(): void {
     this.changesScheduled = false;
-    if (this.appended.length === 0 && this.retired.length === 0) return;
-    let total = 0;
-    for (const v of this.appended) total += v.length;
-    const vectors = new Float32Array(total);
-    let offset = 0;
-    for (const v of this.appended) {
-      vectors.set(v, offset);
-      offset += v.length;
-    }
-    const changes = {
-      vectors,
+    if (this.appended.length === 0 && this.replaced.length === 0 && this.retired.length === 0) return;
+    const changes: CatalogChanges = {
+      vectors: concat(this.appended),
       count: this.appendedCount,
       fields: this.appendedFields,
+      replaceRows: Int32Array.from(this.replaced, (r) => r.row),
+      replaceVectors: concat(this.replaced.map((r) => r.vector)),
+      replaceFields: this.replaced.map((r) => r.fields),
       retire: Int32Array.from(this.retired),
     };
     this.appended = [];
     this.appendedCount = 0;
     this.appendedFields = [];
+    this.replaced = [];
     this.retired = [];
     for (const backend of this.backends) backend.apply(changes);
   }
@@ -316,4 +325,16 @@ export class ScoringEngine {
   async close(): Promise<void> {
     await Promise.all(this.backends.map((b) => b.close()));
   }
+}
+
+function concat(parts: readonly Float32Array[]): Float32Array {
+  let total = 0;
+  for (const v of parts) total += v.length;
+  const out = new Float32Array(total);
+  let offset = 0;
+  for (const v of parts) {
+    out.set(v, offset);
+    offset += v.length;
+  }
+  return out;
 }

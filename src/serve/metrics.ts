@@ -1,4 +1,8 @@
-/** Request counters and latency histograms, rendered in the Prometheus text exposition format (version 0.0.4). */
+/**
+ * Request counters and latency histograms, process and event-loop figures, rendered in the Prometheus text
+ * exposition format (version 0.0.4).
+ */
+import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 
 /** Upper bounds of the latency buckets, in seconds. */
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
@@ -13,9 +17,81 @@ function escapeLabel(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }
 
+export interface Gauge {
+  name: string;
+  help: string;
+  type: 'gauge' | 'counter';
+  values: [string, number][];
+}
+
 export class Metrics {
   private readonly requests = new Map<string, number>(); // label set -> count
   private readonly latency = new Map<string, Histogram>(); // label set -> histogram
+  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  private loopUtilization = performance.eventLoopUtilization();
+
+  constructor() {
+    this.loopDelay.enable();
+  }
+
+  stop(): void {
+    this.loopDelay.disable();
+  }
+
+  /**
+   * Process and event-loop figures: CPU seconds, resident and heap memory, start time, event-loop delay
+   * percentiles (since start) and the event loop's utilization since the previous scrape.
+   */
+  processGauges(): Gauge[] {
+    const cpu = process.cpuUsage();
+    const memory = process.memoryUsage();
+    const utilization = performance.eventLoopUtilization(this.loopUtilization);
+    this.loopUtilization = performance.eventLoopUtilization();
+    const delay = this.loopDelay;
+    const seconds = (ns: number) => (Number.isFinite(ns) ? ns / 1e9 : 0);
+    return [
+      {
+        name: 'process_cpu_seconds_total',
+        help: 'User and system CPU time of the process.',
+        type: 'counter',
+        values: [['', (cpu.user + cpu.system) / 1e6]],
+      },
+      {
+        name: 'process_resident_memory_bytes',
+        help: 'Resident memory of the process.',
+        type: 'gauge',
+        values: [['', memory.rss]],
+      },
+      {
+        name: 'nodejs_heap_used_bytes',
+        help: 'Used V8 heap.',
+        type: 'gauge',
+        values: [['', memory.heapUsed]],
+      },
+      {
+        name: 'process_start_time_seconds',
+        help: 'Start of the process, seconds since the Unix epoch.',
+        type: 'gauge',
+        values: [['', Math.round((Date.now() - process.uptime() * 1000) / 1000)]],
+      },
+      {
+        name: 'nodejs_eventloop_delay_seconds',
+        help: 'Event-loop delay percentiles since the start (10 ms sampling).',
+        type: 'gauge',
+        values: [
+          ['quantile="0.5"', seconds(delay.percentile(50))],
+          ['quantile="0.99"', seconds(delay.percentile(99))],
+          ['quantile="1"', seconds(delay.max)],
+        ],
+      },
+      {
+        name: 'nodejs_eventloop_utilization',
+        help: 'Fraction of time the event loop was busy since the previous scrape.',
+        type: 'gauge',
+        values: [['', utilization.utilization]],
+      },
+    ];
+  }
 
   /** Records one finished request. */
   observe(method: string, route: string, status: number, seconds: number): void {
@@ -35,9 +111,7 @@ export class Metrics {
   }
 
   /** Prometheus text; `gauges` adds name -> value lines (each with HELP text). */
-  render(
-    gauges: { name: string; help: string; type: 'gauge' | 'counter'; values: [string, number][] }[],
-  ): string {
+  render(gauges: Gauge[]): string {
     const lines: string[] = [
       '# HELP deltarec_http_requests_total HTTP requests by method, route and status.',
       '# TYPE deltarec_http_requests_total counter',

@@ -55,6 +55,14 @@ export class KnnScoringModel implements ScoringModel {
     this.unit = grown;
     this.numItems += count;
   }
+
+  replaceItems(rows: Int32Array, content: Float32Array): void {
+    const d = this.config.d;
+    rows.forEach((row, i) => {
+      this.unit.set(content.subarray(i * d, (i + 1) * d), row * d);
+      normalizeRows(this.unit, this.unit, row, row + 1, d);
+    });
+  }
 }
 
 function normalizeRows(src: Float32Array, dst: Float32Array, from: number, to: number, d: number): void {

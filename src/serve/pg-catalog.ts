@@ -39,6 +39,7 @@ const MIGRATIONS = [
      model text NOT NULL,
      fields jsonb,
      raw bytea,
+     raw_space text,
      vector bytea,
      created_at timestamptz NOT NULL DEFAULT now(),
      CHECK (op = 'delete' OR vector IS NOT NULL)
@@ -53,8 +54,8 @@ const MIGRATIONS = [
 ];
 
 const INSERT = `WITH head AS (UPDATE deltarec_catalog_head SET version = version + 1 RETURNING version)
-  INSERT INTO deltarec_changes (version, op, item_id, model, fields, raw, vector)
-  SELECT version, $1, $2, $3, $4, $5, $6 FROM head RETURNING version`;
+  INSERT INTO deltarec_changes (version, op, item_id, model, fields, raw, raw_space, vector)
+  SELECT version, $1, $2, $3, $4, $5, $6, $7 FROM head RETURNING version`;
 
 interface ChangeRow {
   version: string; // bigint
@@ -63,6 +64,7 @@ interface ChangeRow {
   model: string;
   fields: Record<string, string> | null;
   raw: Buffer | null;
+  raw_space: string | null;
   vector: Buffer | null;
 }
 
@@ -238,7 +240,7 @@ export class PostgresCatalogStore implements CatalogStore {
     for (;;) {
       if (this.failure) throw this.failure;
       const { rows } = await this.pool.query<ChangeRow>(
-        'SELECT version, op, item_id, model, fields, raw, vector FROM deltarec_changes WHERE version > $1 ORDER BY version LIMIT $2',
+        'SELECT version, op, item_id, model, fields, raw, raw_space, vector FROM deltarec_changes WHERE version > $1 ORDER BY version LIMIT $2',
         [this.applied, PAGE],
       );
       // One page is applied synchronously: no request runs between two of its changes.
@@ -253,6 +255,7 @@ export class PostgresCatalogStore implements CatalogStore {
         const change: CatalogChange = { version, op: row.op, id: row.item_id, model: row.model };
         if (row.vector) change.vector = floatsFromBytes(row.vector);
         if (row.raw) change.raw = floatsFromBytes(row.raw);
+        if (row.raw_space) change.rawSpace = row.raw_space;
         if (row.fields) change.fields = row.fields;
         let result: ApplyResult;
         try {
@@ -288,6 +291,7 @@ export class PostgresCatalogStore implements CatalogStore {
           change.model,
           change.fields ?? null,
           toBytes(change.raw),
+          change.rawSpace ?? null,
           toBytes(change.vector),
         ]);
         version = Number(rows[0].version);

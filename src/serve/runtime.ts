@@ -2,12 +2,22 @@
  * Everything the service holds for one loaded model: the artifact, its content encoder, its live catalog and its
  * scoring engine. A model swap builds a new ModelRuntime next to the serving one, replays the catalog changes into
  * it, and switches over in one synchronous step; requests that started on the old runtime finish on it.
+ *
+ * applyChange is the one rule by which a catalog change reaches a model, for the service (file log or PostgreSQL,
+ * at start, live and in a swap) and for the batch commands (deltarec recommend and export, applyLogFile).
  */
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { loadArtifact, type LoadedArtifact } from '../model/artifact.js';
-import { LiveCatalog, type RowSink } from './catalog.js';
-import type { ApplyResult, CatalogChange } from './catalog-store.js';
-import { ContentError, loadContentEncoder, type ItemContentEncoder } from './content.js';
+import { compactRecords, replayLog } from './catalog-log.js';
+import { LiveCatalog, putItem, type RowSink } from './catalog.js';
+import {
+  recordToChange,
+  unnamedRecordsModel,
+  type ApplyResult,
+  type CatalogChange,
+} from './catalog-store.js';
+import { ContentError, contentFingerprint, loadContentEncoder, type ItemContentEncoder } from './content.js';
 import { InlineBackend, ScoringEngine, WorkerBackend, type ScoreBackend } from './engine.js';
 import { itemVectorWidth, loadScoringModel, modelStrategy } from './models.js';
 import { Scorer } from './scorer.js';
@@ -20,17 +30,19 @@ export interface ChangeTarget {
   canAddItems: boolean;
   /** Width of the model-space content vector of an item. */
   width: number;
-  content: ItemContentEncoder;
+  /** null only in the batch commands while no change of another model needs it (applyLogFile loads it). */
+  content: ItemContentEncoder | null;
   catalog: LiveCatalog;
   rows: RowSink;
   /** Items the model was saved with. */
   known: Set<string>;
-  /** Catalog changes of other models that could not be carried into this one (see applyChange). */
-  notCarried: number;
+  /** Puts recorded for another model that were re-encoded for this one (applyChange). */
+  reencoded: number;
 }
 
 export interface ModelRuntime extends ChangeTarget {
   artifact: LoadedArtifact;
+  content: ItemContentEncoder;
   engine: ScoringEngine;
   /** Requests running on this runtime (a swapped-out runtime closes when they are done). */
   active: number;
@@ -66,7 +78,8 @@ export async function loadRuntime(
   }
   const engine = new ScoringEngine(backends, maxBatch);
   try {
-    return { ...(await changeTarget(artifact, engine)), artifact, engine, active: 0 };
+    const content = await loadContentEncoder(artifact);
+    return { ...changeTarget(artifact, engine, content), content, artifact, engine, active: 0 };
   } catch (error) {
     await engine.close();
     throw error;
@@ -74,7 +87,11 @@ export async function loadRuntime(
 }
 
 /** A fresh catalog of the artifact's items whose new rows go to `rows` (the engine, or a Scorer in batch mode). */
-export async function changeTarget(artifact: LoadedArtifact, rows: RowSink): Promise<ChangeTarget> {
+export function changeTarget(
+  artifact: LoadedArtifact,
+  rows: RowSink,
+  content: ItemContentEncoder | null,
+): ChangeTarget {
   const strategy = modelStrategy(artifact);
   const { ids, num_warm } = artifact.manifest.items;
   return {
@@ -82,21 +99,25 @@ export async function changeTarget(artifact: LoadedArtifact, rows: RowSink): Pro
     strategy,
     canAddItems: strategy !== 'id',
     width: itemVectorWidth(artifact),
-    content: await loadContentEncoder(artifact),
+    content,
     catalog: new LiveCatalog(ids, num_warm),
     rows,
     known: new Set(ids.slice(1)),
-    notCarried: 0,
+    reencoded: 0,
   };
 }
 
 /**
- * Applies one catalog change. A put recorded for this model uses its stored vector. A put recorded for another
- * model (a replica on an older or newer model, or the changes carried over by a swap) is applied only when the
- * item is not in this model (or was deleted since), re-encoded from its fields or raw vector with this model's encoder and projection
- * (vectors of another model's space are never replayed into this one); a put that cannot be re-encoded (a vector
- * stored without its raw form, an id-strategy model, text without known words) is counted in notCarried and
- * reported on stderr. Deletes always apply. Returns whether the id was active before.
+ * Applies one catalog change to a model. Deletes always apply. A put recorded for this model uses its stored
+ * vector (an update of an added or cold item re-encodes its row in place: catalog.ts putItem). A put recorded for
+ * another model (a log or database written while another model served, a replica on an older or newer model, the
+ * changes a swap carries over) never replays that model's vector, which lies in another space: it is skipped when
+ * this model was trained with the item and the item is active (the model has its own row), and otherwise re-encoded
+ * by this model, from its text fields, or from the raw vector it came as when this model takes the same raw vectors
+ * (same text encoder, or none, and width: content.ts rawSpaceFingerprint) through this model's projection.
+ * A put that cannot be re-encoded so (raw vector of another raw space, text this encoder cannot encode, a model that
+ * cannot add items) is refused: the error names the item and why (the start, reload or batch command fails; a
+ * replica stops following and says so in /health). Returns whether the id was active before.
  */
 export function applyChange(rt: ChangeTarget, change: CatalogChange): ApplyResult {
   const { catalog, rows } = rt;
@@ -105,7 +126,6 @@ export function applyChange(rt: ChangeTarget, change: CatalogChange): ApplyResul
     if (retired) rows.retire(retired);
     return { existed: retired > 0 };
   }
-  const existed = catalog.get(change.id) !== undefined;
   let vector: Float32Array;
   if (change.model === rt.modelId) {
     if (change.vector?.length !== rt.width) {
@@ -115,23 +135,60 @@ export function applyChange(rt: ChangeTarget, change: CatalogChange): ApplyResul
     }
     vector = change.vector;
   } else {
-    if (existed && rt.known.has(change.id)) return { existed }; // the model has its own row for it
+    if (rt.known.has(change.id) && catalog.get(change.id)) return { existed: true };
+    vector = reencode(rt, change);
+    rt.reencoded++;
+  }
+  const { created } = putItem(catalog, rows, change.id, vector, change.fields);
+  return { existed: !created };
+}
+
+/** A put of another model as a vector of this one (applyChange), or an error saying why it cannot be. */
+function reencode(rt: ChangeTarget, change: CatalogChange): Float32Array {
+  const refuse = (why: string) =>
+    new Error(
+      `item ${JSON.stringify(change.id)} was recorded for model ${change.model} and cannot be carried into ` +
+        `model ${rt.modelId}: ${why}; its vector of that model is never used here`,
+    );
+  if (!rt.canAddItems) throw refuse(`strategy '${rt.strategy}' cannot add items`);
+  if (!rt.content) throw new Error('applyChange: the content encoder is not loaded');
+  try {
+    if (change.fields) return rt.content.fromFields(change.fields);
+    if (change.raw && change.rawSpace === rt.content.rawSpace) return rt.content.fromVector(change.raw);
+  } catch (error) {
+    if (error instanceof ContentError) throw refuse(error.message);
+    throw error;
+  }
+  throw refuse(
+    change.raw
+      ? 'it was added as a raw vector of another raw space (another text encoder or vector width), which this model does not take'
+      : 'it was added as a vector recorded without its raw form or text fields',
+  );
+}
+
+/**
+ * deltarec recommend and export: applies a catalog log file to a model by the service's rule (applyChange),
+ * loading the content encoder only when a change of another model needs it. Returns the number of changes applied.
+ */
+export async function applyLogFile(
+  rt: ChangeTarget,
+  artifact: LoadedArtifact,
+  path: string,
+): Promise<number> {
+  const replay = replayLog(await readFile(path), path);
+  const model = replay.records.some((r) => !r.model)
+    ? await unnamedRecordsModel(replay.header, rt.modelId, () => contentFingerprint(artifact))
+    : rt.modelId;
+  // Compacted first, as the service replays a log (FileCatalogStore.start).
+  const changes = compactRecords(replay.records).map((record, i) => recordToChange(record, i + 1, model));
+  if (changes.some((c) => c.op === 'put' && c.model !== rt.modelId))
+    rt.content ??= await loadContentEncoder(artifact);
+  for (const change of changes) {
     try {
-      if (!rt.canAddItems) throw new ContentError(`strategy '${rt.strategy}' cannot add items`);
-      if (change.fields) vector = rt.content.fromFields(change.fields);
-      else if (change.raw) vector = rt.content.fromVector(change.raw);
-      else throw new ContentError('only its projected vector was recorded, not the raw one');
+      applyChange(rt, change);
     } catch (error) {
-      if (!(error instanceof ContentError)) throw error;
-      rt.notCarried++;
-      process.stderr.write(
-        `deltarec: catalog version ${change.version}: item ${JSON.stringify(change.id)} (recorded for model ${change.model}) is not carried into model ${rt.modelId}: ${error.message}\n`,
-      );
-      return { existed };
+      throw new Error(`${path}: ${(error as Error).message}`, { cause: error }); // names the item
     }
   }
-  const { retired } = catalog.put(change.id, change.fields);
-  rows.append(vector, 1, [change.fields]);
-  if (retired) rows.retire(retired);
-  return { existed: retired > 0 };
+  return changes.length;
 }

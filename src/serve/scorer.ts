@@ -14,6 +14,8 @@ export interface ScoringModel {
   encode(inputs: readonly Int32Array[], out: Float32Array): void;
   itemEmbeddings(): Float32Array;
   appendItems(content: Float32Array, count: number): void;
+  /** Re-encodes existing rows (rows.length content vectors), as appendItems would have encoded them. */
+  replaceItems(rows: Int32Array, content: Float32Array): void;
 }
 
 /**
@@ -103,6 +105,22 @@ export class Scorer {
     active.set(this.active);
     active.fill(1, this.active.length);
     this.active = active;
+  }
+
+  /** Re-encodes active rows in place (an updated item keeps its row), with their text fields for lexical fusion. */
+  replaceItems(
+    rows: Int32Array,
+    vectors: Float32Array,
+    fields: readonly (Record<string, string> | undefined)[] = [],
+  ): void {
+    if (rows.length === 0) return;
+    if (vectors.length !== rows.length * this.inputWidth)
+      throw new Error(`replaceItems: expected ${rows.length} x ${this.inputWidth} values`);
+    this.model.replaceItems(rows, vectors);
+    if (this.fusion) {
+      this.fusion.index.replace(rows, this.fusion.rowsFor(Array.from(rows, (_, i) => fields[i])));
+    }
+    this.refreshItems();
   }
 
   private refreshItems(): void {

@@ -5,7 +5,11 @@
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
+import { DELTAREC_VERSION } from '../model/artifact.js';
+import { installAccessControl, validateTokens, type AccessTokens } from './access.js';
+import { CatalogLogError, compactRecords, type WriteFunction } from './catalog-log.js';
 import type { LiveCatalog } from './catalog.js';
 import {
   CatalogUnavailableError,
@@ -14,14 +18,15 @@ import {
   type CatalogStore,
   type NewChange,
 } from './catalog-store.js';
-import { ContentError } from './content.js';
+import { ContentError, contentFingerprint } from './content.js';
 import type { ScoringEngine } from './engine.js';
-import { Metrics } from './metrics.js';
+import { MAX_ID_LENGTH, MAX_ID_URL_LENGTH, idProblem } from './ids.js';
+import { Metrics, type Gauge } from './metrics.js';
 import { applyChange, loadRuntime, type ModelRuntime } from './runtime.js';
 
 export interface ServiceOptions {
   modelDir: string;
-  /** Durable catalog change log; default <modelDir>/catalog.log. */
+  /** Durable catalog change log; default <modelDir>/catalog.log (of the model the service started with). */
   catalogPath?: string;
   /** PostgreSQL catalog shared by replicas (postgres://...); replaces the file log. */
   catalogUrl?: string;
@@ -39,6 +44,24 @@ export interface ServiceOptions {
   maxItems?: number;
   /** Most ids in one exclude list. Default 1000. */
   maxExclude?: number;
+  /** Bearer tokens (access.ts); null or absent: that class of routes is open. */
+  tokens?: Partial<AccessTokens>;
+  /** Most milliseconds to receive a whole request, headers and body (default 30 s). */
+  requestTimeout?: number;
+  /** Most idle milliseconds of a connection between requests (default 5 s). */
+  keepAliveTimeout?: number;
+  /** Most idle milliseconds of a socket within a request (default 30 s). */
+  socketTimeout?: number;
+  /** Most open connections; later ones are closed at once (default 1024). */
+  maxConnections?: number;
+  /** close() ends connections still busy after this many milliseconds (default 10 s). */
+  shutdownTimeout?: number;
+  /** Compact the catalog log once this many records are superseded (default 1024; see catalog-log.ts). */
+  compactAfter?: number;
+  /** Replaces the catalog log's file write (tests simulate a full disk with it). */
+  catalogWrite?: WriteFunction;
+  /** Where catalog log failures (always) and internal errors (without `logger`) are reported; default stderr. */
+  reportError?: (message: string) => void;
   logger?: boolean;
 }
 
@@ -49,20 +72,30 @@ export interface Service {
   readonly engine: ScoringEngine;
   readonly modelId: string;
   store: CatalogStore;
-  /** Catalog changes replayed at start, and whether a torn last record of the file log was dropped. */
-  replayed: { records: number; droppedTail: boolean };
+  /**
+   * Catalog changes replayed at start, whether a torn last line of the file log was dropped, and how many puts
+   * recorded for another model were re-encoded for this one (runtime.ts applyChange).
+   */
+  replayed: { records: number; droppedTail: boolean; reencoded: number };
   /**
    * Loads a model directory (default: the one being served) and switches to it without dropping a request:
    * requests already running finish on the old model, catalog changes are carried over (runtime.ts applyChange).
    */
-  reload(modelDir?: string): Promise<{ previous: string; model: string; notCarried: number }>;
+  reload(modelDir?: string): Promise<ReloadResult>;
   close(): Promise<void>;
+}
+
+/** previous, model: model ids; reencoded: changes of other models re-encoded for the new one. */
+export interface ReloadResult {
+  previous: string;
+  model: string;
+  reencoded: number;
 }
 
 /** A reload refused because another one is running. */
 export class ReloadBusyError extends Error {}
 
-const ID = { type: 'string', minLength: 1, maxLength: 256 } as const;
+const ID = { type: 'string', format: 'item-id' } as const;
 const MAX_TEXT = 16_384;
 
 interface RecommendBody {
@@ -84,6 +117,47 @@ function badRequest(reply: FastifyReply, status: number, message: string, extra:
   return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status], message, ...extra });
 }
 
+/** Raw error response on a socket the HTTP parser gave up on, in the same shape as every other error. */
+function socketError(socket: Socket, status: number, message: string): void {
+  if (socket.writable) {
+    const body = JSON.stringify({ statusCode: status, error: STATUS_CODES[status], message });
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
+/** Messages for the HTTP parser's errors (llhttp codes) a client can cause. */
+function describeClientError(code: string | undefined): [number, string] {
+  switch (code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return [408, 'the request was not received in time'];
+    case 'HPE_HEADER_OVERFLOW':
+      return [431, 'the request line and headers are too large'];
+    case 'HPE_INVALID_CONTENT_LENGTH':
+    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
+      return [400, 'invalid content-length header (or both content-length and transfer-encoding)'];
+    case 'HPE_INVALID_TRANSFER_ENCODING':
+    case 'HPE_INVALID_CHUNK_SIZE':
+      return [400, 'invalid transfer-encoding header or chunked body'];
+    default:
+      return [400, `malformed HTTP request (${code ?? 'parse error'})`];
+  }
+}
+
+/** Route patterns ('/items/:id') as regular expressions, to tell a wrong method (405) from no route (404). */
+function routePattern(url: string): RegExp {
+  const escaped = url
+    .split('/')
+    .map((part) =>
+      part.startsWith(':') ? '[^/]+' : part === '*' ? '.*' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
+    )
+    .join('/');
+  return new RegExp(`^${escaped}$`);
+}
+
 /** Ajv's first error as one sentence that names the field. */
 function describeValidation(error: FastifyError): string {
   const first = error.validation?.[0];
@@ -94,6 +168,9 @@ function describeValidation(error: FastifyError): string {
   }
   if (first.keyword === 'required')
     return `${field} lacks the required field '${String(first.params.missingProperty)}'`;
+  const value = (first as { data?: unknown }).data; // present with ajv's verbose option
+  if (first.keyword === 'format' && first.params.format === 'item-id' && typeof value === 'string')
+    return `${field} ${idProblem(value) ?? 'is not a valid item id'}`;
   return `${field} ${first.message ?? 'is invalid'}`;
 }
 
@@ -103,18 +180,25 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   const maxItems = options.maxItems ?? 512;
   const maxExclude = options.maxExclude ?? 1000;
   const bodyLimit = options.bodyLimit ?? 256 * 1024;
+  const tokens = { write: options.tokens?.write ?? null, read: options.tokens?.read ?? null };
+  validateTokens(tokens);
 
   const maxBatch = options.maxBatch ?? 64;
+  const reportError =
+    options.reportError ?? ((message: string) => process.stderr.write(`deltarec serve: ${message}\n`));
+  const logger = options.logger ?? false;
 
-  // The model, then every catalog change recorded so far. `history` keeps the changes so that a reload can replay
-  // them into the next model; every change is applied to the model serving at the moment it arrives.
+  // The model, then every catalog change recorded so far. `history` keeps the changes (compacted like the log) so
+  // that a reload can replay them into the next model; every change is applied to the model serving when it arrives.
   let current: ModelRuntime = await loadRuntime(options.modelDir, workers, maxBatch);
-  const history: CatalogChange[] = [];
+  let history: CatalogChange[] = [];
   const applyToCurrent = (change: CatalogChange) => {
     history.push(change);
+    if (history.length >= 2 * current.catalog.numRows + 1024) history = compactRecords(history);
     return applyChange(current, change);
   };
   let store: CatalogStore;
+  let fileStore: FileCatalogStore | null = null;
   let replayed: Service['replayed'];
   try {
     if (options.catalogUrl) {
@@ -122,15 +206,19 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       const { PostgresCatalogStore } = await import('./pg-catalog.js');
       store = new PostgresCatalogStore(options.catalogUrl, { applicationName: options.replicaName });
       await store.start(applyToCurrent);
-      replayed = { records: history.length, droppedTail: false };
+      replayed = { records: history.length, droppedTail: false, reencoded: current.reencoded };
     } else {
-      const file = new FileCatalogStore(
-        options.catalogPath ?? join(current.artifact.dir, 'catalog.log'),
-        current.modelId,
-      );
-      await file.start(applyToCurrent);
-      store = file;
-      replayed = file.replayed;
+      // Locked: a second server on the same log refuses to start.
+      fileStore = new FileCatalogStore(options.catalogPath ?? join(current.artifact.dir, 'catalog.log'), {
+        modelId: current.modelId,
+        fingerprint: await contentFingerprint(current.artifact),
+        write: options.catalogWrite,
+        compactAfter: options.compactAfter,
+        onFailure: (error) => reportError(error.message),
+      });
+      await fileStore.start(applyToCurrent);
+      store = fileStore;
+      replayed = { ...fileStore.replayed, reencoded: current.reencoded };
     }
   } catch (error) {
     await current.engine.close();
@@ -140,7 +228,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   let reloading = false;
   let reloads = 0;
 
-  async function reload(dir = modelDir): Promise<{ previous: string; model: string; notCarried: number }> {
+  async function reload(dir = modelDir): Promise<ReloadResult> {
     if (reloading) throw new ReloadBusyError('a model reload is already running');
     reloading = true;
     try {
@@ -157,7 +245,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       modelDir = dir;
       reloads++;
       void retire(previous);
-      return { previous: previous.modelId, model: next.modelId, notCarried: next.notCarried };
+      return { previous: previous.modelId, model: next.modelId, reencoded: next.reencoded };
     } finally {
       reloading = false;
     }
@@ -179,18 +267,82 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         void badRequest(reply, 503, error.message);
         return null;
       }
-      throw error;
+      throw error; // a failed file log: 500 naming the cause (error handler)
     }
   }
 
   const metrics = new Metrics();
+  const counters = { aborted: 0, timedOut: 0, droppedConnections: 0, openConnections: 0 };
+  const cutOff = new WeakSet<Socket>(); // sockets the server closed (timeouts): their requests are not 'aborted'
+  const requestTimeout = options.requestTimeout ?? 30_000;
+  const routes: { method: string; pattern: RegExp }[] = [];
   const app = Fastify({
-    logger: options.logger ?? false,
+    logger,
     bodyLimit,
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    requestTimeout,
+    keepAliveTimeout: options.keepAliveTimeout ?? 5_000,
+    connectionTimeout: options.socketTimeout ?? 30_000,
+    // Node checks request timeouts on this interval (default 30 s): a trickling client is cut off within
+    // requestTimeout plus at most a second.
+    http: { headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1000, requestTimeout) },
+    routerOptions: { maxParamLength: MAX_ID_URL_LENGTH },
+    forceCloseConnections: 'idle',
+    ajv: {
+      customOptions: {
+        coerceTypes: false,
+        removeAdditional: false,
+        allErrors: false,
+        verbose: true, // errors carry the offending value (describeValidation names an id's problem)
+        formats: { 'item-id': (id: string) => idProblem(id) === null },
+      },
+    },
+    frameworkErrors: (error, _request, reply) => {
+      if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+        return badRequest(
+          reply,
+          414,
+          `a path segment is longer than any item id (at most ${MAX_ID_LENGTH} characters)`,
+        );
+      }
+      if (error.code === 'FST_ERR_BAD_URL')
+        return badRequest(reply, 400, 'the URL is not valid percent-encoded UTF-8');
+      return badRequest(reply, error.statusCode ?? 400, error.message);
+    },
+    clientErrorHandler: (error: Error & { code?: string }, socket: Socket) => {
+      if (error.code === 'ECONNRESET' || socket.destroyed) return;
+      if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+        counters.timedOut++;
+        cutOff.add(socket);
+      }
+      const [status, message] = describeClientError(error.code);
+      socketError(socket, status, message);
+    },
   });
 
+  const server = app.server;
+  server.maxConnections = options.maxConnections ?? 1024;
+  server.on('drop', () => counters.droppedConnections++);
+  server.on('connection', (socket: Socket) => {
+    counters.openConnections++;
+    socket.once('close', () => counters.openConnections--);
+  });
+  // A socket idle within a request (connectionTimeout): node destroys it only when nobody listens for 'timeout'.
+  server.on('timeout', (socket: Socket) => {
+    counters.timedOut++;
+    cutOff.add(socket);
+    socket.destroy();
+  });
+
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) routes.push({ method, pattern: routePattern(route.url) });
+  });
+  installAccessControl(app, tokens);
   app.removeContentTypeParser('text/plain'); // JSON only: anything else is 415 with a clear message
+  app.addHook('onRequestAbort', (request, done) => {
+    if (!cutOff.has(request.raw.socket)) counters.aborted++;
+    done();
+  });
   app.addHook('onResponse', async (request, reply) => {
     metrics.observe(
       request.method,
@@ -199,25 +351,41 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       reply.elapsedTime / 1000,
     );
   });
-  app.setErrorHandler((error: FastifyError, _request, reply) => {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
     const status =
       error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     let message = error.message;
     if (status === 500) {
       app.log.error(error);
-      message = 'internal error';
+      // The catalog log's failure names its cause (the service is unhealthy until restarted); others stay opaque.
+      if (error instanceof CatalogLogError) message = error.message;
+      else {
+        message = 'internal error';
+        if (!logger) reportError(`${request.method} ${request.url}: ${error.stack ?? error.message}`);
+      }
     } else if (error.validation) message = `invalid request: ${describeValidation(error)}`;
     else if (status === 415)
       message = `unsupported content-type; send JSON with 'content-type: application/json'`;
     return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status], message });
   });
-  app.setNotFoundHandler((request, reply) =>
-    badRequest(reply, 404, `no route ${request.method} ${request.url.split('?')[0]}`),
-  );
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0];
+    const allowed = [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))];
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '));
+      return badRequest(
+        reply,
+        405,
+        `${request.method} is not allowed on ${path} (allowed: ${allowed.join(', ')})`,
+      );
+    }
+    return badRequest(reply, 404, `no route ${request.method} ${path}`);
+  });
 
   app.post<{ Body: RecommendBody }>(
     '/recommend',
     {
+      config: { access: 'read' },
       schema: {
         body: {
           type: 'object',
@@ -348,7 +516,9 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         if (error instanceof ContentError) return badRequest(reply, 422, error.message);
         throw error;
       }
-      const applied = await write(reply, { op: 'put', id: body.id, model: modelId, vector, raw, fields });
+      const change: NewChange = { op: 'put', id: body.id, model: modelId, vector, fields };
+      if (raw) Object.assign(change, { raw, rawSpace: content.rawSpace });
+      const applied = await write(reply, change);
       if (!applied) return reply;
       const { existed } = applied;
       return reply.code(existed ? 200 : 201).send({ id: body.id, status: existed ? 'updated' : 'created' });
@@ -386,6 +556,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   );
 
   // Loads a model directory (default: the one being served) without downtime; body {"model": "DIR"} optional.
+  // Administrative, so the write token guards it (access.ts).
   app.post<{ Body: { model?: string } | undefined }>(
     '/admin/reload',
     {
@@ -412,20 +583,30 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   );
 
   const started = Date.now();
-  app.get('/health', async (_request, reply) => {
-    const { engine, catalog, artifact, strategy, modelId, notCarried } = current;
-    const failure = engine.failure;
-    if (failure) return reply.code(503).send({ status: 'failed', message: failure.message });
+  app.get('/health', { config: { access: 'public' } }, async (_request, reply) => {
+    const { engine, catalog, artifact, strategy, modelId } = current;
     const catalogStatus = store.status();
+    // A failed engine or file log needs a restart: 503. A database that cannot be reached is 'degraded':
+    // recommendations are still served from memory, writes get 503 (catalog.message says why).
+    const failure = engine.failure ?? fileStore?.log.failure;
+    if (failure) {
+      return reply.code(503).send({
+        statusCode: 503,
+        error: STATUS_CODES[503],
+        message: failure.message,
+        status: 'failed',
+        model_id: modelId,
+        catalog: catalogStatus,
+      });
+    }
     return {
-      // degraded: recommendations are served from memory, but catalog writes are refused (catalog.message).
       status: catalogStatus.writable ? 'ok' : 'degraded',
       model: artifact.manifest.model.kind,
       model_id: modelId,
       strategy,
       items: catalog.activeCount,
       rows: catalog.numRows - 1,
-      catalog: { ...catalogStatus, not_carried: notCarried },
+      catalog: catalogStatus,
       uptime_s: (Date.now() - started) / 1000,
       pid: process.pid, // tells replicas apart
     };
@@ -435,7 +616,93 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     const { catalog, engine } = current;
     const catalogStatus = store.status();
     reply.type('text/plain; version=0.0.4');
+    const logStats = fileStore?.log.stats;
+    // The file log's figures (absent with a PostgreSQL catalog).
+    const logGauges: Gauge[] = !logStats
+      ? []
+      : [
+          {
+            name: 'deltarec_catalog_log_failures_total',
+            help: 'Failed catalog log writes or syncs (after one the service refuses changes; see /health).',
+            type: 'counter',
+            values: [['', logStats.failures]],
+          },
+          {
+            name: 'deltarec_catalog_log_fsync_seconds_total',
+            help: 'Time spent in fdatasync of the catalog log.',
+            type: 'counter',
+            values: [['', logStats.syncSeconds]],
+          },
+          {
+            name: 'deltarec_catalog_log_fsyncs_total',
+            help: 'fdatasync calls of the catalog log (one per group commit).',
+            type: 'counter',
+            values: [['', logStats.syncs]],
+          },
+          {
+            name: 'deltarec_catalog_log_records',
+            help: 'Records in the catalog log file.',
+            type: 'gauge',
+            values: [['', logStats.records]],
+          },
+          {
+            name: 'deltarec_catalog_log_compactions_total',
+            help: 'Rewrites of the catalog log without superseded records.',
+            type: 'counter',
+            values: [['', logStats.compactions]],
+          },
+        ];
     return metrics.render([
+      {
+        name: 'deltarec_build_info',
+        help: 'The deltarec and Node.js versions serving (always 1).',
+        type: 'gauge',
+        values: [[`version="${DELTAREC_VERSION}",node="${process.version}"`, 1]],
+      },
+      {
+        name: 'deltarec_http_open_connections',
+        help: 'Open client connections.',
+        type: 'gauge',
+        values: [['', counters.openConnections]],
+      },
+      {
+        name: 'deltarec_http_dropped_connections_total',
+        help: 'Connections closed at once because --max-connections were open.',
+        type: 'counter',
+        values: [['', counters.droppedConnections]],
+      },
+      {
+        name: 'deltarec_http_aborted_requests_total',
+        help: 'Requests whose client went away before the answer.',
+        type: 'counter',
+        values: [['', counters.aborted]],
+      },
+      {
+        name: 'deltarec_http_timed_out_requests_total',
+        help: 'Requests or connections cut off by the request or socket timeout.',
+        type: 'counter',
+        values: [['', counters.timedOut]],
+      },
+      ...logGauges,
+      {
+        name: 'deltarec_catalog_version',
+        help: 'Last catalog change version applied by this process.',
+        type: 'gauge',
+        values: [['', catalogStatus.version]],
+      },
+      {
+        name: 'deltarec_catalog_writable',
+        help: '1 while catalog writes can be recorded (0: database unreachable or log failed).',
+        type: 'gauge',
+        values: [['', catalogStatus.writable ? 1 : 0]],
+      },
+      {
+        name: 'deltarec_model_reloads_total',
+        help: 'Models swapped in since start.',
+        type: 'counter',
+        values: [['', reloads]],
+      },
+      ...metrics.processGauges(),
       {
         name: 'deltarec_catalog_items',
         help: 'Recommendable items in the catalog.',
@@ -460,27 +727,10 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         type: 'counter',
         values: [['', engine.stats.requests]],
       },
-      {
-        name: 'deltarec_catalog_version',
-        help: 'Last catalog change version applied by this process.',
-        type: 'gauge',
-        values: [['', catalogStatus.version]],
-      },
-      {
-        name: 'deltarec_catalog_writable',
-        help: '1 while catalog writes can be recorded (0: database unreachable).',
-        type: 'gauge',
-        values: [['', catalogStatus.writable ? 1 : 0]],
-      },
-      {
-        name: 'deltarec_model_reloads_total',
-        help: 'Models swapped in since start.',
-        type: 'counter',
-        values: [['', reloads]],
-      },
     ]);
   });
 
+  const shutdownTimeout = options.shutdownTimeout ?? 10_000;
   return {
     app,
     get catalog() {
@@ -496,9 +746,16 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     replayed,
     reload,
     async close() {
-      await app.close();
-      await current.engine.close();
-      await store.close();
+      // In-flight requests finish; connections still busy after shutdownTimeout are cut.
+      const force = setTimeout(() => server.closeAllConnections(), shutdownTimeout);
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(force);
+        metrics.stop();
+        await current.engine.close();
+        await store.close();
+      }
     },
   };
 }

@@ -1,12 +1,10 @@
 import { createReadStream, existsSync } from 'node:fs';
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { replayLog } from '../../serve/catalog-log.js';
 import type { LiveCatalog } from '../../serve/catalog.js';
-import { recordToChange } from '../../serve/catalog-store.js';
-import { applyChange, changeTarget } from '../../serve/runtime.js';
+import { applyLogFile, changeTarget } from '../../serve/runtime.js';
 import { packBatch, type ScoreRequest } from '../../serve/engine.js';
 import { loadScoringModel } from '../../serve/models.js';
 import { Scorer } from '../../serve/scorer.js';
@@ -147,22 +145,20 @@ export async function run(args: string[]): Promise<number> {
     const loaded = await loadScoringModel(values.model!);
     const scorer = new Scorer(loaded.model, loaded.numWarm, loaded.fusion);
     // The service's catalog rule (runtime.ts applyChange), so that batch and online answers agree.
-    const target = await changeTarget(loaded.artifact, {
-      append: (v, n, f) => scorer.appendItems(v, n, f),
-      retire: (row) => scorer.retire([row]),
-    });
+    const target = changeTarget(
+      loaded.artifact,
+      {
+        append: (v, n, f) => scorer.appendItems(v, n, f),
+        replace: (row, v, f) => scorer.replaceItems(Int32Array.of(row), v, [f]),
+        retire: (row) => scorer.retire([row]),
+      },
+      null, // the content encoder is loaded only for changes of another model (applyLogFile)
+    );
     const { catalog } = target;
     const logPath = values.catalog ?? join(loaded.artifact.dir, 'catalog.log');
     if (!values['no-catalog'] && (values.catalog || existsSync(logPath))) {
-      const replay = replayLog(await readFile(logPath), logPath);
-      replay.records.forEach((record, i) => {
-        try {
-          applyChange(target, recordToChange(record, i + 1, target.modelId));
-        } catch (error) {
-          throw new Error(`${logPath}: record ${i + 1}: ${(error as Error).message}`, { cause: error });
-        }
-      });
-      console.error(`deltarec recommend: applied ${replay.records.length} catalog changes from ${logPath}`);
+      const changes = await applyLogFile(target, loaded.artifact, logPath);
+      console.error(`deltarec recommend: applied ${changes} catalog changes from ${logPath}`);
     }
 
     const output = await open(temp, 'w');

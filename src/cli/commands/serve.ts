@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { createServer, type AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
+import { isLoopback, loadToken } from '../../serve/access.js';
 import { createService, type Service } from '../../serve/server.js';
 import { intOption } from '../options.js';
 
@@ -13,6 +14,11 @@ Serves a model artifact over HTTP (see docs/service.md):
   POST /items      {"id": ..., "fields": {...}} | {"id": ..., "text": "..."} | {"id": ..., "vector": [...]}
   GET /items/:id, DELETE /items/:id, GET /health, GET /metrics
   POST /admin/reload {"model": DIR} (optional body): swap in a new model without downtime (also on SIGHUP)
+
+access (docs/service.md#access-control): every non-GET route (POST/DELETE /items, /admin/...) needs the write
+token as 'Authorization: Bearer TOKEN'; with a read token, /recommend, GET /items/:id and /metrics need it (or the
+write token); /health is always open. Without a write token the service only listens on loopback addresses
+(unless --insecure).
 
 options:
   --model DIR        model artifact directory (required)
@@ -28,6 +34,19 @@ options:
   --max-items N      most history items per request (default 512)
   --kernel-threads N threads of the native kernels (default 1: the event loop keeps a core; the environment
                      variable DELTAREC_THREADS, when set, wins)
+  --write-token-file F
+                     file holding the write token (else the environment variable DELTAREC_WRITE_TOKEN)
+  --read-token-file F
+                     file holding the read token (else DELTAREC_READ_TOKEN; neither: reads are open)
+  --insecure         allow a non-loopback --host without a write token (a trusted network only)
+  --request-timeout MS
+                     most time to receive a whole request, headers and body (default 30000)
+  --keep-alive-timeout MS
+                     most idle time of a connection between requests (default 5000)
+  --max-connections N
+                     most open connections; more are closed at once (default 1024)
+  --shutdown-timeout MS
+                     on SIGINT/SIGTERM, connections still busy after this are cut (default 10000)
   --log              log every request (pino JSON lines on stdout)
 `;
 
@@ -48,6 +67,13 @@ export async function run(args: string[]): Promise<number> {
         'max-k': { type: 'string' },
         'max-items': { type: 'string' },
         'kernel-threads': { type: 'string' },
+        'write-token-file': { type: 'string' },
+        'read-token-file': { type: 'string' },
+        insecure: { type: 'boolean' },
+        'request-timeout': { type: 'string' },
+        'keep-alive-timeout': { type: 'string' },
+        'max-connections': { type: 'string' },
+        'shutdown-timeout': { type: 'string' },
         log: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -64,13 +90,28 @@ export async function run(args: string[]): Promise<number> {
     console.error(`deltarec serve: --model DIR is required\n\n${HELP}`);
     return 2;
   }
+  const host = values.host ?? '127.0.0.1';
+  const warn = (message: string) => console.error(`deltarec serve: warning: ${message}`);
   const catalog = values.catalog ?? process.env.DELTAREC_CATALOG_URL;
   const catalogUrl = catalog && /^postgres(ql)?:\/\//.test(catalog) ? catalog : undefined;
   let replicas: number;
+  let tokens;
   try {
     replicas = intOption(values.replicas, 'replicas', 1) ?? 1;
+    tokens = {
+      write: await loadToken(values['write-token-file'], 'DELTAREC_WRITE_TOKEN', warn),
+      read: await loadToken(values['read-token-file'], 'DELTAREC_READ_TOKEN', warn),
+    };
   } catch (error) {
     console.error(`deltarec serve: ${(error as Error).message}`);
+    return 2;
+  }
+  if (!tokens.write && !isLoopback(host) && !values.insecure) {
+    console.error(
+      `deltarec serve: refusing to listen on ${host} without a write token: anyone who can reach it could add ` +
+        `and delete items. Give --write-token-file FILE (or DELTAREC_WRITE_TOKEN), listen on 127.0.0.1, or ` +
+        `pass --insecure if every client on that network is trusted.`,
+    );
     return 2;
   }
   if (replicas > 1 && cluster.isPrimary) {
@@ -88,10 +129,11 @@ export async function run(args: string[]): Promise<number> {
       return 2;
     }
     // Replicas listening on port 0 would each get a port of their own: pick one for all of them.
-    if (port === 0) port = await freePort(values.host ?? '127.0.0.1');
+    if (port === 0) port = await freePort(host);
     cluster.setupPrimary({ args: [...process.argv.slice(2), '--port', String(port)] });
     return runPrimary(replicas);
   }
+  if (!tokens.write && !isLoopback(host)) warn(`--insecure: writes on ${host} need no token`);
   let service: Service;
   let port: number;
   try {
@@ -108,6 +150,11 @@ export async function run(args: string[]): Promise<number> {
       bodyLimit: intOption(values['body-limit'], 'body-limit', 64) ?? 256 * 1024,
       maxK: intOption(values['max-k'], 'max-k', 1) ?? 1000,
       maxItems: intOption(values['max-items'], 'max-items', 1) ?? 512,
+      tokens,
+      requestTimeout: intOption(values['request-timeout'], 'request-timeout', 100),
+      keepAliveTimeout: intOption(values['keep-alive-timeout'], 'keep-alive-timeout', 1),
+      maxConnections: intOption(values['max-connections'], 'max-connections', 1),
+      shutdownTimeout: intOption(values['shutdown-timeout'], 'shutdown-timeout', 0),
       logger: values.log ?? false,
     });
   } catch (error) {
@@ -116,13 +163,20 @@ export async function run(args: string[]): Promise<number> {
   }
   const { replayed } = service;
   if (replayed.droppedTail)
-    console.error('deltarec serve: dropped a torn last record of the catalog log (never acknowledged)');
+    console.error('deltarec serve: dropped a torn last line of the catalog log (never acknowledged)');
+  if (replayed.reencoded > 0) {
+    console.error(
+      `deltarec serve: re-encoded ${replayed.reencoded} item(s) recorded for another model from their text ` +
+        `fields or raw vectors (runtime.ts applyChange)`,
+    );
+  }
   // Handlers first: a SIGHUP right after the 'listening' line must find them.
   const reload = async () => {
     try {
       const result = await service.reload();
       console.error(
-        `deltarec serve: reloaded model ${result.previous} -> ${result.model}${result.notCarried ? ` (${result.notCarried} catalog changes not carried)` : ''}`,
+        `deltarec serve: reloaded model ${result.previous} -> ${result.model}` +
+          (result.reencoded ? ` (${result.reencoded} catalog changes of other models re-encoded)` : ''),
       );
       return true;
     } catch (error) {
@@ -142,7 +196,14 @@ export async function run(args: string[]): Promise<number> {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
-  const address = await service.app.listen({ port, host: values.host ?? '127.0.0.1' });
+  let address: string;
+  try {
+    address = await service.app.listen({ port, host });
+  } catch (error) {
+    console.error(`deltarec serve: cannot listen on ${host}:${port}: ${(error as Error).message}`);
+    await service.close();
+    return 1;
+  }
   const line = `listening on ${address} (${service.catalog.activeCount} items, ${replayed.records} catalog changes replayed, model ${service.modelId})`;
   // One machine-readable line so scripts (benchmarks, tests) can find the port; replicas tell the primary.
   if (cluster.isWorker) process.send!({ type: 'listening', line });
@@ -150,6 +211,7 @@ export async function run(args: string[]): Promise<number> {
   await stopped;
   process.off('SIGHUP', onHangup);
   process.off('message', onMessage);
+  // Bounded: in-flight requests finish, connections still busy after --shutdown-timeout are cut.
   await service.close();
   return 0;
 }
