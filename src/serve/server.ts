@@ -193,9 +193,10 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   let current: ModelRuntime = await loadRuntime(options.modelDir, workers, maxBatch);
   let history: CatalogChange[] = [];
   const applyToCurrent = (change: CatalogChange) => {
+    const result = applyChange(current, change); // a change it refuses is not kept either
     history.push(change);
     if (history.length >= 2 * current.catalog.numRows + 1024) history = compactRecords(history);
-    return applyChange(current, change);
+    return result;
   };
   let store: CatalogStore;
   let fileStore: FileCatalogStore | null = null;
@@ -206,7 +207,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       const { PostgresCatalogStore } = await import('./pg-catalog.js');
       store = new PostgresCatalogStore(options.catalogUrl, { applicationName: options.replicaName });
       await store.start(applyToCurrent);
-      replayed = { records: history.length, droppedTail: false, reencoded: current.reencoded };
+      replayed = { records: store.status().version, droppedTail: false, reencoded: current.reencoded };
     } else {
       // Locked: a second server on the same log refuses to start.
       fileStore = new FileCatalogStore(options.catalogPath ?? join(current.artifact.dir, 'catalog.log'), {
