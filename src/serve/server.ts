@@ -35,6 +35,8 @@ export interface ServiceOptions {
 
 export interface Service {
   app: FastifyInstance;
+  /** The served model artifact (manifest, weights, state parts). */
+  artifact: LoadedArtifact;
   catalog: LiveCatalog;
   engine: ScoringEngine;
   /** Records replayed from the change log at start, and whether a torn last record was dropped. */
@@ -350,6 +352,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
 
   return {
     app,
+    artifact,
     catalog,
     engine,
     replayed: { records: replay.records.length, droppedTail: replay.droppedTail },
