@@ -6,12 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
+import { BROWSER_SKIP, launchBrowser, SCREENSHOTS } from './browser.js';
 import { run as trainCommand } from '../src/cli/commands/train.js';
 import { prepareSplit } from '../src/data/split.js';
 import { saveSplit } from '../src/data/store.js';
@@ -19,32 +20,7 @@ import { generateSynthetic } from '../src/data/synthetic.js';
 import { loadLexicalFusion } from '../src/model/fusion.js';
 import { ContentKNN } from '../src/model/knn.js';
 
-export const CHROMIUM = '/usr/bin/chromium';
-export const BROWSER_SKIP = existsSync(CHROMIUM)
-  ? false
-  : `no browser at ${CHROMIUM}: install Debian's 'chromium' package (apt-get install -y chromium) to run the browser tests`;
 const CLI = new URL('../src/cli/cli.ts', import.meta.url).pathname;
-/** Where the tests leave their screenshots (kept after the run). */
-export const SCREENSHOTS = process.env.DELTAREC_SCREENSHOTS ?? join(tmpdir(), 'deltarec-screenshots');
-
-/** A fresh headless Chromium with its own profile directory (removed by the caller with the returned dir). */
-export async function launchBrowser(): Promise<{ context: BrowserContext; profile: string }> {
-  const { chromium } = await import('playwright-core');
-  const profile = await mkdtemp(join(tmpdir(), 'deltarec-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--no-first-run',
-    ],
-  });
-  return { context, profile };
-}
 
 /** A small picture as a data URI (the catalog's `image` field), one colour per item. */
 function picture(i: number): string {
