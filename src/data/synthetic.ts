@@ -219,9 +219,17 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
           intro,
         )
       : null;
-  // An item of group g available at t, by popularity, other than previous; only among the group's fresh items
-  // (introduced within freshWindow) when `fresh`. -1 when the group has no such item.
-  const drawFrom = (groups: ItemGroups, g: number, t: number, previous: number, fresh: boolean): number => {
+  // An item of group g available at t, by popularity, other than previous (previous itself when it is the only one
+  // and orPrevious); only among the group's fresh items (introduced within freshWindow) when `fresh`. -1 when the
+  // group has no such item.
+  const drawFrom = (
+    groups: ItemGroups,
+    g: number,
+    t: number,
+    previous: number,
+    fresh: boolean,
+    orPrevious: boolean,
+  ): number => {
     let lo = groups.start[g];
     const available = upperBound(groups.sortedIntro, lo, groups.start[g + 1], t); // intro <= t
     if (fresh) {
@@ -235,7 +243,9 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
       const item = groups.draw(random, g, lo, available);
       if (item !== previous) return item;
     }
-    return previous === groups.items[lo] && available > lo + 1 ? groups.items[lo + 1] : groups.items[lo];
+    const other =
+      previous !== groups.items[lo] ? groups.items[lo] : available > lo + 1 ? groups.items[lo + 1] : -1;
+    return other < 0 && orPrevious ? previous : other;
   };
   // Within topic k: a fresh item with probability freshProbability (when there is one), of the user's style with
   // probability styleProbability (when there is one).
@@ -243,9 +253,9 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
     const fresh = random.nextFloat() < o.freshProbability;
     const ofStyle = byTopicStyle !== null && random.nextFloat() < o.styleProbability;
     for (const f of fresh ? [true, false] : [false]) {
-      const item = ofStyle ? drawFrom(byTopicStyle, k * S + style, t, previous, f) : -1;
+      const item = ofStyle ? drawFrom(byTopicStyle, k * S + style, t, previous, f, false) : -1;
       if (item >= 0) return item;
-      const any = drawFrom(byTopic, k, t, previous, f);
+      const any = drawFrom(byTopic, k, t, previous, f, true);
       if (any >= 0) return any;
     }
     return -1;

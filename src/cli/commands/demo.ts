@@ -114,6 +114,7 @@ export async function run(args: string[]): Promise<number> {
         maxLength: 32,
         epochs: intOption(values.epochs, 'epochs', 1) ?? 40,
         patience: 5,
+        lr: Number(process.env.LR ?? 0.001), //PROBE
         standardize: !values['no-standardize'],
         seed,
         onProgress: (p) => log(`  ${kind}: ${p.line}`),
