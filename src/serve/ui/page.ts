@@ -21,6 +21,8 @@ export const EXPLORER_HTML = `<!doctype html>
   .meta { flex: 1; min-width: 0; }
   .title { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
   .id, .terms { color: #667085; font-size: .8rem; }
+  .rank { width: 1.6rem; text-align: right; color: #667085; font-variant-numeric: tabular-nums; }
+  ol.results { margin: 0; padding: 0; }
   .score { font-variant-numeric: tabular-nums; color: #344054; }
   .badge { font-size: .7rem; padding: 0 .35rem; border-radius: 3px; background: #d1fadf; color: #05603a; }
   .badge.cold { background: #dbeafe; color: #1e40af; }

@@ -205,6 +205,7 @@ async function renderModel(index: number, k: number): Promise<HTMLElement> {
       }
       extra.push(column);
       const row = itemRow(item.id, d?.fields ?? null, extra);
+      row.prepend(el('span', { class: 'rank' }, String(rank + 1)));
       row.setAttribute('data-rank', String(rank + 1));
       list.append(row);
     });
