@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BrowserContext } from 'playwright-core';
 
-export const CHROMIUM = '/usr/bin/chromium';
+/** The browser binary; DELTAREC_CHROMIUM overrides it (e.g. to see the skip on a machine that has one). */
+export const CHROMIUM = process.env.DELTAREC_CHROMIUM ?? '/usr/bin/chromium';
 export const BROWSER_SKIP = existsSync(CHROMIUM)
   ? false
   : `no browser at ${CHROMIUM}: install Debian's 'chromium' package (apt-get install -y chromium) to run the browser tests`;

@@ -76,7 +76,24 @@ async function refreshed(page: Page, action: () => Promise<void>): Promise<void>
   await page.waitForFunction((b) => (document.body.dataset.ready ?? '') !== b, before);
 }
 
-describe('explorer page in headless Chromium', { skip: BROWSER_SKIP, timeout: 300_000 }, () => {
+test('serve: several models, --items and the explorer go together', async () => {
+  const { run } = await import('../src/cli/commands/serve.js');
+  const errors: string[] = [];
+  const error = console.error;
+  console.error = (...a: unknown[]) => void errors.push(a.join(' '));
+  try {
+    assert.equal(await run(['--model', 'a', '--model', 'b']), 2);
+    assert.equal(await run(['--model', 'a', '--items', 'items.csv']), 2);
+    assert.equal(await run(['--ui', '--model', 'a', '--model', 'b', '--catalog', 'c.log']), 2);
+  } finally {
+    console.error = error;
+  }
+  assert.match(errors[0], /several --model directories .* add --ui/);
+  assert.match(errors[1], /--items is the catalog the explorer page shows; add --ui/);
+  assert.match(errors[2], /--catalog names the log of one model/);
+});
+
+describe('explorer (serve --ui) with two models', { timeout: 300_000 }, () => {
   let root = '';
   let server: ChildProcess | null = null;
   let base = '';
@@ -140,155 +157,236 @@ describe('explorer page in headless Chromium', { skip: BROWSER_SKIP, timeout: 30
     ]);
     server = started.child;
     base = started.base;
-    ({ context, profile } = await launchBrowser());
-    page = await context.newPage();
-    await page.goto(`${base}/`);
-    await page.waitForSelector('#status:has-text("2 model(s)")');
   });
 
   after(async () => {
-    await context?.close();
     server?.kill('SIGTERM');
-    if (profile) await rm(profile, { recursive: true, force: true });
     if (root) await rm(root, { recursive: true, force: true });
   });
 
-  test('search finds items by title and by id, with their catalog fields and picture', async () => {
-    const title = catalog.fields.title[41];
-    await page.fill('#search', title);
-    await page.waitForSelector(`#search-results li[data-id="${catalog.ids[41]}"]`);
-    const shown = await page.$$eval('#search-results li.item', (rows) =>
-      rows.map((r) => ({ id: r.getAttribute('data-id'), title: r.querySelector('.title')!.textContent })),
+  test('routes: models, bounded search, item details, the per-model prefix, clear errors', async () => {
+    const info = await (await fetch(`${base}/ui/api/models`)).json();
+    assert.deepEqual(
+      info.models.map((m: { name: string; lexical_weight: number | null; text_fields: string[] }) => [
+        m.name,
+        m.lexical_weight,
+        m.text_fields,
+      ]),
+      [
+        ['delta', null, ['title', 'description']],
+        ['fused', 2, ['title', 'description']],
+      ],
     );
-    assert.ok(
-      shown.every((r) => r.title!.includes(title)),
-      JSON.stringify(shown),
+    assert.deepEqual(info.fields, ['title', 'description', 'image']);
+    const all = await (await fetch(`${base}/ui/api/search?q=&limit=1000`)).json();
+    assert.equal(all.items.length, 50, 'at most 50 results');
+    const long = await fetch(`${base}/ui/api/search?q=${'x'.repeat(300)}`);
+    assert.equal(long.status, 400);
+    assert.match((await long.json()).message, /'q' is longer than 256/);
+    const details = await (await fetch(`${base}/ui/api/items?model=1&ids=i3,nope`)).json();
+    assert.deepEqual(
+      details.items.map((d: { id: string; known: boolean; lexical: null }) => [d.id, d.known, d.lexical]),
+      [
+        ['i3', true, null],
+        ['nope', false, null],
+      ],
     );
-    const image = await page.getAttribute(`#search-results li[data-id="${catalog.ids[41]}"] img`, 'src');
-    assert.equal(image, picture(41));
-    await page.fill('#search', 'i17');
-    await page.waitForSelector('#search-results li[data-id="i17"]');
-    const ids = await page.$$eval('#search-results li.item', (rows) =>
-      rows.map((r) => r.getAttribute('data-id')),
-    );
-    assert.equal(ids[0], 'i17', 'the exact id first');
-    assert.ok(
-      ids.every((id) => id!.includes('i17')),
-      ids.join(','),
-    );
-  });
-
-  test('a history built by clicking and pasting gets the API recommendations, side by side', async () => {
-    await page.fill('#search', 'i17');
-    await page.waitForSelector('#search-results li[data-id="i17"]');
-    await refreshed(page, () => page.click('#search-results li[data-id="i17"]'));
-    await page.fill('#paste', 'i23, i42\ni8');
-    await refreshed(page, () => page.click('#paste-add'));
-    const history = await page.$$eval('#history li.item', (rows) =>
-      rows.map((r) => r.getAttribute('data-id')),
-    );
-    assert.deepEqual(history, ['i17', 'i23', 'i42', 'i8']);
-
-    const sections = await page.$$eval('section.model h2', (hs) => hs.map((h) => h.textContent));
-    assert.equal(sections.length, 2, 'two models side by side');
-    assert.match(sections[0]!, /^delta /);
-    assert.match(sections[1]!, /^fused .*lexical weight 2/);
-    // Each list equals its model's API answer: the first model at the root route, the second through its prefix.
-    const apiDelta = await post<{ items: { id: string; score: number }[] }>(`${base}/recommend`, {
-      items: history,
-      k: 10,
+    const tooMany = await fetch(`${base}/ui/api/items?ids=${Array(1001).fill('i1').join(',')}`);
+    assert.equal(tooMany.status, 400);
+    assert.equal((await fetch(`${base}/ui/api/items?model=7&ids=i1`)).status, 404);
+    assert.equal((await fetch(`${base}/ui/api/models/7/health`)).status, 404);
+    const health = await (await fetch(`${base}/ui/api/models/1/health`)).json();
+    assert.equal(health.status, 'ok');
+    // The prefix answers with the model's own validation.
+    const bad = await fetch(`${base}/ui/api/models/1/recommend`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ items: ['i1'], k: 0 }),
     });
-    const apiFused = await post<{ items: { id: string; score: number }[] }>(
-      `${base}/ui/api/models/1/recommend`,
-      {
-        items: history,
-        k: 10,
-      },
-    );
-    const delta = await shownList(page, 0);
-    const fused = await shownList(page, 1);
-    assert.deepEqual(
-      delta.map((r) => [r.id, r.score]),
-      apiDelta.items.map((r) => [r.id, r.score]),
-    );
-    assert.deepEqual(
-      fused.map((r) => [r.id, r.score]),
-      apiFused.items.map((r) => [r.id, r.score]),
-    );
-    assert.notDeepEqual(
-      delta.map((r) => r.id),
-      fused.map((r) => r.id),
-      'the fused model ranks differently',
-    );
-    for (const row of delta) {
-      const i = catalog.ids.indexOf(row.id);
-      assert.equal(row.title, catalog.fields.title[i]);
-      assert.equal(row.image, picture(i));
-      assert.equal(row.terms, null, 'an unfused model shows no lexical term');
-    }
-    // The fused model's lexical term: weight x cosine of the history's TF-IDF profile, from the saved rows.
-    const { rows, weight } = await loadLexicalFusion(join(models.fused, 'lexical'));
-    const manifest = JSON.parse(readFileSync(join(models.fused, 'manifest.json'), 'utf8'));
-    const itemIds: string[] = manifest.items.ids;
-    const similarity = new Float32Array(itemIds.length);
-    new ContentKNN({ sparse: rows }, { maxLength: 16 }).score(
-      [Int32Array.from(history, (id) => itemIds.indexOf(id!))],
-      similarity,
-    );
-    for (const row of fused) {
-      const match = /^model (-?[\d.]+) \+ lexical (-?[\d.]+)$/.exec(row.terms ?? '');
-      assert.ok(match, `terms of ${row.id}: ${row.terms}`);
-      const lexical = weight * similarity[itemIds.indexOf(row.id)];
-      assert.ok(Math.abs(Number(match[2]) - lexical) < 6e-4, `${row.id}: ${match[2]} vs ${lexical}`);
-      assert.ok(Math.abs(Number(match[1]) + Number(match[2]) - row.score) < 2e-3);
-    }
+    assert.equal(bad.status, 400);
+    assert.match((await bad.json()).message, /body\.k must be >= 1/);
   });
 
-  test('an item added through the form is recommended at once, marked new, in every model', async () => {
-    const history = await page.$$eval('#history li.item', (rows) =>
-      rows.map((r) => r.getAttribute('data-id')),
-    );
-    const last = catalog.ids.indexOf(history[history.length - 1]!);
-    // The new item's text is the last history item's: its content and lexical row are that item's.
-    await page.fill('#add-form input[name="id"]', 'new-item-1');
-    await page.fill('#add-form input[name="field-title"]', catalog.fields.title[last]);
-    await page.fill('#add-form input[name="field-description"]', catalog.fields.description[last]);
-    assert.equal(await page.$('#add-form input[name="field-image"]'), null, 'only fields the encoders read');
-    await refreshed(page, () => page.click('#add-form button[type="submit"]'));
-    await page.waitForSelector('#status:has-text("new-item-1")');
-    assert.match((await page.textContent('#status')) ?? '', /delta: created; fused: created/);
-    // The fused model ranks it among the top 10 (its lexical row is the last history item's); both lists are still
-    // their APIs' answers, now over the grown catalog.
-    const fused = await shownList(page, 1);
-    const added = fused.find((r) => r.id === 'new-item-1');
-    assert.ok(added, `the fused model recommends the new item: ${fused.map((r) => r.id).join(',')}`);
-    assert.equal(added.badge, 'new');
-    assert.equal(added.title, catalog.fields.title[last]);
-    for (const [model, route] of [
-      [0, '/recommend'],
-      [1, '/ui/api/models/1/recommend'],
-    ] as const) {
-      const api = await post<{ items: { id: string; score: number }[] }>(`${base}${route}`, {
+  describe('in headless Chromium', { skip: BROWSER_SKIP }, () => {
+    before(async () => {
+      ({ context, profile } = await launchBrowser());
+      page = await context.newPage();
+      await page.goto(`${base}/`);
+      await page.waitForSelector('#status:has-text("2 model(s)")');
+    });
+
+    after(async () => {
+      await context?.close();
+      if (profile) await rm(profile, { recursive: true, force: true });
+    });
+
+    test('search finds items by title and by id, with their catalog fields and picture', async () => {
+      const title = catalog.fields.title[41];
+      await page.fill('#search', title);
+      await page.waitForSelector(`#search-results li[data-id="${catalog.ids[41]}"]`);
+      const shown = await page.$$eval('#search-results li.item', (rows) =>
+        rows.map((r) => ({ id: r.getAttribute('data-id'), title: r.querySelector('.title')!.textContent })),
+      );
+      assert.ok(
+        shown.every((r) => r.title!.includes(title)),
+        JSON.stringify(shown),
+      );
+      const image = await page.getAttribute(`#search-results li[data-id="${catalog.ids[41]}"] img`, 'src');
+      assert.equal(image, picture(41));
+      await page.fill('#search', 'i17');
+      await page.waitForSelector('#search-results li[data-id="i17"]');
+      const ids = await page.$$eval('#search-results li.item', (rows) =>
+        rows.map((r) => r.getAttribute('data-id')),
+      );
+      assert.equal(ids[0], 'i17', 'the exact id first');
+      assert.ok(
+        ids.every((id) => id!.includes('i17')),
+        ids.join(','),
+      );
+    });
+
+    test('a history built by clicking and pasting gets the API recommendations, side by side', async () => {
+      await page.fill('#search', 'i17');
+      await page.waitForSelector('#search-results li[data-id="i17"]');
+      await refreshed(page, () => page.click('#search-results li[data-id="i17"]'));
+      await page.fill('#paste', 'i23, i42\ni8');
+      await refreshed(page, () => page.click('#paste-add'));
+      const history = await page.$$eval('#history li.item', (rows) =>
+        rows.map((r) => r.getAttribute('data-id')),
+      );
+      assert.deepEqual(history, ['i17', 'i23', 'i42', 'i8']);
+
+      const sections = await page.$$eval('section.model h2', (hs) => hs.map((h) => h.textContent));
+      assert.equal(sections.length, 2, 'two models side by side');
+      assert.match(sections[0]!, /^delta /);
+      assert.match(sections[1]!, /^fused .*lexical weight 2/);
+      // Each list equals its model's API answer: the first model at the root route, the second through its prefix.
+      const apiDelta = await post<{ items: { id: string; score: number }[] }>(`${base}/recommend`, {
         items: history,
         k: 10,
       });
-      const shown = await shownList(page, model);
-      assert.deepEqual(
-        shown.map((r) => [r.id, r.score]),
-        api.items.map((r) => [r.id, r.score]),
+      const apiFused = await post<{ items: { id: string; score: number }[] }>(
+        `${base}/ui/api/models/1/recommend`,
+        {
+          items: history,
+          k: 10,
+        },
       );
-    }
-    for (const prefix of ['', '/ui/api/models/1']) {
-      const item = await (await fetch(`${base}${prefix}/items/new-item-1`)).json();
-      assert.equal(item.added, true, `${prefix}/items/new-item-1`);
-    }
-    mkdirSync(SCREENSHOTS, { recursive: true });
-    const file = join(SCREENSHOTS, 'explorer.png');
-    await page.setViewportSize({ width: 1400, height: 1000 });
-    await page.screenshot({ path: file, fullPage: true });
-    const png = readFileSync(file);
-    assert.equal(png.subarray(1, 4).toString(), 'PNG');
-    assert.ok(statSync(file).size > 20_000, `screenshot ${file} has ${statSync(file).size} bytes`);
-    console.log(`# explorer screenshot: ${file}`);
+      const delta = await shownList(page, 0);
+      const fused = await shownList(page, 1);
+      assert.deepEqual(
+        delta.map((r) => [r.id, r.score]),
+        apiDelta.items.map((r) => [r.id, r.score]),
+      );
+      assert.deepEqual(
+        fused.map((r) => [r.id, r.score]),
+        apiFused.items.map((r) => [r.id, r.score]),
+      );
+      assert.notDeepEqual(
+        delta.map((r) => r.id),
+        fused.map((r) => r.id),
+        'the fused model ranks differently',
+      );
+      for (const row of delta) {
+        const i = catalog.ids.indexOf(row.id);
+        assert.equal(row.title, catalog.fields.title[i]);
+        assert.equal(row.image, picture(i));
+        assert.equal(row.terms, null, 'an unfused model shows no lexical term');
+      }
+      // The fused model's lexical term: weight x cosine of the history's TF-IDF profile, from the saved rows.
+      const { rows, weight } = await loadLexicalFusion(join(models.fused, 'lexical'));
+      const manifest = JSON.parse(readFileSync(join(models.fused, 'manifest.json'), 'utf8'));
+      const itemIds: string[] = manifest.items.ids;
+      const similarity = new Float32Array(itemIds.length);
+      new ContentKNN({ sparse: rows }, { maxLength: 16 }).score(
+        [Int32Array.from(history, (id) => itemIds.indexOf(id!))],
+        similarity,
+      );
+      for (const row of fused) {
+        const match = /^model (-?[\d.]+) \+ lexical (-?[\d.]+)$/.exec(row.terms ?? '');
+        assert.ok(match, `terms of ${row.id}: ${row.terms}`);
+        const lexical = weight * similarity[itemIds.indexOf(row.id)];
+        assert.ok(Math.abs(Number(match[2]) - lexical) < 6e-4, `${row.id}: ${match[2]} vs ${lexical}`);
+        assert.ok(Math.abs(Number(match[1]) + Number(match[2]) - row.score) < 2e-3);
+      }
+    });
+
+    test('a token given on the page is kept in sessionStorage and sent as a bearer token', async () => {
+      const token = 'explorer-test-token-0123456789';
+      const seen: { url: string; authorization: string | undefined }[] = [];
+      const listener = (request: { url(): string; headers(): Record<string, string> }) =>
+        seen.push({ url: request.url(), authorization: request.headers()['authorization'] });
+      page.on('request', listener);
+      try {
+        await page.fill('#token', token);
+        await refreshed(page, () => page.click('#token-save'));
+        assert.equal(await page.evaluate(() => sessionStorage.getItem('deltarec.token')), token);
+        const api = seen.filter((r) => r.url.includes('/ui/api/'));
+        assert.ok(
+          api.some((r) => r.url.includes('/recommend')),
+          'the refresh asked for recommendations',
+        );
+        for (const r of api) assert.equal(r.authorization, `Bearer ${token}`, r.url);
+        seen.length = 0;
+        await page.fill('#token', '');
+        await refreshed(page, () => page.click('#token-save'));
+        assert.equal(await page.evaluate(() => sessionStorage.getItem('deltarec.token')), null);
+        assert.ok(seen.length > 0 && seen.every((r) => r.authorization === undefined));
+      } finally {
+        page.off('request', listener);
+      }
+    });
+
+    test('an item added through the form is recommended at once, marked new, in every model', async () => {
+      const history = await page.$$eval('#history li.item', (rows) =>
+        rows.map((r) => r.getAttribute('data-id')),
+      );
+      const last = catalog.ids.indexOf(history[history.length - 1]!);
+      // The new item's text is the last history item's: its content and lexical row are that item's.
+      await page.fill('#add-form input[name="id"]', 'new-item-1');
+      await page.fill('#add-form input[name="field-title"]', catalog.fields.title[last]);
+      await page.fill('#add-form input[name="field-description"]', catalog.fields.description[last]);
+      assert.equal(
+        await page.$('#add-form input[name="field-image"]'),
+        null,
+        'only fields the encoders read',
+      );
+      await refreshed(page, () => page.click('#add-form button[type="submit"]'));
+      await page.waitForSelector('#status:has-text("new-item-1")');
+      assert.match((await page.textContent('#status')) ?? '', /delta: created; fused: created/);
+      // The fused model ranks it among the top 10 (its lexical row is the last history item's); both lists are still
+      // their APIs' answers, now over the grown catalog.
+      const fused = await shownList(page, 1);
+      const added = fused.find((r) => r.id === 'new-item-1');
+      assert.ok(added, `the fused model recommends the new item: ${fused.map((r) => r.id).join(',')}`);
+      assert.equal(added.badge, 'new');
+      assert.equal(added.title, catalog.fields.title[last]);
+      for (const [model, route] of [
+        [0, '/recommend'],
+        [1, '/ui/api/models/1/recommend'],
+      ] as const) {
+        const api = await post<{ items: { id: string; score: number }[] }>(`${base}${route}`, {
+          items: history,
+          k: 10,
+        });
+        const shown = await shownList(page, model);
+        assert.deepEqual(
+          shown.map((r) => [r.id, r.score]),
+          api.items.map((r) => [r.id, r.score]),
+        );
+      }
+      for (const prefix of ['', '/ui/api/models/1']) {
+        const item = await (await fetch(`${base}${prefix}/items/new-item-1`)).json();
+        assert.equal(item.added, true, `${prefix}/items/new-item-1`);
+      }
+      mkdirSync(SCREENSHOTS, { recursive: true });
+      const file = join(SCREENSHOTS, 'explorer.png');
+      await page.setViewportSize({ width: 1400, height: 1000 });
+      await page.screenshot({ path: file, fullPage: true });
+      const png = readFileSync(file);
+      assert.equal(png.subarray(1, 4).toString(), 'PNG');
+      assert.ok(statSync(file).size > 20_000, `screenshot ${file} has ${statSync(file).size} bytes`);
+      console.log(`# explorer screenshot: ${file}`);
+    });
   });
 });
