@@ -183,7 +183,7 @@ describe('explorer (serve --ui) with two models', { timeout: 300_000 }, () => {
     const long = await fetch(`${base}/ui/api/search?q=${'x'.repeat(300)}`);
     assert.equal(long.status, 400);
     assert.match((await long.json()).message, /'q' is longer than 256/);
-    const details = await (await fetch(`${base}/ui/api/items?model=1&ids=i3,nope`)).json();
+    const details = await (await fetch(`${base}/ui/api/items?model=1&ids=i3&ids=nope`)).json();
     assert.deepEqual(
       details.items.map((d: { id: string; known: boolean; lexical: null }) => [d.id, d.known, d.lexical]),
       [
@@ -191,9 +191,17 @@ describe('explorer (serve --ui) with two models', { timeout: 300_000 }, () => {
         ['nope', false, null],
       ],
     );
-    const tooMany = await fetch(`${base}/ui/api/items?ids=${Array(1001).fill('i1').join(',')}`);
+    // Ids are passed as repeated parameters, so an id may hold a comma.
+    await post(`${base}/items`, { id: 'a,b', fields: { title: catalog.fields.title[5] } });
+    const comma = await (await fetch(`${base}/ui/api/items?ids=${encodeURIComponent('a,b')}`)).json();
+    assert.deepEqual(
+      comma.items.map((d: { id: string; known: boolean; cold: boolean }) => [d.id, d.known, d.cold]),
+      [['a,b', true, true]],
+    );
+    const tooMany = await fetch(`${base}/ui/api/items?ids=i1${'&ids=i1'.repeat(1000)}`);
     assert.equal(tooMany.status, 400);
     assert.equal((await fetch(`${base}/ui/api/items?model=7&ids=i1`)).status, 404);
+    assert.equal((await fetch(`${base}/ui/api/items?ids=${'x'.repeat(257)}`)).status, 400);
     assert.equal((await fetch(`${base}/ui/api/models/7/health`)).status, 404);
     const health = await (await fetch(`${base}/ui/api/models/1/health`)).json();
     assert.equal(health.status, 'ok');

@@ -184,21 +184,21 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
   }
   const random = new Random(o.seed);
   const K = o.topics;
+  const S = Math.max(0, Math.floor(o.styles));
 
   // Topics: vocabulary, coarse category, successor (a permutation without fixed points: a random cycle).
   const taken = new Set<string>(SHARED_WORDS);
   const topicWords = Array.from({ length: K }, () => makeWords(random, 12, taken));
   const numCategories = Math.max(1, Math.round(K / 4));
   const categoryNames = makeWords(random, numCategories, taken);
-  const styleWords = Array.from({ length: Math.max(0, o.styles) }, () => makeWords(random, 6, taken));
+  const styleWords = Array.from({ length: S }, () => makeWords(random, 6, taken));
   // Words of a product line: one line per (topic, style), so the text names the item's cell, not only its axes.
-  const lineWords = Array.from({ length: K * Math.max(0, o.styles) }, () => makeWords(random, 4, taken));
+  const lineWords = Array.from({ length: K * S }, () => makeWords(random, 4, taken));
   const cycle = random.shuffle(Int32Array.from({ length: K }, (_, k) => k));
   const successor = new Int32Array(K);
   for (let j = 0; j < K; j++) successor[cycle[j]] = cycle[(j + 1) % K];
 
   // Items: topic, style, popularity, introduction time (timeline fraction in [0, 1)).
-  const S = Math.max(0, o.styles);
   const itemTopic = new Int32Array(o.items);
   const itemStyle = new Int32Array(o.items);
   const popularity = new Float64Array(o.items);

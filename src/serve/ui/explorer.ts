@@ -45,15 +45,15 @@ function fail(reply: FastifyReply, status: number, message: string) {
   return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status], message });
 }
 
-/** Comma-separated ids of a query parameter, bounded. */
+/** The ids of a repeated query parameter (`ids=a&ids=b`), bounded. */
 function idList(value: unknown, name: string, max: number): string[] {
-  if (value === undefined || value === '') return [];
-  if (typeof value !== 'string') throw new Error(`query '${name}' must be one comma-separated string`);
-  const ids = value.split(',').filter((id) => id.length > 0);
+  const ids = value === undefined ? [] : Array.isArray(value) ? value : [value];
   if (ids.length > max) throw new Error(`query '${name}' lists ${ids.length} ids; at most ${max}`);
-  if (ids.some((id) => id.length > 256))
-    throw new Error(`query '${name}' has an id longer than 256 characters`);
-  return ids;
+  for (const id of ids) {
+    if (typeof id !== 'string' || id.length < 1 || id.length > 256)
+      throw new Error(`query '${name}' has an id that is not 1 to 256 characters`);
+  }
+  return ids as string[];
 }
 
 /** The compiled page script beside this module (dist), else the browser source transpiled (source checkout). */
@@ -128,7 +128,7 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
   app.get<{ Querystring: { q?: string; limit?: string } }>('/ui/api/search', async (request, reply) => {
     const q = (request.query.q ?? '').trim().toLowerCase();
     if (q.length > MAX_QUERY) return fail(reply, 400, `query 'q' is longer than ${MAX_QUERY} characters`);
-    const limit = Math.min(Number(request.query.limit ?? 20) || 20, SEARCH_LIMIT);
+    const limit = Math.max(1, Math.min(Math.floor(Number(request.query.limit ?? 20)) || 20, SEARCH_LIMIT));
     const found: string[] = [];
     const seen = new Set<string>();
     const consider = (id: string, title: string | undefined) => {
@@ -159,7 +159,7 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
 
   // Item details for one model: fields, cold (not a warm item of the model), added, and with a history and a fused
   // model the lexical term weight x cos(history profile, item) that the service added to the item's score.
-  app.get<{ Querystring: { model?: string; ids?: string; history?: string } }>(
+  app.get<{ Querystring: { model?: string; ids?: string | string[]; history?: string | string[] } }>(
     '/ui/api/items',
     async (request, reply) => {
       const index = Number(request.query.model ?? 0);
@@ -209,8 +209,10 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
         payload: request.body === undefined ? undefined : JSON.stringify(request.body),
       });
       reply.code(response.statusCode);
-      const type = response.headers['content-type'];
-      if (type) reply.type(String(type));
+      for (const name of ['content-type', 'www-authenticate']) {
+        const value = response.headers[name];
+        if (value !== undefined) reply.header(name, value);
+      }
       return reply.send(response.body);
     },
   });

@@ -14,6 +14,11 @@ interface ModelInfo {
   /** What POST /items accepts as `fields` for this model (its text encoder's fields). */
   text_fields: string[];
 }
+/** A repeated query parameter: name=a&name=b (ids may hold commas). */
+function query(name: string, ids: readonly string[]): string {
+  return ids.map((id) => `&${name}=${encodeURIComponent(id)}`).join('');
+}
+
 interface ItemDetails {
   id: string;
   known: boolean;
@@ -137,7 +142,7 @@ async function renderHistory(): Promise<void> {
   }
   const { items } = await api<{ items: ItemDetails[] }>(
     'GET',
-    `/ui/api/items?model=0&ids=${historyIds.map(encodeURIComponent).join(',')}`,
+    `/ui/api/items?model=0${query('ids', historyIds)}`,
   );
   list.replaceChildren(
     ...items.map((item, position) => {
@@ -177,16 +182,9 @@ async function renderModel(index: number, k: number): Promise<HTMLElement> {
       `/ui/api/models/${index}/recommend`,
       { items: historyIds, k },
     );
-    const ids = items.map((i) => encodeURIComponent(i.id)).join(',');
-    const hist = historyIds.map(encodeURIComponent).join(',');
-    const details = items.length
-      ? (
-          await api<{ items: ItemDetails[] }>(
-            'GET',
-            `/ui/api/items?model=${index}&ids=${ids}&history=${hist}`,
-          )
-        ).items
-      : [];
+    const ids = items.map((i) => i.id);
+    const path = `/ui/api/items?model=${index}${query('ids', ids)}${query('history', historyIds)}`;
+    const details = items.length ? (await api<{ items: ItemDetails[] }>('GET', path)).items : [];
     const list = el('ol', { class: 'results' });
     items.forEach((item, rank) => {
       const d = details[rank];
