@@ -107,8 +107,13 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
     return Object.fromEntries(fieldNames.map((f) => [f, catalog.fields[f][row]]));
   };
 
-  app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(EXPLORER_HTML));
-  app.get('/ui/app.js', async (_request, reply) => reply.type('text/javascript; charset=utf-8').send(script));
+  // The page and its script hold no data: public, so the page can load and ask for the token. The /ui/api read
+  // routes below are GET routes like any other (the read token, where the service has one).
+  const open = { config: { access: 'public' } };
+  app.get('/', open, async (_request, reply) => reply.type('text/html; charset=utf-8').send(EXPLORER_HTML));
+  app.get('/ui/app.js', open, async (_request, reply) =>
+    reply.type('text/javascript; charset=utf-8').send(script),
+  );
 
   app.get('/ui/api/models', async () => ({
     models: models.map((m) => ({
@@ -193,6 +198,7 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
   // Model M's own routes, in process: same handlers, same validation, same token checks.
   app.route<{ Params: { model: string; '*': string } }>({
     method: ['GET', 'POST', 'DELETE'],
+    ...open, // the model's own route checks the forwarded token (read for /recommend, write for /items)
     url: '/ui/api/models/:model/*',
     handler: async (request, reply) => {
       const model = models[Number(request.params.model)];
