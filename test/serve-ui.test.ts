@@ -152,8 +152,6 @@ describe('explorer (serve --ui) with two models', { timeout: 300_000 }, () => {
       models.fused,
       '--items',
       items,
-      '--workers',
-      '0',
     ]);
     server = started.child;
     base = started.base;
