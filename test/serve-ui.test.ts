@@ -132,7 +132,9 @@ describe('explorer (serve --ui) with two models', { timeout: 300_000 }, () => {
       [models.fused, ['--lexical-weight', '2']],
     ] as const) {
       const quiet = [console.log, console.error];
+      const write = process.stderr.write;
       console.log = console.error = () => {};
+      process.stderr.write = () => true; // the trainer's epoch lines
       try {
         const code = await trainCommand([
           ...common,
@@ -142,6 +144,7 @@ describe('explorer (serve --ui) with two models', { timeout: 300_000 }, () => {
         assert.equal(code, 0, `training ${out}`);
       } finally {
         [console.log, console.error] = quiet;
+        process.stderr.write = write;
       }
     }
     const started = await startServer([
