@@ -85,28 +85,27 @@ export async function run(args: string[]): Promise<number> {
   const started = performance.now();
   const log = (line: string) => console.error(line);
   try {
+    // Every option is checked before any work starts.
     const seed = intOption(values.seed, 'seed') ?? 42;
     const d = intOption(values.d, 'd', 1) ?? 64;
-    const data = await prepareData(
-      {
-        synthetic: {
-          users: intOption(values.users, 'users', 10) ?? 2000,
-          items: intOption(values.items, 'items', 10) ?? 1000,
-          seed,
-        },
-      },
-      { fields: ['title', 'description'], dim: 256, fitOn: 'warm' },
-      process.cwd(),
-      log,
-    );
+    const users = intOption(values.users, 'users', 10) ?? 2000;
+    const items = intOption(values.items, 'items', 10) ?? 1000;
+    const epochs = intOption(values.epochs, 'epochs', 1) ?? 40;
+    const lr = floatOption(values.lr, 'lr') ?? 0.005;
+    const lexicalWeight = floatOption(values['lexical-weight'], 'lexical-weight') ?? 4;
     const models = (listOption(values.models) ?? MODELS) as ModelKind[];
     for (const kind of models) {
       if (!(MODEL_KINDS as readonly string[]).includes(kind)) {
         throw new Error(`--models: unknown model '${kind}' (known: ${MODEL_KINDS.join(', ')})`);
       }
     }
-    const lr = floatOption(values.lr, 'lr') ?? 0.005;
-    const lexicalWeight = floatOption(values['lexical-weight'], 'lexical-weight') ?? 4;
+    // The encoder is fitted on warm items only, so words of cold items do not shape it (docs/content-format.md).
+    const data = await prepareData(
+      { synthetic: { users, items, seed } },
+      { fields: ['title', 'description'], dim: 256, fitOn: 'warm' },
+      process.cwd(),
+      log,
+    );
     const fusedName = `SASRec + trainable delta + lexical (weight ${lexicalWeight})`;
     const results: Aggregated = {};
     for (const kind of models) {
@@ -116,7 +115,7 @@ export async function run(args: string[]): Promise<number> {
         content: data.content ?? undefined,
         d,
         maxLength: 32,
-        epochs: intOption(values.epochs, 'epochs', 1) ?? 40,
+        epochs,
         patience: 5,
         lr,
         standardize: !values['no-standardize'],
