@@ -88,7 +88,7 @@ export interface LoadedScoringModel {
  * The artifact's lexical fusion state for the Scorer. New items' sparse rows come from the saved text encoder
  * (the same vectorizer that made the saved rows); without one, new items get empty rows.
  */
-async function loadServingFusion(artifact: LoadedArtifact): Promise<ServingFusion> {
+export async function loadServingFusion(artifact: LoadedArtifact): Promise<ServingFusion> {
   const state = await loadLexicalFusion(artifact.lexical!.dir);
   const saved = artifact.encoder;
   const encoder = saved?.kind === 'tfidf-svd' ? await TfidfSvdEncoder.load(saved.dir) : null;

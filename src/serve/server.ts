@@ -56,6 +56,8 @@ export interface ServiceOptions {
 
 export interface Service {
   app: FastifyInstance;
+  /** The served model artifact (manifest, weights, state parts). */
+  artifact: LoadedArtifact;
   catalog: LiveCatalog;
   engine: ScoringEngine;
   log: CatalogLog;
@@ -598,6 +600,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   const shutdownTimeout = options.shutdownTimeout ?? 10_000;
   return {
     app,
+    artifact,
     catalog,
     engine,
     log,

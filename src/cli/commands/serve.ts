@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
+import { readCatalog } from '../../data/readers.js';
 import { isLoopback, loadToken } from '../../serve/access.js';
-import { createService } from '../../serve/server.js';
+import { createService, type Service } from '../../serve/server.js';
+import { installExplorer } from '../../serve/ui/explorer.js';
 import { intOption } from '../options.js';
 
 export const summary = 'serve recommendations over HTTP with a live, durable item catalog';
@@ -18,7 +20,10 @@ write token); /health is always open. Without a write token the service only lis
 (unless --insecure).
 
 options:
-  --model DIR        model artifact directory (required)
+  --model DIR        model artifact directory (required; with --ui it may be repeated: the models side by side,
+                     the first also at the routes above, each with its own DIR/catalog.log)
+  --ui               the explorer page at / (docs/explorer.md): search, histories, top-k per model, add items
+  --items FILE       item catalog (CSV/TSV/JSONL/Parquet) whose fields the page shows (title, brand, image, ...)
   --port N           TCP port (default 8080; 0 picks a free port)
   --host H           address to listen on (default 127.0.0.1)
   --catalog FILE     durable catalog change log (default DIR/catalog.log)
@@ -51,7 +56,9 @@ export async function run(args: string[]): Promise<number> {
     values = parseArgs({
       args,
       options: {
-        model: { type: 'string' },
+        model: { type: 'string', multiple: true },
+        ui: { type: 'boolean' },
+        items: { type: 'string' },
         port: { type: 'string' },
         host: { type: 'string' },
         catalog: { type: 'string' },
@@ -80,7 +87,8 @@ export async function run(args: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  if (!values.model) {
+  const modelDirs = values.model ?? [];
+  if (modelDirs.length === 0) {
     console.error(`deltarec serve: --model DIR is required\n\n${HELP}`);
     return 2;
   }
@@ -105,28 +113,55 @@ export async function run(args: string[]): Promise<number> {
     return 2;
   }
   if (!tokens.write && !isLoopback(host)) warn(`--insecure: writes on ${host} need no token`);
-  let service;
+  if (modelDirs.length > 1 && !values.ui) {
+    console.error(
+      `deltarec serve: several --model directories are served side by side by the explorer; add --ui`,
+    );
+    return 2;
+  }
+  if (modelDirs.length > 1 && values.catalog) {
+    console.error(
+      `deltarec serve: --catalog names the log of one model; with several, each uses DIR/catalog.log`,
+    );
+    return 2;
+  }
+  if (values.items && !values.ui) {
+    console.error(`deltarec serve: --items is the catalog the explorer page shows; add --ui`);
+    return 2;
+  }
+  const services: Service[] = [];
+  let service: Service;
   let port: number;
   try {
     port = intOption(values.port, 'port', 0) ?? 8080;
     // Read by the native kernels when their thread pool starts (at the first large kernel call, after this).
     process.env.DELTAREC_THREADS ??= String(intOption(values['kernel-threads'], 'kernel-threads', 1) ?? 1);
-    service = await createService({
-      modelDir: values.model,
-      catalogPath: values.catalog,
-      workers: intOption(values.workers, 'workers', 0) ?? 1,
-      maxBatch: intOption(values['max-batch'], 'max-batch', 1) ?? 64,
-      bodyLimit: intOption(values['body-limit'], 'body-limit', 64) ?? 256 * 1024,
-      maxK: intOption(values['max-k'], 'max-k', 1) ?? 1000,
-      maxItems: intOption(values['max-items'], 'max-items', 1) ?? 512,
-      tokens,
-      requestTimeout: intOption(values['request-timeout'], 'request-timeout', 100),
-      keepAliveTimeout: intOption(values['keep-alive-timeout'], 'keep-alive-timeout', 1),
-      maxConnections: intOption(values['max-connections'], 'max-connections', 1),
-      shutdownTimeout: intOption(values['shutdown-timeout'], 'shutdown-timeout', 0),
-      logger: values.log ?? false,
-    });
+    for (const modelDir of modelDirs) {
+      services.push(
+        await createService({
+          modelDir,
+          catalogPath: values.catalog,
+          workers: intOption(values.workers, 'workers', 0) ?? 1,
+          maxBatch: intOption(values['max-batch'], 'max-batch', 1) ?? 64,
+          bodyLimit: intOption(values['body-limit'], 'body-limit', 64) ?? 256 * 1024,
+          maxK: intOption(values['max-k'], 'max-k', 1) ?? 1000,
+          maxItems: intOption(values['max-items'], 'max-items', 1) ?? 512,
+          tokens,
+          requestTimeout: intOption(values['request-timeout'], 'request-timeout', 100),
+          keepAliveTimeout: intOption(values['keep-alive-timeout'], 'keep-alive-timeout', 1),
+          maxConnections: intOption(values['max-connections'], 'max-connections', 1),
+          shutdownTimeout: intOption(values['shutdown-timeout'], 'shutdown-timeout', 0),
+          logger: values.log ?? false,
+        }),
+      );
+    }
+    service = services[0];
+    if (values.ui) {
+      const catalog = values.items ? await readCatalog(values.items) : null;
+      await installExplorer(service.app, { services, catalog });
+    }
   } catch (error) {
+    await Promise.all(services.map((s) => s.close()));
     console.error(`deltarec serve: ${(error as Error).message}`);
     return 1;
   }
@@ -151,12 +186,13 @@ export async function run(args: string[]): Promise<number> {
   console.log(
     `deltarec serve: listening on ${address} (${catalog.activeCount} items, ${replayed.records} catalog changes replayed)`,
   );
+  if (values.ui) console.log(`deltarec serve: explorer at ${address}/ (${services.length} model(s))`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
   // Bounded: in-flight requests finish, connections still busy after --shutdown-timeout are cut.
-  await service.close();
+  await Promise.all(services.map((s) => s.close()));
   return 0;
 }
