@@ -300,6 +300,18 @@ class ActivationGrads {
 /** Sequences scored per forward pass at inference. */
 const INFERENCE_CHUNK = 128;
 
+/** Largest size of the first block's per-item key/value tables (2 x (numItems + 1) x d floats). */
+const KV_TABLE_BYTES = 256 * 1024 * 1024;
+
+/** The first block's keys and values by item (E Wk, E Wv, rows 0..rows-1) and by position (P Wk + bk, P Wv + bv). */
+interface BlockZeroTables {
+  rows: number;
+  itemK: Float32Array;
+  itemV: Float32Array;
+  posK: Float32Array;
+  posV: Float32Array;
+}
+
 export class SASRec implements Recommender {
   readonly config: SASRecConfig;
   readonly kernels: Kernels;
@@ -311,6 +323,11 @@ export class SASRec implements Recommender {
   private actGrads: ActivationGrads | null = null;
   private inferenceInputs = new Int32Array(0);
   private inferenceLengths = new Int32Array(0);
+  private packedOffsets = new Int32Array(1);
+  private packedItems = new Int32Array(0);
+  private attentionScratch = new Float64Array(0);
+  /** The first block's key/value tables for inference; null until built and after parameter changes. */
+  private kvTables: BlockZeroTables | null = null;
   /** E must be rebuilt (content-delta) before the next use: set after optimizer steps and weight loads. */
   private itemsStale = false;
 
@@ -401,25 +418,12 @@ export class SASRec implements Recommender {
     const p = this.params;
     const dropout = training ? this.config.dropout : 0;
 
-    // Pack the real positions.
-    let rows = 0;
-    for (let b = 0; b < size; b++) {
-      for (let t = T - lengths[b]; t < T; t++) {
-        a.padIndex[rows] = b * T + t;
-        a.posIndex[rows] = T - 1 - t;
-        a.packedItems[rows] = inputs[b * T + t];
-        rows++;
-      }
-    }
+    const rows = packRows(a, inputs, lengths, size, T);
     const n = rows * d;
 
     // Embedding: items plus positions counted from the end (the most recent item always uses row 0).
     k.gather(a.emb, this.items.matrix, a.packedItems, rows, d);
-    for (let r = 0; r < rows; r++) {
-      const o = r * d;
-      const po = a.posIndex[r] * d;
-      for (let j = 0; j < d; j++) a.emb[o + j] += p.positions[po + j];
-    }
+    addPositionRows(a.emb, p.positions, a.posIndex, rows, d);
     this.dropoutForward(a.x0, a.embMask, a.emb, n, dropout, siteSeed(dropoutSeed, 0));
 
     let x = a.x0;
@@ -512,6 +516,7 @@ export class SASRec implements Recommender {
     checkBatch(batch, numItems, this.config.maxLength);
     // A delta-dropout mask leaves E in its training form: rebuild it before inference.
     this.itemsStale = this.items.refresh(k, training ? siteSeed(dropoutSeed, 1000) : undefined);
+    this.kvTables = null; // a training step changes the parameters
     const dropout = training ? this.config.dropout : 0;
     const a = this.activations(size, T, sumLengths(lengths, size));
     const rows = this.forwardBody(a, inputs, lengths, size, T, training, dropoutSeed);
@@ -687,22 +692,49 @@ export class SASRec implements Recommender {
   /** Call after changing parameters in place (optimizer steps, weight restores): E is rebuilt before next use. */
   parametersChanged(): void {
     this.itemsStale = true;
+    this.kvTables = null;
   }
 
   // ---------------------------------------------------------------------------------------------------------------
   // Inference
+  //
+  // Only what the user state needs is computed: every block but the last runs over all real positions, the last
+  // block computes keys and values at all positions but everything else (layer norm, query, attention, output
+  // projection, FFN) only at the last position. The first block's keys and values are linear in the input
+  // embedding (K from x, not from LN1(x)), so they come from per-item tables E Wk, E Wv and per-position tables
+  // P Wk + bk, P Wv + bv, built once (while they fit in KV_TABLE_BYTES) and extended when items are appended.
+  // encodeAllPositions is the plain forward (every layer at every position), the oracle of this path.
 
   /** User states: the final hidden state at the last position of each input (inputs.length x d), no dropout. */
   encode(inputs: readonly Int32Array[], out: Float32Array): void {
+    const { offsets, items } = this.packInputs(inputs);
+    this.encodePacked(offsets, items, inputs.length, out);
+  }
+
+  /**
+   * encode over packed histories, without a per-sequence array: sequence r is items[offsets[r] .. offsets[r+1]),
+   * most recent last (longer ones are read from their last maxLength known items).
+   */
+  encodePacked(offsets: Int32Array, items: Int32Array, count: number, out: Float32Array): void {
     const d = this.config.d;
-    if (out.length < inputs.length * d) {
-      throw new Error(`encode: out has ${out.length} values, need ${inputs.length * d}`);
+    if (out.length < count * d) throw new Error(`encode: out has ${out.length} values, need ${count * d}`);
+    this.refreshItems();
+    for (let start = 0; start < count; start += INFERENCE_CHUNK) {
+      const chunk = Math.min(INFERENCE_CHUNK, count - start);
+      const a = this.encodeChunk(offsets, items, start, chunk, false);
+      out.set(a.headOut.subarray(0, chunk * d), start * d);
     }
+  }
+
+  /** encode through the full forward (every layer at every position, no tables): the reference of encode. */
+  encodeAllPositions(inputs: readonly Int32Array[], out: Float32Array): void {
+    const d = this.config.d;
+    const { offsets, items } = this.packInputs(inputs);
     this.refreshItems();
     for (let start = 0; start < inputs.length; start += INFERENCE_CHUNK) {
-      const count = Math.min(INFERENCE_CHUNK, inputs.length - start);
-      const a = this.encodeChunk(inputs, start, count);
-      out.set(a.headOut.subarray(0, count * d), start * d);
+      const chunk = Math.min(INFERENCE_CHUNK, inputs.length - start);
+      const a = this.encodeChunk(offsets, items, start, chunk, true);
+      out.set(a.headOut.subarray(0, chunk * d), start * d);
     }
   }
 
@@ -715,33 +747,55 @@ export class SASRec implements Recommender {
         `score: out has ${out.length} values, need inputs.length x (numItems + 1) = ${inputs.length * cols}`,
       );
     }
+    const { offsets, items } = this.packInputs(inputs);
     this.refreshItems();
     for (let start = 0; start < inputs.length; start += INFERENCE_CHUNK) {
       const count = Math.min(INFERENCE_CHUNK, inputs.length - start);
-      const a = this.encodeChunk(inputs, start, count);
+      const a = this.encodeChunk(offsets, items, start, count, false);
       const view = out.subarray(start * cols, (start + count) * cols);
       this.kernels.matmul(view, a.headOut, this.items.matrix, count, cols, d, false, true, false);
       for (let r = 0; r < count; r++) view[r * cols] = -Infinity;
     }
   }
 
+  /** Copies inputs into one reused packed buffer (their last maxLength items are all that is read). */
+  private packInputs(inputs: readonly Int32Array[]): { offsets: Int32Array; items: Int32Array } {
+    if (this.packedOffsets.length < inputs.length + 1) this.packedOffsets = new Int32Array(inputs.length + 1);
+    const offsets = this.packedOffsets;
+    let total = 0;
+    for (const seq of inputs) total += seq.length;
+    if (this.packedItems.length < total) this.packedItems = new Int32Array(total);
+    for (let r = 0; r < inputs.length; r++) {
+      this.packedItems.set(inputs[r], offsets[r]);
+      offsets[r + 1] = offsets[r] + inputs[r].length;
+    }
+    return { offsets, items: this.packedItems };
+  }
+
   /**
-   * Left-pads inputs[start..start+count) (their last maxLength known items), runs the network without dropout and
-   * leaves the user states in a.headOut. An empty input gets the state of a zero row.
+   * Left-pads sequences first..first+count) (their last maxLength known items), runs the network without dropout
+   * and leaves the user states in a.headOut. An empty input gets the state of a zero row.
    */
-  private encodeChunk(inputs: readonly Int32Array[], start: number, count: number): Activations {
+  private encodeChunk(
+    offsets: Int32Array,
+    items: Int32Array,
+    first: number,
+    count: number,
+    allPositions: boolean,
+  ): Activations {
     const { maxLength, d } = this.config;
     const numItems = this.items.numItems;
     if (this.inferenceLengths.length < count) this.inferenceLengths = new Int32Array(count);
     const lengths = this.inferenceLengths;
     let T = 1;
     for (let b = 0; b < count; b++) {
-      const seq = inputs[start + b];
       let known = 0;
-      for (let i = seq.length - 1; i >= 0 && known < maxLength; i--) {
-        const item = seq[i];
+      for (let i = offsets[first + b + 1] - 1; i >= offsets[first + b] && known < maxLength; i--) {
+        const item = items[i];
         if (!Number.isInteger(item) || item < 0) {
-          throw new Error(`score: input ${start + b} has invalid item index ${item} at position ${i}`);
+          throw new Error(
+            `score: input ${first + b} has invalid item index ${item} at position ${i - offsets[first + b]}`,
+          );
         }
         if (item > 0 && item <= numItems) known++;
       }
@@ -752,14 +806,17 @@ export class SASRec implements Recommender {
     const padded = this.inferenceInputs;
     padded.fill(0, 0, count * T);
     for (let b = 0; b < count; b++) {
-      const seq = inputs[start + b];
       let t = T - 1;
-      for (let i = seq.length - 1; i >= 0 && t >= T - lengths[b]; i--) {
-        const item = seq[i];
+      for (let i = offsets[first + b + 1] - 1; i >= offsets[first + b] && t >= T - lengths[b]; i--) {
+        const item = items[i];
         if (item > 0 && item <= numItems) padded[b * T + t--] = item;
       }
     }
     const a = this.activations(count, T, sumLengths(lengths, count));
+    if (!allPositions) {
+      this.forwardLastPositions(a, padded, lengths, count, T);
+      return a;
+    }
     const rows = this.forwardBody(a, padded, lengths, count, T, false, 0);
     a.blocks[this.config.blocks - 1].out.fill(0, rows * d, (rows + 1) * d);
     let end = 0;
@@ -771,10 +828,174 @@ export class SASRec implements Recommender {
     return a;
   }
 
+  /** Inference forward (see the section comment): the user state of each of the `size` sequences in a.headOut. */
+  private forwardLastPositions(
+    a: Activations,
+    inputs: Int32Array,
+    lengths: Int32Array,
+    size: number,
+    T: number,
+  ): void {
+    const k = this.kernels;
+    const { d, ffWidth: f, heads, blocks } = this.config;
+    const p = this.params;
+    const rows = packRows(a, inputs, lengths, size, T);
+    const n = rows * d;
+    k.gather(a.x0, this.items.matrix, a.packedItems, rows, d);
+    addPositionRows(a.x0, p.positions, a.posIndex, rows, d);
+    const tables = this.blockZeroTables();
+
+    let x = a.x0;
+    for (let l = 0; l < blocks; l++) {
+      const w = p.blocks[l];
+      const s = a.blocks[l];
+      const last = l === blocks - 1;
+      // Keys and values at every position (packed rows; spread into the padded layout for a full block).
+      const keys = last ? s.kPad : a.proj;
+      const vals = last ? s.vPad : a.attPad;
+      if (l === 0 && tables) {
+        k.gather(keys, tables.itemK, a.packedItems, rows, d);
+        addPositionRows(keys, tables.posK, a.posIndex, rows, d);
+        k.gather(vals, tables.itemV, a.packedItems, rows, d);
+        addPositionRows(vals, tables.posV, a.posIndex, rows, d);
+      } else {
+        this.linear(keys, x, w.wk, w.bk, rows, d, d);
+        this.linear(vals, x, w.wv, w.bv, rows, d, d);
+      }
+      if (last) {
+        // Only each sequence's last row from here on (an empty sequence's row is zeroed below).
+        let end = 0;
+        for (let b = 0; b < size; b++) {
+          end += lengths[b];
+          a.headRows[b] = lengths[b] > 0 ? end - 1 : 0;
+        }
+        k.gather(a.headIn, x, a.headRows, size, d);
+        k.layerNormForward(s.qIn, s.ln1Mean, s.ln1Rstd, a.headIn, w.ln1Gamma, w.ln1Beta, size, d, LN_EPS);
+        this.linear(a.proj, s.qIn, w.wq, w.bq, size, d, d);
+        this.lastQueryAttention(s.attOut, a.proj, keys, vals, lengths, size);
+        this.blockTail(s, w, size);
+        for (let b = 0; b < size; b++) if (lengths[b] === 0) s.out.fill(0, b * d, (b + 1) * d);
+        k.layerNormForward(a.headOut, a.headMean, a.headRstd, s.out, p.finalGamma, p.finalBeta, size, d, LN_EPS);
+        return;
+      }
+      toPadded(s.kPad, keys, a, rows, lengths, size, T, d);
+      toPadded(s.vPad, vals, a, rows, lengths, size, T, d);
+      k.layerNormForward(s.qIn, s.ln1Mean, s.ln1Rstd, x, w.ln1Gamma, w.ln1Beta, rows, d, LN_EPS);
+      this.linear(a.proj, s.qIn, w.wq, w.bq, rows, d, d);
+      toPadded(s.qPad, a.proj, a, rows, lengths, size, T, d);
+      k.attentionForward(a.attPad, s.att, s.qPad, s.kPad, s.vPad, lengths, size, T, heads, d);
+      k.gather(s.attOut, a.attPad, a.padIndex, rows, d);
+      this.blockTail(s, w, rows);
+      x = s.out;
+    }
+  }
+
+  /** The rest of a block after attention, at `rows` rows: r = qIn + attOut Wo + bo, out = LN2(r) + FFN(LN2(r)). */
+  private blockTail(s: BlockActivations, w: BlockTensors, rows: number): void {
+    const k = this.kernels;
+    const { d, ffWidth: f } = this.config;
+    const n = rows * d;
+    this.linear(s.r, s.attOut, w.wo, w.bo, rows, d, d);
+    for (let i = 0; i < n; i++) s.r[i] += s.qIn[i];
+    k.layerNormForward(s.fIn, s.ln2Mean, s.ln2Rstd, s.r, w.ln2Gamma, w.ln2Beta, rows, d, LN_EPS);
+    this.linear(s.h1, s.fIn, w.w1, w.b1, rows, d, f);
+    if (this.config.activation === 'relu') k.reluForward(s.act, s.h1, rows * f);
+    else k.geluForward(s.act, s.h1, rows * f);
+    this.linear(s.out, s.act, w.w2, w.b2, rows, f, d);
+    for (let i = 0; i < n; i++) s.out[i] += s.fIn[i];
+  }
+
+  /**
+   * Causal attention of each sequence's last position only: query row b of q against the keys and values of that
+   * sequence's packed rows (its real positions, in order). Same arithmetic as attentionForward at the last query.
+   */
+  private lastQueryAttention(
+    out: Float32Array,
+    q: Float32Array,
+    keys: Float32Array,
+    vals: Float32Array,
+    lengths: Int32Array,
+    size: number,
+  ): void {
+    const { d, heads, maxLength } = this.config;
+    const dh = d / heads;
+    const scale = 1 / Math.sqrt(dh);
+    if (this.attentionScratch.length < maxLength + dh) this.attentionScratch = new Float64Array(maxLength + dh);
+    const weights = this.attentionScratch;
+    let first = 0; // first packed row of sequence b
+    for (let b = 0; b < size; b++) {
+      const len = lengths[b];
+      for (let h = 0; h < heads; h++) {
+        const qo = b * d + h * dh;
+        let max = -Infinity;
+        for (let j = 0; j < len; j++) {
+          const ko = (first + j) * d + h * dh;
+          let s = 0;
+          for (let p = 0; p < dh; p++) s += q[qo + p] * keys[ko + p];
+          s *= scale;
+          weights[j] = s;
+          if (s > max) max = s;
+        }
+        let sum = 0;
+        for (let j = 0; j < len; j++) sum += weights[j] = Math.exp(weights[j] - max);
+        const acc = maxLength; // accumulator of the weighted values, after the weights
+        weights.fill(0, acc, acc + dh);
+        for (let j = 0; j < len; j++) {
+          const pj = weights[j] / sum;
+          const vo = (first + j) * d + h * dh;
+          for (let p = 0; p < dh; p++) weights[acc + p] += pj * vals[vo + p];
+        }
+        for (let p = 0; p < dh; p++) out[qo + p] = weights[acc + p];
+      }
+      first += len;
+    }
+  }
+
+  /**
+   * The first block's key and value tables (see the section comment), or null when they would exceed
+   * KV_TABLE_BYTES (keys and values are then computed per position).
+   */
+  private blockZeroTables(): BlockZeroTables | null {
+    const { d, maxLength } = this.config;
+    const rows = this.items.numItems + 1;
+    if (rows * d * 2 * 4 > KV_TABLE_BYTES) return null;
+    const w = this.params.blocks[0];
+    let t = this.kvTables;
+    if (!t) {
+      t = {
+        rows: 0,
+        itemK: new Float32Array(0),
+        itemV: new Float32Array(0),
+        posK: new Float32Array(maxLength * d),
+        posV: new Float32Array(maxLength * d),
+      };
+      this.linear(t.posK, this.params.positions, w.wk, w.bk, maxLength, d, d);
+      this.linear(t.posV, this.params.positions, w.wv, w.bv, maxLength, d, d);
+      this.kvTables = t;
+    }
+    if (t.rows < rows) {
+      // Rows t.rows.. are new (all of them after an invalidation, the appended ones otherwise).
+      const grow = (old: Float32Array) => {
+        const next = new Float32Array(rows * d);
+        next.set(old.subarray(0, t!.rows * d));
+        return next;
+      };
+      t.itemK = grow(t.itemK);
+      t.itemV = grow(t.itemV);
+      const e = this.items.matrix.subarray(t.rows * d, rows * d);
+      const fresh = rows - t.rows;
+      this.kernels.matmul(t.itemK.subarray(t.rows * d), e, w.wk, fresh, d, d, false, false, false);
+      this.kernels.matmul(t.itemV.subarray(t.rows * d), e, w.wv, fresh, d, d, false, false, false);
+      t.rows = rows;
+    }
+    return t;
+  }
+
   private refreshItems(): void {
     if (this.itemsStale) {
       this.items.refresh(this.kernels);
       this.itemsStale = false;
+      this.kvTables = null;
     }
   }
 
@@ -844,6 +1065,29 @@ export class SASRec implements Recommender {
 /** Distinct dropout seeds per site (embedding, and two per block) from one per-step seed. */
 function siteSeed(seed: number, site: number): number {
   return hash32((seed ^ Math.imul(site + 1, 0x9e3779b9)) >>> 0);
+}
+
+/** Packs the real positions of a left-padded size x T batch (see Activations); returns their number. */
+function packRows(a: Activations, inputs: Int32Array, lengths: Int32Array, size: number, T: number): number {
+  let rows = 0;
+  for (let b = 0; b < size; b++) {
+    for (let t = T - lengths[b]; t < T; t++) {
+      a.padIndex[rows] = b * T + t;
+      a.posIndex[rows] = T - 1 - t;
+      a.packedItems[rows] = inputs[b * T + t];
+      rows++;
+    }
+  }
+  return rows;
+}
+
+/** x[r] += table[rowIndex[r]] for rows of width d. */
+function addPositionRows(x: Float32Array, table: Float32Array, rowIndex: Int32Array, rows: number, d: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * d;
+    const po = rowIndex[r] * d;
+    for (let j = 0; j < d; j++) x[o + j] += table[po + j];
+  }
 }
 
 function sumLengths(lengths: Int32Array, size: number): number {
