@@ -32,7 +32,9 @@ function histories(rng: Random, count: number, numItems: number): Int32Array[] {
   return Array.from({ length: count }, (_, r) => {
     if (r === 0) return new Int32Array(0);
     const length = 1 + rng.nextInt(r % 3 === 0 ? 20 : 8);
-    return Int32Array.from({ length }, () => (rng.nextFloat() < 0.05 ? numItems + 5 : 1 + rng.nextInt(numItems)));
+    return Int32Array.from({ length }, () =>
+      rng.nextFloat() < 0.05 ? numItems + 5 : 1 + rng.nextInt(numItems),
+    );
   });
 }
 

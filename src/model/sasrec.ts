@@ -875,7 +875,17 @@ export class SASRec implements Recommender {
         this.lastQueryAttention(s.attOut, a.proj, keys, vals, lengths, size);
         this.blockTail(s, w, size);
         for (let b = 0; b < size; b++) if (lengths[b] === 0) s.out.fill(0, b * d, (b + 1) * d);
-        k.layerNormForward(a.headOut, a.headMean, a.headRstd, s.out, p.finalGamma, p.finalBeta, size, d, LN_EPS);
+        k.layerNormForward(
+          a.headOut,
+          a.headMean,
+          a.headRstd,
+          s.out,
+          p.finalGamma,
+          p.finalBeta,
+          size,
+          d,
+          LN_EPS,
+        );
         return;
       }
       toPadded(s.kPad, keys, a, rows, lengths, size, T, d);
@@ -920,7 +930,8 @@ export class SASRec implements Recommender {
     const { d, heads, maxLength } = this.config;
     const dh = d / heads;
     const scale = 1 / Math.sqrt(dh);
-    if (this.attentionScratch.length < maxLength + dh) this.attentionScratch = new Float64Array(maxLength + dh);
+    if (this.attentionScratch.length < maxLength + dh)
+      this.attentionScratch = new Float64Array(maxLength + dh);
     const weights = this.attentionScratch;
     let first = 0; // first packed row of sequence b
     for (let b = 0; b < size; b++) {
@@ -1082,7 +1093,13 @@ function packRows(a: Activations, inputs: Int32Array, lengths: Int32Array, size:
 }
 
 /** x[r] += table[rowIndex[r]] for rows of width d. */
-function addPositionRows(x: Float32Array, table: Float32Array, rowIndex: Int32Array, rows: number, d: number): void {
+function addPositionRows(
+  x: Float32Array,
+  table: Float32Array,
+  rowIndex: Int32Array,
+  rows: number,
+  d: number,
+): void {
   for (let r = 0; r < rows; r++) {
     const o = r * d;
     const po = rowIndex[r] * d;
