@@ -837,10 +837,9 @@ export class SASRec implements Recommender {
     T: number,
   ): void {
     const k = this.kernels;
-    const { d, ffWidth: f, heads, blocks } = this.config;
+    const { d, heads, blocks } = this.config;
     const p = this.params;
     const rows = packRows(a, inputs, lengths, size, T);
-    const n = rows * d;
     k.gather(a.x0, this.items.matrix, a.packedItems, rows, d);
     addPositionRows(a.x0, p.positions, a.posIndex, rows, d);
     const tables = this.blockZeroTables();
