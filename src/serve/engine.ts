@@ -158,8 +158,9 @@ export type WorkerReply =
       /** The batch's post to the worker, in milliseconds. */
       toWorker: number;
       sentAt: number;
+      /** On the batch's last answer: the batch's compute time in the worker (ms); -1 on the others. */
+      batchMs: number;
     }
-  | { type: 'done'; id: number; ms: number }
   | { type: 'error'; id: number; message: string }
   | { type: 'fatal'; message: string };
 
@@ -220,11 +221,13 @@ export class WorkerBackend implements ScoreBackend {
       const { times } = message;
       const transfer = message.toWorker + absoluteNow() - message.sentAt;
       waiter.answer(message.r, message.indices, message.scores, { ...times, transfer });
+      if (message.batchMs < 0) return;
+      this.pending.delete(message.id);
+      waiter.resolve(message.batchMs);
       return;
     }
     this.pending.delete(message.id);
-    if (message.type === 'done') waiter.resolve(message.ms);
-    else waiter.reject(new Error(message.message));
+    waiter.reject(new Error(message.message));
   }
 
   private fail(error: Error): void {

@@ -1,7 +1,7 @@
 /**
  * Scoring worker thread: loads the model artifact, then applies catalog changes and scores batches posted by
- * WorkerBackend (engine.ts), in message order. Each request's answer is posted as soon as its top-k is ready,
- * then one 'done' message per batch.
+ * WorkerBackend (engine.ts), in message order. Each request's answer is posted as soon as its top-k is ready; the
+ * last one also carries the batch's compute time.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { absoluteNow, applyChanges, type CatalogChanges, type WorkerReply } from './engine.js';
@@ -26,6 +26,7 @@ try {
     const toWorker = received - message.sentAt;
     try {
       scorer.scoreEach(batch, (r, indices, scores, times) => {
+        const sentAt = absoluteNow();
         const reply: WorkerReply = {
           type: 'answer',
           id,
@@ -34,11 +35,12 @@ try {
           scores,
           times,
           toWorker,
-          sentAt: absoluteNow(),
+          sentAt,
+          // The last answer closes the batch (one message less per batch).
+          batchMs: r === batch.count - 1 ? sentAt - received : -1,
         };
         port.postMessage(reply, [indices.buffer, scores.buffer] as ArrayBuffer[]);
       });
-      port.postMessage({ type: 'done', id, ms: absoluteNow() - received } satisfies WorkerReply);
     } catch (error) {
       port.postMessage({ type: 'error', id, message: (error as Error).message } satisfies WorkerReply);
     }
