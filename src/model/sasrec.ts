@@ -326,6 +326,7 @@ export class SASRec implements Recommender {
   private packedOffsets = new Int32Array(1);
   private packedItems = new Int32Array(0);
   private attentionScratch = new Float64Array(0);
+  private onesColumn = new Float32Array(0);
   /** The first block's key/value tables for inference; null until built and after parameter changes. */
   private kvTables: BlockZeroTables | null = null;
   /** E must be rebuilt (content-delta) before the next use: set after optimizer steps and weight loads. */
@@ -903,15 +904,32 @@ export class SASRec implements Recommender {
   private blockTail(s: BlockActivations, w: BlockTensors, rows: number): void {
     const k = this.kernels;
     const { d, ffWidth: f } = this.config;
-    const n = rows * d;
-    this.linear(s.r, s.attOut, w.wo, w.bo, rows, d, d);
-    for (let i = 0; i < n; i++) s.r[i] += s.qIn[i];
+    this.residualLinear(s.r, s.qIn, s.attOut, w.wo, w.bo, rows, d, d);
     k.layerNormForward(s.fIn, s.ln2Mean, s.ln2Rstd, s.r, w.ln2Gamma, w.ln2Beta, rows, d, LN_EPS);
     this.linear(s.h1, s.fIn, w.w1, w.b1, rows, d, f);
     if (this.config.activation === 'relu') k.reluForward(s.act, s.h1, rows * f);
     else k.geluForward(s.act, s.h1, rows * f);
-    this.linear(s.out, s.act, w.w2, w.b2, rows, f, d);
-    for (let i = 0; i < n; i++) s.out[i] += s.fIn[i];
+    this.residualLinear(s.out, s.fIn, s.act, w.w2, w.b2, rows, f, d);
+  }
+
+  /**
+   * out = residual + x W + bias (rows x outDim), all in native calls: a copy, the bias as a rank-1 product with a
+   * column of ones, then the product accumulated.
+   */
+  private residualLinear(
+    out: Float32Array,
+    residual: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    bias: Float32Array,
+    rows: number,
+    inDim: number,
+    outDim: number,
+  ): void {
+    if (this.onesColumn.length < rows) this.onesColumn = new Float32Array(rows).fill(1);
+    out.set(residual.subarray(0, rows * outDim));
+    this.kernels.matmul(out, this.onesColumn, bias, rows, outDim, 1, false, false, true);
+    this.kernels.matmul(out, x, w, rows, outDim, inDim, false, false, true);
   }
 
   /**
