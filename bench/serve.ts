@@ -15,7 +15,9 @@
  * 3. --pin auto (default) keeps the load generators off the server's cores with taskset: the last CPU for this
  *    process, autocannon and the Poisson generator, the others for the server (with 2 CPUs: one each). The split
  *    is printed and written to the JSON. --pin none lets them share every core.
- * 4. --json FILE writes the closed-loop p50_ms, p99_ms, rps, server_cpu_ms_per_request, the open-loop
+ * 4. --cli FILE starts another checkout's src/cli/cli.ts instead of this one's (a before/after comparison under
+ *    the same load and model).
+ * 5. --json FILE writes the closed-loop p50_ms, p99_ms, rps, server_cpu_ms_per_request, the open-loop
  *    poisson_p50_ms_R / poisson_p99_ms_R per rate, and the same with a mode prefix (`inline_`, `workers2_`,
  *    `baseline_`) for the other modes.
  *
@@ -72,6 +74,7 @@ const { values } = parseArgs({
     model: { type: 'string', default: 'content-delta' },
     'lexical-weight': { type: 'string', default: '0' },
     pin: { type: 'string', default: 'auto' },
+    cli: { type: 'string' },
     data: {
       type: 'string',
       default: new URL('../../shared/data/amazon-beauty/', import.meta.url).pathname,
@@ -82,7 +85,7 @@ const { values } = parseArgs({
 const DATA = pathToFileURL(values.data!.replace(/\/?$/, '/'));
 const POISSON = new URL('./poisson-load.ts', import.meta.url).pathname;
 const CACHE = new URL('../.cache/bench-serve/', import.meta.url).pathname;
-const CLI = new URL('../src/cli/cli.ts', import.meta.url).pathname;
+const CLI = values.cli ?? new URL('../src/cli/cli.ts', import.meta.url).pathname;
 const D = 128;
 const TEXT_DIM = 512;
 
