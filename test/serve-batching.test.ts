@@ -101,8 +101,8 @@ function assertSameAnswer(got: ScoreResponse, request: ScoreRequest, what: strin
   return ties;
 }
 
-async function checkEngine(backend: ScoreBackend, what: string): Promise<void> {
-  const engine = new ScoringEngine([backend], { maxBatch: 64, batchBudgetMs: 50 });
+async function checkEngine(backends: ScoreBackend[], what: string): Promise<void> {
+  const engine = new ScoringEngine(backends, { maxBatch: 64, batchBudgetMs: 50 });
   try {
     const requests = randomRequests(1000, 11);
     // All at once: the engine batches them (the first alone, the rest as the backend frees up).
@@ -130,11 +130,17 @@ async function checkEngine(backend: ScoreBackend, what: string): Promise<void> {
 test('batched answers equal one-at-a-time full-forward answers over 1,000 histories (worker)', async () => {
   const worker = new WorkerBackend(dir);
   await worker.ready;
-  await checkEngine(worker, 'worker');
+  await checkEngine([worker], 'worker');
+});
+
+test('two scoring workers (native kernels running concurrently in two threads) give the same answers', async () => {
+  const workers = [new WorkerBackend(dir), new WorkerBackend(dir)];
+  await Promise.all(workers.map((w) => w.ready));
+  await checkEngine(workers, 'two workers');
 });
 
 test('batched answers equal one-at-a-time full-forward answers over 1,000 histories (inline)', async () => {
-  await checkEngine(new InlineBackend(new Scorer(model, numWarm)), 'inline');
+  await checkEngine([new InlineBackend(new Scorer(model, numWarm))], 'inline');
 });
 
 test('the time budget caps batches by the measured cost per request', async () => {
