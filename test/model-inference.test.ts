@@ -77,6 +77,19 @@ test('last-position inference equals the full forward at the last position', () 
   }
 });
 
+test('without the per-item tables (a catalog over the table budget) inference still equals the full forward', () => {
+  const saved = SASRec.kvTableBytes;
+  SASRec.kvTableBytes = 0;
+  try {
+    for (const overrides of [{}, { blocks: 1 }, { blocks: 3, heads: 2 }] as Partial<SASRecConfig>[]) {
+      const model = randomModel({ strategy: 'content-delta', ...overrides }, kernels, 21);
+      compare(model, histories(new Random(3), 40, NUM_ITEMS), `no tables ${JSON.stringify(overrides)}`);
+    }
+  } finally {
+    SASRec.kvTableBytes = saved;
+  }
+});
+
 test('a training step invalidates the inference tables', () => {
   const model = randomModel({ strategy: 'content-delta' }, referenceKernels, 5);
   const inputs = histories(new Random(1), 20, NUM_ITEMS);
