@@ -1,11 +1,13 @@
 /**
  * Open-loop load generator for bench/serve.ts, run as its own process (so it can be pinned off the server's cores):
  * POST /recommend at a fixed mean rate with exponential gaps (Poisson arrivals), whatever the server does, each
- * request on a free keep-alive connection (opened on demand). A request's latency is measured from its intended
+ * request on a free keep-alive connection (opened on demand, at most --sockets; beyond, requests wait for one, their
+ * latency still counted from the intended send time). A request's latency is measured from its intended
  * send time, not from when it went out, so a server (or generator) that falls behind shows as latency instead of
  * fewer requests (no coordinated omission).
  *
  *   node --import tsx bench/poisson-load.ts --url URL --bodies FILE --rate R --seconds S [--warmup S] [--seed N]
+ *                                           [--sockets N]
  *
  * FILE is a JSON array of request bodies (used round-robin). After the warm-up it prints `measuring`, then at the
  * end one JSON line: latency percentiles (ms),
@@ -26,6 +28,7 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '2' },
     seed: { type: 'string', default: '1' },
     timeout: { type: 'string', default: '10000' },
+    sockets: { type: 'string', default: '256' },
   },
 });
 if (!values.url || !values.bodies || !values.rate) {
@@ -35,7 +38,7 @@ const url = new URL('/recommend', values.url);
 const bodies = (JSON.parse(readFileSync(values.bodies, 'utf8')) as string[]).map((b) => Buffer.from(b));
 const rate = Number(values.rate);
 const timeoutMs = Number(values.timeout);
-const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
+const agent = new Agent({ keepAlive: true, maxSockets: Number(values.sockets) });
 const random = new Random(Number(values.seed));
 
 interface Phase {
