@@ -336,6 +336,18 @@ async function poisson(
   return { ...result, serverCpuMs };
 }
 
+/** Sum and count of each stage histogram of /metrics (empty for a server without them, e.g. the baseline). */
+async function stageTotals(url: string): Promise<Map<string, { sum: number; count: number }>> {
+  const totals = new Map<string, { sum: number; count: number }>();
+  const text = await (await fetch(`${url}/metrics`)).text().catch(() => '');
+  for (const m of text.matchAll(/deltarec_recommend_stage_seconds_(sum|count)\{stage="(\w+)"\} (\S+)/g)) {
+    const entry = totals.get(m[2]) ?? { sum: 0, count: 0 };
+    entry[m[1] as 'sum' | 'count'] = Number(m[3]);
+    totals.set(m[2], entry);
+  }
+  return totals;
+}
+
 /** Server CPU milliseconds per request over `run` (NaN where /proc is absent). */
 async function withServerCpu<T extends { requests: number }>(
   pid: number,
@@ -428,7 +440,13 @@ async function main(): Promise<void> {
         [`${prefix}client_cpu_ms_per_request`]: round(clientCpuMs, 3),
       });
       for (const rate of rates) {
+        const stagesBefore = workers === 'baseline' ? new Map() : await stageTotals(url);
         const open = await poisson(url, child.pid!, bodiesFile, rate, seconds);
+        const stagesAfter = workers === 'baseline' ? new Map() : await stageTotals(url);
+        const stageMs: [string, number][] = [...stagesAfter].map(([stage, after]) => {
+          const before = stagesBefore.get(stage) ?? { sum: 0, count: 0 };
+          return [stage, ((after.sum - before.sum) * 1000) / Math.max(1, after.count - before.count)];
+        });
         console.log(
           `${label} Poisson open loop at ${rate} req/s: p50 ${open.p50_ms.toFixed(2)} ms, p99 ${open.p99_ms.toFixed(2)} ms, ${open.achieved_rps.toFixed(0)} req/s answered (${open.failed} failed); server CPU ${open.serverCpuMs.toFixed(3)} ms/request; generator lateness p99 ${open.send_lateness_p99_ms.toFixed(2)} ms (load average ${loadavg()[0].toFixed(1)})`,
         );
@@ -439,7 +457,14 @@ async function main(): Promise<void> {
           [`${prefix}poisson_failed_${rate}`]: open.failed,
           [`${prefix}poisson_server_cpu_ms_per_request_${rate}`]: round(open.serverCpuMs, 3),
           [`${prefix}poisson_send_lateness_p99_ms_${rate}`]: round(open.send_lateness_p99_ms),
+          ...Object.fromEntries(
+            stageMs.map(([stage, ms]) => [`${prefix}stage_ms_${stage}_${rate}`, round(ms, 3)]),
+          ),
         });
+        if (stageMs.length > 0) {
+          const parts = stageMs.map(([stage, ms]) => `${stage} ${ms.toFixed(3)}`).join(', ');
+          console.log(`${label} where a request's time went at ${rate} req/s (mean ms, /metrics): ${parts}`);
+        }
       }
     } finally {
       child.kill('SIGTERM');
