@@ -6,7 +6,7 @@
  * another checkout's Scorer in the same process, alternating, so the ratio is measured side by side.
  * Reports the median of --repeats passes over 512 requests (the first pass warms up and is dropped).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { Random } from '../src/util/random.js';
@@ -26,6 +26,11 @@ const { values } = parseArgs({
   },
 });
 if (!values.model) throw new Error('bench/scoring: --model DIR is required');
+if (!existsSync(values.bodies!)) {
+  throw new Error(
+    `bench/scoring: no request bodies at ${values.bodies} (npm run bench:serve writes them; or pass --bodies FILE, a JSON array of /recommend bodies)`,
+  );
+}
 
 interface Checkout {
   name: string;
