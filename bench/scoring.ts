@@ -25,10 +25,14 @@ const { values } = parseArgs({
     json: { type: 'string' },
   },
 });
-if (!values.model) throw new Error('bench/scoring: --model DIR is required');
+function fail(message: string): never {
+  process.stderr.write(`bench/scoring: ${message}\n`);
+  process.exit(2);
+}
+if (!values.model) fail('--model DIR is required');
 if (!existsSync(values.bodies!)) {
-  throw new Error(
-    `bench/scoring: no request bodies at ${values.bodies} (npm run bench:serve writes them; or pass --bodies FILE, a JSON array of /recommend bodies)`,
+  fail(
+    `no request bodies at ${values.bodies} (npm run bench:serve writes them; or pass --bodies FILE, a JSON array of /recommend bodies)`,
   );
 }
 
