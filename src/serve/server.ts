@@ -13,7 +13,7 @@ import { LiveCatalog, putItem, recordsForModel, replayChanges } from './catalog.
 import { ContentError, ItemContentEncoder, contentFingerprint, loadContentEncoder } from './content.js';
 import { InlineBackend, ScoringEngine, WorkerBackend, type ScoreBackend } from './engine.js';
 import { MAX_ID_LENGTH, MAX_ID_URL_LENGTH, idProblem } from './ids.js';
-import { Metrics } from './metrics.js';
+import { Metrics, RECOMMEND_STAGES } from './metrics.js';
 import { itemVectorWidth, loadScoringModel, modelStrategy } from './models.js';
 import { Scorer } from './scorer.js';
 
@@ -25,6 +25,8 @@ export interface ServiceOptions {
   workers?: number;
   /** Most requests scored in one batch. Default 64. */
   maxBatch?: number;
+  /** Estimated compute time one scoring batch may take, in milliseconds (see engine.ts). Default 2. */
+  batchBudgetMs?: number;
   /** Largest accepted request body in bytes. Default 256 KiB. */
   bodyLimit?: number;
   /** Largest k. Default 1000. */
@@ -180,7 +182,10 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   const strategy = modelStrategy(artifact);
   const canAddItems = strategy !== 'id';
   const content: ItemContentEncoder = await loadContentEncoder(artifact);
-  const engine = new ScoringEngine(backends, options.maxBatch ?? 64);
+  const engine = new ScoringEngine(backends, {
+    maxBatch: options.maxBatch,
+    batchBudgetMs: options.batchBudgetMs,
+  });
   const catalog = new LiveCatalog(manifest.items.ids, manifest.items.num_warm);
 
   const reportError =
@@ -331,10 +336,17 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     return badRequest(reply, 404, `no route ${request.method} ${path}`);
   });
 
+  // When each /recommend got its answer from the engine: serialization is measured from there to onSend.
+  const answeredAt = new WeakMap<object, number>();
   app.post<{ Body: RecommendBody }>(
     '/recommend',
     {
       config: { access: 'read' },
+      onSend: async (request, _reply, payload) => {
+        const answered = answeredAt.get(request);
+        if (answered !== undefined) metrics.observeStage('serialize', (performance.now() - answered) / 1000);
+        return payload;
+      },
       schema: {
         body: {
           type: 'object',
@@ -393,6 +405,9 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         includeCold: body.include_cold,
         excludeSeen: body.exclude_seen,
       });
+      answeredAt.set(request, performance.now());
+      for (const stage of RECOMMEND_STAGES)
+        if (stage !== 'serialize') metrics.observeStage(stage, result.stages[stage]);
       const items = new Array(result.indices.length);
       for (let i = 0; i < items.length; i++)
         items[i] = { id: catalog.rowIds[result.indices[i]], score: result.scores[i] };
@@ -593,6 +608,12 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         help: 'Recommendation requests scored (requests / batches = mean batch size).',
         type: 'counter',
         values: [['', engine.stats.requests]],
+      },
+      {
+        name: 'deltarec_scoring_request_cost_seconds',
+        help: 'Estimated compute time per request (moving average), which sizes batches within the batch budget.',
+        type: 'gauge',
+        values: [['', engine.stats.requestCostMs / 1000]],
       },
     ]);
   });

@@ -3,7 +3,7 @@ import { readCatalog } from '../../data/readers.js';
 import { isLoopback, loadToken } from '../../serve/access.js';
 import { createService, type Service } from '../../serve/server.js';
 import { installExplorer } from '../../serve/ui/explorer.js';
-import { intOption } from '../options.js';
+import { floatOption, intOption } from '../options.js';
 
 export const summary = 'serve recommendations over HTTP with a live, durable item catalog';
 
@@ -29,6 +29,8 @@ options:
   --catalog FILE     durable catalog change log (default DIR/catalog.log)
   --workers N        scoring worker threads (default 1); 0 scores micro-batches on the event loop
   --max-batch N      most requests scored together (default 64)
+  --batch-budget-ms X  estimated compute time one scoring batch may take (default 2): a free worker takes what
+                     is queued, up to this budget, never waiting for a batch to fill
   --body-limit N     largest request body in bytes (default 262144)
   --max-k N          largest k (default 1000)
   --max-items N      most history items per request (default 512)
@@ -64,6 +66,7 @@ export async function run(args: string[]): Promise<number> {
         catalog: { type: 'string' },
         workers: { type: 'string' },
         'max-batch': { type: 'string' },
+        'batch-budget-ms': { type: 'string' },
         'body-limit': { type: 'string' },
         'max-k': { type: 'string' },
         'max-items': { type: 'string' },
@@ -143,6 +146,7 @@ export async function run(args: string[]): Promise<number> {
           catalogPath: values.catalog,
           workers: intOption(values.workers, 'workers', 0) ?? 1,
           maxBatch: intOption(values['max-batch'], 'max-batch', 1) ?? 64,
+          batchBudgetMs: floatOption(values['batch-budget-ms'], 'batch-budget-ms', 0.01) ?? 2,
           bodyLimit: intOption(values['body-limit'], 'body-limit', 64) ?? 256 * 1024,
           maxK: intOption(values['max-k'], 'max-k', 1) ?? 1000,
           maxItems: intOption(values['max-items'], 'max-items', 1) ?? 512,
