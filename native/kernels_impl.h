@@ -77,10 +77,20 @@ static inline vf vexp(vf x) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Scratch buffers: grow-only, 64-byte aligned, reused across calls (the addon serializes kernel calls).
+// Scratch buffers: grow-only, 64-byte aligned, reused across calls. They are per calling thread (thread_local), so
+// JavaScript threads (the service's scoring workers) run kernels concurrently; parallel regions are serialized by
+// the pool, and a pool thread's buffers are handed to the others only inside one parallel region.
 struct Buffer {
   float* data = nullptr;
   size_t size = 0;
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  Buffer(Buffer&& other) noexcept : data(other.data), size(other.size) {
+    other.data = nullptr;
+    other.size = 0;
+  }
+  ~Buffer() { std::free(data); }
   float* get(size_t n) {
     if (n > size) {
       std::free(data);
@@ -92,8 +102,8 @@ struct Buffer {
     return data;
   }
 };
-static Buffer pack_buffer;
-static std::vector<Buffer> thread_buffers[5];  // per purpose, per thread
+static thread_local Buffer pack_buffer;
+static thread_local std::vector<Buffer> thread_buffers[5];  // per purpose, per pool thread id
 static float* thread_scratch(int purpose, int tid, size_t n) {
   auto& v = thread_buffers[purpose];
   if (static_cast<int>(v.size()) <= tid) v.resize(tid + 1);

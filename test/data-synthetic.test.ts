@@ -1,8 +1,10 @@
 /** The built-in synthetic dataset: seeded, sized by options, with content signal, order signal and cold items. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { projectContent } from '../src/content/projection.js';
 import { prepareSplit } from '../src/data/split.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
+import { buildContent } from '../src/eval/data.js';
 
 /** Word-count vectors of title + description, L2-normalized, as maps. */
 function bagsOfWords(texts: string[]): Map<string, number>[] {
@@ -103,6 +105,51 @@ describe('synthetic dataset', () => {
       'successor topics are not similar in content',
     );
     for (let k = 0; k < options.topics; k++) assert.notEqual(truth.successor[k], k);
+  });
+
+  test('a user keeps a style: within a topic the next item mostly shares it (its text names the style)', () => {
+    let sameTopic = 0;
+    let sameStyle = 0;
+    for (let k = 1; k < interactions.users.length; k++) {
+      if (interactions.users[k] !== interactions.users[k - 1]) continue;
+      const a = interactions.items[k - 1] - 1;
+      const b = interactions.items[k] - 1;
+      if (truth.itemTopic[a] !== truth.itemTopic[b]) continue;
+      sameTopic++;
+      if (truth.itemStyle[a] === truth.itemStyle[b]) sameStyle++;
+    }
+    assert.ok(
+      sameStyle / sameTopic > 0.3, // chance is 1/8; fresh items of other styles take part of the picks
+      `same style among same-topic pairs: ${sameStyle / sameTopic}`,
+    );
+  });
+
+  test("the topic and style survive the paper's projection: a cold item's nearest warm item shares them", () => {
+    const split = prepareSplit(interactions);
+    const fields = ['title', 'description'];
+    const built = buildContent(split, { catalog }, { fields, dim: 128, fitOn: 'warm' });
+    const d = 32;
+    // Standardize + PCA to d + L2, fitted on warm items (the model's frozen content).
+    const { vectors } = projectContent(built.content!, built.contentDim, split.numWarm, d);
+    const row = new Map(catalog.ids.map((id, i) => [id, i]));
+    const cell = (k: number) => {
+      const i = row.get(split.itemIds[k])!;
+      return truth.itemTopic[i] * 1000 + truth.itemStyle[i];
+    };
+    let same = 0;
+    const cold = split.numItems - split.numWarm;
+    for (let c = split.numWarm + 1; c <= split.numItems; c++) {
+      let best = 0;
+      let bestScore = -Infinity;
+      for (let w = 1; w <= split.numWarm; w++) {
+        let score = 0;
+        for (let j = 0; j < d; j++) score += vectors[c * d + j] * vectors[w * d + j];
+        if (score > bestScore) [best, bestScore] = [w, score];
+      }
+      if (cell(best) === cell(c)) same++;
+    }
+    // Chance is about 1 / (12 topics x 8 styles).
+    assert.ok(cold > 30 && same / cold > 0.6, `${same} of ${cold} cold items`);
   });
 
   test('items keep being introduced, so cold items are targets in the test period', () => {

@@ -307,4 +307,19 @@ test('metrics expose request counts, latency histograms and catalog size', async
   const catalogSize = /deltarec_catalog_items (\d+)/.exec(text);
   assert.ok(catalogSize);
   assert.equal(Number(catalogSize[1]), service.catalog.activeCount);
+  // Every answered /recommend is counted once in each stage histogram, with positive time in the model stages.
+  const answered = Number(
+    /deltarec_http_requests_total\{method="POST",route="\/recommend",status="200"\} (\d+)/.exec(text)![1],
+  );
+  for (const stage of ['queue', 'transfer', 'encode', 'score', 'topk', 'serialize']) {
+    const count = new RegExp(`deltarec_recommend_stage_seconds_count\\{stage="${stage}"\\} (\\d+)`).exec(
+      text,
+    );
+    assert.ok(count, `stage ${stage} exposed`);
+    assert.equal(Number(count[1]), answered, `stage ${stage} counts every answered request`);
+    const sum = Number(
+      new RegExp(`deltarec_recommend_stage_seconds_sum\\{stage="${stage}"\\} (\\S+)`).exec(text)![1],
+    );
+    if (stage === 'encode' || stage === 'score') assert.ok(sum > 0, `stage ${stage} took time`);
+  }
 });

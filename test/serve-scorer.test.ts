@@ -68,7 +68,7 @@ test('batched scoring equals per-request brute force, through appends and retire
   check(new Set([5, 72]));
 
   // The engine (inline backend) batches concurrent requests and returns the same answers.
-  const engine = new ScoringEngine([new InlineBackend(scorer)], 4);
+  const engine = new ScoringEngine([new InlineBackend(scorer)], { maxBatch: 4 });
   const answers = await Promise.all(requests.map((request) => engine.recommend(request)));
   answers.forEach((answer, r) =>
     assert.deepEqual(Array.from(answer.indices), bruteForce(m, numWarm, requests[r], new Set([5, 72]))),

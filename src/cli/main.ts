@@ -10,6 +10,7 @@ const COMMANDS = [
   'train',
   'evaluate',
   'experiment',
+  'report',
   'recommend',
   'serve',
   'export',

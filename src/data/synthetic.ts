@@ -8,6 +8,11 @@
  *    probability `stayProbability`;
  *  - order beyond content: with probability `successorProbability` the next topic is the current topic's fixed
  *    successor (a random permutation with no fixed point, so A -> B is not expressed by A's content);
+ *  - finer content signal (styles): every item also has one of `styles` styles, shared by all topics and named by
+ *    style words in its text; each user keeps a preferred style and picks an item of that style with probability
+ *    `styleProbability`. Which item of a topic comes next is then predicted by the text (like a shopper who sticks to
+ *    a brand or a look), a signal spread over many words and components, so it survives the paper's standardize +
+ *    PCA + L2 projection and reaches cold items, which have nothing but their text;
  *  - cold items: a share of the items is introduced during the timeline, with a freshness boost while new, so items
  *    first seen after the split threshold are recommended targets in the test period.
  */
@@ -26,6 +31,10 @@ export interface SyntheticOptions {
   stayProbability: number;
   /** P(next topic = successor of current topic). The rest is a uniformly random topic. */
   successorProbability: number;
+  /** Styles shared by all topics (0 = none); each user prefers one. */
+  styles: number;
+  /** P(pick an item of the user's style within the chosen topic) when the topic has one available. */
+  styleProbability: number;
   /** Share of items introduced during the timeline (the rest exist from the start). */
   newItemShare: number;
   /** P(pick among the topic's fresh items, introduced within `freshWindow` of the timeline) when there are any. */
@@ -44,6 +53,8 @@ export const DEFAULT_SYNTHETIC_OPTIONS: SyntheticOptions = {
   meanLength: 10,
   stayProbability: 0.3,
   successorProbability: 0.5,
+  styles: 8,
+  styleProbability: 0.7,
   newItemShare: 0.3,
   freshProbability: 0.35,
   freshWindow: 0.08,
@@ -57,6 +68,7 @@ export interface SyntheticDataset {
   /** Ground truth of the generator, for tests and analyses. */
   truth: {
     itemTopic: Int32Array; // per catalog row
+    itemStyle: Int32Array; // per catalog row (all 0 without styles)
     successor: Int32Array; // per topic
     introduced: Float64Array; // per catalog row, unix seconds
   };
@@ -119,6 +131,51 @@ function grow<T extends Int32Array | Float64Array>(from: T, to: T): T {
   return to;
 }
 
+/** Items grouped by a label, each group sorted by introduction time, with prefix sums of popularity. */
+class ItemGroups {
+  /** Group g holds items[start[g]..start[g + 1]). */
+  readonly start: Int32Array;
+  readonly items: Int32Array;
+  readonly sortedIntro: Float64Array;
+  private readonly cumulative: Float64Array;
+
+  constructor(label: Int32Array, groups: number, popularity: Float64Array, intro: Float64Array) {
+    const n = label.length;
+    this.start = new Int32Array(groups + 1);
+    for (let i = 0; i < n; i++) this.start[label[i] + 1]++;
+    for (let g = 0; g < groups; g++) this.start[g + 1] += this.start[g];
+    this.items = new Int32Array(n);
+    const fill = this.start.slice(0, groups);
+    for (let i = 0; i < n; i++) this.items[fill[label[i]]++] = i;
+    this.sortedIntro = new Float64Array(n);
+    this.cumulative = new Float64Array(n);
+    for (let g = 0; g < groups; g++) {
+      const segment = this.items.subarray(this.start[g], this.start[g + 1]);
+      segment.sort((a, b) => intro[a] - intro[b] || a - b);
+      let sum = 0;
+      for (let j = this.start[g]; j < this.start[g + 1]; j++) {
+        this.sortedIntro[j] = intro[this.items[j]];
+        sum += popularity[this.items[j]];
+        this.cumulative[j] = sum;
+      }
+    }
+  }
+
+  /** A draw from items[lo..hi) of group g (hi > lo) weighted by popularity. */
+  draw(random: Random, g: number, lo: number, hi: number): number {
+    const base = lo > this.start[g] ? this.cumulative[lo - 1] : 0;
+    const r = base + random.nextFloat() * (this.cumulative[hi - 1] - base);
+    let a = lo;
+    let b = hi - 1;
+    while (a < b) {
+      const mid = (a + b) >>> 1;
+      if (this.cumulative[mid] < r) a = mid + 1;
+      else b = mid;
+    }
+    return this.items[a];
+  }
+}
+
 /** Generates the dataset. Everything is determined by the options (seed included). */
 export function generateSynthetic(options: Partial<SyntheticOptions> = {}): SyntheticDataset {
   const o: SyntheticOptions = { ...DEFAULT_SYNTHETIC_OPTIONS, ...options };
@@ -127,71 +184,81 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
   }
   const random = new Random(o.seed);
   const K = o.topics;
+  const S = Math.max(0, Math.floor(o.styles));
 
   // Topics: vocabulary, coarse category, successor (a permutation without fixed points: a random cycle).
   const taken = new Set<string>(SHARED_WORDS);
   const topicWords = Array.from({ length: K }, () => makeWords(random, 12, taken));
   const numCategories = Math.max(1, Math.round(K / 4));
   const categoryNames = makeWords(random, numCategories, taken);
+  const styleWords = Array.from({ length: S }, () => makeWords(random, 6, taken));
+  // Words of a product line: one line per (topic, style), so the text names the item's cell, not only its axes.
+  const lineWords = Array.from({ length: K * S }, () => makeWords(random, 4, taken));
   const cycle = random.shuffle(Int32Array.from({ length: K }, (_, k) => k));
   const successor = new Int32Array(K);
   for (let j = 0; j < K; j++) successor[cycle[j]] = cycle[(j + 1) % K];
 
-  // Items: topic, popularity, introduction time (timeline fraction in [0, 1)); sorted per topic by introduction.
+  // Items: topic, style, popularity, introduction time (timeline fraction in [0, 1)).
   const itemTopic = new Int32Array(o.items);
+  const itemStyle = new Int32Array(o.items);
   const popularity = new Float64Array(o.items);
   const intro = new Float64Array(o.items);
   for (let i = 0; i < o.items; i++) {
     itemTopic[i] = i < K ? i : random.nextInt(K); // every topic has an item
+    itemStyle[i] = S > 0 ? random.nextInt(S) : 0;
     popularity[i] = Math.exp(random.nextGaussian());
     intro[i] = random.nextFloat() < o.newItemShare ? random.nextFloat() : 0;
   }
-  const topicStart = new Int32Array(K + 1);
-  for (let i = 0; i < o.items; i++) topicStart[itemTopic[i] + 1]++;
-  for (let k = 0; k < K; k++) topicStart[k + 1] += topicStart[k];
-  const byTopic = new Int32Array(o.items);
-  const fill = topicStart.slice(0, K);
-  for (let i = 0; i < o.items; i++) byTopic[fill[itemTopic[i]]++] = i;
-  for (let k = 0; k < K; k++)
-    byTopic.subarray(topicStart[k], topicStart[k + 1]).sort((a, b) => intro[a] - intro[b] || a - b);
-  const sortedIntro = new Float64Array(o.items);
-  const cumulative = new Float64Array(o.items); // prefix sums of popularity within each topic segment
-  for (let k = 0; k < K; k++) {
-    let sum = 0;
-    for (let j = topicStart[k]; j < topicStart[k + 1]; j++) {
-      sortedIntro[j] = intro[byTopic[j]];
-      sum += popularity[byTopic[j]];
-      cumulative[j] = sum;
+  const byTopic = new ItemGroups(itemTopic, K, popularity, intro);
+  const byTopicStyle =
+    S > 0
+      ? new ItemGroups(
+          itemTopic.map((k, i) => k * S + itemStyle[i]),
+          K * S,
+          popularity,
+          intro,
+        )
+      : null;
+  // An item of group g available at t, by popularity, other than previous (previous itself when it is the only one
+  // and orPrevious); only among the group's fresh items (introduced within freshWindow) when `fresh`. -1 when the
+  // group has no such item.
+  const drawFrom = (
+    groups: ItemGroups,
+    g: number,
+    t: number,
+    previous: number,
+    fresh: boolean,
+    orPrevious: boolean,
+  ): number => {
+    let lo = groups.start[g];
+    const available = upperBound(groups.sortedIntro, lo, groups.start[g + 1], t); // intro <= t
+    if (fresh) {
+      lo = Math.max(
+        upperBound(groups.sortedIntro, lo, available, 0),
+        upperBound(groups.sortedIntro, lo, available, t - o.freshWindow),
+      );
     }
-  }
-  // Weighted draw from byTopic[lo..hi) by popularity (hi > lo).
-  const drawRange = (k: number, lo: number, hi: number): number => {
-    const base = lo > topicStart[k] ? cumulative[lo - 1] : 0;
-    const r = base + random.nextFloat() * (cumulative[hi - 1] - base);
-    let a = lo;
-    let b = hi - 1;
-    while (a < b) {
-      const mid = (a + b) >>> 1;
-      if (cumulative[mid] < r) a = mid + 1;
-      else b = mid;
-    }
-    return byTopic[a];
-  };
-  const drawItem = (k: number, t: number, previous: number): number => {
-    const lo = topicStart[k];
-    const available = upperBound(sortedIntro, lo, topicStart[k + 1], t); // intro <= t
-    const freshFrom = Math.max(
-      upperBound(sortedIntro, lo, available, 0),
-      upperBound(sortedIntro, lo, available, t - o.freshWindow),
-    );
+    if (available === lo) return -1;
     for (let attempt = 0; attempt < 4; attempt++) {
-      const item =
-        freshFrom < available && random.nextFloat() < o.freshProbability
-          ? drawRange(k, freshFrom, available)
-          : drawRange(k, lo, available);
+      const item = groups.draw(random, g, lo, available);
       if (item !== previous) return item;
     }
-    return previous === byTopic[lo] && available > lo + 1 ? byTopic[lo + 1] : byTopic[lo];
+    const other =
+      previous !== groups.items[lo] ? groups.items[lo] : available > lo + 1 ? groups.items[lo + 1] : -1;
+    return other < 0 && orPrevious ? previous : other;
+  };
+  // Within topic k: a fresh item with probability freshProbability (when there is one), of the user's style with
+  // probability styleProbability (when there is one).
+  const drawItem = (k: number, style: number, t: number, previous: number): number => {
+    const fresh = random.nextFloat() < o.freshProbability;
+    const ofStyle = byTopicStyle !== null && random.nextFloat() < o.styleProbability;
+    for (const f of fresh ? [true, false] : [false]) {
+      const item = ofStyle ? drawFrom(byTopicStyle, k * S + style, t, previous, f, false) : -1;
+      if (item >= 0) return item;
+      const any = drawFrom(byTopic, k, t, previous, f, true);
+      if (any >= 0) return any;
+    }
+    return -1;
   };
 
   // Users: length, time window, topic walk.
@@ -210,6 +277,7 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
     const scale = total > 0.9 ? 0.9 / total : 1;
     let t = random.nextFloat() * (1 - total * scale);
     let topic = random.nextInt(K);
+    const style = S > 0 ? random.nextInt(S) : 0;
     let previous = -1;
     for (let j = 0; j < length; j++) {
       t += gaps[j] * scale;
@@ -219,8 +287,8 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
           topic = r < o.stayProbability + o.successorProbability ? successor[topic] : random.nextInt(K);
         }
       }
-      if (sortedIntro[topicStart[topic]] > t) continue; // no item of this topic exists yet (tiny catalogs only)
-      const item = drawItem(topic, t, previous);
+      const item = drawItem(topic, style, t, previous);
+      if (item < 0) continue; // no item of this topic exists yet (tiny catalogs only)
       previous = item;
       if (size === capacity) {
         capacity *= 2;
@@ -243,7 +311,10 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
   for (let i = 0; i < o.items; i++) {
     const k = itemTopic[i];
     const own = topicWords[k];
+    const style = S > 0 ? styleWords[itemStyle[i]] : null;
+    const line = S > 0 ? lineWords[k * S + itemStyle[i]] : null;
     const titleWords = [pick(SHARED_WORDS), pick(own), pick(own)];
+    if (style && line) titleWords.splice(1, 0, pick(style), pick(line));
     if (random.nextFloat() < 0.5) titleWords.push(pick(own));
     if (random.nextFloat() < 0.3) titleWords.push(pick(SHARED_WORDS));
     title.push(titleWords.join(' '));
@@ -251,7 +322,9 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
     const n = 8 + random.nextInt(8);
     for (let j = 0; j < n; j++) {
       const r = random.nextFloat();
-      words.push(r < 0.6 ? pick(own) : r < 0.85 ? pick(SHARED_WORDS) : pick(topicWords[random.nextInt(K)]));
+      if (style && line && r < 0.4) words.push(r < 0.2 ? pick(style) : pick(line));
+      else
+        words.push(r < 0.6 ? pick(own) : r < 0.85 ? pick(SHARED_WORDS) : pick(topicWords[random.nextInt(K)]));
     }
     description.push(words.join(' '));
     category.push(categoryNames[k % numCategories]);
@@ -272,6 +345,7 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
     catalog: { ids: itemIds, fields: { title, description, category }, source: `synthetic(seed=${o.seed})` },
     truth: {
       itemTopic,
+      itemStyle,
       successor,
       introduced: Float64Array.from(intro, (x) => o.startTime + Math.floor(x * span)),
     },

@@ -1,13 +1,16 @@
 /**
  * `deltarec experiment`: models x seeds on one dataset, resumable. Every finished run is written atomically to
  * DIR/runs/<model>-seed<s>.json and skipped on the next invocation (when its configuration fingerprint matches);
- * then DIR/results.json, DIR/results.md, DIR/analyses.json and the SVG plots are (re)written from all runs.
+ * then DIR/results.json, DIR/results.md, DIR/analyses.json, the SVG plots and DIR/report.html (all of it on one
+ * offline page) are (re)written from all runs.
  * The config format is documented in docs/experiments.md.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { arch, cpus, platform, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
+import { kernels, referenceKernels } from '../kernels/index.js';
 import {
   evaluate,
   fit,
@@ -22,6 +25,7 @@ import { prepareData, type ContentConfig, type DataConfig, type PreparedData } f
 import {
   aggregate,
   analysisPlots,
+  resultsHtml,
   resultsMarkdown,
   resultsText,
   SEGMENTS,
@@ -204,6 +208,42 @@ function settingsOf(config: ExperimentConfig, entry: ModelEntry): Record<string,
 }
 
 /** What determines a run's result: data, content, settings of this model, seed and evaluation. */
+/**
+ * The config an experiment folder was run with (DIR/config.json, the parsed config written by runExperiment), for
+ * rebuilding its reports. Checked for the fields the reports and run fingerprints read.
+ */
+export async function readStoredConfig(dir: string): Promise<ExperimentConfig> {
+  const path = join(dir, 'config.json');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new Error(`${path}: ${(error as Error).message} (is ${dir} a \`deltarec experiment\` folder?)`, {
+      cause: error,
+    });
+  }
+  let stored: Partial<ExperimentConfig>;
+  try {
+    stored = JSON.parse(text) as Partial<ExperimentConfig>;
+  } catch (error) {
+    throw new Error(`${path}: not valid JSON (${(error as Error).message})`, { cause: error });
+  }
+  const models = stored.models;
+  if (
+    typeof stored.name !== 'string' ||
+    !Array.isArray(stored.seeds) ||
+    !Array.isArray(models) ||
+    !models.every((m) => typeof m?.name === 'string' && typeof m.strategy === 'string' && m.overrides) ||
+    !Array.isArray(stored.evaluation?.ks) ||
+    typeof stored.data !== 'object'
+  ) {
+    throw new Error(
+      `${path}: not a config written by \`deltarec experiment\` (needs name, seeds, models, evaluation)`,
+    );
+  }
+  return stored as ExperimentConfig;
+}
+
 function fingerprint(config: ExperimentConfig, entry: ModelEntry, seed: number): string {
   const settings = settingsOf(config, entry);
   const relevant = {
@@ -339,6 +379,8 @@ export async function runExperiment(
         data = await prepareData(config.data, config.content, options.baseDir, log);
         notes.push(...data.notes);
         await writeAtomic(join(outDir, 'data-notes.json'), JSON.stringify(notes) + '\n');
+        await writeAtomic(join(outDir, 'split-stats.json'), JSON.stringify(data.split.stats, null, 1) + '\n');
+        await writeAtomic(join(outDir, 'machine.json'), JSON.stringify(machine(), null, 1) + '\n');
       }
       const t0 = performance.now();
       const { lexicalWeight = 0, ...settings } = settingsOf(config, entry) as Partial<FitOptions>;
@@ -462,6 +504,25 @@ export async function runExperiment(
   };
 }
 
+/** The machine this process runs on, for the report (the runs' times depend on it). */
+function machine(): Record<string, unknown> {
+  const cores = cpus();
+  return {
+    cpu: cores[0]?.model ?? 'unknown',
+    cores: cores.length,
+    memory_gib: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    os: `${platform()} ${release()} ${arch()}`,
+    node: process.version,
+    kernels: kernels === referenceKernels ? 'TypeScript reference' : 'native addon',
+    kernel_threads: process.env.DELTAREC_THREADS ?? 'default',
+    recorded_at: new Date().toISOString(),
+  };
+}
+
+async function readJsonIfAny(path: string): Promise<Record<string, unknown> | null> {
+  return existsSync(path) ? (JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>) : null;
+}
+
 async function writeReports(
   config: ExperimentConfig,
   outDir: string,
@@ -486,26 +547,44 @@ async function writeReports(
   }
   await writeAtomic(join(outDir, 'analyses.json'), JSON.stringify(analyses, null, 1) + '\n');
   const sweepModels = new Set<string>();
+  const plots: Record<string, string> = {};
+  const tables: { heading: string; rows: string[][] }[] = [];
   if (config.sweep) {
     const s = config.sweep;
     const points = s.values.map((v) => ({ label: String(v), model: sweepModelName(s, v) }));
     if (s.unbounded) points.push({ label: `∞ (${s.unbounded})`, model: s.unbounded });
     points.forEach((p) => p.model !== s.unbounded && sweepModels.add(p.model));
-    await writeAtomic(join(outDir, `ndcg-vs-${s.param}.svg`), sweepPlot(results, points, k));
-    const rows = points.map((p) => {
+    plots[`ndcg-vs-${s.param}.svg`] = sweepPlot(results, points, k);
+    const cells = points.map((p) => {
       const r = results[p.model];
       const cell = (seg: (typeof SEGMENTS)[number]) =>
         r ? `${r[seg][`ndcg@${k}`].mean.toFixed(4)} ± ${r[seg][`ndcg@${k}`].std.toFixed(4)}` : '-';
-      return `| ${p.label} | ${cell('cold')} | ${cell('warm')} | ${cell('all')} |`;
+      return [p.label, cell('cold'), cell('warm'), cell('all')];
     });
+    const header = [s.param, `cold NDCG@${k}`, `warm NDCG@${k}`, `all NDCG@${k}`];
+    tables.push({ heading: `${s.param} sweep (${s.base})`, rows: [header, ...cells] });
     await writeAtomic(
       join(outDir, 'results.md'),
       md +
-        `\n## ${s.param} sweep (${s.base})\n\n| ${s.param} | cold NDCG@${k} | warm NDCG@${k} | all NDCG@${k} |\n| --- | --- | --- | --- |\n${rows.join('\n')}\n\nPlot: ndcg-vs-${s.param}.svg\n`,
+        `\n## ${s.param} sweep (${s.base})\n\n| ${header.join(' | ')} |\n| --- | --- | --- | --- |\n${cells.map((c) => `| ${c.join(' | ')} |`).join('\n')}\n\nPlot: ndcg-vs-${s.param}.svg\n`,
     );
   }
-  for (const [file, svg] of Object.entries(analysisPlots(runs, order, sweepModels))) {
+  Object.assign(plots, analysisPlots(runs, order, sweepModels));
+  for (const [file, svg] of Object.entries(plots)) {
     await mkdir(dirname(join(outDir, file)), { recursive: true });
     await writeAtomic(join(outDir, file), svg);
   }
+  const html = resultsHtml({
+    title: config.name,
+    results,
+    runs,
+    k,
+    notes: [`${runs.length} runs; total fit + evaluation time ${formatDuration(totalFit)}`, ...notes],
+    config,
+    splitStats: await readJsonIfAny(join(outDir, 'split-stats.json')),
+    machine: await readJsonIfAny(join(outDir, 'machine.json')),
+    tables,
+    plots,
+  });
+  await writeAtomic(join(outDir, 'report.html'), html);
 }

@@ -187,3 +187,149 @@ export function sweepPlot(results: Aggregated, points: { label: string; model: s
     ],
   });
 }
+
+/** Everything report.html shows. */
+export interface HtmlReportInput {
+  title: string;
+  results: Aggregated;
+  runs: readonly RunRecord[];
+  k: number;
+  notes: string[];
+  /** The experiment config as stored in config.json. */
+  config: unknown;
+  /** The split's statistics (split-stats.json), null when not recorded. */
+  splitStats: Record<string, unknown> | null;
+  /** The machine the runs were made on (machine.json), null when not recorded. */
+  machine: Record<string, unknown> | null;
+  /** Extra sections (e.g. a sweep table): a heading and rows of cells, the first row the header. */
+  tables: { heading: string; rows: string[][] }[];
+  /** Plots by file name: SVG markup, inlined. */
+  plots: Record<string, string>;
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+function htmlTable(rows: string[][], className = ''): string {
+  const [head, ...body] = rows;
+  const cells = (row: string[], tag: string) => row.map((c) => `<${tag}>${c}</${tag}>`).join('');
+  return (
+    `<table${className ? ` class="${className}"` : ''}><thead><tr>${cells(head, 'th')}</tr></thead><tbody>` +
+    body.map((r) => `<tr>${cells(r, 'td')}</tr>`).join('') +
+    '</tbody></table>'
+  );
+}
+
+function keyValues(record: Record<string, unknown>): string {
+  const rows = Object.entries(record).map(([k, v]) => [
+    escapeHtml(k),
+    escapeHtml(
+      typeof v === 'string'
+        ? v
+        : typeof v === 'number' && !Number.isInteger(v)
+          ? v.toPrecision(4)
+          : JSON.stringify(v),
+    ),
+  ]);
+  return htmlTable([['', ''], ...rows], 'kv');
+}
+
+/**
+ * report.html: one self-contained page (no external resource, readable offline): the results table (mean ± std per
+ * segment, the best value of each column marked), every plot inline, run times, the split statistics, the machine,
+ * the notes and the config.
+ */
+export function resultsHtml(input: HtmlReportInput): string {
+  const { results, runs, k } = input;
+  const models = Object.keys(results);
+  const columns = (['ndcg', 'hr'] as const).flatMap((metric) =>
+    SEGMENTS.map((segment) => ({ metric, segment, key: `${metric}@${k}` })),
+  );
+  const best = columns.map(({ segment, key }) =>
+    Math.max(...models.map((m) => results[m][segment][key]?.mean ?? -Infinity)),
+  );
+  const header = [
+    'Model',
+    'Seeds',
+    ...columns.map(
+      (c) => `${c.segment[0].toUpperCase()}${c.segment.slice(1)} ${c.metric.toUpperCase()}@${k}`,
+    ),
+  ];
+  const resultRows = models.map((m) => [
+    escapeHtml(displayName(m)),
+    String(runs.filter((r) => r.model === m).length),
+    ...columns.map(({ segment, key }, i) => {
+      const v = results[m][segment][key];
+      if (!v) return '-';
+      const text = `${v.mean.toFixed(4)} ± ${v.std.toFixed(4)}`;
+      return v.mean === best[i]
+        ? `<strong class="best" title="best in this column">${text} ▲</strong>`
+        : text;
+    }),
+  ]);
+  const timeRows = models.map((m) => {
+    const mine = runs.filter((r) => r.model === m);
+    const trained = mine.filter((r) => !r.reusedTraining);
+    const mean = (xs: number[]) => (xs.length ? (xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(1) : '-');
+    const epochs = trained.flatMap((r) => (r.training ? [r.training.epochs] : []));
+    const stops = [...new Set(trained.flatMap((r) => (r.training ? [r.training.stopReason] : [])))];
+    return [
+      escapeHtml(displayName(m)),
+      String(mine.length),
+      mean(trained.map((r) => r.fitSeconds)),
+      mean(mine.map((r) => r.evalSeconds)),
+      epochs.length ? mean(epochs) : '-',
+      escapeHtml(stops.join(', ') || (mine.some((r) => r.reusedTraining) ? 'reused training' : '-')),
+    ];
+  });
+  const totalSeconds = runs.reduce((s, r) => s + (r.reusedTraining ? 0 : r.fitSeconds) + r.evalSeconds, 0);
+  const plots = Object.entries(input.plots)
+    .map(
+      ([file, svg]) =>
+        `<figure data-plot="${escapeHtml(file)}">${svg.replace(/^<\?xml[^>]*>\s*/, '')}<figcaption>${escapeHtml(file)}</figcaption></figure>`,
+    )
+    .join('\n');
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>${escapeHtml(input.title)}: deltarec experiment report</title>
+<style>
+  body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #1d2330; padding: 0 1rem; }
+  table { border-collapse: collapse; margin: .5rem 0 1.5rem; }
+  th, td { border: 1px solid #d0d5dd; padding: .3rem .6rem; text-align: right; font-variant-numeric: tabular-nums; }
+  th:first-child, td:first-child { text-align: left; }
+  thead th { background: #f2f4f7; }
+  strong.best { color: #05603a; }
+  table.kv thead { display: none; }
+  figure { margin: 1rem 0; }
+  figcaption { color: #667085; font-size: .85rem; }
+  pre { background: #f6f7f9; padding: .8rem; overflow-x: auto; }
+  .muted { color: #667085; }
+</style>
+</head>
+<body>
+<h1>${escapeHtml(input.title)}</h1>
+<p class="muted">NDCG@${k} and HR@${k}, mean ± std over seeds (sample std); ▲ marks the best mean of each column.
+Cold/warm: test cases whose ground truth is a cold/warm item; all: every case.</p>
+<h2>Results</h2>
+${htmlTable([header, ...resultRows], 'results')}
+${input.tables.map((t) => `<h2>${escapeHtml(t.heading)}</h2>\n${htmlTable(t.rows.map((r) => r.map(escapeHtml)))}`).join('\n')}
+<h2>Plots</h2>
+${plots || '<p class="muted">No plots.</p>'}
+<h2>Run times</h2>
+<p class="muted">${runs.length} runs; total fit + evaluation time ${totalSeconds.toFixed(0)} s.</p>
+${htmlTable([['Model', 'Runs', 'Mean fit s', 'Mean eval s', 'Mean epochs', 'Stopped by'], ...timeRows], 'times')}
+<h2>Split statistics</h2>
+${input.splitStats ? keyValues(input.splitStats) : '<p class="muted">Not recorded (runs made before split-stats.json existed).</p>'}
+<h2>Machine</h2>
+${input.machine ? keyValues(input.machine) : '<p class="muted">Not recorded.</p>'}
+<h2>Notes</h2>
+<ul>${input.notes.map((n) => `<li>${escapeHtml(n)}</li>`).join('')}</ul>
+<h2>Config</h2>
+<pre>${escapeHtml(JSON.stringify(input.config, null, 2))}</pre>
+</body>
+</html>
+`;
+}

@@ -300,7 +300,26 @@ class ActivationGrads {
 /** Sequences scored per forward pass at inference. */
 const INFERENCE_CHUNK = 128;
 
+/**
+ * Inference tables: position rows reversed (row i = position maxLength - 1 - i), the first block's keys and values
+ * by position (reversed P Wk + bk, P Wv + bv) and by item (E Wk, E Wv for rows 0..rows-1; null over the budget).
+ */
+interface InferenceTables {
+  rows: number;
+  itemK: Float32Array | null;
+  itemV: Float32Array | null;
+  positions: Float32Array;
+  positionK: Float32Array;
+  positionV: Float32Array;
+}
+
 export class SASRec implements Recommender {
+  /**
+   * Largest size in bytes of the first block's per-item key/value tables (2 x (numItems + 1) x d floats) that
+   * inference builds; beyond it keys and values are computed per position (default 256 MiB: 262,000 items at
+   * d = 128).
+   */
+  static kvTableBytes = 256 * 1024 * 1024;
   readonly config: SASRecConfig;
   readonly kernels: Kernels;
   readonly items: ItemEmbeddings;
@@ -311,6 +330,12 @@ export class SASRec implements Recommender {
   private actGrads: ActivationGrads | null = null;
   private inferenceInputs = new Int32Array(0);
   private inferenceLengths = new Int32Array(0);
+  private packedOffsets = new Int32Array(1);
+  private packedItems = new Int32Array(0);
+  private attentionScratch = new Float64Array(0);
+  private onesColumn = new Float32Array(0);
+  /** Inference tables; null until built and after parameter changes. */
+  private tables: InferenceTables | null = null;
   /** E must be rebuilt (content-delta) before the next use: set after optimizer steps and weight loads. */
   private itemsStale = false;
 
@@ -401,25 +426,12 @@ export class SASRec implements Recommender {
     const p = this.params;
     const dropout = training ? this.config.dropout : 0;
 
-    // Pack the real positions.
-    let rows = 0;
-    for (let b = 0; b < size; b++) {
-      for (let t = T - lengths[b]; t < T; t++) {
-        a.padIndex[rows] = b * T + t;
-        a.posIndex[rows] = T - 1 - t;
-        a.packedItems[rows] = inputs[b * T + t];
-        rows++;
-      }
-    }
+    const rows = packRows(a, inputs, lengths, size, T);
     const n = rows * d;
 
     // Embedding: items plus positions counted from the end (the most recent item always uses row 0).
     k.gather(a.emb, this.items.matrix, a.packedItems, rows, d);
-    for (let r = 0; r < rows; r++) {
-      const o = r * d;
-      const po = a.posIndex[r] * d;
-      for (let j = 0; j < d; j++) a.emb[o + j] += p.positions[po + j];
-    }
+    addPositionRows(a.emb, p.positions, a.posIndex, rows, d);
     this.dropoutForward(a.x0, a.embMask, a.emb, n, dropout, siteSeed(dropoutSeed, 0));
 
     let x = a.x0;
@@ -512,6 +524,7 @@ export class SASRec implements Recommender {
     checkBatch(batch, numItems, this.config.maxLength);
     // A delta-dropout mask leaves E in its training form: rebuild it before inference.
     this.itemsStale = this.items.refresh(k, training ? siteSeed(dropoutSeed, 1000) : undefined);
+    this.tables = null; // a training step changes the parameters
     const dropout = training ? this.config.dropout : 0;
     const a = this.activations(size, T, sumLengths(lengths, size));
     const rows = this.forwardBody(a, inputs, lengths, size, T, training, dropoutSeed);
@@ -687,22 +700,51 @@ export class SASRec implements Recommender {
   /** Call after changing parameters in place (optimizer steps, weight restores): E is rebuilt before next use. */
   parametersChanged(): void {
     this.itemsStale = true;
+    this.tables = null;
   }
 
   // ---------------------------------------------------------------------------------------------------------------
   // Inference
+  //
+  // Only what the user state needs is computed: every block but the last runs over all real positions, the last
+  // block computes keys and values at all positions but everything else (layer norm, query, attention, output
+  // projection, FFN) only at the last position. The first block's keys and values are linear in the input
+  // embedding (K from x, not from LN1(x)), so they come from per-item tables E Wk, E Wv and per-position tables
+  // P Wk + bk, P Wv + bv, built once (while they fit in SASRec.kvTableBytes) and extended when items are appended.
+  // Per position, a forward then costs 12 d^2 multiply-adds instead of 24 d^2 (d = ffWidth, two blocks). Position
+  // rows are added to the whole padded batch in one native call, and nothing is allocated per sequence.
+  // encodeAllPositions is the plain forward (every layer at every position), the oracle of this path.
 
   /** User states: the final hidden state at the last position of each input (inputs.length x d), no dropout. */
   encode(inputs: readonly Int32Array[], out: Float32Array): void {
+    const { offsets, items } = this.packInputs(inputs);
+    this.encodePacked(offsets, items, inputs.length, out);
+  }
+
+  /**
+   * encode over packed histories, without a per-sequence array: sequence r is items[offsets[r] .. offsets[r+1]),
+   * most recent last (longer ones are read from their last maxLength known items).
+   */
+  encodePacked(offsets: Int32Array, items: Int32Array, count: number, out: Float32Array): void {
     const d = this.config.d;
-    if (out.length < inputs.length * d) {
-      throw new Error(`encode: out has ${out.length} values, need ${inputs.length * d}`);
+    if (out.length < count * d) throw new Error(`encode: out has ${out.length} values, need ${count * d}`);
+    this.refreshItems();
+    for (let start = 0; start < count; start += INFERENCE_CHUNK) {
+      const chunk = Math.min(INFERENCE_CHUNK, count - start);
+      const a = this.encodeChunk(offsets, items, start, chunk, false);
+      out.set(a.headOut.subarray(0, chunk * d), start * d);
     }
+  }
+
+  /** encode through the full forward (every layer at every position, no tables): the reference of encode. */
+  encodeAllPositions(inputs: readonly Int32Array[], out: Float32Array): void {
+    const d = this.config.d;
+    const { offsets, items } = this.packInputs(inputs);
     this.refreshItems();
     for (let start = 0; start < inputs.length; start += INFERENCE_CHUNK) {
-      const count = Math.min(INFERENCE_CHUNK, inputs.length - start);
-      const a = this.encodeChunk(inputs, start, count);
-      out.set(a.headOut.subarray(0, count * d), start * d);
+      const chunk = Math.min(INFERENCE_CHUNK, inputs.length - start);
+      const a = this.encodeChunk(offsets, items, start, chunk, true);
+      out.set(a.headOut.subarray(0, chunk * d), start * d);
     }
   }
 
@@ -715,33 +757,55 @@ export class SASRec implements Recommender {
         `score: out has ${out.length} values, need inputs.length x (numItems + 1) = ${inputs.length * cols}`,
       );
     }
+    const { offsets, items } = this.packInputs(inputs);
     this.refreshItems();
     for (let start = 0; start < inputs.length; start += INFERENCE_CHUNK) {
       const count = Math.min(INFERENCE_CHUNK, inputs.length - start);
-      const a = this.encodeChunk(inputs, start, count);
+      const a = this.encodeChunk(offsets, items, start, count, false);
       const view = out.subarray(start * cols, (start + count) * cols);
       this.kernels.matmul(view, a.headOut, this.items.matrix, count, cols, d, false, true, false);
       for (let r = 0; r < count; r++) view[r * cols] = -Infinity;
     }
   }
 
+  /** Copies inputs into one reused packed buffer (their last maxLength items are all that is read). */
+  private packInputs(inputs: readonly Int32Array[]): { offsets: Int32Array; items: Int32Array } {
+    if (this.packedOffsets.length < inputs.length + 1) this.packedOffsets = new Int32Array(inputs.length + 1);
+    const offsets = this.packedOffsets;
+    let total = 0;
+    for (const seq of inputs) total += seq.length;
+    if (this.packedItems.length < total) this.packedItems = new Int32Array(total);
+    for (let r = 0; r < inputs.length; r++) {
+      this.packedItems.set(inputs[r], offsets[r]);
+      offsets[r + 1] = offsets[r] + inputs[r].length;
+    }
+    return { offsets, items: this.packedItems };
+  }
+
   /**
-   * Left-pads inputs[start..start+count) (their last maxLength known items), runs the network without dropout and
-   * leaves the user states in a.headOut. An empty input gets the state of a zero row.
+   * Left-pads sequences first..first+count) (their last maxLength known items), runs the network without dropout
+   * and leaves the user states in a.headOut. An empty input gets the state of a zero row.
    */
-  private encodeChunk(inputs: readonly Int32Array[], start: number, count: number): Activations {
+  private encodeChunk(
+    offsets: Int32Array,
+    items: Int32Array,
+    first: number,
+    count: number,
+    allPositions: boolean,
+  ): Activations {
     const { maxLength, d } = this.config;
     const numItems = this.items.numItems;
     if (this.inferenceLengths.length < count) this.inferenceLengths = new Int32Array(count);
     const lengths = this.inferenceLengths;
     let T = 1;
     for (let b = 0; b < count; b++) {
-      const seq = inputs[start + b];
       let known = 0;
-      for (let i = seq.length - 1; i >= 0 && known < maxLength; i--) {
-        const item = seq[i];
+      for (let i = offsets[first + b + 1] - 1; i >= offsets[first + b] && known < maxLength; i--) {
+        const item = items[i];
         if (!Number.isInteger(item) || item < 0) {
-          throw new Error(`score: input ${start + b} has invalid item index ${item} at position ${i}`);
+          throw new Error(
+            `score: input ${first + b} has invalid item index ${item} at position ${i - offsets[first + b]}`,
+          );
         }
         if (item > 0 && item <= numItems) known++;
       }
@@ -752,14 +816,17 @@ export class SASRec implements Recommender {
     const padded = this.inferenceInputs;
     padded.fill(0, 0, count * T);
     for (let b = 0; b < count; b++) {
-      const seq = inputs[start + b];
       let t = T - 1;
-      for (let i = seq.length - 1; i >= 0 && t >= T - lengths[b]; i--) {
-        const item = seq[i];
+      for (let i = offsets[first + b + 1] - 1; i >= offsets[first + b] && t >= T - lengths[b]; i--) {
+        const item = items[i];
         if (item > 0 && item <= numItems) padded[b * T + t--] = item;
       }
     }
     const a = this.activations(count, T, sumLengths(lengths, count));
+    if (!allPositions) {
+      this.forwardLastPositions(a, padded, lengths, count, T);
+      return a;
+    }
     const rows = this.forwardBody(a, padded, lengths, count, T, false, 0);
     a.blocks[this.config.blocks - 1].out.fill(0, rows * d, (rows + 1) * d);
     let end = 0;
@@ -771,10 +838,221 @@ export class SASRec implements Recommender {
     return a;
   }
 
+  /** Inference forward (see the section comment): the user state of each of the `size` sequences in a.headOut. */
+  private forwardLastPositions(
+    a: Activations,
+    inputs: Int32Array,
+    lengths: Int32Array,
+    size: number,
+    T: number,
+  ): void {
+    const k = this.kernels;
+    const { d, heads, blocks } = this.config;
+    const p = this.params;
+    const padded = size * T;
+    const rows = packRows(a, inputs, lengths, size, T);
+    const tables = this.inferenceTables();
+    // x0 = E[item] + P[position] in the padded layout (padding rows: E row 0 is zero), then packed.
+    const x0Padded = a.blocks[0].qPad; // free until block 0's queries
+    k.gather(x0Padded, this.items.matrix, inputs, padded, d);
+    this.addPositionBlock(x0Padded, tables.positions, size, T);
+    k.gather(a.x0, x0Padded, a.padIndex, rows, d);
+
+    let x = a.x0;
+    for (let l = 0; l < blocks; l++) {
+      const w = p.blocks[l];
+      const s = a.blocks[l];
+      // Keys and values at every position, in the padded layout (attention masks the padding rows).
+      if (l === 0 && tables.itemK) {
+        k.gather(s.kPad, tables.itemK, inputs, padded, d);
+        this.addPositionBlock(s.kPad, tables.positionK, size, T);
+        k.gather(s.vPad, tables.itemV!, inputs, padded, d);
+        this.addPositionBlock(s.vPad, tables.positionV, size, T);
+      } else {
+        this.linear(a.proj, x, w.wk, w.bk, rows, d, d);
+        toPadded(s.kPad, a.proj, a, rows, lengths, size, T, d);
+        this.linear(a.proj, x, w.wv, w.bv, rows, d, d);
+        toPadded(s.vPad, a.proj, a, rows, lengths, size, T, d);
+      }
+      if (l === blocks - 1) {
+        // Only each sequence's last row from here on (an empty sequence's row is zeroed below).
+        let end = 0;
+        for (let b = 0; b < size; b++) {
+          end += lengths[b];
+          a.headRows[b] = lengths[b] > 0 ? end - 1 : 0;
+        }
+        k.gather(a.headIn, x, a.headRows, size, d);
+        k.layerNormForward(s.qIn, s.ln1Mean, s.ln1Rstd, a.headIn, w.ln1Gamma, w.ln1Beta, size, d, LN_EPS);
+        this.linear(a.proj, s.qIn, w.wq, w.bq, size, d, d);
+        this.lastQueryAttention(s.attOut, a.proj, s.kPad, s.vPad, lengths, size, T);
+        this.blockTail(s, w, size);
+        for (let b = 0; b < size; b++) if (lengths[b] === 0) s.out.fill(0, b * d, (b + 1) * d);
+        k.layerNormForward(
+          a.headOut,
+          a.headMean,
+          a.headRstd,
+          s.out,
+          p.finalGamma,
+          p.finalBeta,
+          size,
+          d,
+          LN_EPS,
+        );
+        return;
+      }
+      k.layerNormForward(s.qIn, s.ln1Mean, s.ln1Rstd, x, w.ln1Gamma, w.ln1Beta, rows, d, LN_EPS);
+      this.linear(a.proj, s.qIn, w.wq, w.bq, rows, d, d);
+      toPadded(s.qPad, a.proj, a, rows, lengths, size, T, d);
+      k.attentionForward(a.attPad, s.att, s.qPad, s.kPad, s.vPad, lengths, size, T, heads, d);
+      k.gather(s.attOut, a.attPad, a.padIndex, rows, d);
+      this.blockTail(s, w, rows);
+      x = s.out;
+    }
+  }
+
+  /**
+   * Adds the per-position rows to a padded size x T batch: with positions counted from the end and stored
+   * reversed (row i = position maxLength - 1 - i), every sequence needs the same block of the last T rows, so the
+   * whole batch is one rank-1 product: out (size x T*d) += ones (size x 1) block (1 x T*d).
+   */
+  private addPositionBlock(out: Float32Array, reversed: Float32Array, size: number, T: number): void {
+    const { d, maxLength } = this.config;
+    if (this.onesColumn.length < size) this.onesColumn = new Float32Array(size).fill(1);
+    const block = reversed.subarray((maxLength - T) * d, maxLength * d);
+    this.kernels.matmul(out, this.onesColumn, block, size, T * d, 1, false, false, true);
+  }
+
+  /** The rest of a block after attention, at `rows` rows: r = qIn + attOut Wo + bo, out = LN2(r) + FFN(LN2(r)). */
+  private blockTail(s: BlockActivations, w: BlockTensors, rows: number): void {
+    const k = this.kernels;
+    const { d, ffWidth: f } = this.config;
+    this.residualLinear(s.r, s.qIn, s.attOut, w.wo, w.bo, rows, d, d);
+    k.layerNormForward(s.fIn, s.ln2Mean, s.ln2Rstd, s.r, w.ln2Gamma, w.ln2Beta, rows, d, LN_EPS);
+    this.linear(s.h1, s.fIn, w.w1, w.b1, rows, d, f);
+    if (this.config.activation === 'relu') k.reluForward(s.act, s.h1, rows * f);
+    else k.geluForward(s.act, s.h1, rows * f);
+    this.residualLinear(s.out, s.fIn, s.act, w.w2, w.b2, rows, f, d);
+  }
+
+  /**
+   * out = residual + x W + bias (rows x outDim), all in native calls: a copy, the bias as a rank-1 product with a
+   * column of ones, then the product accumulated.
+   */
+  private residualLinear(
+    out: Float32Array,
+    residual: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    bias: Float32Array,
+    rows: number,
+    inDim: number,
+    outDim: number,
+  ): void {
+    if (this.onesColumn.length < rows) this.onesColumn = new Float32Array(rows).fill(1);
+    out.set(residual.subarray(0, rows * outDim));
+    this.kernels.matmul(out, this.onesColumn, bias, rows, outDim, 1, false, false, true);
+    this.kernels.matmul(out, x, w, rows, outDim, inDim, false, false, true);
+  }
+
+  /**
+   * Causal attention of each sequence's last position only: query row b of q against the keys and values of that
+   * sequence's real positions in the padded size x T layout. Same arithmetic as attentionForward at the last query.
+   */
+  private lastQueryAttention(
+    out: Float32Array,
+    q: Float32Array,
+    keys: Float32Array,
+    vals: Float32Array,
+    lengths: Int32Array,
+    size: number,
+    T: number,
+  ): void {
+    const { d, heads, maxLength } = this.config;
+    const dh = d / heads;
+    const scale = 1 / Math.sqrt(dh);
+    if (this.attentionScratch.length < maxLength + dh)
+      this.attentionScratch = new Float64Array(maxLength + dh);
+    const weights = this.attentionScratch;
+    for (let b = 0; b < size; b++) {
+      const len = lengths[b];
+      const first = b * T + T - len; // padded row of the sequence's first real position
+      for (let h = 0; h < heads; h++) {
+        const qo = b * d + h * dh;
+        let max = -Infinity;
+        for (let j = 0; j < len; j++) {
+          const ko = (first + j) * d + h * dh;
+          let s = 0;
+          for (let p = 0; p < dh; p++) s += q[qo + p] * keys[ko + p];
+          s *= scale;
+          weights[j] = s;
+          if (s > max) max = s;
+        }
+        let sum = 0;
+        for (let j = 0; j < len; j++) sum += weights[j] = Math.exp(weights[j] - max);
+        const acc = maxLength; // accumulator of the weighted values, after the weights
+        weights.fill(0, acc, acc + dh);
+        for (let j = 0; j < len; j++) {
+          const pj = weights[j] / sum;
+          const vo = (first + j) * d + h * dh;
+          for (let p = 0; p < dh; p++) weights[acc + p] += pj * vals[vo + p];
+        }
+        for (let p = 0; p < dh; p++) out[qo + p] = weights[acc + p];
+      }
+    }
+  }
+
+  /**
+   * The inference tables (see the section comment): reversed position rows always; the first block's per-item key
+   * and value tables while they fit in SASRec.kvTableBytes (null beyond: keys and values are then computed per position).
+   */
+  private inferenceTables(): InferenceTables {
+    const { d, maxLength } = this.config;
+    const rows = this.items.numItems + 1;
+    const w = this.params.blocks[0];
+    let t = this.tables;
+    if (!t) {
+      const positions = new Float32Array(maxLength * d);
+      const source = this.params.positions;
+      for (let i = 0; i < maxLength; i++)
+        positions.set(source.subarray((maxLength - 1 - i) * d, (maxLength - i) * d), i * d);
+      t = {
+        rows: 0,
+        itemK: null,
+        itemV: null,
+        positions,
+        positionK: new Float32Array(maxLength * d),
+        positionV: new Float32Array(maxLength * d),
+      };
+      this.linear(t.positionK, positions, w.wk, w.bk, maxLength, d, d);
+      this.linear(t.positionV, positions, w.wv, w.bv, maxLength, d, d);
+      this.tables = t;
+    }
+    if (rows * d * 2 * 4 > SASRec.kvTableBytes) {
+      t.itemK = t.itemV = null;
+      t.rows = 0;
+    } else if (t.rows < rows) {
+      // Rows t.rows.. are new (all of them at first, the appended ones later).
+      const grow = (old: Float32Array | null) => {
+        const next = new Float32Array(rows * d);
+        if (old) next.set(old.subarray(0, t!.rows * d));
+        return next;
+      };
+      t.itemK = grow(t.itemK);
+      t.itemV = grow(t.itemV);
+      const e = this.items.matrix.subarray(t.rows * d, rows * d);
+      const fresh = rows - t.rows;
+      this.kernels.matmul(t.itemK.subarray(t.rows * d), e, w.wk, fresh, d, d, false, false, false);
+      this.kernels.matmul(t.itemV.subarray(t.rows * d), e, w.wv, fresh, d, d, false, false, false);
+      t.rows = rows;
+    }
+    return t;
+  }
+
   private refreshItems(): void {
     if (this.itemsStale) {
       this.items.refresh(this.kernels);
       this.itemsStale = false;
+      this.tables = null;
     }
   }
 
@@ -800,6 +1078,21 @@ export class SASRec implements Recommender {
     this.refreshItems();
     this.items.replace(rows, content, this.kernels);
     this.itemsStale = false;
+    this.refreshTableRows(rows);
+  }
+
+  /** Recomputes the first block's per-item key and value rows of replaced items (the tables are keyed by row). */
+  private refreshTableRows(rows: Int32Array): void {
+    const t = this.tables;
+    if (!t?.itemK || !t.itemV) return;
+    const { d } = this.config;
+    const w = this.params.blocks[0];
+    for (const row of rows) {
+      if (row >= t.rows) continue; // not in the tables yet: inferenceTables adds it
+      const e = this.items.matrix.subarray(row * d, (row + 1) * d);
+      this.kernels.matmul(t.itemK.subarray(row * d, (row + 1) * d), e, w.wk, 1, d, d, false, false, false);
+      this.kernels.matmul(t.itemV.subarray(row * d, (row + 1) * d), e, w.wv, 1, d, d, false, false, false);
+    }
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -851,6 +1144,35 @@ export class SASRec implements Recommender {
 /** Distinct dropout seeds per site (embedding, and two per block) from one per-step seed. */
 function siteSeed(seed: number, site: number): number {
   return hash32((seed ^ Math.imul(site + 1, 0x9e3779b9)) >>> 0);
+}
+
+/** Packs the real positions of a left-padded size x T batch (see Activations); returns their number. */
+function packRows(a: Activations, inputs: Int32Array, lengths: Int32Array, size: number, T: number): number {
+  let rows = 0;
+  for (let b = 0; b < size; b++) {
+    for (let t = T - lengths[b]; t < T; t++) {
+      a.padIndex[rows] = b * T + t;
+      a.posIndex[rows] = T - 1 - t;
+      a.packedItems[rows] = inputs[b * T + t];
+      rows++;
+    }
+  }
+  return rows;
+}
+
+/** x[r] += table[rowIndex[r]] for rows of width d. */
+function addPositionRows(
+  x: Float32Array,
+  table: Float32Array,
+  rowIndex: Int32Array,
+  rows: number,
+  d: number,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * d;
+    const po = rowIndex[r] * d;
+    for (let j = 0; j < d; j++) x[o + j] += table[po + j];
+  }
 }
 
 function sumLengths(lengths: Int32Array, size: number): number {

@@ -1,7 +1,10 @@
 /**
- * Micro-batching scoring engine. Concurrent recommendation requests queue up while a backend is busy and are sent
- * together as one batch (one encoder pass, one batch x d times d x rows matmul), so throughput grows with load
- * without a batching timer adding latency at low load.
+ * Latency-aware micro-batching scoring engine. Requests queue up while the backends are busy; a backend that
+ * becomes free takes whatever is queued (never waiting for a batch to fill, so there is no batching timer), split
+ * evenly over the free backends and capped so that the batch's estimated compute time stays within a budget (the
+ * estimate follows the measured compute time per request). A batch is one encoder pass and one batch x d times
+ * d x rows matmul; each request is answered as soon as its own top-k is ready, with where its time went
+ * (queue, transfer, encode, score, top-k) for the metrics.
  *
  * Backends: worker threads (the default: the event loop never scores), or inline (scoring runs on the event loop
  * in a setImmediate callback, one batch at a time, so the loop is busy for at most one batch; no thread hand-offs).
@@ -9,7 +12,7 @@
  * next batch, so a change acknowledged before a request is visible to that request.
  */
 import { Worker } from 'node:worker_threads';
-import { Scorer, type ScoreBatch, type ScoreResult } from './scorer.js';
+import { Scorer, type BatchTimes, type ScoreBatch } from './scorer.js';
 
 export interface ScoreRequest {
   history: Int32Array; // rows, most recent last
@@ -19,10 +22,38 @@ export interface ScoreRequest {
   excludeSeen: boolean;
 }
 
+/** Where a request's time went, in seconds. */
+export interface RequestStages {
+  /** From arrival at the engine to the dispatch of its batch. */
+  queue: number;
+  /** Posting the batch to the scoring worker plus posting the answer back (0 inline). */
+  transfer: number;
+  /** Its batch's sequence encoding. */
+  encode: number;
+  /** Its batch's catalog product (and lexical fusion). */
+  score: number;
+  /** From the end of scoring to its own top-k (the top-k of the requests before it in the batch included). */
+  topk: number;
+}
+
 export interface ScoreResponse {
   indices: Int32Array;
   scores: Float32Array;
+  stages: RequestStages;
 }
+
+/** Stage times of one answer, in milliseconds. */
+export interface AnswerTimes extends BatchTimes {
+  transfer: number;
+}
+
+/** Receives request r of a batch as soon as it is ready. */
+export type BackendAnswer = (
+  r: number,
+  indices: Int32Array,
+  scores: Float32Array,
+  times: AnswerTimes,
+) => void;
 
 /**
  * Catalog changes queued since the last batch: rows to append (count x d content vectors), active rows to
@@ -45,7 +76,11 @@ export interface CatalogChanges {
 export interface ScoreBackend {
   /** Set when the backend can no longer score (a crashed worker). */
   readonly failure: Error | null;
-  score(batch: ScoreBatch): Promise<ScoreResult>;
+  /**
+   * Scores a batch, calling `answer` for each request as soon as it is ready; resolves with the batch's compute
+   * time in milliseconds once every request is answered.
+   */
+  score(batch: ScoreBatch, answer: BackendAnswer): Promise<number>;
   apply(changes: CatalogChanges): void;
   close(): Promise<void>;
 }
@@ -93,11 +128,15 @@ export class InlineBackend implements ScoreBackend {
   readonly failure = null;
   constructor(readonly scorer: Scorer) {}
 
-  score(batch: ScoreBatch): Promise<ScoreResult> {
+  score(batch: ScoreBatch, answer: BackendAnswer): Promise<number> {
     return new Promise((resolve, reject) =>
       setImmediate(() => {
         try {
-          resolve(this.scorer.score(batch));
+          const started = performance.now();
+          this.scorer.scoreEach(batch, (r, indices, scores, times) =>
+            answer(r, indices, scores, { ...times, transfer: 0 }),
+          );
+          resolve(performance.now() - started);
         } catch (error) {
           reject(error as Error);
         }
@@ -112,11 +151,29 @@ export class InlineBackend implements ScoreBackend {
   async close(): Promise<void> {}
 }
 
-type WorkerReply =
+/** A message from the scoring worker (worker.ts). Times are absolute (timeOrigin + now), in milliseconds. */
+export type WorkerReply =
   | { type: 'ready' }
-  | { type: 'result'; id: number; result: ScoreResult }
+  | {
+      type: 'answer';
+      id: number;
+      r: number;
+      indices: Int32Array;
+      scores: Float32Array;
+      times: BatchTimes;
+      /** The batch's post to the worker, in milliseconds. */
+      toWorker: number;
+      sentAt: number;
+      /** On the batch's last answer: the batch's compute time in the worker (ms); -1 on the others. */
+      batchMs: number;
+    }
   | { type: 'error'; id: number; message: string }
   | { type: 'fatal'; message: string };
+
+/** A clock that means the same in every thread: milliseconds since the epoch, sub-millisecond resolution. */
+export function absoluteNow(): number {
+  return performance.timeOrigin + performance.now();
+}
 
 /**
  * Starts the scoring worker. From the compiled package it is worker.js; when running the TypeScript sources under
@@ -137,7 +194,7 @@ export class WorkerBackend implements ScoreBackend {
   private readonly worker: Worker;
   private readonly pending = new Map<
     number,
-    { resolve: (r: ScoreResult) => void; reject: (e: Error) => void }
+    { answer: BackendAnswer; resolve: (ms: number) => void; reject: (e: Error) => void }
   >();
   private nextId = 1;
   failure: Error | null = null;
@@ -166,9 +223,17 @@ export class WorkerBackend implements ScoreBackend {
   private settle(message: Extract<WorkerReply, { id: number }>): void {
     const waiter = this.pending.get(message.id);
     if (!waiter) return;
+    if (message.type === 'answer') {
+      const { times } = message;
+      const transfer = message.toWorker + absoluteNow() - message.sentAt;
+      waiter.answer(message.r, message.indices, message.scores, { ...times, transfer });
+      if (message.batchMs < 0) return;
+      this.pending.delete(message.id);
+      waiter.resolve(message.batchMs);
+      return;
+    }
     this.pending.delete(message.id);
-    if (message.type === 'result') waiter.resolve(message.result);
-    else waiter.reject(new Error(message.message));
+    waiter.reject(new Error(message.message));
   }
 
   private fail(error: Error): void {
@@ -177,11 +242,11 @@ export class WorkerBackend implements ScoreBackend {
     this.pending.clear();
   }
 
-  score(batch: ScoreBatch): Promise<ScoreResult> {
+  score(batch: ScoreBatch, answer: BackendAnswer): Promise<number> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { answer, resolve, reject });
       const transfer = [
         batch.inputOffsets,
         batch.inputItems,
@@ -189,7 +254,7 @@ export class WorkerBackend implements ScoreBackend {
         batch.excludeItems,
         batch.k,
       ].map((a) => a.buffer as ArrayBuffer);
-      this.worker.postMessage({ type: 'score', id, batch }, transfer);
+      this.worker.postMessage({ type: 'score', id, batch, sentAt: absoluteNow() }, transfer);
     });
   }
 
@@ -207,14 +272,29 @@ export interface EngineStats {
   batches: number;
   requests: number;
   maxBatch: number;
+  /** Estimated compute time per request in milliseconds (moving average over batches), used to size batches. */
+  requestCostMs: number;
 }
 
+export interface EngineOptions {
+  /** Most requests in one batch. Default 64. */
+  maxBatch?: number;
+  /** Estimated compute time one batch may take, in milliseconds (at least one request per batch). Default 2. */
+  batchBudgetMs?: number;
+}
+
+interface Queued {
+  request: ScoreRequest;
+  enqueued: number;
+  resolve: (r: ScoreResponse) => void;
+  reject: (e: Error) => void;
+}
+
+/** Weight of the newest batch in the moving average of the compute time per request. */
+const COST_SMOOTHING = 0.2;
+
 export class ScoringEngine {
-  private readonly queue: {
-    request: ScoreRequest;
-    resolve: (r: ScoreResponse) => void;
-    reject: (e: Error) => void;
-  }[] = [];
+  private readonly queue: Queued[] = [];
   private readonly idle: ScoreBackend[];
   private appended: Float32Array[] = [];
   private appendedCount = 0;
@@ -222,18 +302,23 @@ export class ScoringEngine {
   private replaced: { row: number; vector: Float32Array; fields?: Record<string, string> }[] = [];
   private retired: number[] = [];
   private changesScheduled = false;
-  readonly stats: EngineStats = { batches: 0, requests: 0, maxBatch: 0 };
+  // A first guess until the first batch is measured.
+  readonly stats: EngineStats = { batches: 0, requests: 0, maxBatch: 0, requestCostMs: 0.5 };
+  private readonly maxBatch: number;
+  private readonly budgetMs: number;
 
   constructor(
     private readonly backends: ScoreBackend[],
-    private readonly maxBatch = 64,
+    options: EngineOptions = {},
   ) {
     this.idle = [...backends];
+    this.maxBatch = options.maxBatch ?? 64;
+    this.budgetMs = options.batchBudgetMs ?? 2;
   }
 
   recommend(request: ScoreRequest): Promise<ScoreResponse> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ request, resolve, reject });
+      this.queue.push({ request, enqueued: performance.now(), resolve, reject });
       this.pump();
     });
   }
@@ -287,34 +372,52 @@ export class ScoringEngine {
     for (const backend of this.backends) backend.apply(changes);
   }
 
+  /** Requests the next batch may take: within the time budget by the current cost estimate, at least 1. */
+  private batchCap(): number {
+    const cap = Math.floor(this.budgetMs / this.stats.requestCostMs);
+    return Math.max(1, Math.min(this.maxBatch, cap));
+  }
+
   private pump(): void {
     this.flushChanges();
     while (this.idle.length > 0 && this.queue.length > 0) {
-      const backend = this.idle.pop()!;
-      const group = this.queue.splice(0, this.maxBatch);
-      this.stats.batches++;
-      this.stats.requests += group.length;
-      this.stats.maxBatch = Math.max(this.stats.maxBatch, group.length);
-      backend.score(packBatch(group.map((g) => g.request))).then(
-        (result) => {
-          for (let i = 0; i < group.length; i++) {
-            const start = result.resultOffsets[i];
-            const end = result.resultOffsets[i + 1];
-            group[i].resolve({
-              indices: result.indices.subarray(start, end),
-              scores: result.scores.subarray(start, end),
-            });
-          }
-          this.idle.push(backend);
-          this.pump();
-        },
-        (error: Error) => {
-          for (const g of group) g.reject(error);
-          this.idle.push(backend);
-          this.pump();
-        },
-      );
+      const share = Math.ceil(this.queue.length / this.idle.length);
+      this.dispatch(this.idle.pop()!, this.queue.splice(0, Math.min(share, this.batchCap())));
     }
+  }
+
+  private dispatch(backend: ScoreBackend, group: Queued[]): void {
+    this.stats.batches++;
+    this.stats.requests += group.length;
+    this.stats.maxBatch = Math.max(this.stats.maxBatch, group.length);
+    const dispatched = performance.now();
+    const answer: BackendAnswer = (r, indices, scores, times) => {
+      const queued = group[r];
+      queued.resolve({
+        indices,
+        scores,
+        stages: {
+          queue: (dispatched - queued.enqueued) / 1000,
+          transfer: times.transfer / 1000,
+          encode: times.encode / 1000,
+          score: times.score / 1000,
+          topk: times.topk / 1000,
+        },
+      });
+    };
+    backend.score(packBatch(group.map((g) => g.request)), answer).then(
+      (ms) => {
+        const cost = this.stats.requestCostMs;
+        this.stats.requestCostMs = cost + COST_SMOOTHING * (ms / group.length - cost);
+        this.idle.push(backend);
+        this.pump();
+      },
+      (error: Error) => {
+        for (const g of group) g.reject(error); // no effect on the requests already answered
+        this.idle.push(backend);
+        this.pump();
+      },
+    );
   }
 
   /** The first backend failure, if any (the service then reports itself unhealthy). */

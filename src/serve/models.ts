@@ -28,18 +28,18 @@ export class KnnScoringModel implements ScoringModel {
     normalizeRows(vectors, this.unit, 1, this.numItems + 1, dim);
   }
 
-  encode(inputs: readonly Int32Array[], out: Float32Array): void {
+  encodePacked(offsets: Int32Array, items: Int32Array, count: number, out: Float32Array): void {
     const { d, maxLength } = this.config;
-    out.fill(0, 0, inputs.length * d);
-    inputs.forEach((input, r) => {
+    out.fill(0, 0, count * d);
+    for (let r = 0; r < count; r++) {
       const o = r * d;
-      for (let i = Math.max(0, input.length - maxLength); i < input.length; i++) {
-        const item = input[i];
+      for (let i = Math.max(offsets[r], offsets[r + 1] - maxLength); i < offsets[r + 1]; i++) {
+        const item = items[i];
         if (item < 1 || item > this.numItems) continue;
         for (let j = 0; j < d; j++) out[o + j] += this.unit[item * d + j];
       }
       normalizeRows(out, out, r, r + 1, d);
-    });
+    }
   }
 
   itemEmbeddings(): Float32Array {
@@ -88,7 +88,7 @@ export interface LoadedScoringModel {
  * The artifact's lexical fusion state for the Scorer. New items' sparse rows come from the saved text encoder
  * (the same vectorizer that made the saved rows); without one, new items get empty rows.
  */
-async function loadServingFusion(artifact: LoadedArtifact): Promise<ServingFusion> {
+export async function loadServingFusion(artifact: LoadedArtifact): Promise<ServingFusion> {
   const state = await loadLexicalFusion(artifact.lexical!.dir);
   const saved = artifact.encoder;
   const encoder = saved?.kind === 'tfidf-svd' ? await TfidfSvdEncoder.load(saved.dir) : null;

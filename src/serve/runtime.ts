@@ -18,7 +18,13 @@ import {
   type CatalogChange,
 } from './catalog-store.js';
 import { ContentError, contentFingerprint, loadContentEncoder, type ItemContentEncoder } from './content.js';
-import { InlineBackend, ScoringEngine, WorkerBackend, type ScoreBackend } from './engine.js';
+import {
+  InlineBackend,
+  ScoringEngine,
+  WorkerBackend,
+  type EngineOptions,
+  type ScoreBackend,
+} from './engine.js';
 import { itemVectorWidth, loadScoringModel, modelStrategy } from './models.js';
 import { Scorer } from './scorer.js';
 
@@ -56,7 +62,7 @@ export function modelId(artifact: LoadedArtifact): string {
 export async function loadRuntime(
   modelDir: string,
   workers: number,
-  maxBatch: number,
+  engineOptions: EngineOptions,
 ): Promise<ModelRuntime> {
   let artifact: LoadedArtifact;
   let backends: ScoreBackend[];
@@ -76,7 +82,7 @@ export async function loadRuntime(
       throw error;
     }
   }
-  const engine = new ScoringEngine(backends, maxBatch);
+  const engine = new ScoringEngine(backends, engineOptions);
   try {
     const content = await loadContentEncoder(artifact);
     return { ...changeTarget(artifact, engine, content), content, artifact, engine, active: 0 };

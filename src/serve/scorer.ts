@@ -1,6 +1,9 @@
 /**
  * Batched top-k scoring: user states (batch x d, from the model's encoder) times the item matrix (rows x d) in one
- * matmul, masking, then top-k per request. Used by the service worker, the inline service mode and batch scoring.
+ * native matmul for the whole batch, masking, then a top-k selection per request (one pass over the catalog
+ * keeping the k best, no sort), each request answered as soon as its own top-k is ready. Histories are read in
+ * place from the batch's packed arrays; every buffer is reused from batch to batch. Used by the service worker,
+ * the inline service mode and batch scoring.
  */
 import type { CsrMatrix } from '../content/sparse.js';
 import { kernels } from '../kernels/index.js';
@@ -11,7 +14,8 @@ export interface ScoringModel {
   readonly numItems: number;
   /** contentDim: width of appended content rows when it differs from d (content-map). */
   readonly config: { d: number; maxLength: number; contentDim?: number };
-  encode(inputs: readonly Int32Array[], out: Float32Array): void;
+  /** User states of `count` packed histories (history r is items[offsets[r] .. offsets[r+1]), most recent last). */
+  encodePacked(offsets: Int32Array, items: Int32Array, count: number, out: Float32Array): void;
   itemEmbeddings(): Float32Array;
   appendItems(content: Float32Array, count: number): void;
   /** Re-encodes existing rows (rows.length content vectors), as appendItems would have encoded them. */
@@ -48,6 +52,21 @@ export interface ScoreResult {
   scores: Float32Array;
 }
 
+/** Where one batch's time went, in milliseconds (topk: from the end of scoring to this request's top-k). */
+export interface BatchTimes {
+  encode: number;
+  score: number;
+  topk: number;
+}
+
+/** Receives request r's answer; the arrays are the caller's to keep, `times` is reused for the next request. */
+export type AnswerCallback = (
+  r: number,
+  indices: Int32Array,
+  scores: Float32Array,
+  times: BatchTimes,
+) => void;
+
 /** Columns of the transposed item matrix are padded to a multiple of this (every SIMD width of the kernels). */
 const COLUMN_ALIGN = 64;
 
@@ -63,6 +82,7 @@ export class Scorer {
   private topIndices = new Int32Array(0);
   private topScores = new Float32Array(0);
   private lexical = new Float32Array(0);
+  private readonly times: BatchTimes = { encode: 0, score: 0, topk: 0 };
   readonly d: number;
   /** Values per appended content row: d, or the full content width for content-map. */
   readonly inputWidth: number;
@@ -145,25 +165,46 @@ export class Scorer {
     }
   }
 
+  /** Scores a batch and returns every answer at once (batch scoring, the CLI). */
   score(batch: ScoreBatch): ScoreResult {
+    const resultOffsets = new Int32Array(batch.count + 1);
+    const answers: { indices: Int32Array; scores: Float32Array }[] = [];
+    this.scoreEach(batch, (r, indices, scores) => {
+      answers.push({ indices, scores });
+      resultOffsets[r + 1] = resultOffsets[r] + indices.length;
+    });
+    const indices = new Int32Array(resultOffsets[batch.count]);
+    const scores = new Float32Array(resultOffsets[batch.count]);
+    answers.forEach((a, r) => {
+      indices.set(a.indices, resultOffsets[r]);
+      scores.set(a.scores, resultOffsets[r]);
+    });
+    return { resultOffsets, indices, scores };
+  }
+
+  /**
+   * Scores a batch: one encoder pass and one matmul for all requests, then per request, in order, masking and
+   * top-k, and `answer` is called with that request's rows and scores (fewer than k when the catalog is small).
+   */
+  scoreEach(batch: ScoreBatch, answer: AnswerCallback): void {
     const { count, inputOffsets, inputItems, excludeOffsets, excludeItems } = batch;
     const d = this.d;
     const n = this.model.numItems + 1;
-    const maxLength = this.model.config.maxLength;
-    const inputs: Int32Array[] = [];
-    for (let r = 0; r < count; r++) {
-      const start = Math.max(inputOffsets[r], inputOffsets[r + 1] - maxLength);
-      inputs.push(inputItems.subarray(start, inputOffsets[r + 1]));
-    }
-    if (this.states.length < count * d) this.states = new Float32Array(count * d);
     const columns = this.columns;
+    const times = this.times;
+    const started = performance.now();
+    if (this.states.length < count * d) this.states = new Float32Array(count * d);
     if (this.scores.length < count * columns)
       this.scores = new Float32Array(Math.ceil(count * columns * 1.25));
     const states = this.states.subarray(0, count * d);
     const scores = this.scores.subarray(0, count * columns);
-    this.model.encode(inputs, states);
+    this.model.encodePacked(inputOffsets, inputItems, count, states);
+    const encoded = performance.now();
     kernels.matmul(scores, states, this.itemsT, count, columns, d, false, false, false);
-    if (this.fusion) this.fuse(inputs, scores, columns, n);
+    if (this.fusion) this.fuse(batch, scores, columns, n);
+    const scored = performance.now();
+    times.encode = encoded - started;
+    times.score = scored - encoded;
 
     let maxK = 0;
     for (let r = 0; r < count; r++) maxK = Math.max(maxK, batch.k[r]);
@@ -171,13 +212,11 @@ export class Scorer {
       this.topIndices = new Int32Array(maxK);
       this.topScores = new Float32Array(maxK);
     }
-    const resultOffsets = new Int32Array(count + 1);
-    const indices: number[] = [];
-    const values: number[] = [];
+    const retired = this.retired;
     for (let r = 0; r < count; r++) {
       const row = scores.subarray(r * columns, r * columns + n);
       row[0] = -Infinity;
-      for (const retired of this.retired) row[retired] = -Infinity;
+      for (let j = 0; j < retired.length; j++) row[retired[j]] = -Infinity;
       for (let j = excludeOffsets[r]; j < excludeOffsets[r + 1]; j++) row[excludeItems[j]] = -Infinity;
       if (batch.excludeSeen[r]) {
         for (let j = inputOffsets[r]; j < inputOffsets[r + 1]; j++) row[inputItems[j]] = -Infinity;
@@ -185,18 +224,20 @@ export class Scorer {
       const candidates = batch.includeCold[r] ? n : Math.min(n, this.numWarm + 1);
       const k = batch.k[r];
       kernels.topK(this.topIndices, this.topScores, row.subarray(0, candidates), 1, candidates, k);
-      for (let i = 0; i < k && this.topIndices[i] >= 0; i++) {
-        indices.push(this.topIndices[i]);
-        values.push(this.topScores[i]);
-      }
-      resultOffsets[r + 1] = indices.length;
+      let found = 0;
+      while (found < k && this.topIndices[found] >= 0) found++;
+      times.topk = performance.now() - scored;
+      answer(r, this.topIndices.slice(0, found), this.topScores.slice(0, found), times);
     }
-    return { resultOffsets, indices: Int32Array.from(indices), scores: Float32Array.from(values) };
   }
 
   /** Per request: the fusion formula of LexicalFusion over items 1..n-1. */
-  private fuse(inputs: readonly Int32Array[], scores: Float32Array, columns: number, n: number): void {
+  private fuse(batch: ScoreBatch, scores: Float32Array, columns: number, n: number): void {
     const { weight, index } = this.fusion!;
+    const { inputOffsets, inputItems } = batch;
+    const inputs = Array.from({ length: batch.count }, (_, r) =>
+      inputItems.subarray(inputOffsets[r], inputOffsets[r + 1]),
+    );
     if (this.lexical.length < inputs.length * n) this.lexical = new Float32Array(inputs.length * n);
     index.score(inputs, this.lexical);
     for (let r = 0; r < inputs.length; r++) fuseRow(scores, r * columns, n, this.lexical, r * n, weight);

@@ -3,11 +3,16 @@
  * file log, or PostgreSQL shared by replicas) and a micro-batching scoring engine; the model can be swapped while
  * serving (reload).
  */
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { DELTAREC_VERSION } from '../model/artifact.js';
+import { DELTAREC_VERSION, type LoadedArtifact } from '../model/artifact.js';
 import { installAccessControl, validateTokens, type AccessTokens } from './access.js';
 import { CatalogLogError, compactRecords, type WriteFunction } from './catalog-log.js';
 import type { LiveCatalog } from './catalog.js';
@@ -21,7 +26,7 @@ import {
 import { ContentError, contentFingerprint } from './content.js';
 import type { ScoringEngine } from './engine.js';
 import { MAX_ID_LENGTH, MAX_ID_URL_LENGTH, idProblem } from './ids.js';
-import { Metrics, type Gauge } from './metrics.js';
+import { Metrics, RECOMMEND_STAGES, type Gauge } from './metrics.js';
 import { applyChange, loadRuntime, type ModelRuntime } from './runtime.js';
 
 export interface ServiceOptions {
@@ -36,6 +41,8 @@ export interface ServiceOptions {
   workers?: number;
   /** Most requests scored in one batch. Default 64. */
   maxBatch?: number;
+  /** Estimated compute time one scoring batch may take, in milliseconds (see engine.ts). Default 2. */
+  batchBudgetMs?: number;
   /** Largest accepted request body in bytes. Default 256 KiB. */
   bodyLimit?: number;
   /** Largest k. Default 1000. */
@@ -67,7 +74,8 @@ export interface ServiceOptions {
 
 export interface Service {
   app: FastifyInstance;
-  /** The serving model's catalog and engine (they change with a reload). */
+  /** The serving model's artifact, catalog and engine (they change with a reload). */
+  readonly artifact: LoadedArtifact;
   readonly catalog: LiveCatalog;
   readonly engine: ScoringEngine;
   readonly modelId: string;
@@ -183,14 +191,14 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   const tokens = { write: options.tokens?.write ?? null, read: options.tokens?.read ?? null };
   validateTokens(tokens);
 
-  const maxBatch = options.maxBatch ?? 64;
   const reportError =
     options.reportError ?? ((message: string) => process.stderr.write(`deltarec serve: ${message}\n`));
   const logger = options.logger ?? false;
 
   // The model, then every catalog change recorded so far. `history` keeps the changes (compacted like the log) so
   // that a reload can replay them into the next model; every change is applied to the model serving when it arrives.
-  let current: ModelRuntime = await loadRuntime(options.modelDir, workers, maxBatch);
+  const engineOptions = { maxBatch: options.maxBatch, batchBudgetMs: options.batchBudgetMs };
+  let current: ModelRuntime = await loadRuntime(options.modelDir, workers, engineOptions);
   let history: CatalogChange[] = [];
   const applyToCurrent = (change: CatalogChange) => {
     const result = applyChange(current, change); // a change it refuses is not kept either
@@ -233,7 +241,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     if (reloading) throw new ReloadBusyError('a model reload is already running');
     reloading = true;
     try {
-      const next = await loadRuntime(dir, workers, maxBatch);
+      const next = await loadRuntime(dir, workers, engineOptions);
       // Synchronous from here to the switch: no change or request can slip between the replay and the swap.
       try {
         for (const change of history) applyChange(next, change);
@@ -383,10 +391,17 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     return badRequest(reply, 404, `no route ${request.method} ${path}`);
   });
 
+  // When each /recommend got its answer from the engine: serialization is measured from there to onSend.
+  const answeredAt = new WeakMap<object, number>();
   app.post<{ Body: RecommendBody }>(
     '/recommend',
     {
       config: { access: 'read' },
+      onSend: async (request, _reply, payload) => {
+        const answered = answeredAt.get(request);
+        if (answered !== undefined) metrics.observeStage('serialize', (performance.now() - answered) / 1000);
+        return payload;
+      },
       schema: {
         body: {
           type: 'object',
@@ -417,15 +432,20 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       const rt = current; // a reload meanwhile does not move this request to the other model
       rt.active++;
       try {
-        return await recommend(rt, request.body, reply);
+        return await recommend(rt, request, reply);
       } finally {
         rt.active--;
       }
     },
   );
 
-  async function recommend(rt: ModelRuntime, body: RecommendBody, reply: FastifyReply) {
+  async function recommend(
+    rt: ModelRuntime,
+    request: FastifyRequest<{ Body: RecommendBody }>,
+    reply: FastifyReply,
+  ) {
     const { catalog, engine } = rt;
+    const body = request.body;
     const history = new Int32Array(body.items.length);
     const unknown: string[] = [];
     for (let i = 0; i < body.items.length; i++) {
@@ -456,6 +476,9 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       includeCold: body.include_cold,
       excludeSeen: body.exclude_seen,
     });
+    answeredAt.set(request, performance.now());
+    for (const stage of RECOMMEND_STAGES)
+      if (stage !== 'serialize') metrics.observeStage(stage, result.stages[stage]);
     const items = new Array(result.indices.length);
     for (let i = 0; i < items.length; i++)
       items[i] = { id: catalog.rowIds[result.indices[i]], score: result.scores[i] };
@@ -728,12 +751,21 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         type: 'counter',
         values: [['', engine.stats.requests]],
       },
+      {
+        name: 'deltarec_scoring_request_cost_seconds',
+        help: 'Estimated compute time per request (moving average), which sizes batches within the batch budget.',
+        type: 'gauge',
+        values: [['', engine.stats.requestCostMs / 1000]],
+      },
     ]);
   });
 
   const shutdownTimeout = options.shutdownTimeout ?? 10_000;
   return {
     app,
+    get artifact() {
+      return current.artifact;
+    },
     get catalog() {
       return current.catalog;
     },

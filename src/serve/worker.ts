@@ -1,14 +1,16 @@
 /**
  * Scoring worker thread: loads the model artifact, then applies catalog changes and scores batches posted by
- * WorkerBackend (engine.ts), in message order.
+ * WorkerBackend (engine.ts), in message order. Each request's answer is posted as soon as its top-k is ready; the
+ * last one also carries the batch's compute time.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { applyChanges, type CatalogChanges } from './engine.js';
+import { absoluteNow, applyChanges, type CatalogChanges, type WorkerReply } from './engine.js';
 import { loadScoringModel } from './models.js';
 import { Scorer, type ScoreBatch } from './scorer.js';
 
 type Message =
-  { type: 'score'; id: number; batch: ScoreBatch } | { type: 'changes'; changes: CatalogChanges };
+  | { type: 'score'; id: number; batch: ScoreBatch; sentAt: number }
+  | { type: 'changes'; changes: CatalogChanges };
 
 const port = parentPort!;
 try {
@@ -19,16 +21,28 @@ try {
       applyChanges(scorer, message.changes);
       return;
     }
+    const { id, batch } = message;
+    const received = absoluteNow();
+    const toWorker = received - message.sentAt;
     try {
-      const result = scorer.score(message.batch);
-      const transfer = [
-        result.resultOffsets.buffer,
-        result.indices.buffer,
-        result.scores.buffer,
-      ] as ArrayBuffer[];
-      port.postMessage({ type: 'result', id: message.id, result }, transfer);
+      scorer.scoreEach(batch, (r, indices, scores, times) => {
+        const sentAt = absoluteNow();
+        const reply: WorkerReply = {
+          type: 'answer',
+          id,
+          r,
+          indices,
+          scores,
+          times,
+          toWorker,
+          sentAt,
+          // The last answer closes the batch (one message less per batch).
+          batchMs: r === batch.count - 1 ? sentAt - received : -1,
+        };
+        port.postMessage(reply, [indices.buffer, scores.buffer] as ArrayBuffer[]);
+      });
     } catch (error) {
-      port.postMessage({ type: 'error', id: message.id, message: (error as Error).message });
+      port.postMessage({ type: 'error', id, message: (error as Error).message } satisfies WorkerReply);
     }
   });
   port.postMessage({ type: 'ready' });

@@ -1,9 +1,11 @@
 import cluster, { type Worker } from 'node:cluster';
 import { createServer, type AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
+import { readCatalog } from '../../data/readers.js';
 import { isLoopback, loadToken } from '../../serve/access.js';
 import { createService, type Service } from '../../serve/server.js';
-import { intOption } from '../options.js';
+import { installExplorer } from '../../serve/ui/explorer.js';
+import { floatOption, intOption } from '../options.js';
 
 export const summary = 'serve recommendations over HTTP with a live, durable item catalog';
 
@@ -21,7 +23,10 @@ write token); /health is always open. Without a write token the service only lis
 (unless --insecure).
 
 options:
-  --model DIR        model artifact directory (required)
+  --model DIR        model artifact directory (required; with --ui it may be repeated: the models side by side,
+                     the first also at the routes above, each with its own DIR/catalog.log)
+  --ui               the explorer page at / (docs/explorer.md): search, histories, top-k per model, add items
+  --items FILE       item catalog (CSV/TSV/JSONL/Parquet) whose fields the page shows (title, brand, image, ...)
   --port N           TCP port (default 8080; 0 picks a free port)
   --host H           address to listen on (default 127.0.0.1)
   --catalog FILE|URL durable catalog change log (default DIR/catalog.log), or a PostgreSQL catalog shared by
@@ -29,6 +34,8 @@ options:
   --replicas N       serve with N processes on the same port (node:cluster; N > 1 needs a PostgreSQL catalog)
   --workers N        scoring worker threads (default 1); 0 scores micro-batches on the event loop
   --max-batch N      most requests scored together (default 64)
+  --batch-budget-ms X  estimated compute time one scoring batch may take (default 2): a free worker takes what
+                     is queued, up to this budget, never waiting for a batch to fill
   --body-limit N     largest request body in bytes (default 262144)
   --max-k N          largest k (default 1000)
   --max-items N      most history items per request (default 512)
@@ -56,13 +63,16 @@ export async function run(args: string[]): Promise<number> {
     values = parseArgs({
       args,
       options: {
-        model: { type: 'string' },
+        model: { type: 'string', multiple: true },
+        ui: { type: 'boolean' },
+        items: { type: 'string' },
         port: { type: 'string' },
         host: { type: 'string' },
         catalog: { type: 'string' },
         replicas: { type: 'string' },
         workers: { type: 'string' },
         'max-batch': { type: 'string' },
+        'batch-budget-ms': { type: 'string' },
         'body-limit': { type: 'string' },
         'max-k': { type: 'string' },
         'max-items': { type: 'string' },
@@ -86,7 +96,8 @@ export async function run(args: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  if (!values.model) {
+  const modelDirs = values.model ?? [];
+  if (modelDirs.length === 0) {
     console.error(`deltarec serve: --model DIR is required\n\n${HELP}`);
     return 2;
   }
@@ -114,6 +125,22 @@ export async function run(args: string[]): Promise<number> {
     );
     return 2;
   }
+  if (modelDirs.length > 1 && !values.ui) {
+    console.error(
+      `deltarec serve: several --model directories are served side by side by the explorer; add --ui`,
+    );
+    return 2;
+  }
+  if (modelDirs.length > 1 && catalog) {
+    console.error(
+      `deltarec serve: --catalog names the log of one model; with several, each uses DIR/catalog.log`,
+    );
+    return 2;
+  }
+  if (values.items && !values.ui) {
+    console.error(`deltarec serve: --items is the catalog the explorer page shows; add --ui`);
+    return 2;
+  }
   if (replicas > 1 && cluster.isPrimary) {
     if (!catalogUrl) {
       console.error(
@@ -134,30 +161,42 @@ export async function run(args: string[]): Promise<number> {
     return runPrimary(replicas);
   }
   if (!tokens.write && !isLoopback(host)) warn(`--insecure: writes on ${host} need no token`);
+  const services: Service[] = [];
   let service: Service;
   let port: number;
   try {
     port = intOption(values.port, 'port', 0) ?? 8080;
     // Read by the native kernels when their thread pool starts (at the first large kernel call, after this).
     process.env.DELTAREC_THREADS ??= String(intOption(values['kernel-threads'], 'kernel-threads', 1) ?? 1);
-    service = await createService({
-      modelDir: values.model,
-      catalogPath: catalogUrl ? undefined : catalog,
-      catalogUrl,
-      replicaName: `deltarec-${process.pid}`,
-      workers: intOption(values.workers, 'workers', 0) ?? 1,
-      maxBatch: intOption(values['max-batch'], 'max-batch', 1) ?? 64,
-      bodyLimit: intOption(values['body-limit'], 'body-limit', 64) ?? 256 * 1024,
-      maxK: intOption(values['max-k'], 'max-k', 1) ?? 1000,
-      maxItems: intOption(values['max-items'], 'max-items', 1) ?? 512,
-      tokens,
-      requestTimeout: intOption(values['request-timeout'], 'request-timeout', 100),
-      keepAliveTimeout: intOption(values['keep-alive-timeout'], 'keep-alive-timeout', 1),
-      maxConnections: intOption(values['max-connections'], 'max-connections', 1),
-      shutdownTimeout: intOption(values['shutdown-timeout'], 'shutdown-timeout', 0),
-      logger: values.log ?? false,
-    });
+    for (const modelDir of modelDirs) {
+      services.push(
+        await createService({
+          modelDir,
+          catalogPath: catalogUrl ? undefined : catalog,
+          catalogUrl,
+          replicaName: `deltarec-${process.pid}`,
+          workers: intOption(values.workers, 'workers', 0) ?? 1,
+          maxBatch: intOption(values['max-batch'], 'max-batch', 1) ?? 64,
+          batchBudgetMs: floatOption(values['batch-budget-ms'], 'batch-budget-ms', 0.01) ?? 2,
+          bodyLimit: intOption(values['body-limit'], 'body-limit', 64) ?? 256 * 1024,
+          maxK: intOption(values['max-k'], 'max-k', 1) ?? 1000,
+          maxItems: intOption(values['max-items'], 'max-items', 1) ?? 512,
+          tokens,
+          requestTimeout: intOption(values['request-timeout'], 'request-timeout', 100),
+          keepAliveTimeout: intOption(values['keep-alive-timeout'], 'keep-alive-timeout', 1),
+          maxConnections: intOption(values['max-connections'], 'max-connections', 1),
+          shutdownTimeout: intOption(values['shutdown-timeout'], 'shutdown-timeout', 0),
+          logger: values.log ?? false,
+        }),
+      );
+    }
+    service = services[0];
+    if (values.ui) {
+      const catalog = values.items ? await readCatalog(values.items) : null;
+      await installExplorer(service.app, { services, catalog });
+    }
   } catch (error) {
+    await Promise.all(services.map((s) => s.close()));
     console.error(`deltarec serve: ${(error as Error).message}`);
     return 1;
   }
@@ -171,20 +210,24 @@ export async function run(args: string[]): Promise<number> {
     );
   }
   // Handlers first: a SIGHUP right after the 'listening' line must find them.
+  // Every served model (several with --ui) loads its directory again.
   const reload = async () => {
-    try {
-      const result = await service.reload();
-      console.error(
-        `deltarec serve: reloaded model ${result.previous} -> ${result.model}` +
-          (result.reencoded ? ` (${result.reencoded} catalog changes of other models re-encoded)` : ''),
-      );
-      return true;
-    } catch (error) {
-      console.error(
-        `deltarec serve: reload failed, still serving the previous model: ${(error as Error).message}`,
-      );
-      return false;
+    let ok = true;
+    for (const served of services) {
+      try {
+        const result = await served.reload();
+        console.error(
+          `deltarec serve: reloaded model ${result.previous} -> ${result.model}` +
+            (result.reencoded ? ` (${result.reencoded} catalog changes of other models re-encoded)` : ''),
+        );
+      } catch (error) {
+        console.error(
+          `deltarec serve: reload failed, still serving the previous model: ${(error as Error).message}`,
+        );
+        ok = false;
+      }
     }
+    return ok;
   };
   const onHangup = () => void reload();
   process.on('SIGHUP', onHangup);
@@ -208,11 +251,12 @@ export async function run(args: string[]): Promise<number> {
   // One machine-readable line so scripts (benchmarks, tests) can find the port; replicas tell the primary.
   if (cluster.isWorker) process.send!({ type: 'listening', line });
   else console.log(`deltarec serve: ${line}`);
+  if (values.ui) console.log(`deltarec serve: explorer at ${address}/ (${services.length} model(s))`);
   await stopped;
   process.off('SIGHUP', onHangup);
   process.off('message', onMessage);
   // Bounded: in-flight requests finish, connections still busy after --shutdown-timeout are cut.
-  await service.close();
+  await Promise.all(services.map((s) => s.close()));
   return 0;
 }
 

@@ -1,0 +1,113 @@
+/**
+ * `node --import tsx bench/scoring.ts --model DIR [--against CHECKOUT] [--batches 1,8] [--length N] [--json FILE]`:
+ * CPU time per request of the service's scoring path (sequence encoding, catalog product, top-k; no HTTP) on a
+ * model artifact (e.g. one bench:serve built in .cache/bench-serve/), with the Beauty test histories bench:serve
+ * sends (--length N: random histories of N items instead). With --against, the same requests also go through
+ * another checkout's Scorer in the same process, alternating, so the ratio is measured side by side.
+ * Reports the median of --repeats passes over 512 requests (the first pass warms up and is dropped).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { Random } from '../src/util/random.js';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    against: { type: 'string' },
+    batches: { type: 'string', default: '1,8' },
+    length: { type: 'string', default: '0' },
+    repeats: { type: 'string', default: '4' },
+    bodies: {
+      type: 'string',
+      default: new URL('../.cache/bench-serve/bench-bodies.json', import.meta.url).pathname,
+    },
+    json: { type: 'string' },
+  },
+});
+function fail(message: string): never {
+  process.stderr.write(`bench/scoring: ${message}\n`);
+  process.exit(2);
+}
+if (!values.model) fail('--model DIR is required');
+if (!existsSync(values.bodies!)) {
+  fail(
+    `no request bodies at ${values.bodies} (npm run bench:serve writes them; or pass --bodies FILE, a JSON array of /recommend bodies)`,
+  );
+}
+
+interface Checkout {
+  name: string;
+  score: (requests: unknown[]) => void;
+}
+
+/** A checkout's Scorer on the model, behind one function (its own modules: models, scorer, engine). */
+async function loadCheckout(
+  root: string,
+  name: string,
+): Promise<Checkout & { ids: string[]; numItems: number }> {
+  const models = await import(new URL('src/serve/models.ts', root).href);
+  const scorer = await import(new URL('src/serve/scorer.ts', root).href);
+  const engine = await import(new URL('src/serve/engine.ts', root).href);
+  const loaded = await models.loadScoringModel(values.model);
+  const s = new scorer.Scorer(loaded.model, loaded.numWarm, loaded.fusion);
+  return {
+    name,
+    ids: loaded.artifact.manifest.items.ids,
+    numItems: loaded.model.numItems,
+    score: (requests) => s.score(engine.packBatch(requests)),
+  };
+}
+
+const own = await loadCheckout(new URL('../', import.meta.url).href, 'this checkout');
+const checkouts: Checkout[] = [own];
+if (values.against) {
+  const root = `file://${values.against.replace(/\/?$/, '/')}`;
+  checkouts.unshift(await loadCheckout(root, values.against));
+}
+
+const length = Number(values.length);
+const random = new Random(1);
+const index = new Map(own.ids.map((id, i) => [id, i]));
+const bodies = (JSON.parse(readFileSync(values.bodies!, 'utf8')) as string[]).slice(0, 512);
+const requests = bodies.map((body) => ({
+  history:
+    length > 0
+      ? Int32Array.from({ length }, () => 1 + random.nextInt(own.numItems))
+      : Int32Array.from((JSON.parse(body) as { items: string[] }).items, (id) => index.get(id)!),
+  exclude: new Int32Array(0),
+  k: 10,
+  includeCold: true,
+  excludeSeen: true,
+}));
+const meanLength = requests.reduce((sum, r) => sum + r.history.length, 0) / requests.length;
+
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+const results: Record<string, number | string> = { model: values.model, mean_history: meanLength };
+for (const batch of values.batches!.split(',').map(Number)) {
+  const times = new Map<Checkout, number[]>(checkouts.map((c) => [c, []]));
+  for (let repeat = 0; repeat <= Number(values.repeats); repeat++) {
+    for (const checkout of checkouts) {
+      const started = cpuMs();
+      let scored = 0;
+      for (let i = 0; i + batch <= requests.length; i += batch) {
+        checkout.score(requests.slice(i, i + batch));
+        scored += batch;
+      }
+      if (repeat > 0) times.get(checkout)!.push((cpuMs() - started) / scored);
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const parts = checkouts.map((c) => `${c.name} ${median(times.get(c)!).toFixed(3)} ms`);
+  const ratio = checkouts.length === 2 ? median(times.get(checkouts[0])!) / median(times.get(own)!) : NaN;
+  console.log(
+    `batch ${batch}, histories of ${meanLength.toFixed(1)} items on average: CPU per request ${parts.join(', ')}${checkouts.length === 2 ? `; ratio ${ratio.toFixed(2)}` : ''}`,
+  );
+  results[`cpu_ms_per_request_batch${batch}`] = Number(median(times.get(own)!).toFixed(3));
+  if (checkouts.length === 2) results[`ratio_batch${batch}`] = Number(ratio.toFixed(2));
+}
+if (values.json) await writeFile(values.json, JSON.stringify(results, null, 2) + '\n');

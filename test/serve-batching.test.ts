@@ -1,0 +1,158 @@
+/**
+ * The serving path (latency-aware micro-batching, the scoring worker's per-request answers, last-position
+ * inference) against one request at a time through the full forward and a float64 brute-force ranking.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { SASRec } from '../src/model/sasrec.js';
+import {
+  InlineBackend,
+  ScoringEngine,
+  WorkerBackend,
+  type ScoreBackend,
+  type ScoreRequest,
+  type ScoreResponse,
+} from '../src/serve/engine.js';
+import { loadScoringModel } from '../src/serve/models.js';
+import { Scorer } from '../src/serve/scorer.js';
+import { Random } from '../src/util/random.js';
+import { buildFixtureModel } from './serve-fixture.js';
+
+let dir = '';
+let model: SASRec;
+let numWarm = 0;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'deltarec-batching-'));
+  await buildFixtureModel(dir, { epochs: 1 });
+  const loaded = await loadScoringModel(dir);
+  model = loaded.model as SASRec;
+  numWarm = loaded.numWarm;
+});
+
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** 1,000 requests: histories up to 2.5x the model's length, cold items, exclusions, k and flags varied. */
+function randomRequests(count: number, seed: number): ScoreRequest[] {
+  const rng = new Random(seed);
+  const numItems = model.numItems;
+  const longest = Math.ceil(2.5 * model.config.maxLength);
+  return Array.from({ length: count }, () => ({
+    history: Int32Array.from({ length: 1 + rng.nextInt(longest) }, () =>
+      // One item in five is cold (appended after training).
+      rng.nextFloat() < 0.2 ? numWarm + 1 + rng.nextInt(numItems - numWarm) : 1 + rng.nextInt(numWarm),
+    ),
+    exclude: Int32Array.from({ length: rng.nextInt(4) }, () => 1 + rng.nextInt(numItems)),
+    k: 1 + rng.nextInt(20),
+    includeCold: rng.nextFloat() < 0.7,
+    excludeSeen: rng.nextFloat() < 0.8,
+  }));
+}
+
+/** One request alone: the full forward's state, float64 scores of every row, masked, sorted. */
+function reference(request: ScoreRequest): { ids: number[]; scores: Float64Array } {
+  const d = model.config.d;
+  const state = new Float32Array(d);
+  model.encodeAllPositions([request.history], state);
+  const e = model.itemEmbeddings();
+  const n = model.numItems + 1;
+  const scores = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let j = 0; j < d; j++) s += state[j] * e[i * d + j];
+    scores[i] = s;
+  }
+  const banned = new Set([0, ...request.exclude, ...(request.excludeSeen ? request.history : [])]);
+  const limit = request.includeCold ? n : numWarm + 1;
+  const ids = Array.from({ length: limit }, (_, i) => i)
+    .filter((i) => !banned.has(i))
+    .sort((a, b) => scores[b] - scores[a] || a - b)
+    .slice(0, request.k);
+  return { ids, scores };
+}
+
+/**
+ * Same ids and scores within 1e-5. Where float rounding may legitimately swap two items, an id may differ only
+ * if the reference scores it within 1e-5 of the reference's item at that rank (a tie); returns those swaps.
+ */
+function assertSameAnswer(got: ScoreResponse, request: ScoreRequest, what: string): number {
+  const want = reference(request);
+  assert.equal(got.indices.length, want.ids.length, `${what}: answer length`);
+  let ties = 0;
+  for (let i = 0; i < want.ids.length; i++) {
+    const wantScore = want.scores[want.ids[i]];
+    assert.ok(
+      Math.abs(got.scores[i] - wantScore) <= 1e-5,
+      `${what} rank ${i}: score ${got.scores[i]} vs ${wantScore}`,
+    );
+    if (got.indices[i] !== want.ids[i]) {
+      assert.ok(
+        Math.abs(want.scores[got.indices[i]] - wantScore) <= 1e-5,
+        `${what} rank ${i}: row ${got.indices[i]} instead of ${want.ids[i]}`,
+      );
+      ties++;
+    }
+  }
+  return ties;
+}
+
+async function checkEngine(backends: ScoreBackend[], what: string): Promise<void> {
+  const engine = new ScoringEngine(backends, { maxBatch: 64, batchBudgetMs: 50 });
+  try {
+    const requests = randomRequests(1000, 11);
+    // All at once: the engine batches them (the first alone, the rest as the backend frees up).
+    const answers = await Promise.all(requests.map((r) => engine.recommend(r)));
+    let ties = 0;
+    answers.forEach((answer, r) => (ties += assertSameAnswer(answer, requests[r], `${what} request ${r}`)));
+    assert.ok(ties <= 5, `${what}: ${ties} near-tie swaps`);
+    assert.equal(engine.stats.requests, 1000);
+    assert.ok(
+      engine.stats.maxBatch > 1,
+      `${what}: requests were batched (largest batch ${engine.stats.maxBatch})`,
+    );
+    for (const { stages } of answers) {
+      for (const [stage, seconds] of Object.entries(stages))
+        assert.ok(seconds >= 0 && seconds < 60, `${what}: stage ${stage} took ${seconds} s`);
+    }
+    // One request at a time gives the same answers as the batches.
+    for (const r of [0, 1, 2, 500, 999])
+      assertSameAnswer(await engine.recommend(requests[r]), requests[r], what);
+  } finally {
+    await engine.close();
+  }
+}
+
+test('batched answers equal one-at-a-time full-forward answers over 1,000 histories (worker)', async () => {
+  const worker = new WorkerBackend(dir);
+  await worker.ready;
+  await checkEngine([worker], 'worker');
+});
+
+test('two scoring workers (native kernels running concurrently in two threads) give the same answers', async () => {
+  const workers = [new WorkerBackend(dir), new WorkerBackend(dir)];
+  await Promise.all(workers.map((w) => w.ready));
+  await checkEngine(workers, 'two workers');
+});
+
+test('batched answers equal one-at-a-time full-forward answers over 1,000 histories (inline)', async () => {
+  await checkEngine([new InlineBackend(new Scorer(model, numWarm))], 'inline');
+});
+
+test('the time budget caps batches by the measured cost per request', async () => {
+  // A budget below one request's cost: every batch holds one request, however many are queued.
+  const engine = new ScoringEngine([new InlineBackend(new Scorer(model, numWarm))], {
+    maxBatch: 64,
+    batchBudgetMs: 1e-6,
+  });
+  const requests = randomRequests(30, 12);
+  await Promise.all(requests.map((r) => engine.recommend(r)));
+  assert.equal(engine.stats.maxBatch, 1);
+  assert.equal(engine.stats.batches, 30);
+  assert.ok(engine.stats.requestCostMs > 0, 'the cost estimate follows measurements');
+  await engine.close();
+});
