@@ -20,6 +20,7 @@ import {
   type LexicalFusionState,
 } from './model/fusion.js';
 import {
+  applyProjection,
   loadProjection,
   projectContent,
   saveProjection,
@@ -38,6 +39,7 @@ import { loadArtifact, loadModel, saveModel, type ContentPart } from './model/ar
 import { ContentKNN } from './model/knn.js';
 import { SASRec, sasrecConfig, type EmbeddingStrategy, type SASRecConfig } from './model/sasrec.js';
 import type { Recommender } from './model/types.js';
+import { architectureOf, warmStart, type WarmStartResult } from './model/warm-start.js';
 import { train, type EpochProgress, type TrainOptions, type TrainResult } from './train/trainer.js';
 
 export const MODEL_KINDS = [
@@ -78,6 +80,17 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
   signal?: AbortSignal;
   /** Let the trainer stop cleanly on Ctrl-C (default true). */
   handleSigint?: boolean;
+  /**
+   * Warm start (model/warm-start.ts) from a model of the same kind and architecture (unset architecture options are
+   * taken from it): its dense weights and the rows of the items it was trained on, matched by id; other items start
+   * from content. The optimizer starts fresh.
+   */
+  initFrom?: FittedModel;
+  /**
+   * With initFrom: fit the content projection again on this split's warm items (content-map: start the map there
+   * again) instead of keeping the old model's, which keeps every served vector where it was (default false).
+   */
+  refitProjection?: boolean;
 }
 
 export interface FittedModel {
@@ -99,6 +112,8 @@ export interface FittedModel {
   lexical: LexicalFusionState | null;
   training: TrainResult | null;
   fitSeconds: number;
+  /** How a warm start (FitOptions.initFrom) matched the old model's items. */
+  warmStart?: WarmStartResult;
 }
 
 /** Artifact kind of the content projection (the service reads it back). */
@@ -163,8 +178,9 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
   if (!(MODEL_KINDS as readonly string[]).includes(kind)) {
     throw new Error(`fit: unknown model '${kind}' (known: ${MODEL_KINDS.join(', ')})`);
   }
-  const maxLength = options.maxLength ?? 64;
   if (kind === 'knn') {
+    if (options.initFrom) throw new Error(`fit: knn is not trained; initFrom applies to SASRec models`);
+    const maxLength = options.maxLength ?? 64;
     const content = { vectors: options.content!, dim: contentWidth(split, options.content, kind) };
     return {
       kind,
@@ -183,9 +199,11 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
   }
 
   const strategy = STRATEGY[kind];
+  const old = options.initFrom ? warmSource(options.initFrom, kind) : null;
   const config = sasrecConfig({
+    ...(old ? { ...architectureOf(old.config), deltaMax: old.config.deltaMax } : {}),
     ...pickConfig(options),
-    maxLength,
+    maxLength: options.maxLength ?? old?.config.maxLength ?? 64,
     numItems: split.numWarm,
     strategy,
   });
@@ -194,15 +212,24 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
   let projected: Float32Array | null = null;
   if (strategy !== 'id') {
     const dim = contentWidth(split, options.content, kind);
-    const result = projectContent(options.content!, dim, split.numWarm, config.d, {
-      standardize: options.standardize ?? true,
-      seed: config.seed,
-    });
-    projection = result.state;
-    projected = result.vectors;
+    if (options.initFrom && !options.refitProjection) {
+      projection = keptProjection(options.initFrom, dim);
+      projected = applyProjection(projection, options.content!);
+      projected.fill(0, 0, config.d);
+    } else {
+      const result = projectContent(options.content!, dim, split.numWarm, config.d, {
+        standardize: options.standardize ?? true,
+        seed: config.seed,
+      });
+      projection = result.state;
+      projected = result.vectors;
+    }
   }
   const model = new SASRec(config, projected?.subarray(0, (split.numWarm + 1) * config.d), kernels);
-  const training = await train(model, split.train, trainOptionsFor(split, options, config, maxLength));
+  const warm = old
+    ? warmStart(model, split.itemIds, old, options.initFrom!.itemIds, options.initFrom!.numWarm)
+    : undefined;
+  const training = await train(model, split.train, trainOptionsFor(split, options, config, config.maxLength));
   // Cold items enter with their content vector and zero delta, without retraining.
   if (projected && split.numItems > split.numWarm) {
     model.appendItems(projected.subarray((split.numWarm + 1) * config.d), split.numItems - split.numWarm);
@@ -212,7 +239,7 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
     recommender: model,
     itemIds: split.itemIds.slice(0, model.numItems + 1),
     numWarm: split.numWarm,
-    maxLength,
+    maxLength: config.maxLength,
     config: model.config,
     projection,
     encoder: options.encoder ?? null,
@@ -220,7 +247,31 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
     lexical: null,
     training,
     fitSeconds: (performance.now() - started) / 1000,
+    warmStart: warm,
   };
+}
+
+/** The SASRec of a model to warm-start from; it must be of the kind being fitted. */
+function warmSource(initFrom: FittedModel, kind: ModelKind): SASRec {
+  if (initFrom.kind !== kind) {
+    throw new Error(
+      `fit: initFrom is a '${initFrom.kind}' model; a warm start needs the same kind ('${kind}')`,
+    );
+  }
+  return unfused(initFrom) as SASRec;
+}
+
+/** The old model's content projection, kept by a warm start; its input width must be the content's. */
+function keptProjection(initFrom: FittedModel, dim: number): ProjectionState {
+  const projection = initFrom.projection;
+  if (!projection) throw new Error(`fit: initFrom has no content projection to keep (use refitProjection)`);
+  if (projection.inputDim !== dim) {
+    throw new Error(
+      `fit: content has ${dim} dims but initFrom's projection takes ${projection.inputDim} (encode the items with ` +
+        `initFrom's text encoder, or use refitProjection)`,
+    );
+  }
+  return projection;
 }
 
 function trainOptionsFor(
@@ -262,14 +313,30 @@ async function fitContentMap(
   const rows = split.numItems + 1;
   const content = normalizeRows(options.content!, rows, h);
   const d = config.d;
-  const { state } = projectContent(content, h, split.numWarm, d, {
-    standardize: options.standardize ?? true,
-    seed: config.seed,
-  });
-  const { weight, bias } = projectionAsMap(state, content, split.numWarm);
   const mapConfig = { ...config, contentDim: h };
   const model = new SASRec(mapConfig, content.subarray(0, (split.numWarm + 1) * h), kernels);
-  model.items.initMap(weight, bias);
+  const keepMap = options.initFrom !== undefined && !options.refitProjection;
+  if (!keepMap) {
+    const { state } = projectContent(content, h, split.numWarm, d, {
+      standardize: options.standardize ?? true,
+      seed: config.seed,
+    });
+    const { weight, bias } = projectionAsMap(state, content, split.numWarm);
+    model.items.initMap(weight, bias);
+  }
+  const initFrom = options.initFrom;
+  const warm = initFrom
+    ? warmStart(
+        model,
+        split.itemIds,
+        warmSource(initFrom, 'content-map'),
+        initFrom.itemIds,
+        initFrom.numWarm,
+        {
+          keepMap,
+        },
+      )
+    : undefined;
   model.parametersChanged();
   const training = await train(
     model,
@@ -292,6 +359,7 @@ async function fitContentMap(
     lexical: null,
     training,
     fitSeconds: (performance.now() - started) / 1000,
+    warmStart: warm,
   };
 }
 
