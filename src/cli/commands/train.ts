@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
-import { evaluate, fit, MODEL_KINDS, save, type ModelKind } from '../../api.js';
+import { evaluate, fit, load, MODEL_KINDS, save, type FittedModel, type ModelKind } from '../../api.js';
 import { alignContent, loadContent, loadContentEncoder } from '../../content/store.js';
+import { TfidfSvdEncoder } from '../../content/tfidf.js';
+import { loadArtifact } from '../../model/artifact.js';
 import { readCatalog } from '../../data/readers.js';
 import type { ContentPart } from '../../model/artifact.js';
 import { loadSplit } from '../../data/store.js';
@@ -8,10 +10,12 @@ import type { CsrMatrix } from '../../content/sparse.js';
 import {
   MODEL_ARGS,
   MODEL_ARGS_HELP,
+  checkModelOutput,
   floatOption,
   intOption,
   listOption,
   modelSettings,
+  withNegativeNumbers,
 } from '../options.js';
 import { buildContent } from '../../eval/data.js';
 import { resultsText } from '../../eval/report.js';
@@ -35,7 +39,15 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
   --lexical-weight W lexical fusion (beyond the paper, docs/cold-start.md): add W x TF-IDF cosine to the model's
                      standardized scores; needs --items (default 0: the paper's scoring). Choose W with a backtest
                      experiment (experiments/beauty-backtest.json); \`deltarec serve\` serves fused models
-  --out MODELDIR     where to save the model (required)
+  --out MODELDIR     where to save the model (required). An existing directory is replaced only if it is a
+                     deltarec model and holds nothing else (not a split, content, or a service's catalog.log)
+  --force            replace --out whatever it holds
+  --init-from DIR    warm start from an earlier model of the same kind and architecture (docs/retraining.md):
+                     its dense weights and the rows of the items it was trained on, matched by item id; items it
+                     had as cold or did not know start from their content. With --items the catalog is encoded
+                     with that model's text encoder. The optimizer state starts fresh
+  --refit-projection with --init-from: fit the content projection (content-map: the map's start) on this split's
+                     warm items instead of keeping the old model's
   --evaluate         also print test metrics (cold / warm / all)
 
 ${MODEL_ARGS_HELP}
@@ -45,7 +57,7 @@ export async function run(args: string[]): Promise<number> {
   let values;
   try {
     values = parseArgs({
-      args,
+      args: withNegativeNumbers(args),
       options: {
         split: { type: 'string' },
         model: { type: 'string' },
@@ -55,6 +67,9 @@ export async function run(args: string[]): Promise<number> {
         'content-dim': { type: 'string' },
         'lexical-weight': { type: 'string' },
         out: { type: 'string' },
+        force: { type: 'boolean' },
+        'init-from': { type: 'string' },
+        'refit-projection': { type: 'boolean' },
         evaluate: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...MODEL_ARGS,
@@ -81,6 +96,12 @@ export async function run(args: string[]): Promise<number> {
         `--lexical-weight needs --items (the sparse text rows come from the built-in encoder), not --content, and a content model`,
       );
     }
+    const fields = listOption(values.fields);
+    const contentDim = intOption(values['content-dim'], 'content-dim', 1);
+    if (values['refit-projection'] && !values['init-from'])
+      throw new Error('--refit-projection applies to a warm start (--init-from DIR)');
+    await checkModelOutput(values.out, values.force);
+    const initFrom = values['init-from'] ? await warmStartSource(values['init-from'], kind) : null;
     let lexicalRows: CsrMatrix | undefined;
     const split = await loadSplit(values.split);
     let content: Float32Array | null = null;
@@ -97,12 +118,8 @@ export async function run(args: string[]): Promise<number> {
       const catalog = await readCatalog(values.items);
       const built = buildContent(
         split,
-        { catalog },
-        {
-          fields: listOption(values.fields),
-          dim: intOption(values['content-dim'], 'content-dim', 1),
-          fitOn: 'warm',
-        },
+        { catalog, encoder: initFrom?.encoder },
+        { fields, dim: contentDim, fitOn: 'warm' },
         (line) => console.error(line),
       );
       content = built.content;
@@ -117,7 +134,16 @@ export async function run(args: string[]): Promise<number> {
       encoder,
       lexicalWeight,
       lexicalRows,
+      initFrom: initFrom?.model,
+      refitProjection: values['refit-projection'],
     });
+    if (model.warmStart) {
+      const w = model.warmStart;
+      console.error(
+        `warm start from ${values['init-from']}: ${w.carried} items keep their trained rows; ${w.formerlyCold} ` +
+          `formerly cold and ${w.unseen} new warm items start from content; the optimizer started fresh`,
+      );
+    }
     if (model.training) {
       const t = model.training;
       console.error(
@@ -135,6 +161,21 @@ export async function run(args: string[]): Promise<number> {
     console.error(`deltarec train: ${(error as Error).message}`);
     return 1;
   }
+}
+
+/** The model to warm-start from, with its text encoder (new catalog items are encoded the same way). */
+async function warmStartSource(
+  dir: string,
+  kind: ModelKind,
+): Promise<{ model: FittedModel; encoder: TfidfSvdEncoder | null }> {
+  const model = await load(dir);
+  if (model.kind !== kind) {
+    throw new Error(
+      `--init-from ${dir} is a '${model.kind}' model; a warm start needs the same kind as --model '${kind}'`,
+    );
+  }
+  const { encoder } = await loadArtifact(dir);
+  return { model, encoder: encoder?.kind === 'tfidf-svd' ? await TfidfSvdEncoder.load(encoder.dir) : null };
 }
 
 /** A single evaluation in the aggregated shape (std 0) for the text table. */
