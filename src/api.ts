@@ -62,11 +62,18 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
   encoder?: ContentPart | null;
   /**
    * Lexical fusion (fusion.ts, beyond the paper): > 0 adds lexicalWeight x cosine on `lexicalRows` to the model's
-   * standardized scores. Default 0 (the paper's scoring).
+   * standardized scores. Default 0 (the paper's scoring). 'auto' chooses it on `lexicalBacktest` (chooseLexicalWeight).
    */
-  lexicalWeight?: number;
-  /** (split.numItems + 1) sparse TF-IDF rows aligned with split.itemIds; needed when lexicalWeight > 0. */
+  lexicalWeight?: number | 'auto';
+  /** (split.numItems + 1) sparse TF-IDF rows aligned with split.itemIds; needed when lexicalWeight is not 0. */
   lexicalRows?: CsrMatrix;
+  /**
+   * lexicalWeight 'auto': the backtest inside the training data (eval/data.ts backtestSplit: the interactions before
+   * the split's threshold, split again), with content and sparse rows aligned with its items.
+   */
+  lexicalBacktest?: { split: PreparedSplit; content?: Float32Array; lexicalRows: CsrMatrix };
+  /** lexicalWeight 'auto': the weights tried (default 0, 1, 2, 4, 8, 16, 32, as experiments/beauty-backtest.json). */
+  lexicalGrid?: number[];
   // training (SASRec variants); defaults: the paper's
   epochs?: number;
   batchSize?: number;
@@ -114,7 +121,19 @@ export interface FittedModel {
   fitSeconds: number;
   /** How a warm start (FitOptions.initFrom) matched the old model's items. */
   warmStart?: WarmStartResult;
+  /** lexicalWeight 'auto': the weight chosen and the backtest behind it (saved in the manifest). */
+  lexicalChoice?: LexicalChoice;
 }
+
+export interface LexicalChoice {
+  weight: number;
+  /** All-cases NDCG@10 on the backtest's test period of the model trained on its training period, per weight. */
+  table: { weight: number; ndcg10: number }[];
+  /** The backtest: its items, training epochs and wall seconds (training and scoring). */
+  backtest: { items: number; warm: number; testCases: number; epochs: number; seconds: number };
+}
+
+export const DEFAULT_LEXICAL_GRID = [0, 1, 2, 4, 8, 16, 32];
 
 /** Artifact kind of the content projection (the service reads it back). */
 const PROJECTION_KIND = 'pca';
@@ -141,12 +160,60 @@ function contentWidth(split: PreparedSplit, content: Float32Array | undefined, k
 
 /** Trains (or builds) a model on split.train; early stopping on the split's validation users. */
 export async function fit(split: PreparedSplit, options: FitOptions): Promise<FittedModel> {
+  if (options.lexicalWeight === 'auto') return fitChoosingLexicalWeight(split, options);
   const weight = options.lexicalWeight ?? 0;
   checkLexicalWeight(weight, options.model);
   if (weight > 0 && !options.lexicalRows)
     throw new Error(`fit: lexicalWeight ${weight} needs lexicalRows (sparse TF-IDF rows of every item)`);
   const model = await fitModel(split, options);
   return weight > 0 ? withLexicalFusion(model, options.lexicalRows!, weight) : model;
+}
+
+/**
+ * lexicalWeight 'auto': trains the model on the backtest's training period, scores every weight of the grid on its
+ * test period (all-cases NDCG@10; 0 is in the grid, so fusion is left out when text does not help), then fits the
+ * real model once with the best weight. The real test period is never looked at. Cost: one extra training, on the
+ * shorter period, and one evaluation per weight.
+ */
+async function fitChoosingLexicalWeight(split: PreparedSplit, options: FitOptions): Promise<FittedModel> {
+  const backtest = options.lexicalBacktest;
+  if (!backtest) {
+    throw new Error(
+      `fit: lexicalWeight 'auto' needs lexicalBacktest (the backtest split of the training data, with its content and sparse rows)`,
+    );
+  }
+  checkLexicalWeight(1, options.model);
+  if (!options.lexicalRows)
+    throw new Error(`fit: lexicalWeight 'auto' needs lexicalRows (sparse TF-IDF rows of every item)`);
+  const grid = options.lexicalGrid ?? DEFAULT_LEXICAL_GRID;
+  if (grid.length === 0) throw new Error(`fit: lexicalGrid is empty`);
+  for (const w of grid) checkLexicalWeight(w, options.model);
+  const started = performance.now();
+  const progress = options.onProgress ?? ((p: EpochProgress) => process.stderr.write(p.line + '\n'));
+  const inner = await fitModel(backtest.split, {
+    ...options,
+    content: backtest.content,
+    initFrom: undefined,
+    onProgress: (p) => progress({ ...p, line: `backtest: ${p.line}` }),
+  });
+  const table = grid.map((weight) => ({
+    weight,
+    ndcg10: evaluate(withLexicalFusion(inner, backtest.lexicalRows, weight), backtest.split).all['ndcg@10'],
+  }));
+  const best = table.reduce((a, b) => (b.ndcg10 > a.ndcg10 ? b : a));
+  const choice: LexicalChoice = {
+    weight: best.weight,
+    table,
+    backtest: {
+      items: backtest.split.numItems,
+      warm: backtest.split.numWarm,
+      testCases: backtest.split.test.targets.length,
+      epochs: inner.training?.history.length ?? 0,
+      seconds: (performance.now() - started) / 1000,
+    },
+  };
+  const model = await fit(split, { ...options, lexicalWeight: best.weight });
+  return { ...model, lexicalChoice: choice };
 }
 
 function checkLexicalWeight(weight: number, kind: ModelKind): void {
@@ -570,6 +637,7 @@ export async function save(model: FittedModel, dir: string): Promise<void> {
     lexical: lexical
       ? { kind: LEXICAL_KIND, save: (path: string) => saveLexicalFusion(path, lexical) }
       : null,
+    lexicalChoice: model.lexicalChoice,
   });
 }
 
@@ -616,6 +684,7 @@ export async function load(dir: string): Promise<FittedModel> {
     content: null,
     training: null,
     fitSeconds: 0,
+    lexicalChoice: loaded.manifest.lexical_choice as LexicalChoice | undefined,
   };
 }
 
