@@ -74,6 +74,8 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
   lexicalBacktest?: { split: PreparedSplit; content?: Float32Array; lexicalRows: CsrMatrix };
   /** lexicalWeight 'auto': the weights tried (default 0, 1, 2, 4, 8, 16, 32, as experiments/beauty-backtest.json). */
   lexicalGrid?: number[];
+  /** lexicalWeight 'auto': called with the choice as soon as it is made, before the real model is trained. */
+  onLexicalChoice?: (choice: LexicalChoice) => void;
   // training (SASRec variants); defaults: the paper's
   epochs?: number;
   batchSize?: number;
@@ -212,6 +214,7 @@ async function fitChoosingLexicalWeight(split: PreparedSplit, options: FitOption
       seconds: (performance.now() - started) / 1000,
     },
   };
+  options.onLexicalChoice?.(choice);
   const model = await fit(split, { ...options, lexicalWeight: best.weight });
   return { ...model, lexicalChoice: choice };
 }

@@ -171,6 +171,7 @@ export async function run(args: string[]): Promise<number> {
       lexicalRows,
       lexicalBacktest,
       lexicalGrid,
+      onLexicalChoice: (choice) => console.error(lexicalChoiceText(choice)),
       initFrom: initFrom?.model,
       refitProjection: values['refit-projection'],
     });
@@ -187,7 +188,6 @@ export async function run(args: string[]): Promise<number> {
         `trained ${t.history.length} epochs in ${t.seconds.toFixed(0)} s (${t.stopReason}); best epoch ${t.bestEpoch}, validation NDCG@10 ${t.bestMetric?.toFixed(4)}`,
       );
     }
-    if (model.lexicalChoice) console.error(lexicalChoiceText(model.lexicalChoice));
     if (values.evaluate) {
       const rows: Record<string, ReturnType<typeof toAggregated>> = {};
       if (model.lexical) {
