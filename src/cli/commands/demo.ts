@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { evaluate, fit, MODEL_KINDS, type ModelKind } from '../../api.js';
-import { intOption, listOption } from '../options.js';
+import { intOption, listOption, withNegativeNumbers } from '../options.js';
 import { prepareData } from '../../eval/data.js';
 import { displayName, resultsText, type Aggregated } from '../../eval/report.js';
 import { toAggregated } from './train.js';
@@ -30,7 +30,7 @@ export async function run(args: string[]): Promise<number> {
   let values;
   try {
     values = parseArgs({
-      args,
+      args: withNegativeNumbers(args),
       options: {
         users: { type: 'string' },
         items: { type: 'string' },
@@ -53,26 +53,24 @@ export async function run(args: string[]): Promise<number> {
   const started = performance.now();
   const log = (line: string) => console.error(line);
   try {
+    // Every option is checked before any work starts.
     const seed = intOption(values.seed, 'seed') ?? 42;
     const d = intOption(values.d, 'd', 1) ?? 64;
-    const data = await prepareData(
-      {
-        synthetic: {
-          users: intOption(values.users, 'users', 10) ?? 2000,
-          items: intOption(values.items, 'items', 10) ?? 1000,
-          seed,
-        },
-      },
-      { fields: ['title', 'description'], dim: 256 },
-      process.cwd(),
-      log,
-    );
+    const users = intOption(values.users, 'users', 10) ?? 2000;
+    const items = intOption(values.items, 'items', 10) ?? 1000;
+    const epochs = intOption(values.epochs, 'epochs', 1) ?? 40;
     const models = (listOption(values.models) ?? MODELS) as ModelKind[];
     for (const kind of models) {
       if (!(MODEL_KINDS as readonly string[]).includes(kind)) {
         throw new Error(`--models: unknown model '${kind}' (known: ${MODEL_KINDS.join(', ')})`);
       }
     }
+    const data = await prepareData(
+      { synthetic: { users, items, seed } },
+      { fields: ['title', 'description'], dim: 256 },
+      process.cwd(),
+      log,
+    );
     const results: Aggregated = {};
     for (const kind of models) {
       const t = performance.now();
@@ -81,7 +79,7 @@ export async function run(args: string[]): Promise<number> {
         content: data.content ?? undefined,
         d,
         maxLength: 32,
-        epochs: intOption(values.epochs, 'epochs', 1) ?? 40,
+        epochs,
         patience: 3,
         standardize: !values['no-standardize'],
         seed,

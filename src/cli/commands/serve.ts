@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { createService } from '../../serve/server.js';
-import { intOption } from '../options.js';
+import { intOption, withNegativeNumbers } from '../options.js';
 
 export const summary = 'serve recommendations over HTTP with a live, durable item catalog';
 
@@ -30,7 +30,7 @@ export async function run(args: string[]): Promise<number> {
   let values;
   try {
     values = parseArgs({
-      args,
+      args: withNegativeNumbers(args),
       options: {
         model: { type: 'string' },
         port: { type: 'string' },
