@@ -136,8 +136,14 @@ export async function checkModelOutput(dir: string, force = false): Promise<void
   const list = (names: string[]) =>
     names.slice(0, 5).join(', ') + (names.length > 5 ? ` and ${names.length - 5} more` : '');
   if (!isModel) {
+    const what =
+      manifest?.format === 'deltarec-split'
+        ? 'a prepared split'
+        : entries.includes('content.json')
+          ? 'content vectors'
+          : `${list(entries)}`;
     throw new Error(
-      `--out ${dir}: refusing to replace a directory that is not a deltarec model (it holds ${list(entries)}); ` +
+      `--out ${dir}: refusing to replace a directory that is not a deltarec model (it holds ${what}); ` +
         `choose a new directory, or use --force to replace it`,
     );
   }
