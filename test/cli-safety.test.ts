@@ -66,6 +66,7 @@ test('train checks options before reading input; negative numbers get our messag
     [['--lr', '0'], "--lr must be a number > 0 (got '0')"],
     [['--epochs', '0'], "--epochs must be an integer >= 1 (got '0')"],
     [['--dropout', '1'], "--dropout must be a number in [0, 1) (got '1')"],
+    [['--d', '30', '--heads', '4'], '--d 30 is not divisible by --heads 4'],
     [['--delta-max', '-2'], "--delta-max must be a number > 0 (got '-2')"],
     [['--content-dim', '-3'], "--content-dim must be an integer >= 1 (got '-3')"],
     [['--lexical-weight', '-1', '--items', items], "--lexical-weight must be a number >= 0 (got '-1')"],

@@ -105,6 +105,9 @@ export function modelSettings(values: Record<string, string | boolean | undefine
     seed: intOption(s('seed'), 'seed'),
     standardize: values['no-standardize'] ? false : undefined,
   };
+  const d = (out.d as number | undefined) ?? 128;
+  const heads = (out.heads as number | undefined) ?? 1;
+  if (d % heads !== 0) throw new Error(`--d ${d} is not divisible by --heads ${heads}`);
   if (out.activation !== undefined && out.activation !== 'relu' && out.activation !== 'gelu') {
     throw new Error(`--activation must be relu or gelu (got '${String(out.activation)}')`);
   }
