@@ -62,7 +62,7 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
   encoder?: ContentPart | null;
   /**
    * Lexical fusion (fusion.ts, beyond the paper): > 0 adds lexicalWeight x cosine on `lexicalRows` to the model's
-   * standardized scores. Default 0 (the paper's scoring). 'auto' chooses it on `lexicalBacktest` (chooseLexicalWeight).
+   * standardized scores. Default 0 (the paper's scoring). 'auto' chooses it on `lexicalBacktest` (see fitChoosingLexicalWeight).
    */
   lexicalWeight?: number | 'auto';
   /** (split.numItems + 1) sparse TF-IDF rows aligned with split.itemIds; needed when lexicalWeight is not 0. */

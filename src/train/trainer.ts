@@ -280,7 +280,7 @@ export async function train(
 }
 
 /** e.g. `epoch 7/200 · loss 6.3312 · val NDCG@10 0.0556 (best 0.0556 @ 6) · 8,000 seq/s · 12 s · stops in >= 4 epochs`. */
-export function progressLine(p: EpochProgress): string {
+function progressLine(p: EpochProgress): string {
   const best =
     p.metric === null
       ? `loss ${p.loss.toFixed(4)} (best ${p.bestLoss.toFixed(4)} @ ${p.bestEpoch})`
