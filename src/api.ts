@@ -20,6 +20,7 @@ import {
   type LexicalFusionState,
 } from './model/fusion.js';
 import {
+  applyProjection,
   loadProjection,
   projectContent,
   saveProjection,
@@ -38,6 +39,7 @@ import { loadArtifact, loadModel, saveModel, type ContentPart } from './model/ar
 import { ContentKNN } from './model/knn.js';
 import { SASRec, sasrecConfig, type EmbeddingStrategy, type SASRecConfig } from './model/sasrec.js';
 import type { Recommender } from './model/types.js';
+import { architectureOf, warmStart, type WarmStartResult } from './model/warm-start.js';
 import { train, type EpochProgress, type TrainOptions, type TrainResult } from './train/trainer.js';
 
 export const MODEL_KINDS = [
@@ -60,11 +62,20 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
   encoder?: ContentPart | null;
   /**
    * Lexical fusion (fusion.ts, beyond the paper): > 0 adds lexicalWeight x cosine on `lexicalRows` to the model's
-   * standardized scores. Default 0 (the paper's scoring).
+   * standardized scores. Default 0 (the paper's scoring). 'auto' chooses it on `lexicalBacktest` (see fitChoosingLexicalWeight).
    */
-  lexicalWeight?: number;
-  /** (split.numItems + 1) sparse TF-IDF rows aligned with split.itemIds; needed when lexicalWeight > 0. */
+  lexicalWeight?: number | 'auto';
+  /** (split.numItems + 1) sparse TF-IDF rows aligned with split.itemIds; needed when lexicalWeight is not 0. */
   lexicalRows?: CsrMatrix;
+  /**
+   * lexicalWeight 'auto': the backtest inside the training data (eval/data.ts backtestSplit: the interactions before
+   * the split's threshold, split again), with content and sparse rows aligned with its items.
+   */
+  lexicalBacktest?: { split: PreparedSplit; content?: Float32Array; lexicalRows: CsrMatrix };
+  /** lexicalWeight 'auto': the weights tried (default 0, 1, 2, 4, 8, 16, 32, as experiments/beauty-backtest.json). */
+  lexicalGrid?: number[];
+  /** lexicalWeight 'auto': called with the choice as soon as it is made, before the real model is trained. */
+  onLexicalChoice?: (choice: LexicalChoice) => void;
   // training (SASRec variants); defaults: the paper's
   epochs?: number;
   batchSize?: number;
@@ -78,6 +89,17 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
   signal?: AbortSignal;
   /** Let the trainer stop cleanly on Ctrl-C (default true). */
   handleSigint?: boolean;
+  /**
+   * Warm start (model/warm-start.ts) from a model of the same kind and architecture (unset architecture options are
+   * taken from it): its dense weights and the rows of the items it was trained on, matched by id; other items start
+   * from content. The optimizer starts fresh.
+   */
+  initFrom?: FittedModel;
+  /**
+   * With initFrom: fit the content projection again on this split's warm items (content-map: start the map there
+   * again) instead of keeping the old model's, which keeps every served vector where it was (default false).
+   */
+  refitProjection?: boolean;
 }
 
 export interface FittedModel {
@@ -99,7 +121,21 @@ export interface FittedModel {
   lexical: LexicalFusionState | null;
   training: TrainResult | null;
   fitSeconds: number;
+  /** How a warm start (FitOptions.initFrom) matched the old model's items. */
+  warmStart?: WarmStartResult;
+  /** lexicalWeight 'auto': the weight chosen and the backtest behind it (saved in the manifest). */
+  lexicalChoice?: LexicalChoice;
 }
+
+export interface LexicalChoice {
+  weight: number;
+  /** All-cases NDCG@10 on the backtest's test period of the model trained on its training period, per weight. */
+  table: { weight: number; ndcg10: number }[];
+  /** The backtest: its items, training epochs and wall seconds (training and scoring). */
+  backtest: { items: number; warm: number; testCases: number; epochs: number; seconds: number };
+}
+
+export const DEFAULT_LEXICAL_GRID = [0, 1, 2, 4, 8, 16, 32];
 
 /** Artifact kind of the content projection (the service reads it back). */
 const PROJECTION_KIND = 'pca';
@@ -126,12 +162,61 @@ function contentWidth(split: PreparedSplit, content: Float32Array | undefined, k
 
 /** Trains (or builds) a model on split.train; early stopping on the split's validation users. */
 export async function fit(split: PreparedSplit, options: FitOptions): Promise<FittedModel> {
+  if (options.lexicalWeight === 'auto') return fitChoosingLexicalWeight(split, options);
   const weight = options.lexicalWeight ?? 0;
   checkLexicalWeight(weight, options.model);
   if (weight > 0 && !options.lexicalRows)
     throw new Error(`fit: lexicalWeight ${weight} needs lexicalRows (sparse TF-IDF rows of every item)`);
   const model = await fitModel(split, options);
   return weight > 0 ? withLexicalFusion(model, options.lexicalRows!, weight) : model;
+}
+
+/**
+ * lexicalWeight 'auto': trains the model on the backtest's training period, scores every weight of the grid on its
+ * test period (all-cases NDCG@10; 0 is in the grid, so fusion is left out when text does not help), then fits the
+ * real model once with the best weight. The real test period is never looked at. Cost: one extra training, on the
+ * shorter period, and one evaluation per weight.
+ */
+async function fitChoosingLexicalWeight(split: PreparedSplit, options: FitOptions): Promise<FittedModel> {
+  const backtest = options.lexicalBacktest;
+  if (!backtest) {
+    throw new Error(
+      `fit: lexicalWeight 'auto' needs lexicalBacktest (the backtest split of the training data, with its content and sparse rows)`,
+    );
+  }
+  checkLexicalWeight(1, options.model);
+  if (!options.lexicalRows)
+    throw new Error(`fit: lexicalWeight 'auto' needs lexicalRows (sparse TF-IDF rows of every item)`);
+  const grid = options.lexicalGrid ?? DEFAULT_LEXICAL_GRID;
+  if (grid.length === 0) throw new Error(`fit: lexicalGrid is empty`);
+  for (const w of grid) checkLexicalWeight(w, options.model);
+  const started = performance.now();
+  const progress = options.onProgress ?? ((p: EpochProgress) => process.stderr.write(p.line + '\n'));
+  const inner = await fitModel(backtest.split, {
+    ...options,
+    content: backtest.content,
+    initFrom: undefined,
+    onProgress: (p) => progress({ ...p, line: `backtest: ${p.line}` }),
+  });
+  const table = grid.map((weight) => ({
+    weight,
+    ndcg10: evaluate(withLexicalFusion(inner, backtest.lexicalRows, weight), backtest.split).all['ndcg@10'],
+  }));
+  const best = table.reduce((a, b) => (b.ndcg10 > a.ndcg10 ? b : a));
+  const choice: LexicalChoice = {
+    weight: best.weight,
+    table,
+    backtest: {
+      items: backtest.split.numItems,
+      warm: backtest.split.numWarm,
+      testCases: backtest.split.test.targets.length,
+      epochs: inner.training?.history.length ?? 0,
+      seconds: (performance.now() - started) / 1000,
+    },
+  };
+  options.onLexicalChoice?.(choice);
+  const model = await fit(split, { ...options, lexicalWeight: best.weight });
+  return { ...model, lexicalChoice: choice };
 }
 
 function checkLexicalWeight(weight: number, kind: ModelKind): void {
@@ -163,8 +248,9 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
   if (!(MODEL_KINDS as readonly string[]).includes(kind)) {
     throw new Error(`fit: unknown model '${kind}' (known: ${MODEL_KINDS.join(', ')})`);
   }
-  const maxLength = options.maxLength ?? 64;
   if (kind === 'knn') {
+    if (options.initFrom) throw new Error(`fit: knn is not trained; initFrom applies to SASRec models`);
+    const maxLength = options.maxLength ?? 64;
     const content = { vectors: options.content!, dim: contentWidth(split, options.content, kind) };
     return {
       kind,
@@ -183,9 +269,11 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
   }
 
   const strategy = STRATEGY[kind];
+  const old = options.initFrom ? warmSource(options.initFrom, kind) : null;
   const config = sasrecConfig({
+    ...(old ? { ...architectureOf(old.config), deltaMax: old.config.deltaMax } : {}),
     ...pickConfig(options),
-    maxLength,
+    maxLength: options.maxLength ?? old?.config.maxLength ?? 64,
     numItems: split.numWarm,
     strategy,
   });
@@ -194,15 +282,24 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
   let projected: Float32Array | null = null;
   if (strategy !== 'id') {
     const dim = contentWidth(split, options.content, kind);
-    const result = projectContent(options.content!, dim, split.numWarm, config.d, {
-      standardize: options.standardize ?? true,
-      seed: config.seed,
-    });
-    projection = result.state;
-    projected = result.vectors;
+    if (options.initFrom && !options.refitProjection) {
+      projection = keptProjection(options.initFrom, dim);
+      projected = applyProjection(projection, options.content!);
+      projected.fill(0, 0, config.d);
+    } else {
+      const result = projectContent(options.content!, dim, split.numWarm, config.d, {
+        standardize: options.standardize ?? true,
+        seed: config.seed,
+      });
+      projection = result.state;
+      projected = result.vectors;
+    }
   }
   const model = new SASRec(config, projected?.subarray(0, (split.numWarm + 1) * config.d), kernels);
-  const training = await train(model, split.train, trainOptionsFor(split, options, config, maxLength));
+  const warm = old
+    ? warmStart(model, split.itemIds, old, options.initFrom!.itemIds, options.initFrom!.numWarm)
+    : undefined;
+  const training = await train(model, split.train, trainOptionsFor(split, options, config, config.maxLength));
   // Cold items enter with their content vector and zero delta, without retraining.
   if (projected && split.numItems > split.numWarm) {
     model.appendItems(projected.subarray((split.numWarm + 1) * config.d), split.numItems - split.numWarm);
@@ -212,7 +309,7 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
     recommender: model,
     itemIds: split.itemIds.slice(0, model.numItems + 1),
     numWarm: split.numWarm,
-    maxLength,
+    maxLength: config.maxLength,
     config: model.config,
     projection,
     encoder: options.encoder ?? null,
@@ -220,7 +317,31 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
     lexical: null,
     training,
     fitSeconds: (performance.now() - started) / 1000,
+    warmStart: warm,
   };
+}
+
+/** The SASRec of a model to warm-start from; it must be of the kind being fitted. */
+function warmSource(initFrom: FittedModel, kind: ModelKind): SASRec {
+  if (initFrom.kind !== kind) {
+    throw new Error(
+      `fit: initFrom is a '${initFrom.kind}' model; a warm start needs the same kind ('${kind}')`,
+    );
+  }
+  return unfused(initFrom) as SASRec;
+}
+
+/** The old model's content projection, kept by a warm start; its input width must be the content's. */
+function keptProjection(initFrom: FittedModel, dim: number): ProjectionState {
+  const projection = initFrom.projection;
+  if (!projection) throw new Error(`fit: initFrom has no content projection to keep (use refitProjection)`);
+  if (projection.inputDim !== dim) {
+    throw new Error(
+      `fit: content has ${dim} dims but initFrom's projection takes ${projection.inputDim} (encode the items with ` +
+        `initFrom's text encoder, or use refitProjection)`,
+    );
+  }
+  return projection;
 }
 
 function trainOptionsFor(
@@ -262,14 +383,30 @@ async function fitContentMap(
   const rows = split.numItems + 1;
   const content = normalizeRows(options.content!, rows, h);
   const d = config.d;
-  const { state } = projectContent(content, h, split.numWarm, d, {
-    standardize: options.standardize ?? true,
-    seed: config.seed,
-  });
-  const { weight, bias } = projectionAsMap(state, content, split.numWarm);
   const mapConfig = { ...config, contentDim: h };
   const model = new SASRec(mapConfig, content.subarray(0, (split.numWarm + 1) * h), kernels);
-  model.items.initMap(weight, bias);
+  const keepMap = options.initFrom !== undefined && !options.refitProjection;
+  if (!keepMap) {
+    const { state } = projectContent(content, h, split.numWarm, d, {
+      standardize: options.standardize ?? true,
+      seed: config.seed,
+    });
+    const { weight, bias } = projectionAsMap(state, content, split.numWarm);
+    model.items.initMap(weight, bias);
+  }
+  const initFrom = options.initFrom;
+  const warm = initFrom
+    ? warmStart(
+        model,
+        split.itemIds,
+        warmSource(initFrom, 'content-map'),
+        initFrom.itemIds,
+        initFrom.numWarm,
+        {
+          keepMap,
+        },
+      )
+    : undefined;
   model.parametersChanged();
   const training = await train(
     model,
@@ -292,6 +429,7 @@ async function fitContentMap(
     lexical: null,
     training,
     fitSeconds: (performance.now() - started) / 1000,
+    warmStart: warm,
   };
 }
 
@@ -502,6 +640,7 @@ export async function save(model: FittedModel, dir: string): Promise<void> {
     lexical: lexical
       ? { kind: LEXICAL_KIND, save: (path: string) => saveLexicalFusion(path, lexical) }
       : null,
+    lexicalChoice: model.lexicalChoice,
   });
 }
 
@@ -548,6 +687,7 @@ export async function load(dir: string): Promise<FittedModel> {
     content: null,
     training: null,
     fitSeconds: 0,
+    lexicalChoice: loaded.manifest.lexical_choice as LexicalChoice | undefined,
   };
 }
 

@@ -244,7 +244,12 @@ describe('reader errors name file, line and field', () => {
     const short = await file('m6.csv', 'user_id,item_id,timestamp\na,x,1\nb,y\n');
     await rejectsNaming(
       () => readInteractions(short),
-      [`${short}:3:`, "field 'timestamp'", 'expected at least 3 fields'],
+      [`${short}:3:`, "field 'timestamp'", 'expected 3 fields (as the header), found 2'],
+    );
+    const long = await file('m6b.csv', 'user_id,item_id,timestamp\na,x,1\nb,y,2,extra\n');
+    await rejectsNaming(
+      () => readInteractions(long),
+      [`${long}:3:`, 'expected 3 fields (as the header), found 4'],
     );
     const emptyId = await file('m7.csv', 'user_id,item_id\na,x\n,y\n');
     await rejectsNaming(

@@ -103,6 +103,10 @@ test('deltarec recommend names the line of bad input and leaves no output file',
       `{"items": ["${ids[1]}"], "include_cold": 1}`,
       /bad\.jsonl:2: field 'include_cold' must be true or false/,
     ],
+    [
+      `{"items": ["${ids[1]}"], "include-cold": false}`,
+      /^deltarec recommend: .*bad\.jsonl:2: unknown field 'include-cold' \(expected items, k, exclude, include_cold, exclude_seen; user or id are copied to the output\)$/m,
+    ],
   ];
   for (const [line, message] of cases) {
     await writeFile(input, `["${ids[1]}"]\n${line}\n`);
@@ -131,4 +135,17 @@ test('deltarec recommend names the line of bad input and leaves no output file',
   ]);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /cannot read .*absent\.jsonl/);
+  // Option ranges are checked before any input is read; negative numbers get our message.
+  const negative = await recommend([
+    '--model',
+    join(root, 'absent'),
+    '--input',
+    input,
+    '--out',
+    out,
+    '--k',
+    '-1',
+  ]);
+  assert.equal(negative.code, 2);
+  assert.equal(negative.stderr.trim(), "deltarec recommend: --k must be a positive integer (got '-1')");
 });

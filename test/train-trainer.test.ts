@@ -327,3 +327,73 @@ test('trainStep runs one step on a hand-made batch (the benchmark entry point)',
   assert.equal(optimizer.stepCount, 21);
   assert.ok(last < first - 0.5, `${first} -> ${last}`);
 });
+
+test('without validate the epoch with the lowest training loss is kept (weights and checkpoint)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'deltarec-train-'));
+  try {
+    const model = makeModel();
+    const checkpointPath = join(dir, 'best.safetensors');
+    const lines: string[] = [];
+    // A learning rate this high makes the loss rise again after a few epochs.
+    const result = await train(model, trainData, {
+      ...quiet,
+      onProgress: (p) => lines.push(p.line),
+      epochs: 12,
+      patience: 3,
+      batchSize: 32,
+      lr: 0.3,
+      checkpointPath,
+    });
+    const losses = result.history.map((p) => p.loss);
+    const lowest = losses.indexOf(Math.min(...losses)) + 1;
+    assert.ok(lowest < losses.length, `the loss should rise at the end: ${losses.join(', ')}`);
+    assert.equal(result.bestEpoch, lowest);
+    assert.equal(result.stopReason, 'early-stopping');
+    assert.equal(losses.length, lowest + 3);
+    const saved = await loadCheckpoint(checkpointPath);
+    assertSameWeights(snapshot(model), snapshot(saved.model), 'kept weights = best checkpoint');
+    assert.match(
+      lines[0],
+      /^epoch 1\/12 · loss \d+\.\d{4} \(best \d+\.\d{4} @ 1\) · [\d,]+ seq\/s · \d+s · stops in >= 3 epochs/,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('training continues after appendItems: the optimizer follows the grown item table', async () => {
+  const full = content();
+  const warm = 30;
+  const config = sasrecConfig({
+    numItems: warm,
+    d: D,
+    blocks: 1,
+    maxLength: 12,
+    strategy: 'content-delta',
+    seed: 4,
+  });
+  const model = new SASRec(config, full.subarray(0, (warm + 1) * D), referenceKernels);
+  const optimizer = createOptimizer(model, { lr: 1e-2 });
+  const builder = new BatchBuilder(16, 12);
+  const order = Int32Array.from({ length: 16 }, (_, i) => i);
+  const warmOnly: Sequences = {
+    offsets: Int32Array.from({ length: 17 }, (_, s) => s * 6),
+    items: Int32Array.from({ length: 96 }, (_, i) => 1 + ((i * 7) % warm)),
+  };
+  for (let i = 0; i < 3; i++) trainStep(model, optimizer, builder.fill(warmOnly, order, 0, 16));
+  model.appendItems(full.subarray((warm + 1) * D), NUM_ITEMS - warm);
+  const withNew: Sequences = {
+    offsets: warmOnly.offsets,
+    items: Int32Array.from({ length: 96 }, (_, i) => 1 + ((i * 7) % NUM_ITEMS)),
+  };
+  const before = Float32Array.from(model.items.weight!);
+  const first = trainStep(model, optimizer, builder.fill(withNew, order, 0, 16));
+  let last = first;
+  for (let i = 0; i < 10; i++) last = trainStep(model, optimizer, builder.fill(withNew, order, 0, 16));
+  const delta = model.items.weight!;
+  const moved = (row: number) =>
+    delta.subarray(row * D, (row + 1) * D).some((v, j) => v !== before[row * D + j]);
+  assert.ok(moved(5), 'an old item keeps training');
+  assert.ok(moved(warm + 3), 'an appended item trains');
+  assert.ok(last < first, `${first} -> ${last}`);
+});

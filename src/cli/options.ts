@@ -1,18 +1,49 @@
 /** Option parsing shared by the deltarec commands. */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/**
+ * The arguments with every negative number that follows an option joined to it (`--lr -1` -> `--lr=-1`), so that
+ * node:util parseArgs hands it to our range checks instead of calling it an ambiguous option.
+ */
+export function withNegativeNumbers(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const next = args[i + 1];
+    if (/^--[^=]+$/.test(args[i]) && next !== undefined && /^-(\d|\.\d|Infinity)/.test(next)) {
+      out.push(`${args[i]}=${next}`);
+      i++;
+    } else out.push(args[i]);
+  }
+  return out;
+}
 
 export function intOption(value: string | undefined, name: string, min = 0): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min)
+  if (value.trim() === '' || !Number.isInteger(n) || n < min)
     throw new Error(`--${name} must be an integer >= ${min} (got '${value}')`);
   return n;
 }
 
-export function floatOption(value: string | undefined, name: string, min = 0): number | undefined {
+/** A finite number >= min (> min when `above`). */
+export function floatOption(
+  value: string | undefined,
+  name: string,
+  min = 0,
+  above = false,
+): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isFinite(n) || n < min)
-    throw new Error(`--${name} must be a number >= ${min} (got '${value}')`);
+  if (value.trim() === '' || !Number.isFinite(n) || n < min || (above && n === min))
+    throw new Error(`--${name} must be a number ${above ? '>' : '>='} ${min} (got '${value}')`);
+  return n;
+}
+
+/** A number in [0, 1). */
+export function fractionOption(value: string | undefined, name: string): number | undefined {
+  const n = floatOption(value, name);
+  if (n !== undefined && n >= 1) throw new Error(`--${name} must be a number in [0, 1) (got '${value}')`);
   return n;
 }
 
@@ -63,20 +94,70 @@ export function modelSettings(values: Record<string, string | boolean | undefine
     d: intOption(s('d'), 'd', 1),
     blocks: intOption(s('blocks'), 'blocks', 1),
     heads: intOption(s('heads'), 'heads', 1),
-    dropout: floatOption(s('dropout'), 'dropout'),
+    dropout: fractionOption(s('dropout'), 'dropout'),
     maxLength: intOption(s('max-length'), 'max-length', 1),
-    deltaMax: floatOption(s('delta-max'), 'delta-max'),
+    deltaMax: floatOption(s('delta-max'), 'delta-max', 0, true),
     activation: s('activation'),
     epochs: intOption(s('epochs'), 'epochs', 1),
     patience: intOption(s('patience'), 'patience', 1),
     batchSize: intOption(s('batch-size'), 'batch-size', 1),
-    lr: floatOption(s('lr'), 'lr'),
+    lr: floatOption(s('lr'), 'lr', 0, true),
     seed: intOption(s('seed'), 'seed'),
     standardize: values['no-standardize'] ? false : undefined,
   };
+  const d = (out.d as number | undefined) ?? 128;
+  const heads = (out.heads as number | undefined) ?? 1;
+  if (d % heads !== 0) throw new Error(`--d ${d} is not divisible by --heads ${heads}`);
   if (out.activation !== undefined && out.activation !== 'relu' && out.activation !== 'gelu') {
     throw new Error(`--activation must be relu or gelu (got '${String(out.activation)}')`);
   }
   for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
   return out;
+}
+
+/** The files a model directory written by `deltarec train` (saveModel) holds. */
+const MODEL_ENTRIES = new Set(['manifest.json', 'model.safetensors', 'encoder', 'projection', 'lexical']);
+
+/**
+ * Refuses an output directory that a new model would replace but that holds something else: anything that is not
+ * a deltarec model (a split, content vectors, other files), or a model next to a service's catalog log or lock
+ * (`deltarec serve` keeps the items added through it there). A missing or empty directory is fine; `force` skips the
+ * check.
+ */
+export async function checkModelOutput(dir: string, force = false): Promise<void> {
+  if (force) return;
+  const info = await stat(dir).catch(() => null);
+  if (!info) return;
+  if (!info.isDirectory())
+    throw new Error(`--out ${dir}: refusing to replace a file that is not a model directory`);
+  const entries = (await readdir(dir)).sort();
+  if (entries.length === 0) return;
+  const manifest = await readFile(join(dir, 'manifest.json'), 'utf8')
+    .then((text) => JSON.parse(text) as { format?: unknown })
+    .catch(() => null);
+  const isModel = manifest?.format === 'deltarec-model';
+  const list = (names: string[]) =>
+    names.slice(0, 5).join(', ') + (names.length > 5 ? ` and ${names.length - 5} more` : '');
+  if (!isModel) {
+    const what =
+      manifest?.format === 'deltarec-split'
+        ? 'a prepared split'
+        : entries.includes('content.json')
+          ? 'content vectors'
+          : `${list(entries)}`;
+    throw new Error(
+      `--out ${dir}: refusing to replace a directory that is not a deltarec model (it holds ${what}); ` +
+        `choose a new directory, or use --force to replace it`,
+    );
+  }
+  const foreign = entries.filter((name) => !MODEL_ENTRIES.has(name));
+  if (foreign.length > 0) {
+    throw new Error(
+      `--out ${dir}: refusing to replace a model directory that also holds ${list(foreign)}` +
+        (foreign.some((name) => name.startsWith('catalog.log'))
+          ? ' (the catalog of a service serving this model: items added through it would be lost)'
+          : '') +
+        `; stop the service and move those files, choose a new directory, or use --force to replace it`,
+    );
+  }
 }

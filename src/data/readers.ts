@@ -237,7 +237,6 @@ async function readInteractionsDelimited(
   const items = new ByteInterner();
   let columns: Columns | null = null;
   let out: InteractionColumns | null = null;
-  let needed = 0;
   const idBytes = (buf: Buffer, k: number, interner: ByteInterner, role: string): number => {
     const s = scanner.starts[k];
     const e = scanner.ends[k];
@@ -252,18 +251,18 @@ async function readInteractionsDelimited(
       if (header[0]?.charCodeAt(0) === 0xfeff) header[0] = header[0].slice(1);
       scanner.header = header;
       columns = resolveColumns(path, header, opts);
-      needed = Math.max(columns.user, columns.item, columns.time, columns.rating) + 1;
       // Rough row count from the file size so that the columns rarely need to grow.
       const capacity = Math.max(1024, Math.min(1 << 27, Math.ceil(((gzip ? 4 : 1) * fileBytes) / 24)));
       out = new InteractionColumns(capacity, columns.time >= 0, columns.rating >= 0);
       return;
     }
-    if (scanner.nFields < needed) {
+    // Every row has the header's fields: a short row and a row with extra fields are both errors.
+    if (scanner.nFields !== scanner.header.length) {
       throw new DataError(
         path,
-        `expected at least ${needed} fields, found ${scanner.nFields}`,
+        `expected ${scanner.header.length} fields (as the header), found ${scanner.nFields}`,
         scanner.line,
-        scanner.fieldName(scanner.nFields),
+        scanner.fieldName(Math.min(scanner.nFields, scanner.header.length)),
       );
     }
     const row = out.next();
@@ -306,7 +305,7 @@ async function readInteractionsDelimited(
     let pos = 0;
     while (pos < buf.length) {
       if (fast === null && columns !== null)
-        fast = fastInteractionRecord(delimiter, columns, out!, users, items);
+        fast = fastInteractionRecord(delimiter, columns, scanner.header.length, out!, users, items);
       let next = fast === null ? SLOW : fast(buf, pos, final);
       if (next === SLOW) next = slowRecord(buf, pos, final);
       else if (next >= 0) scanner.line++;
@@ -333,12 +332,13 @@ const KIND_RATING = 4;
  * The fast path for one interaction record: a single pass over the bytes that finds the fields, hashes the item id
  * and accumulates an all-digit timestamp on the way, then stores the row. Returns the offset after the record,
  * INCOMPLETE when the buffer ends first, or SLOW (nothing stored) for anything it does not handle: quotes, a CR not
- * before LF, a timestamp that is not plain digits, an empty id, too few fields, an unparsable rating. The general
+ * before LF, a timestamp that is not plain digits, an empty id, not the header's number of fields, an unparsable rating. The general
  * path then parses the record (and reports errors with file, line and field).
  */
 function fastInteractionRecord(
   delimiter: number,
   columns: Columns,
+  fieldCount: number,
   out: InteractionColumns,
   users: ByteInterner,
   items: ByteInterner,
@@ -423,7 +423,7 @@ function fastInteractionRecord(
       if (c === 10) break;
       return SLOW; // a quote, or a timestamp with other characters
     }
-    if (f < needed || userEnd === userStart || itemEnd === itemStart) return SLOW;
+    if (f !== fieldCount || userEnd === userStart || itemEnd === itemStart) return SLOW;
     let rating = 0;
     if (out.ratings) {
       rating = parseNumberBytes(buf, ratingStart, ratingEnd);

@@ -59,6 +59,25 @@ export interface PreparedData extends BuiltContent {
   split: PreparedSplit;
 }
 
+/**
+ * The inner split of a backtest (DataConfig.backtest): the interactions before the threshold T of `outer` (their
+ * split with `options`), split again with the same options. Needs timestamps.
+ */
+export function backtestSplit(
+  interactions: Interactions,
+  outer: PreparedSplit,
+  options: Partial<SplitOptions>,
+): { split: PreparedSplit; interactions: Interactions; note: string } {
+  const threshold = outer.stats.threshold_timestamp;
+  if (threshold === null || !interactions.timestamps) {
+    throw new Error(`backtest: needs the temporal protocol (interactions with timestamps)`);
+  }
+  const before = beforeTime(interactions, threshold);
+  const split = prepareSplit(before, options);
+  const note = `backtest: interactions before T = ${threshold} split again (inner T = ${split.stats.threshold_timestamp})`;
+  return { split, interactions: before, note };
+}
+
 /** The interactions with a timestamp before `threshold`. */
 function beforeTime(x: Interactions, threshold: number): Interactions {
   const keep: number[] = [];
@@ -129,15 +148,9 @@ export async function prepareData(
     const options = { ...splitDefaults, ...data.split };
     split = prepareSplit(interactions!, options);
     if (data.backtest) {
-      const threshold = split.stats.threshold_timestamp;
-      if (threshold === null || !interactions!.timestamps) {
-        throw new Error(`data: 'backtest' needs the temporal protocol (interactions with timestamps)`);
-      }
-      interactions = beforeTime(interactions!, threshold);
-      split = prepareSplit(interactions, options);
-      notes.push(
-        `backtest: interactions before T = ${threshold} split again (inner T = ${split.stats.threshold_timestamp})`,
-      );
+      const inner = backtestSplit(interactions!, split, options);
+      split = inner.split;
+      notes.push(inner.note);
     }
   }
   const s = split.stats;
@@ -156,6 +169,8 @@ export interface ContentSource {
   vectors?: { ids: string[]; dim: number; data: Float32Array } | null;
   /** Default text fields (a recipe's). */
   textFields?: string[];
+  /** A fitted text encoder to use instead of fitting one (a warm start keeps the old model's). */
+  encoder?: TfidfSvdEncoder | null;
 }
 
 export interface BuiltContent {
@@ -196,7 +211,8 @@ export function buildContent(
   }
   if (!catalog) throw new Error(`content: the text encoder needs an item catalog (data.items or a recipe)`);
   const aligned = alignCatalog(split, catalog);
-  const fields = content.fields ?? source.textFields ?? ['title'];
+  const encoderFields = source.encoder?.info.fields;
+  const fields = encoderFields?.length ? encoderFields : (content.fields ?? source.textFields ?? ['title']);
   for (const f of fields) {
     if (!aligned.fields[f]) {
       throw new Error(
@@ -209,19 +225,22 @@ export function buildContent(
   for (let k = 1; k < rows; k++) docs.push(fields.map((f) => aligned.fields[f][k]));
   const t = performance.now();
   const fitDocs = content.fitOn === 'warm' ? docs.slice(0, split.numWarm) : docs;
-  const model = TfidfSvdEncoder.fit(fitDocs, {
-    dim: content.dim ?? 512,
-    minDf: content.minDf,
-    ngramMax: content.ngramMax,
-    fieldWeights: content.fieldWeights,
-    seed: content.seed ?? 0,
-    fields,
-  });
+  const model =
+    source.encoder ??
+    TfidfSvdEncoder.fit(fitDocs, {
+      dim: content.dim ?? 512,
+      minDf: content.minDf,
+      ngramMax: content.ngramMax,
+      fieldWeights: content.fieldWeights,
+      seed: content.seed ?? 0,
+      fields,
+    });
   const dim = model.dim;
   const out = new Float32Array(rows * dim);
   out.set(model.encode(docs), dim);
   const lexical = model.encodeSparse([[''], ...docs]);
-  const what = `tfidf-svd on ${fields.join('+')}, ${dim} dims, fitted on ${content.fitOn ?? 'all'} items`;
+  const fitted = source.encoder ? 'the given encoder' : `fitted on ${content.fitOn ?? 'all'} items`;
+  const what = `tfidf-svd on ${fields.join('+')}, ${dim} dims, ${fitted}`;
   log(`content: ${what} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   notes.push(`content: ${what}`);
   return { content: out, contentDim: dim, encoder: model, lexical, notes };

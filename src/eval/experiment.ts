@@ -384,6 +384,11 @@ export async function runExperiment(
       }
       const t0 = performance.now();
       const { lexicalWeight = 0, ...settings } = settingsOf(config, entry) as Partial<FitOptions>;
+      if (typeof lexicalWeight !== 'number') {
+        throw new Error(
+          `${entry.name}: lexicalWeight must be a number here (an experiment chooses it with a sweep on a backtest; 'auto' is for deltarec train)`,
+        );
+      }
       if (lexicalWeight > 0 && !data.lexical) {
         throw new Error(`${entry.name}: lexicalWeight needs sparse text rows (content encoder 'tfidf-svd')`);
       }

@@ -215,6 +215,8 @@ export interface ModelManifest {
     projection: StateReference | null;
     lexical?: StateReference | null;
   };
+  /** How the lexical fusion weight was chosen (`deltarec train --lexical-weight auto`): weight and backtest table. */
+  lexical_choice?: unknown;
 }
 
 /** What saveModel needs from a model: its configuration and every tensor needed to restore it. */
@@ -232,6 +234,8 @@ export interface SaveModelInput {
   encoder?: ContentPart | null;
   projection?: ContentPart | null;
   lexical?: ContentPart | null;
+  /** Stored as the manifest's lexical_choice. */
+  lexicalChoice?: unknown;
 }
 
 const CONTENT_PARTS = ['encoder', 'projection', 'lexical'] as const;
@@ -348,6 +352,7 @@ export async function saveModel(dir: string, input: SaveModelInput): Promise<Mod
       model: { kind, config: { ...model.config, numItems: model.numItems }, weights: 'model.safetensors' },
       items: { ids: [...itemIds], num_warm: numWarm },
       content,
+      ...(input.lexicalChoice === undefined ? {} : { lexical_choice: input.lexicalChoice }),
     };
     await writeFileSynced(join(temp, 'manifest.json'), JSON.stringify(manifest, null, 1) + '\n');
     await syncDirectory(temp);

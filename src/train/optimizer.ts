@@ -25,15 +25,20 @@ export class Adam {
   readonly gradClip: number;
   /** Steps taken (1-based inside step()). */
   stepCount = 0;
-  private readonly groups: ParamGroup[];
+  private groups: ParamGroup[];
   private readonly m: Float32Array[];
   private readonly v: Float32Array[];
 
+  /**
+   * groups: the trainable tensors, or a function returning them (re-read before every step, so a model whose item
+   * table grew, e.g. by appendItems, keeps training: the new rows get zero moments, the old rows keep theirs).
+   */
   constructor(
-    groups: ParamGroup[],
+    private readonly source: ParamGroup[] | (() => ParamGroup[]),
     private readonly kernels: Kernels,
     options: AdamOptions = {},
   ) {
+    const groups = typeof source === 'function' ? source() : source;
     this.groups = groups;
     this.lr = options.lr ?? 1e-3;
     [this.beta1, this.beta2] = options.betas ?? [0.9, 0.98];
@@ -48,6 +53,26 @@ export class Adam {
     this.v = groups.map((g) => new Float32Array(g.param.length));
   }
 
+  /** Takes the current tensors; moments of a grown tensor keep their values and get zeros for the new part. */
+  private refreshGroups(groups: ParamGroup[]): void {
+    if (groups.length !== this.groups.length)
+      throw new Error(`Adam: the model now has ${groups.length} parameter groups, not ${this.groups.length}`);
+    for (let i = 0; i < groups.length; i++) {
+      const n = groups[i].param.length;
+      if (n === this.m[i].length) continue;
+      if (n < this.m[i].length)
+        throw new Error(
+          `Adam: parameter group '${groups[i].name}' shrank from ${this.m[i].length} to ${n} values`,
+        );
+      for (const moments of [this.m, this.v]) {
+        const grown = new Float32Array(n);
+        grown.set(moments[i]);
+        moments[i] = grown;
+      }
+    }
+    this.groups = groups;
+  }
+
   /** Global L2 norm of the gradients (trainable rows only). */
   gradNorm(): number {
     let s = 0;
@@ -60,6 +85,7 @@ export class Adam {
 
   /** One update of every group from its current gradient; returns the gradient norm when clipping, else NaN. */
   step(): number {
+    if (typeof this.source === 'function') this.refreshGroups(this.source());
     this.stepCount++;
     let norm = NaN;
     let gradScale = 1;

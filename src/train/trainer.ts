@@ -24,11 +24,15 @@ export interface TrainOptions extends AdamOptions {
   patience?: number;
   /** Shuffling and dropout seed (default: the model's config seed). */
   seed?: number;
-  /** Validation metric after each epoch, higher is better (validation NDCG@10). Enables early stopping. */
+  /**
+   * Validation metric after each epoch, higher is better (validation NDCG@10): the best epoch's weights are kept and
+   * early stopping waits `patience` epochs for an improvement. Without it the epoch with the lowest training loss
+   * plays that role.
+   */
   validate?: (model: SASRec) => number | Promise<number>;
   /** Called after every epoch; the default prints `progress.line` to stderr. */
   onProgress?: (progress: EpochProgress) => void;
-  /** Saves the best weights (or the latest epoch's, without validate) here as safetensors. */
+  /** Saves the best weights here as safetensors whenever they improve. */
   checkpointPath?: string;
   /** Stops cleanly after the current step; the best weights so far are kept. */
   signal?: AbortSignal;
@@ -43,20 +47,23 @@ export interface EpochProgress {
   loss: number;
   metric: number | null;
   bestMetric: number | null;
+  /** Training loss of the best epoch. */
+  bestLoss: number;
   bestEpoch: number;
+  patience: number;
   sequencesPerSecond: number;
   /** Wall seconds of this epoch including validation. */
   seconds: number;
   /** Upper bound on the remaining time (all remaining epochs). */
   etaSeconds: number;
-  /** With validation: the remaining time if early stopping triggers as soon as it can (no further improvement). */
-  earliestStopSeconds: number | null;
+  /** The remaining time if early stopping triggers as soon as it can (no further improvement). */
+  earliestStopSeconds: number;
   line: string;
 }
 
 export interface TrainResult {
   history: EpochProgress[];
-  /** Epoch whose weights the model holds at the end (the best validated one, or the last completed one). */
+  /** Epoch whose weights the model holds at the end (the best validated one; without validate, the lowest loss). */
   bestEpoch: number;
   bestMetric: number | null;
   stopReason: 'max-epochs' | 'early-stopping' | 'aborted';
@@ -117,9 +124,9 @@ export class BatchBuilder {
   }
 }
 
-/** Adam (projected for content-delta) over the model's trainable groups. */
+/** Adam (projected for content-delta) over the model's trainable groups, re-read each step (appendItems is fine). */
 export function createOptimizer(model: SASRec, options: AdamOptions = {}): Adam {
-  return new Adam(model.paramGroups(), model.kernels, options);
+  return new Adam(() => model.paramGroups(), model.kernels, options);
 }
 
 /**
@@ -179,6 +186,8 @@ export async function train(
   let best: Float32Array[] | null = null;
   let bestEpoch = 0;
   let bestMetric: number | null = null;
+  let bestScore: number | null = null;
+  let bestLoss = Infinity;
   let stopReason: TrainResult['stopReason'] = 'max-epochs';
   const started = performance.now();
   let epochsDone = 0;
@@ -210,19 +219,17 @@ export async function train(
         break;
       }
       const trainSeconds = (performance.now() - epochStart) / 1000;
-      let metric: number | null = null;
-      let improved = false;
-      if (options.validate) {
-        metric = await options.validate(model);
-        if (bestMetric === null || metric > bestMetric) {
-          bestMetric = metric;
-          bestEpoch = epoch;
-          improved = true;
-          best = groups.map((g) => Float32Array.from(g.param));
-        }
-      } else {
+      const loss = lossSum / positions;
+      // Higher is better: validation NDCG@10, or without validate the negated training loss.
+      const metric = options.validate ? await options.validate(model) : null;
+      const score = metric ?? -loss;
+      const improved = bestScore === null || score > bestScore;
+      if (improved) {
+        bestScore = score;
+        bestMetric = metric;
         bestEpoch = epoch;
-        improved = true;
+        bestLoss = loss;
+        best = groups.map((g) => Float32Array.from(g.param));
       }
       if (improved && options.checkpointPath) {
         await saveCheckpoint(options.checkpointPath, model, { epoch: String(epoch), metric: String(metric) });
@@ -232,22 +239,22 @@ export async function train(
       const progress: EpochProgress = {
         epoch,
         epochs,
-        loss: lossSum / positions,
+        loss,
         metric,
         bestMetric,
+        bestLoss,
         bestEpoch,
+        patience,
         sequencesPerSecond: order.length / trainSeconds,
         seconds,
         etaSeconds: secondsPerEpoch() * (epochs - epoch),
-        earliestStopSeconds: options.validate
-          ? secondsPerEpoch() * Math.max(0, Math.min(epochs, bestEpoch + patience) - epoch)
-          : null,
+        earliestStopSeconds: secondsPerEpoch() * Math.max(0, Math.min(epochs, bestEpoch + patience) - epoch),
         line: '',
       };
       progress.line = progressLine(progress);
       history.push(progress);
       onProgress(progress);
-      if (options.validate && epoch - bestEpoch >= patience) {
+      if (epoch - bestEpoch >= patience) {
         stopReason = 'early-stopping';
         break;
       }
@@ -272,16 +279,24 @@ export async function train(
   };
 }
 
+/** e.g. `epoch 7/200 · loss 6.3312 · val NDCG@10 0.0556 (best 0.0556 @ 6) · 8,000 seq/s · 12 s · stops in >= 4 epochs`. */
 function progressLine(p: EpochProgress): string {
-  const metric =
+  const best =
     p.metric === null
-      ? ''
-      : `  val ${p.metric.toFixed(4)} (best ${p.bestMetric!.toFixed(4)} @ ${p.bestEpoch})`;
-  return (
-    `epoch ${p.epoch}/${p.epochs}  loss ${p.loss.toFixed(4)}${metric}  ${Math.round(p.sequencesPerSecond)} seq/s` +
-    `  ${p.seconds.toFixed(1)} s  ETA <= ${formatDuration(p.etaSeconds)}` +
-    (p.earliestStopSeconds === null ? '' : ` (>= ${formatDuration(p.earliestStopSeconds)} to an early stop)`)
-  );
+      ? `loss ${p.loss.toFixed(4)} (best ${p.bestLoss.toFixed(4)} @ ${p.bestEpoch})`
+      : `loss ${p.loss.toFixed(4)} · val NDCG@10 ${p.metric.toFixed(4)} (best ${p.bestMetric!.toFixed(4)} @ ${p.bestEpoch})`;
+  const earliest = Math.min(p.epochs, p.bestEpoch + p.patience) - p.epoch;
+  const stop =
+    earliest <= 0
+      ? 'stops now'
+      : `stops in >= ${earliest} epoch${earliest === 1 ? '' : 's'} (${formatDuration(p.earliestStopSeconds)})`;
+  return [
+    `epoch ${p.epoch}/${p.epochs}`,
+    best,
+    `${Math.round(p.sequencesPerSecond).toLocaleString('en-US')} seq/s`,
+    `${formatDuration(p.seconds)}`,
+    stop,
+  ].join(' · ');
 }
 
 function formatDuration(seconds: number): string {

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { evaluate, fit, MODEL_KINDS, withLexicalFusion, type ModelKind } from '../../api.js';
-import { floatOption, intOption, listOption } from '../options.js';
+import { floatOption, intOption, listOption, withNegativeNumbers } from '../options.js';
 import { prepareData } from '../../eval/data.js';
 import { displayName, resultsText, type Aggregated } from '../../eval/report.js';
 import { toAggregated } from './train.js';
@@ -60,7 +60,7 @@ export async function run(args: string[]): Promise<number> {
   let values;
   try {
     values = parseArgs({
-      args,
+      args: withNegativeNumbers(args),
       options: {
         users: { type: 'string' },
         items: { type: 'string' },
@@ -91,7 +91,7 @@ export async function run(args: string[]): Promise<number> {
     const users = intOption(values.users, 'users', 10) ?? 2000;
     const items = intOption(values.items, 'items', 10) ?? 1000;
     const epochs = intOption(values.epochs, 'epochs', 1) ?? 40;
-    const lr = floatOption(values.lr, 'lr') ?? 0.005;
+    const lr = floatOption(values.lr, 'lr', 0, true) ?? 0.005;
     const lexicalWeight = floatOption(values['lexical-weight'], 'lexical-weight') ?? 4;
     const models = (listOption(values.models) ?? MODELS) as ModelKind[];
     for (const kind of models) {

@@ -7,7 +7,7 @@ import { alignContent, saveContent, type ContentVectors } from '../../content/st
 import { TfidfSvdEncoder, type TextDocument } from '../../content/tfidf.js';
 import { LocalTransformerEncoder, type Pooling } from '../../content/transformer.js';
 import { readVectors } from '../../content/vectors.js';
-import { intOption } from '../options.js';
+import { intOption, withNegativeNumbers } from '../options.js';
 
 export const summary =
   'compute item content vectors (built-in TF-IDF+SVD, a local transformer, or a vector file)';
@@ -108,7 +108,7 @@ export async function run(args: string[]): Promise<number> {
   let values;
   try {
     values = parseArgs({
-      args,
+      args: withNegativeNumbers(args),
       options: {
         items: { type: 'string' },
         'item-col': { type: 'string' },
@@ -144,6 +144,22 @@ export async function run(args: string[]): Promise<number> {
   try {
     if (!values.encoder) throw new UsageError('--encoder is required');
     if (!values.out) throw new UsageError('--out is required');
+    const kind = values.encoder;
+    if (kind !== 'tfidf-svd' && !kind.startsWith('local:') && !kind.startsWith('vectors:'))
+      throw new UsageError(`unknown --encoder '${kind}' (tfidf-svd, local:DIR or vectors:FILE)`);
+    // Every option is checked before any input is read.
+    const dim = integer('dim', values.dim, 512);
+    const minDf = integer('min-df', values['min-df'], 2);
+    const ngrams = integer('ngrams', values.ngrams, 2);
+    if (ngrams > 2) throw new UsageError(`--ngrams must be 1 or 2`);
+    const seed = integer('seed', values.seed, 0, 0);
+    const batchSize = integer('batch-size', values['batch-size'], 32);
+    const pooling = values.pooling;
+    if (pooling !== undefined && pooling !== 'mean' && pooling !== 'cls')
+      throw new UsageError(`--pooling must be mean or cls`);
+    const fieldWeights = values['field-weights']?.split(',').map(Number);
+    if (fieldWeights?.some((w) => !(w >= 0) || !Number.isFinite(w)))
+      throw new UsageError(`--field-weights needs non-negative numbers (one per field)`);
     const started = performance.now();
     const log = (message: string) => process.stderr.write(`embed: ${message}\n`);
     const catalog = values.items ? await readCatalog(values.items, { itemCol: values['item-col'] }) : null;
@@ -167,17 +183,14 @@ export async function run(args: string[]): Promise<number> {
           `fitting on the ${fitDocs.length} warm items of ${values['fit-split']} (of ${split.numWarm} warm)`,
         );
       }
-      const ngrams = integer('ngrams', values.ngrams, 2);
-      if (ngrams > 2) throw new UsageError(`--ngrams must be 1 or 2`);
-      const fieldWeights = values['field-weights']?.split(',').map(Number);
-      if (fieldWeights && (fieldWeights.length !== fields.length || fieldWeights.some((w) => !(w >= 0))))
+      if (fieldWeights && fieldWeights.length !== fields.length)
         throw new UsageError(`--field-weights needs ${fields.length} non-negative numbers (one per field)`);
       encoderState = TfidfSvdEncoder.fit(fitDocs, {
-        dim: integer('dim', values.dim, 512),
-        minDf: integer('min-df', values['min-df'], 2),
+        dim,
+        minDf,
         ngramMax: ngrams as 1 | 2,
         fieldWeights,
-        seed: integer('seed', values.seed, 0, 0),
+        seed,
         fields,
         onProgress: log,
       });
@@ -203,9 +216,6 @@ export async function run(args: string[]): Promise<number> {
     } else if (values.encoder.startsWith('local:')) {
       if (!catalog) throw new UsageError('--items is required for a local transformer encoder');
       const fields = chooseFields(catalog, values.fields);
-      const pooling = values.pooling;
-      if (pooling !== undefined && pooling !== 'mean' && pooling !== 'cls')
-        throw new UsageError(`--pooling must be mean or cls`);
       const encoder = await LocalTransformerEncoder.load(values.encoder.slice('local:'.length), {
         pooling: pooling as Pooling | undefined,
         prefix: values.prefix,
@@ -221,7 +231,7 @@ export async function run(args: string[]): Promise<number> {
       );
       let last = 0;
       const vectors = await encoder.encode(texts, {
-        batchSize: integer('batch-size', values['batch-size'], 32),
+        batchSize,
         cacheDir: values.cache ?? null,
         onProgress: (done, total) => {
           if (done === total || performance.now() - last > 2000) {
@@ -231,7 +241,7 @@ export async function run(args: string[]): Promise<number> {
         },
       });
       content = { ids: catalog.ids, dim: encoder.dim, vectors, encoder: { ...encoder.describe(), fields } };
-    } else if (values.encoder.startsWith('vectors:')) {
+    } else {
       const file = values.encoder.slice('vectors:'.length);
       content = await readVectors(file, {
         idsPath: values.ids,
@@ -244,8 +254,6 @@ export async function run(args: string[]): Promise<number> {
         const without = catalog.ids.filter((id) => !have.has(id)).length;
         if (without > 0) log(`warning: ${without} catalog items have no vector (they get zero content)`);
       }
-    } else {
-      throw new UsageError(`unknown --encoder '${values.encoder}' (tfidf-svd, local:DIR or vectors:FILE)`);
     }
 
     if (values['pca-report']) await reportProjection(content, values['pca-report'], values['fit-split'], log);

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { evaluate, load } from '../../api.js';
 import { loadSplit } from '../../data/store.js';
-import { intOption, listOption } from '../options.js';
+import { intOption, listOption, withNegativeNumbers } from '../options.js';
 import { SEGMENTS } from '../../eval/report.js';
 
 export const summary = 'evaluate a saved model on a prepared split (cold / warm / all, full-catalog ranking)';
@@ -38,7 +38,7 @@ export async function run(args: string[]): Promise<number> {
   let values;
   try {
     values = parseArgs({
-      args,
+      args: withNegativeNumbers(args),
       options: {
         model: { type: 'string' },
         split: { type: 'string' },
@@ -63,8 +63,6 @@ export async function run(args: string[]): Promise<number> {
   try {
     if (!values.model || !values.split) throw new Error('--model DIR and --split DIR are required');
     const ks = (listOption(values.ks) ?? ['10']).map((k) => intOption(k, 'ks', 1)!);
-    const model = await load(values.model);
-    const split = await loadSplit(values.split);
     const mode = values.mode ?? 'default';
     const modes: { recommendColdItems?: boolean; filterColdInputs?: boolean }[] =
       mode === 'all'
@@ -87,13 +85,16 @@ export async function run(args: string[]): Promise<number> {
       recommendColdItems: bool(values['recommend-cold'], 'recommend-cold'),
       filterColdInputs: bool(values['filter-cold-inputs'], 'filter-cold-inputs'),
     };
+    const batchSize = intOption(values['batch-size'], 'batch-size', 1);
+    const model = await load(values.model);
+    const split = await loadSplit(values.split);
     const out: Record<string, unknown>[] = [];
     for (const m of modes) {
       const options = {
         ...m,
         removeSeen: !values['keep-seen'],
         ks,
-        batchSize: intOption(values['batch-size'], 'batch-size', 1),
+        batchSize,
       };
       if (explicit.recommendColdItems !== undefined) options.recommendColdItems = explicit.recommendColdItems;
       if (explicit.filterColdInputs !== undefined) options.filterColdInputs = explicit.filterColdInputs;

@@ -4,7 +4,7 @@ import { dirname, extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readExperimentConfig, runExperiment } from '../../eval/experiment.js';
-import { intOption } from '../options.js';
+import { intOption, withNegativeNumbers } from '../options.js';
 
 export const summary =
   'run models x seeds from a JSON config (resumable); writes results.json, results.md, plots';
@@ -30,7 +30,7 @@ export async function run(args: string[]): Promise<number> {
   let values;
   try {
     values = parseArgs({
-      args,
+      args: withNegativeNumbers(args),
       options: {
         config: { type: 'string' },
         out: { type: 'string' },

@@ -1,6 +1,7 @@
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { withNegativeNumbers } from '../options.js';
 import { writeDirectoryAtomically } from '../../data/store.js';
 import { DEFAULT_SYNTHETIC_OPTIONS, generateSynthetic, type SyntheticOptions } from '../../data/synthetic.js';
 import { writeCatalogCsv, writeInteractionsCsv } from '../../data/writers.js';
@@ -40,7 +41,7 @@ export async function run(args: string[]): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
-      args,
+      args: withNegativeNumbers(args),
       options: {
         out: { type: 'string' },
         users: { type: 'string' },

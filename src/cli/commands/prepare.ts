@@ -5,6 +5,8 @@ import { readCatalog, readInteractions } from '../../data/readers.js';
 import { alignCatalog, DEFAULT_SPLIT_OPTIONS, prepareSplit, type SplitOptions } from '../../data/split.js';
 import { saveSplit } from '../../data/store.js';
 import type { SplitStats } from '../../data/types.js';
+import { backtestSplit } from '../../eval/data.js';
+import { withNegativeNumbers } from '../options.js';
 
 export const summary =
   'read interactions (+ catalog), run the evaluation protocol split, write it to a directory';
@@ -31,14 +33,27 @@ split (defaults are the paper's):
   --seed N                 split seed (default ${DEFAULT_SPLIT_OPTIONS.seed})
   --protocol P             auto | temporal | leave-last-out (default auto: temporal when there are timestamps)
   --strict                 catalog items missing for interaction items are an error
+  --backtest               write the backtest split instead: drop the test period (from the threshold T on) and
+                           split what is left again with the same options (the inner split of experiments'
+                           data.backtest; e.g. the earlier period a later model warm-starts from)
 output:
   --out DIR                output directory (replaced if it holds an earlier split; never left half-written)`;
 
-function numberOption(name: string, value: string | undefined, fallback: number, integer = false): number {
+function numberOption(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  integer = false,
+  range?: { min: number; max: number; maxIncluded: boolean },
+): number {
   if (value === undefined) return fallback;
   const x = Number(value);
   if (value.trim() === '' || !Number.isFinite(x) || (integer && !Number.isInteger(x))) {
     throw new UsageError(`--${name} expects ${integer ? 'an integer' : 'a number'}, got '${value}'`);
+  }
+  if (range && (x < range.min || x > range.max || (!range.maxIncluded && x === range.max))) {
+    const upper = range.max === Infinity ? '' : ` and ${range.maxIncluded ? '<=' : '<'} ${range.max}`;
+    throw new UsageError(`--${name} must be >= ${range.min}${upper}, got '${value}'`);
   }
   return x;
 }
@@ -81,7 +96,7 @@ export async function run(args: string[]): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
-      args,
+      args: withNegativeNumbers(args),
       options: {
         interactions: { type: 'string' },
         items: { type: 'string' },
@@ -98,6 +113,7 @@ export async function run(args: string[]): Promise<number> {
         seed: { type: 'string' },
         protocol: { type: 'string' },
         strict: { type: 'boolean' },
+        backtest: { type: 'boolean' },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -124,9 +140,23 @@ export async function run(args: string[]): Promise<number> {
     options = {
       minRating,
       removeConsecutiveDuplicates: !values['keep-duplicates'],
-      quantile: numberOption('quantile', values.quantile, DEFAULT_SPLIT_OPTIONS.quantile),
-      nCore: numberOption('n-core', values['n-core'], DEFAULT_SPLIT_OPTIONS.nCore, true),
-      validationShare: numberOption('val-share', values['val-share'], DEFAULT_SPLIT_OPTIONS.validationShare),
+      quantile: numberOption('quantile', values.quantile, DEFAULT_SPLIT_OPTIONS.quantile, false, {
+        min: 0,
+        max: 1,
+        maxIncluded: true,
+      }),
+      nCore: numberOption('n-core', values['n-core'], DEFAULT_SPLIT_OPTIONS.nCore, true, {
+        min: 0,
+        max: Infinity,
+        maxIncluded: true,
+      }),
+      validationShare: numberOption(
+        'val-share',
+        values['val-share'],
+        DEFAULT_SPLIT_OPTIONS.validationShare,
+        false,
+        { min: 0, max: 1, maxIncluded: false },
+      ),
       seed: numberOption('seed', values.seed, DEFAULT_SPLIT_OPTIONS.seed, true),
       protocol,
     };
@@ -138,24 +168,38 @@ export async function run(args: string[]): Promise<number> {
 
   try {
     const started = performance.now();
-    const interactions = await readInteractions(values.interactions!, {
+    const read = {
       userCol: values['user-col'],
       itemCol: values['item-col'],
       timeCol: values['time-col'],
       ratingCol: values['rating-col'],
-    });
+    };
+    const interactions = await readInteractions(values.interactions!, read);
     const readSeconds = (performance.now() - started) / 1000;
     console.error(
       `read ${count(interactions.users.length)} interactions from ${values.interactions} in ${readSeconds.toFixed(2)} s`,
     );
-    const split = prepareSplit(interactions, options);
+    let split = prepareSplit(interactions, options);
     if (split.protocol === 'leave-last-out' && options.protocol === 'auto') {
       console.error('note: the data has no timestamps; using the leave-last-out fallback split');
     }
     const meta: Record<string, unknown> = {
       interactions: resolve(values.interactions!),
+      read,
       options,
     };
+    if (values.backtest) {
+      const inner = backtestSplit(interactions, split, options);
+      split = inner.split;
+      meta.backtest = inner.note;
+      console.error(inner.note);
+    }
+    if (split.stats.rating_filtered) {
+      console.error(
+        `the rating filter (--min-rating ${options.minRating}) dropped ${count(split.stats.rating_filtered)} of ` +
+          `${count(interactions.users.length)} interactions`,
+      );
+    }
     if (values.items) {
       const catalog = await readCatalog(values.items, {
         itemCol: values['catalog-item-col'] ?? values['item-col'],
@@ -169,6 +213,12 @@ export async function run(args: string[]): Promise<number> {
         );
       }
       meta.items = resolve(values.items);
+      if (alignment.extra > 0) {
+        console.error(
+          `note: ${count(alignment.extra)} of ${count(catalog.ids.length)} catalog items have no interactions in the ` +
+            `split (they are not part of it; \`deltarec serve\` can add them as new items)`,
+        );
+      }
       meta.catalog = {
         rows: catalog.ids.length,
         missing_items: alignment.missing,

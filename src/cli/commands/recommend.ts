@@ -8,6 +8,7 @@ import { applyLogFile, changeTarget } from '../../serve/runtime.js';
 import { packBatch, type ScoreRequest } from '../../serve/engine.js';
 import { loadScoringModel } from '../../serve/models.js';
 import { Scorer } from '../../serve/scorer.js';
+import { withNegativeNumbers } from '../options.js';
 
 export const summary = 'batch top-k recommendations for sequences in a JSON Lines file';
 
@@ -16,7 +17,8 @@ const HELP = `usage: deltarec recommend --model DIR --input FILE --out FILE [opt
 Scores every line of FILE (JSON Lines) and writes one line of recommendations per input line, in order.
 An input line is a list of item ids, most recent last:
   ["B001", "B002"]
-or an object with the same fields as the service's POST /recommend; other fields (e.g. "user") are copied through:
+or an object with the same fields as the service's POST /recommend, plus "user" or "id", copied to the output; any
+other field is an error, as in the service:
   {"user": "u1", "items": ["B001", "B002"], "k": 5, "exclude": ["B003"], "include_cold": true, "exclude_seen": true}
 Output line: {"user": "u1", "items": [{"id": "B004", "score": 3.21}, ...]}
 
@@ -34,6 +36,8 @@ options:
 class InputError extends Error {}
 
 const REQUEST_FIELDS = new Set(['items', 'k', 'exclude', 'include_cold', 'exclude_seen']);
+/** Fields copied from an input line to its output line. */
+const PASSTHROUGH_FIELDS = new Set(['user', 'id']);
 
 interface ParsedLine {
   request: ScoreRequest | null; // null: nothing left to score (--skip-unknown emptied it)
@@ -58,6 +62,13 @@ function parseLine(
     : typeof value === 'object' && value !== null
       ? (value as Record<string, unknown>)
       : {};
+  for (const key of Object.keys(object)) {
+    if (!REQUEST_FIELDS.has(key) && !PASSTHROUGH_FIELDS.has(key)) {
+      throw new InputError(
+        `${where}: unknown field '${key}' (expected ${[...REQUEST_FIELDS].join(', ')}; user or id are copied to the output)`,
+      );
+    }
+  }
   const { items, k = defaultK, exclude = [], include_cold = true, exclude_seen = true } = object;
   if (!Array.isArray(items) || items.length === 0 || items.some((id) => typeof id !== 'string')) {
     throw new InputError(`${where}: field 'items' must be a non-empty list of item id strings`);
@@ -84,7 +95,7 @@ function parseLine(
     if (info) excluded.push(info.index);
   }
   const passthrough: Record<string, unknown> = {};
-  for (const [key, v] of Object.entries(object)) if (!REQUEST_FIELDS.has(key)) passthrough[key] = v;
+  for (const [key, v] of Object.entries(object)) if (PASSTHROUGH_FIELDS.has(key)) passthrough[key] = v;
   if (history.length === 0) return { request: null, passthrough };
   return {
     request: {
@@ -102,7 +113,7 @@ export async function run(args: string[]): Promise<number> {
   let values;
   try {
     values = parseArgs({
-      args,
+      args: withNegativeNumbers(args),
       options: {
         model: { type: 'string' },
         input: { type: 'string' },

@@ -5,7 +5,7 @@ import { readCatalog } from '../../data/readers.js';
 import { isLoopback, loadToken } from '../../serve/access.js';
 import { createService, type Service } from '../../serve/server.js';
 import { installExplorer } from '../../serve/ui/explorer.js';
-import { floatOption, intOption } from '../options.js';
+import { floatOption, intOption, withNegativeNumbers } from '../options.js';
 
 export const summary = 'serve recommendations over HTTP with a live, durable item catalog';
 
@@ -61,7 +61,7 @@ export async function run(args: string[]): Promise<number> {
   let values;
   try {
     values = parseArgs({
-      args,
+      args: withNegativeNumbers(args),
       options: {
         model: { type: 'string', multiple: true },
         ui: { type: 'boolean' },

@@ -1,19 +1,37 @@
 import { parseArgs } from 'node:util';
-import { evaluate, fit, MODEL_KINDS, save, type ModelKind } from '../../api.js';
+import {
+  DEFAULT_LEXICAL_GRID,
+  evaluate,
+  fit,
+  load,
+  MODEL_KINDS,
+  save,
+  withLexicalFusion,
+  type FitOptions,
+  type FittedModel,
+  type LexicalChoice,
+  type ModelKind,
+} from '../../api.js';
 import { alignContent, loadContent, loadContentEncoder } from '../../content/store.js';
-import { readCatalog } from '../../data/readers.js';
+import { TfidfSvdEncoder } from '../../content/tfidf.js';
+import { loadArtifact } from '../../model/artifact.js';
+import { readCatalog, readInteractions, type InteractionReadOptions } from '../../data/readers.js';
+import type { SplitOptions } from '../../data/split.js';
+import type { PreparedSplit } from '../../data/types.js';
 import type { ContentPart } from '../../model/artifact.js';
-import { loadSplit } from '../../data/store.js';
+import { loadSplit, readSplitManifest } from '../../data/store.js';
 import type { CsrMatrix } from '../../content/sparse.js';
 import {
   MODEL_ARGS,
   MODEL_ARGS_HELP,
+  checkModelOutput,
   floatOption,
   intOption,
   listOption,
   modelSettings,
+  withNegativeNumbers,
 } from '../options.js';
-import { buildContent } from '../../eval/data.js';
+import { backtestSplit, buildContent } from '../../eval/data.js';
 import { resultsText } from '../../eval/report.js';
 
 export const summary = 'train a model on a prepared split and save it as a model directory';
@@ -33,9 +51,22 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
   --fields A,B       catalog fields that make the item text (default title)
   --content-dim N    text encoder dimension before the projection to d (default 512)
   --lexical-weight W lexical fusion (beyond the paper, docs/cold-start.md): add W x TF-IDF cosine to the model's
-                     standardized scores; needs --items (default 0: the paper's scoring). Choose W with a backtest
-                     experiment (experiments/beauty-backtest.json); \`deltarec serve\` serves fused models
-  --out MODELDIR     where to save the model (required)
+                     standardized scores; needs --items (default 0: the paper's scoring); \`deltarec serve\` serves
+                     fused models. W = auto chooses it on a backtest inside the training data: the interactions
+                     the split was prepared from, before its threshold T, split again with the same options; a
+                     model trained there scores every weight of --lexical-grid on that inner test period and the
+                     best all-cases NDCG@10 wins (0 included). Costs one extra training on the shorter period;
+                     the table is printed and stored in the model's manifest
+  --lexical-grid L   weights tried by --lexical-weight auto (default ${DEFAULT_LEXICAL_GRID.join(',')})
+  --out MODELDIR     where to save the model (required). An existing directory is replaced only if it is a
+                     deltarec model and holds nothing else (not a split, content, or a service's catalog.log)
+  --force            replace --out whatever it holds
+  --init-from DIR    warm start from an earlier model of the same kind and architecture (docs/retraining.md):
+                     its dense weights and the rows of the items it was trained on, matched by item id; items it
+                     had as cold or did not know start from their content. With --items the catalog is encoded
+                     with that model's text encoder. The optimizer state starts fresh
+  --refit-projection with --init-from: fit the content projection (content-map: the map's start) on this split's
+                     warm items instead of keeping the old model's
   --evaluate         also print test metrics (cold / warm / all)
 
 ${MODEL_ARGS_HELP}
@@ -45,7 +76,7 @@ export async function run(args: string[]): Promise<number> {
   let values;
   try {
     values = parseArgs({
-      args,
+      args: withNegativeNumbers(args),
       options: {
         split: { type: 'string' },
         model: { type: 'string' },
@@ -54,7 +85,11 @@ export async function run(args: string[]): Promise<number> {
         fields: { type: 'string' },
         'content-dim': { type: 'string' },
         'lexical-weight': { type: 'string' },
+        'lexical-grid': { type: 'string' },
         out: { type: 'string' },
+        force: { type: 'boolean' },
+        'init-from': { type: 'string' },
+        'refit-projection': { type: 'boolean' },
         evaluate: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...MODEL_ARGS,
@@ -75,13 +110,24 @@ export async function run(args: string[]): Promise<number> {
       throw new Error(`--model must be one of ${MODEL_KINDS.join(', ')} (got '${kind}')`);
     }
     const settings = modelSettings(values);
-    const lexicalWeight = floatOption(values['lexical-weight'], 'lexical-weight') ?? 0;
-    if (lexicalWeight > 0 && (!values.items || values.content || kind === 'knn' || kind === 'sasrec')) {
+    const auto = values['lexical-weight'] === 'auto';
+    const lexicalWeight = auto ? 'auto' : (floatOption(values['lexical-weight'], 'lexical-weight') ?? 0);
+    if (lexicalWeight !== 0 && (!values.items || values.content || kind === 'knn' || kind === 'sasrec')) {
       throw new Error(
         `--lexical-weight needs --items (the sparse text rows come from the built-in encoder), not --content, and a content model`,
       );
     }
+    const lexicalGrid = listOption(values['lexical-grid'])?.map((w) => floatOption(w, 'lexical-grid')!);
+    if (lexicalGrid && !auto) throw new Error('--lexical-grid applies to --lexical-weight auto');
+    if (lexicalGrid?.length === 0) throw new Error('--lexical-grid needs at least one weight');
+    const fields = listOption(values.fields);
+    const contentDim = intOption(values['content-dim'], 'content-dim', 1);
+    if (values['refit-projection'] && !values['init-from'])
+      throw new Error('--refit-projection applies to a warm start (--init-from DIR)');
+    await checkModelOutput(values.out, values.force);
+    const initFrom = values['init-from'] ? await warmStartSource(values['init-from'], kind) : null;
     let lexicalRows: CsrMatrix | undefined;
+    let lexicalBacktest: FitOptions['lexicalBacktest'];
     const split = await loadSplit(values.split);
     let content: Float32Array | null = null;
     let encoder: ContentPart | null = null;
@@ -97,16 +143,22 @@ export async function run(args: string[]): Promise<number> {
       const catalog = await readCatalog(values.items);
       const built = buildContent(
         split,
-        { catalog },
-        {
-          fields: listOption(values.fields),
-          dim: intOption(values['content-dim'], 'content-dim', 1),
-          fitOn: 'warm',
-        },
+        { catalog, encoder: initFrom?.encoder },
+        { fields, dim: contentDim, fitOn: 'warm' },
         (line) => console.error(line),
       );
       content = built.content;
       lexicalRows = built.lexical ?? undefined;
+      if (auto) {
+        const inner = await innerBacktest(values.split, split);
+        const innerBuilt = buildContent(
+          inner,
+          { catalog, encoder: initFrom?.encoder },
+          { fields, dim: contentDim, fitOn: 'warm' },
+          (line) => console.error(`backtest: ${line}`),
+        );
+        lexicalBacktest = { split: inner, content: innerBuilt.content!, lexicalRows: innerBuilt.lexical! };
+      }
       const textEncoder = built.encoder;
       encoder = textEncoder ? { kind: 'tfidf-svd', save: (dir: string) => textEncoder.save(dir) } : null;
     }
@@ -117,7 +169,19 @@ export async function run(args: string[]): Promise<number> {
       encoder,
       lexicalWeight,
       lexicalRows,
+      lexicalBacktest,
+      lexicalGrid,
+      onLexicalChoice: (choice) => console.error(lexicalChoiceText(choice)),
+      initFrom: initFrom?.model,
+      refitProjection: values['refit-projection'],
     });
+    if (model.warmStart) {
+      const w = model.warmStart;
+      console.error(
+        `warm start from ${values['init-from']}: ${w.carried} items keep their trained rows; ${w.formerlyCold} ` +
+          `formerly cold and ${w.unseen} new warm items start from content; the optimizer started fresh`,
+      );
+    }
     if (model.training) {
       const t = model.training;
       console.error(
@@ -125,8 +189,12 @@ export async function run(args: string[]): Promise<number> {
       );
     }
     if (values.evaluate) {
-      const r = evaluate(model, split);
-      console.log(resultsText({ [kind]: toAggregated(r) }));
+      const rows: Record<string, ReturnType<typeof toAggregated>> = {};
+      if (model.lexical) {
+        rows[kind] = toAggregated(evaluate(withLexicalFusion(model, model.lexical.rows, 0), split));
+        rows[`${kind} + lexical ${model.lexical.weight}`] = toAggregated(evaluate(model, split));
+      } else rows[kind] = toAggregated(evaluate(model, split));
+      console.log(resultsText(rows));
     }
     await save(model, values.out);
     console.error(`saved ${values.out}`);
@@ -135,6 +203,60 @@ export async function run(args: string[]): Promise<number> {
     console.error(`deltarec train: ${(error as Error).message}`);
     return 1;
   }
+}
+
+/**
+ * The backtest inside the training data of a split written by `deltarec prepare`: the interactions it was prepared
+ * from (its manifest names the file, columns and split options), before its threshold T, split again.
+ */
+async function innerBacktest(dir: string, split: PreparedSplit): Promise<PreparedSplit> {
+  const meta = (await readSplitManifest(dir)).meta as {
+    interactions?: string;
+    read?: InteractionReadOptions;
+    options?: Partial<SplitOptions>;
+  };
+  if (typeof meta.interactions !== 'string' || !meta.options) {
+    throw new Error(
+      `--lexical-weight auto needs the interactions the split was prepared from; ${dir}/manifest.json does not name them (prepare the split with deltarec prepare)`,
+    );
+  }
+  const interactions = await readInteractions(meta.interactions, meta.read ?? {});
+  const inner = backtestSplit(interactions, split, meta.options);
+  console.error(
+    `${inner.note}: ${inner.split.numItems} items (${inner.split.numWarm} warm), ${inner.split.test.targets.length} test cases`,
+  );
+  return inner.split;
+}
+
+/** The backtest table of --lexical-weight auto. */
+export function lexicalChoiceText(choice: LexicalChoice): string {
+  const b = choice.backtest;
+  const lines = [
+    `lexical weight chosen on the backtest (${b.testCases} test cases, ${b.epochs} training epochs, ` +
+      `${(b.seconds / 60).toFixed(1)} min): ${choice.weight}`,
+    '  weight  all NDCG@10',
+  ];
+  for (const { weight, ndcg10 } of choice.table) {
+    lines.push(
+      `  ${String(weight).padStart(6)}  ${ndcg10.toFixed(4).padStart(11)}${weight === choice.weight ? '  <- chosen' : ''}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** The model to warm-start from, with its text encoder (new catalog items are encoded the same way). */
+async function warmStartSource(
+  dir: string,
+  kind: ModelKind,
+): Promise<{ model: FittedModel; encoder: TfidfSvdEncoder | null }> {
+  const model = await load(dir);
+  if (model.kind !== kind) {
+    throw new Error(
+      `--init-from ${dir} is a '${model.kind}' model; a warm start needs the same kind as --model '${kind}'`,
+    );
+  }
+  const { encoder } = await loadArtifact(dir);
+  return { model, encoder: encoder?.kind === 'tfidf-svd' ? await TfidfSvdEncoder.load(encoder.dir) : null };
 }
 
 /** A single evaluation in the aggregated shape (std 0) for the text table. */

@@ -1,0 +1,153 @@
+/**
+ * Warm start (issue 13): a model trained on an earlier period (the backtest split: interactions before T) starts the
+ * model of the later period. Rows are matched by item id, items cold before start from content, the kept projection
+ * leaves old items' content rows where they were, and mismatches are refused with clear messages.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { fit, type FitOptions, type FittedModel } from '../src/api.js';
+import { buildContent, backtestSplit } from '../src/eval/data.js';
+import { prepareSplit } from '../src/data/split.js';
+import { generateSynthetic } from '../src/data/synthetic.js';
+import { SASRec, sasrecConfig } from '../src/model/sasrec.js';
+import { warmStart } from '../src/model/warm-start.js';
+
+const data = generateSynthetic({ users: 400, items: 150, topics: 6, seed: 9 });
+const split = prepareSplit(data.interactions);
+const inner = backtestSplit(data.interactions, split, {}).split;
+// One text encoder for both periods (as `train --init-from` reuses the old model's encoder).
+const outerContent = buildContent(split, { catalog: data.catalog }, { dim: 24, fitOn: 'warm' });
+const encoder = outerContent.encoder!;
+const innerContent = buildContent(inner, { catalog: data.catalog, encoder }, { dim: 24 });
+const small = { d: 16, maxLength: 16, epochs: 1, patience: 1, handleSigint: false, onProgress: () => {} };
+
+function sasrecOf(model: FittedModel): SASRec {
+  return model.recommender as SASRec;
+}
+
+function row(a: Float32Array, i: number, width: number): Float32Array {
+  return a.subarray(i * width, (i + 1) * width);
+}
+
+const oldIndex = (model: FittedModel) => new Map(model.itemIds.map((id, i) => [id, i]));
+
+test('the two periods share items, some cold in the first are warm in the second, and some are new', () => {
+  const before = oldIndex({ itemIds: inner.itemIds } as FittedModel);
+  let formerlyCold = 0;
+  let unseen = 0;
+  for (let i = 1; i <= split.numItems; i++) {
+    const j = before.get(split.itemIds[i]);
+    if (j === undefined) unseen++;
+    else if (i <= split.numWarm && j > inner.numWarm) formerlyCold++;
+  }
+  assert.ok(formerlyCold > 0 && unseen > 0, `${formerlyCold} formerly cold, ${unseen} unseen`);
+});
+
+test('warmStart copies dense weights and learned rows by id; others keep their start', async () => {
+  const old = await fit(inner, {
+    ...small,
+    epochs: 2,
+    model: 'content-delta',
+    content: innerContent.content!,
+  });
+  const oldModel = sasrecOf(old);
+  const config = { ...oldModel.config, numItems: split.numWarm };
+  const projected = new Float32Array((split.numWarm + 1) * 16).map((_, i) => (i < 16 ? 0 : Math.sin(i)));
+  const fresh = new SASRec(config, projected);
+  const result = warmStart(fresh, split.itemIds, oldModel, old.itemIds, old.numWarm);
+  assert.deepEqual(fresh.params.flat, oldModel.params.flat);
+  const before = oldIndex(old);
+  let carried = 0;
+  for (let i = 1; i <= split.numWarm; i++) {
+    const j = before.get(split.itemIds[i]);
+    const delta = row(fresh.items.weight!, i, 16);
+    if (j !== undefined && j <= old.numWarm) {
+      carried++;
+      assert.deepEqual(delta, row(oldModel.items.weight!, j, 16), `row of ${split.itemIds[i]}`);
+    } else
+      assert.ok(
+        delta.every((v) => v === 0),
+        `item ${split.itemIds[i]} starts with a zero delta`,
+      );
+  }
+  assert.equal(result.carried, carried);
+  assert.ok(result.carried > 0 && result.formerlyCold > 0);
+  assert.equal(result.carried + result.formerlyCold + result.unseen, split.numWarm);
+  assert.ok(
+    oldModel.items.weight!.some((v) => v !== 0),
+    'the old model learned non-zero deltas (the check above means something)',
+  );
+
+  const other = new SASRec(
+    sasrecConfig({ ...config, d: 8, ffWidth: 8 }),
+    new Float32Array((split.numWarm + 1) * 8),
+  );
+  assert.throws(
+    () => warmStart(other, split.itemIds, oldModel, old.itemIds, old.numWarm),
+    /^Error: warm start: the old model's architecture differs \(d 16 -> 8, ffWidth 16 -> 8\)$/,
+  );
+});
+
+for (const kind of ['content-delta', 'content-init', 'content-map', 'sasrec'] as const) {
+  test(`fit with initFrom (${kind}): projection kept, old items' rows carried, trained once more`, async () => {
+    const content = (c: typeof innerContent) => (kind === 'sasrec' ? {} : { content: c.content! });
+    const old = await fit(inner, { ...small, epochs: 2, model: kind, ...content(innerContent) });
+    const options: FitOptions = { ...small, model: kind, ...content(outerContent), initFrom: old };
+    const warm = await fit(split, { ...options, lr: 1e-12 });
+    assert.ok(warm.warmStart && warm.warmStart.carried > 0);
+    assert.equal(warm.training!.history.length, 1);
+    if (kind !== 'sasrec')
+      assert.equal(warm.recommender.numItems, split.numItems, 'new items appended as cold');
+    assert.equal(warm.projection, old.projection, 'the old projection is kept');
+    const a = sasrecOf(old);
+    const b = sasrecOf(warm);
+    const before = oldIndex(old);
+    // lr 1e-12: the one training epoch moves nothing measurably, so the start is what is compared.
+    const close = (x: Float32Array, y: Float32Array) => x.every((v, i) => Math.abs(v - y[i]) < 1e-6);
+    assert.ok(close(b.params.flat, a.params.flat), 'dense weights carried over');
+    const ea = a.itemEmbeddings();
+    const eb = b.itemEmbeddings();
+    for (let i = 1; i <= split.numWarm; i++) {
+      const j = before.get(split.itemIds[i]);
+      if (j !== undefined && j <= old.numWarm)
+        assert.ok(
+          close(row(eb, i, 16), row(ea, j, 16)),
+          `${kind}: item ${split.itemIds[i]} scores as before`,
+        );
+    }
+    if (kind === 'content-map') {
+      assert.ok(close(b.items.mapWeight!, a.items.mapWeight!), 'the learned map is kept');
+      const refit = await fit(split, { ...options, refitProjection: true, lr: 1e-12 });
+      assert.ok(
+        !close(sasrecOf(refit).items.mapWeight!, a.items.mapWeight!),
+        'refitProjection starts the map anew',
+      );
+    } else if (kind !== 'sasrec') {
+      const refit = await fit(split, { ...options, refitProjection: true });
+      assert.notEqual(refit.projection, old.projection);
+      assert.notDeepEqual(refit.projection!.mean, old.projection!.mean);
+    }
+  });
+}
+
+test('fit with initFrom refuses another kind, another architecture, knn and a content of another width', async () => {
+  const old = await fit(inner, { ...small, model: 'content-delta', content: innerContent.content! });
+  const base = { ...small, content: outerContent.content!, initFrom: old };
+  await assert.rejects(
+    fit(split, { ...base, model: 'content-init' }),
+    /^Error: fit: initFrom is a 'content-delta' model; a warm start needs the same kind \('content-init'\)$/,
+  );
+  await assert.rejects(
+    fit(split, { ...base, model: 'content-delta', blocks: 1 }),
+    /^Error: warm start: the old model's architecture differs \(blocks 2 -> 1\)$/,
+  );
+  await assert.rejects(
+    fit(split, { ...base, model: 'knn' }),
+    /^Error: fit: knn is not trained; initFrom applies to SASRec models$/,
+  );
+  const other = buildContent(split, { catalog: data.catalog }, { dim: 20, fitOn: 'warm' });
+  await assert.rejects(
+    fit(split, { ...base, model: 'content-delta', content: other.content! }),
+    /^Error: fit: content has 20 dims but initFrom's projection takes 24 \(encode the items with initFrom's text encoder, or use refitProjection\)$/,
+  );
+});
