@@ -2,7 +2,9 @@
  * Borrowed deltas for cold items (issue 15, docs/cold-start.md): evaluates one trained content-delta model with
  * borrowed deltas off (k = 0) and on for each k, each without and with lexical fusion, on the split it was trained
  * on. No training: borrowing and fusion are both applied to the trained model. The sparse TF-IDF rows for fusion
- * come from the model's own text encoder applied to the catalog.
+ * come from the model's own text encoder applied to the catalog. --neighbours lexical picks the k nearest warm items
+ * by the sparse TF-IDF cosine instead of the content cosine (an experiment: the library and the service borrow by
+ * content cosine).
  *
  *   node --import tsx bench/borrow-deltas.ts --model runs/beauty-bt-model --split runs/beauty-bt-split \
  *     --items ../shared/data/amazon-beauty/items.csv --ks 0,5,10,20 --lexical-weight 8 [--json out.json]
@@ -10,7 +12,10 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { evaluate, load, withBorrowedDeltas, withLexicalFusion } from '../src/api.js';
+import { evaluate, load, withBorrowedDeltas, withLexicalFusion, type FittedModel } from '../src/api.js';
+import type { CsrMatrix } from '../src/content/sparse.js';
+import { LexicalIndex } from '../src/model/fusion.js';
+import type { SASRec } from '../src/model/sasrec.js';
 import { TfidfSvdEncoder } from '../src/content/tfidf.js';
 import { readCatalog } from '../src/data/readers.js';
 import { loadSplit } from '../src/data/store.js';
@@ -23,6 +28,7 @@ const { values } = parseArgs({
     items: { type: 'string' },
     ks: { type: 'string', default: '0,5,10,20' },
     'lexical-weight': { type: 'string', default: '8' },
+    neighbours: { type: 'string', default: 'content' },
     json: { type: 'string' },
   },
 });
@@ -42,6 +48,64 @@ const rows = built.lexical!;
 console.log(
   `${values.model} on ${values.split}: ${split.numItems} items (${split.numWarm} warm), ${split.test.targets.length} test cases`,
 );
+const out: Record<string, unknown>[] = [];
+/** Cold rows' deltas from their k nearest warm items by sparse TF-IDF cosine (ItemEmbeddings.borrowDeltas). */
+function borrowByLexicalCosine(fitted: FittedModel, sparse: CsrMatrix, k: number): void {
+  withBorrowedDeltas(fitted, 0);
+  if (k === 0) return;
+  const sasrec = fitted.recommender as SASRec;
+  const index = new LexicalIndex(sparse);
+  const width = sasrec.numItems + 1;
+  const scores = new Float32Array(width);
+  const cold = Int32Array.from(
+    { length: sasrec.numItems - fitted.numWarm },
+    (_, i) => fitted.numWarm + 1 + i,
+  );
+  sasrec.items.borrowDeltas(cold, fitted.numWarm, k, undefined, (chunk, out, warmItems) => {
+    chunk.forEach((row, i) => {
+      index.score([Int32Array.of(row)], scores);
+      out.set(scores.subarray(1, warmItems + 1), i * warmItems);
+    });
+  });
+  sasrec.parametersChanged();
+}
+
+/**
+ * Why borrowing behaves as it does: the trained deltas of the less-trained half of the warm items (by training
+ * interactions) and of the 10% most-trained: mean row norm, and the norm of their mean (near the row norm when the
+ * rows share one direction).
+ */
+function deltaStatistics(fitted: FittedModel): string {
+  const sasrec = fitted.recommender as SASRec;
+  const d = sasrec.config.d;
+  const delta = sasrec.items.weight!;
+  const counts = split.trainItemCounts;
+  const warm = Array.from({ length: fitted.numWarm }, (_, i) => i + 1).sort((a, b) => counts[a] - counts[b]);
+  const describe = (rows: number[], what: string) => {
+    const mean = new Float64Array(d);
+    let norms = 0;
+    for (const r of rows) {
+      let s = 0;
+      for (let j = 0; j < d; j++) {
+        mean[j] += delta[r * d + j] / rows.length;
+        s += delta[r * d + j] ** 2;
+      }
+      norms += Math.sqrt(s) / rows.length;
+    }
+    const median = counts[rows[rows.length >> 1]];
+    return `${what} (${rows.length}, median ${median} training interactions): mean delta norm ${norms.toFixed(3)}, norm of the mean delta ${Math.hypot(...mean).toFixed(3)}`;
+  };
+  return [
+    describe(warm.slice(0, warm.length >> 1), 'less-trained half of the warm items'),
+    describe(warm.slice(-Math.floor(warm.length / 10)), '10% most-trained warm items'),
+  ].join('\n');
+}
+
+console.log(deltaStatistics(model));
+const lexicalNeighbours = values.neighbours === 'lexical';
+if (!lexicalNeighbours && values.neighbours !== 'content')
+  throw new Error('--neighbours must be content or lexical');
+console.log(`neighbours by ${lexicalNeighbours ? 'sparse TF-IDF' : 'content'} cosine`);
 const metrics = ['ndcg@10', 'hr@10'] as const;
 const segments = ['cold', 'warm', 'all'] as const;
 console.log(
@@ -49,9 +113,9 @@ console.log(
     .map((h) => h.padStart(13))
     .join(''),
 );
-const out: Record<string, unknown>[] = [];
 for (const k of ks) {
-  withBorrowedDeltas(model, k);
+  if (lexicalNeighbours) borrowByLexicalCosine(model, rows, k);
+  else withBorrowedDeltas(model, k);
   for (const w of weight > 0 ? [0, weight] : [0]) {
     const started = performance.now();
     const r = evaluate(withLexicalFusion(model, rows, w), split);

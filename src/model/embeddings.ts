@@ -58,6 +58,12 @@ function hasDelta(strategy: EmbeddingStrategy): boolean {
   return strategy === 'content-delta' || strategy === 'content-map';
 }
 
+/**
+ * Another similarity for borrowed deltas (e.g. the sparse TF-IDF cosine): fills out (rows.length x warmItems) with
+ * the similarity of each of `rows` to the warm rows 1..warmItems (out[i * warmItems + j - 1] for row j).
+ */
+export type BorrowSimilarity = (rows: Int32Array, out: Float32Array, warmItems: number) => void;
+
 export class ItemEmbeddings {
   readonly strategy: EmbeddingStrategy;
   readonly d: number;
@@ -414,8 +420,8 @@ export class ItemEmbeddings {
   /**
    * Borrowed deltas (issue 15, off by default): gives each of `rows` (typically cold items, whose delta is zero) the
    * similarity-weighted mean of the deltas of its k nearest warm rows 1..warmItems by cosine of the stored content
-   * rows (the projected content; content-map: the full-width content), neighbours with cosine <= 0 left out, the
-   * row itself never its own neighbour:
+   * rows (the projected content; content-map: the full-width content; `similarityOf` replaces it, e.g. by the
+   * sparse TF-IDF cosine), neighbours with cosine <= 0 left out, the row itself never its own neighbour:
    *
    *   D_r = clip_deltaMax( sum_j s_rj D_j / sum_j s_rj ),  j in the k warm rows of largest s_rj = cos(C_r, C_j) > 0
    *
@@ -426,6 +432,7 @@ export class ItemEmbeddings {
     warmItems: number,
     k: number,
     kernels: Kernels = referenceKernels,
+    similarityOf?: BorrowSimilarity,
   ): void {
     if (!hasDelta(this.strategy)) {
       throw new Error(`borrowDeltas: strategy '${this.strategy}' has no delta (content-delta, content-map)`);
@@ -450,23 +457,29 @@ export class ItemEmbeddings {
     const warm = content.subarray(h, (warmItems + 1) * h);
     for (let start = 0; start < rows.length; start += chunk) {
       const count = Math.min(chunk, rows.length - start);
+      const chunkRows = Int32Array.from({ length: count }, (_, i) => rows[start + i]);
       for (let i = 0; i < count; i++) {
-        const row = rows[start + i];
+        const row = chunkRows[i];
         if (!(Number.isInteger(row) && row >= 1 && row <= this.numItems))
           throw new Error(`borrowDeltas: row ${row} does not exist`);
         targets.set(content.subarray(row * h, (row + 1) * h), i * h);
       }
-      // similarity[i][j - 1] = C_row . C_j, then divided by both norms below.
-      kernels.matmul(similarity, targets, warm, count, warmItems, h, false, true, false);
-      for (let i = 0; i < count; i++) {
-        const row = rows[start + i];
-        const o = i * warmItems;
-        const rowNorm = norms[row];
-        for (let j = 0; j < warmItems; j++) {
-          const n = rowNorm * norms[j + 1];
-          similarity[o + j] = n > 0 ? similarity[o + j] / n : 0;
+      if (similarityOf) similarityOf(chunkRows, similarity, warmItems);
+      else {
+        // similarity[i][j - 1] = C_row . C_j / (|C_row| |C_j|)
+        kernels.matmul(similarity, targets, warm, count, warmItems, h, false, true, false);
+        for (let i = 0; i < count; i++) {
+          const o = i * warmItems;
+          const rowNorm = norms[chunkRows[i]];
+          for (let j = 0; j < warmItems; j++) {
+            const n = rowNorm * norms[j + 1];
+            similarity[o + j] = n > 0 ? similarity[o + j] / n : 0;
+          }
         }
-        if (row <= warmItems) similarity[o + row - 1] = -Infinity;
+      }
+      for (let i = 0; i < count; i++) {
+        const row = chunkRows[i];
+        if (row <= warmItems) similarity[i * warmItems + row - 1] = -Infinity;
       }
       kernels.topK(topIndices, topScores, similarity, count, warmItems, take);
       for (let i = 0; i < count; i++) {
