@@ -4,7 +4,8 @@
  * on. No training: borrowing and fusion are both applied to the trained model. The sparse TF-IDF rows for fusion
  * come from the model's own text encoder applied to the catalog. --neighbours lexical picks the k nearest warm items
  * by the sparse TF-IDF cosine instead of the content cosine (an experiment: the library and the service borrow by
- * content cosine).
+ * content cosine). --center borrows the neighbours' deltas minus the mean warm delta (their shared direction; an
+ * experiment too).
  *
  *   node --import tsx bench/borrow-deltas.ts --model runs/beauty-bt-model --split runs/beauty-bt-split \
  *     --items ../shared/data/amazon-beauty/items.csv --ks 0,5,10,20 --lexical-weight 8 [--json out.json]
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     ks: { type: 'string', default: '0,5,10,20' },
     'lexical-weight': { type: 'string', default: '8' },
     neighbours: { type: 'string', default: 'content' },
+    center: { type: 'boolean', default: false },
     json: { type: 'string' },
   },
 });
@@ -105,7 +107,10 @@ console.log(deltaStatistics(model));
 const lexicalNeighbours = values.neighbours === 'lexical';
 if (!lexicalNeighbours && values.neighbours !== 'content')
   throw new Error('--neighbours must be content or lexical');
-console.log(`neighbours by ${lexicalNeighbours ? 'sparse TF-IDF' : 'content'} cosine`);
+console.log(
+  `neighbours by ${lexicalNeighbours ? 'sparse TF-IDF' : 'content'} cosine` +
+    (values.center ? ', centered deltas (the mean warm delta taken out)' : ''),
+);
 const metrics = ['ndcg@10', 'hr@10'] as const;
 const segments = ['cold', 'warm', 'all'] as const;
 console.log(
@@ -113,9 +118,25 @@ console.log(
     .map((h) => h.padStart(13))
     .join(''),
 );
+/** Borrows with the mean warm delta taken out of the warm rows for the time of the borrowing. */
+function centered(fitted: FittedModel, borrow: () => void): void {
+  const sasrec = fitted.recommender as SASRec;
+  const d = sasrec.config.d;
+  const warm = sasrec.items.weight!.subarray(d, (fitted.numWarm + 1) * d);
+  const saved = Float32Array.from(warm);
+  const mean = new Float64Array(d);
+  for (let i = 0; i < warm.length; i++) mean[i % d] += warm[i] / fitted.numWarm;
+  for (let i = 0; i < warm.length; i++) warm[i] -= mean[i % d];
+  borrow();
+  warm.set(saved);
+  sasrec.parametersChanged();
+}
+
 for (const k of ks) {
-  if (lexicalNeighbours) borrowByLexicalCosine(model, rows, k);
-  else withBorrowedDeltas(model, k);
+  const borrow = () =>
+    lexicalNeighbours ? borrowByLexicalCosine(model, rows, k) : withBorrowedDeltas(model, k);
+  if (values.center && k > 0) centered(model, borrow);
+  else borrow();
   for (const w of weight > 0 ? [0, weight] : [0]) {
     const started = performance.now();
     const r = evaluate(withLexicalFusion(model, rows, w), split);
