@@ -52,7 +52,7 @@ export const MODEL_KINDS = [
 ] as const;
 export type ModelKind = (typeof MODEL_KINDS)[number];
 
-export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'strategy'>> {
+export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'strategy' | 'warmItems'>> {
   model: ModelKind;
   /** (split.numItems + 1) x dim content vectors aligned with split.itemIds; required by every model but 'sasrec'. */
   content?: Float32Array;
@@ -72,6 +72,13 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
    * the split's threshold, split again), with content and sparse rows aligned with its items.
    */
   lexicalBacktest?: { split: PreparedSplit; content?: Float32Array; lexicalRows: CsrMatrix };
+  /**
+   * Borrowed deltas (beyond the paper, issue 15; content-delta, content-map): k > 0 gives each cold item (the split's
+   * cold items at the end of training, and items appended later, in the service too) the similarity-weighted mean
+   * of its k nearest warm items' deltas by content cosine, clipped to deltaMax, instead of a zero delta. Saved with
+   * the model. Default 0 (off, the paper).
+   */
+  borrowDeltas?: number;
   /** lexicalWeight 'auto': the weights tried (default 0, 1, 2, 4, 8, 16, 32, as experiments/beauty-backtest.json). */
   lexicalGrid?: number[];
   /** lexicalWeight 'auto': called with the choice as soon as it is made, before the real model is trained. */
@@ -300,7 +307,8 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
     ? warmStart(model, split.itemIds, old, options.initFrom!.itemIds, options.initFrom!.numWarm)
     : undefined;
   const training = await train(model, split.train, trainOptionsFor(split, options, config, config.maxLength));
-  // Cold items enter with their content vector and zero delta, without retraining.
+  setBorrowDeltas(model, options.borrowDeltas, split.numWarm);
+  // Cold items enter with their content vector and zero (or borrowed) delta, without retraining.
   if (projected && split.numItems > split.numWarm) {
     model.appendItems(projected.subarray((split.numWarm + 1) * config.d), split.numItems - split.numWarm);
   }
@@ -319,6 +327,34 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
     fitSeconds: (performance.now() - started) / 1000,
     warmStart: warm,
   };
+}
+
+/** FitOptions.borrowDeltas, checked, on a freshly trained model (before its cold items are appended). */
+function setBorrowDeltas(model: SASRec, k: number | undefined, numWarm: number): void {
+  if (k === undefined || k === 0) return;
+  const { strategy } = model.config;
+  if (strategy !== 'content-delta' && strategy !== 'content-map')
+    throw new Error(
+      `fit: borrowDeltas needs a model with a delta (content-delta, content-map), not '${strategy}'`,
+    );
+  model.setBorrowDeltas(k, numWarm);
+}
+
+/**
+ * Turns borrowed deltas on (k > 0) or off (k = 0) on a fitted or loaded content-delta / content-map model: its cold
+ * items (rows after numWarm) get the similarity-weighted mean of their k nearest warm items' deltas (or a zero delta
+ * again), and so do items appended later. Changes the model in place (save it to keep the setting) and returns it.
+ */
+export function withBorrowedDeltas(model: FittedModel, k: number): FittedModel {
+  const sasrec = model.kind === 'knn' ? null : (unfused(model) as SASRec);
+  const strategy = sasrec?.config.strategy;
+  if (!sasrec || (strategy !== 'content-delta' && strategy !== 'content-map')) {
+    throw new Error(
+      `borrowDeltas needs a model with a delta (content-delta, content-map), not '${model.kind}'`,
+    );
+  }
+  sasrec.setBorrowDeltas(k, model.numWarm);
+  return model;
 }
 
 /** The SASRec of a model to warm-start from; it must be of the kind being fitted. */
@@ -413,6 +449,7 @@ async function fitContentMap(
     split.train,
     trainOptionsFor(split, options, mapConfig, config.maxLength),
   );
+  setBorrowDeltas(model, options.borrowDeltas, split.numWarm);
   if (split.numItems > split.numWarm) {
     model.appendItems(content.subarray((split.numWarm + 1) * h), split.numItems - split.numWarm);
   }

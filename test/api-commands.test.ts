@@ -104,6 +104,52 @@ test('deltarec train saves a model that deltarec evaluate loads and scores in ev
   assert.match(evaluated.out, /cold\s+\d+\s+0\.\d{4}/);
 });
 
+test('deltarec train --borrow-deltas saves the option; deltarec evaluate --borrow-deltas 0 gives the plain model', async () => {
+  const modelDir = join(dir, 'borrowing');
+  const trained = await capture(() =>
+    trainCommand([
+      '--split',
+      splitDir,
+      '--items',
+      itemsPath,
+      '--fields',
+      'title,description',
+      '--content-dim',
+      '24',
+      '--d',
+      '16',
+      '--max-length',
+      '12',
+      '--epochs',
+      '2',
+      '--borrow-deltas',
+      '3',
+      '--out',
+      modelDir,
+    ]),
+  );
+  assert.equal(trained.code, 0, trained.err);
+  const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8'));
+  assert.equal(manifest.model.config.borrowDeltas, 3);
+  assert.equal(manifest.model.config.warmItems, manifest.items.num_warm);
+  const metrics = async (model: string, extra: string[]) => {
+    const json = join(dir, `borrow-${extra.join('')}-${model.length}.json`);
+    const r = await capture(() =>
+      evaluateCommand(['--model', model, '--split', splitDir, ...extra, '--json', json]),
+    );
+    assert.equal(r.code, 0, r.err);
+    return JSON.parse(readFileSync(json, 'utf8'));
+  };
+  // Same seed, same training as the plain model of the first test: only the cold deltas differ.
+  const plain = await metrics(join(dir, 'model'), []);
+  assert.deepEqual(await metrics(modelDir, ['--borrow-deltas', '0']), plain);
+  assert.deepEqual(await metrics(join(dir, 'model'), ['--borrow-deltas', '3']), await metrics(modelDir, []));
+  const bad = await capture(() =>
+    evaluateCommand(['--model', modelDir, '--split', splitDir, '--borrow-deltas', '-1']),
+  );
+  assert.match(bad.err, /--borrow-deltas must be an integer >= 0/);
+});
+
 test('deltarec train reads content written by deltarec embed', async () => {
   const contentDir = join(dir, 'content');
   const embedded = await capture(() =>

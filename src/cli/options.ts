@@ -64,6 +64,7 @@ export const MODEL_ARGS = {
   dropout: { type: 'string' },
   'max-length': { type: 'string' },
   'delta-max': { type: 'string' },
+  'borrow-deltas': { type: 'string' },
   activation: { type: 'string' },
   epochs: { type: 'string' },
   patience: { type: 'string' },
@@ -80,6 +81,10 @@ export const MODEL_ARGS_HELP = `model and training options (defaults: the paper'
   --dropout P        dropout (0.3)
   --max-length N     input length (64)
   --delta-max X      delta norm bound, content-delta (0.5)
+  --borrow-deltas K  cold items (the split's and items added later, also in \`deltarec serve\`) get the
+                     similarity-weighted mean of their K nearest warm items' deltas by content cosine, clipped to
+                     --delta-max, instead of a zero delta (content-delta, content-map; default 0: off, the paper;
+                     docs/cold-start.md)
   --activation A     relu | gelu (relu)
   --epochs N         most epochs (200; early stopping on validation NDCG@10)
   --patience N       epochs without improvement before stopping (5)
@@ -97,6 +102,7 @@ export function modelSettings(values: Record<string, string | boolean | undefine
     dropout: fractionOption(s('dropout'), 'dropout'),
     maxLength: intOption(s('max-length'), 'max-length', 1),
     deltaMax: floatOption(s('delta-max'), 'delta-max', 0, true),
+    borrowDeltas: intOption(s('borrow-deltas'), 'borrow-deltas', 0),
     activation: s('activation'),
     epochs: intOption(s('epochs'), 'epochs', 1),
     patience: intOption(s('patience'), 'patience', 1),

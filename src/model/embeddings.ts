@@ -58,6 +58,12 @@ function hasDelta(strategy: EmbeddingStrategy): boolean {
   return strategy === 'content-delta' || strategy === 'content-map';
 }
 
+/**
+ * Another similarity for borrowed deltas (e.g. the sparse TF-IDF cosine): fills out (rows.length x warmItems) with
+ * the similarity of each of `rows` to the warm rows 1..warmItems (out[i * warmItems + j - 1] for row j).
+ */
+export type BorrowSimilarity = (rows: Int32Array, out: Float32Array, warmItems: number) => void;
+
 export class ItemEmbeddings {
   readonly strategy: EmbeddingStrategy;
   readonly d: number;
@@ -411,6 +417,100 @@ export class ItemEmbeddings {
     this.refresh(kernels);
   }
 
+  /**
+   * Borrowed deltas (issue 15, off by default): gives each of `rows` (typically cold items, whose delta is zero) the
+   * similarity-weighted mean of the deltas of its k nearest warm rows 1..warmItems by cosine of the stored content
+   * rows (the projected content; content-map: the full-width content; `similarityOf` replaces it, e.g. by the
+   * sparse TF-IDF cosine), neighbours with cosine <= 0 left out, the row itself never its own neighbour:
+   *
+   *   D_r = clip_deltaMax( sum_j s_rj D_j / sum_j s_rj ),  j in the k warm rows of largest s_rj = cos(C_r, C_j) > 0
+   *
+   * A row without a positive neighbour keeps a zero delta. E is not refreshed here (the caller does).
+   */
+  borrowDeltas(
+    rows: ArrayLike<number>,
+    warmItems: number,
+    k: number,
+    kernels: Kernels = referenceKernels,
+    similarityOf?: BorrowSimilarity,
+  ): void {
+    if (!hasDelta(this.strategy)) {
+      throw new Error(`borrowDeltas: strategy '${this.strategy}' has no delta (content-delta, content-map)`);
+    }
+    if (!(Number.isInteger(k) && k >= 1))
+      throw new Error(`borrowDeltas: k must be a positive integer, got ${k}`);
+    if (!(Number.isInteger(warmItems) && warmItems >= 0 && warmItems <= this.numItems)) {
+      throw new Error(`borrowDeltas: warmItems ${warmItems} is outside 0..${this.numItems}`);
+    }
+    if (rows.length === 0 || warmItems === 0) return;
+    const { d, contentDim: h } = this;
+    const content = this.content!;
+    const delta = this.weight!;
+    const norms = rowNorms(content, this.numItems + 1, h);
+    const take = Math.min(k + 1, warmItems); // one more: the row itself may be among the warm rows
+    const chunk = Math.max(1, Math.min(256, Math.floor(16_777_216 / warmItems))); // similarity <= 64 MiB
+    const targets = new Float32Array(chunk * h);
+    const similarity = new Float32Array(chunk * warmItems);
+    const topIndices = new Int32Array(chunk * take);
+    const topScores = new Float32Array(chunk * take);
+    const mean = new Float64Array(d);
+    const warm = content.subarray(h, (warmItems + 1) * h);
+    for (let start = 0; start < rows.length; start += chunk) {
+      const count = Math.min(chunk, rows.length - start);
+      const chunkRows = Int32Array.from({ length: count }, (_, i) => rows[start + i]);
+      for (let i = 0; i < count; i++) {
+        const row = chunkRows[i];
+        if (!(Number.isInteger(row) && row >= 1 && row <= this.numItems))
+          throw new Error(`borrowDeltas: row ${row} does not exist`);
+        targets.set(content.subarray(row * h, (row + 1) * h), i * h);
+      }
+      if (similarityOf) similarityOf(chunkRows, similarity, warmItems);
+      else {
+        // similarity[i][j - 1] = C_row . C_j / (|C_row| |C_j|)
+        kernels.matmul(similarity, targets, warm, count, warmItems, h, false, true, false);
+        for (let i = 0; i < count; i++) {
+          const o = i * warmItems;
+          const rowNorm = norms[chunkRows[i]];
+          for (let j = 0; j < warmItems; j++) {
+            const n = rowNorm * norms[j + 1];
+            similarity[o + j] = n > 0 ? similarity[o + j] / n : 0;
+          }
+        }
+      }
+      for (let i = 0; i < count; i++) {
+        const row = chunkRows[i];
+        if (row <= warmItems) similarity[i * warmItems + row - 1] = -Infinity;
+      }
+      kernels.topK(topIndices, topScores, similarity, count, warmItems, take);
+      for (let i = 0; i < count; i++) {
+        const row = rows[start + i];
+        mean.fill(0);
+        let total = 0;
+        for (let t = 0, used = 0; t < take && used < k; t++) {
+          const s = topScores[i * take + t];
+          if (!(s > 0)) break;
+          const from = (topIndices[i * take + t] + 1) * d;
+          for (let j = 0; j < d; j++) mean[j] += s * delta[from + j];
+          total += s;
+          used++;
+        }
+        const o = row * d;
+        if (total === 0) {
+          delta.fill(0, o, o + d);
+          continue;
+        }
+        let squares = 0;
+        for (let j = 0; j < d; j++) {
+          mean[j] /= total;
+          squares += mean[j] * mean[j];
+        }
+        const norm = Math.sqrt(squares);
+        const scale = norm > this.deltaMax ? this.deltaMax / norm : 1;
+        for (let j = 0; j < d; j++) delta[o + j] = mean[j] * scale;
+      }
+    }
+  }
+
   /** Every tensor needed to restore the table (views, not copies). */
   tensors(): { name: string; shape: number[]; data: Float32Array }[] {
     const shape = [this.numItems + 1, this.d];
@@ -434,6 +534,17 @@ export class ItemEmbeddings {
         ];
     }
   }
+}
+
+/** L2 norm of each of `rows` rows of width `width`. */
+function rowNorms(vectors: Float32Array, rows: number, width: number): Float64Array {
+  const out = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let j = 0; j < width; j++) s += vectors[r * width + j] ** 2;
+    out[r] = Math.sqrt(s);
+  }
+  return out;
 }
 
 /** A copy with every row scaled to unit L2 norm (all-zero rows stay zero): content-map's stored content. */

@@ -50,6 +50,14 @@ export interface SASRecConfig {
   /** Delta dropout: probability that an item's delta is left out in a training step (content-delta, content-map;
    * default 0 = off, the paper's method). See embeddings.ts. */
   deltaDropout?: number;
+  /**
+   * Borrowed deltas (beyond the paper, issue 15): k > 0 gives every item appended or re-encoded after training the
+   * similarity-weighted mean of its k nearest warm items' deltas (ItemEmbeddings.borrowDeltas) instead of a zero
+   * delta. Unset or 0: zero delta (the paper). content-delta, content-map.
+   */
+  borrowDeltas?: number;
+  /** Rows 1..warmItems hold trained deltas, the ones borrowed from (set with borrowDeltas). */
+  warmItems?: number;
   activation: 'relu' | 'gelu';
   seed: number;
 }
@@ -1068,8 +1076,10 @@ export class SASRec implements Recommender {
    */
   appendItems(content: Float32Array, count: number): void {
     this.refreshItems();
+    const first = this.items.numItems + 1;
     this.items.append(content, count, this.kernels);
     this.config.numItems = this.items.numItems;
+    this.borrowFor(Int32Array.from({ length: count }, (_, i) => first + i));
     this.itemsStale = false;
   }
 
@@ -1077,8 +1087,46 @@ export class SASRec implements Recommender {
   replaceItems(rows: Int32Array, content: Float32Array): void {
     this.refreshItems();
     this.items.replace(rows, content, this.kernels);
+    this.borrowFor(rows);
     this.itemsStale = false;
     this.refreshTableRows(rows);
+  }
+
+  /**
+   * Turns borrowed deltas on (k > 0; config.borrowDeltas, saved with the model) with rows 1..warmItems as the ones
+   * borrowed from, and gives rows warmItems+1..numItems (the cold items already in the model) their borrowed delta.
+   * k = 0 turns it off and zeroes those rows' deltas again (what appendItems gives without borrowing).
+   */
+  setBorrowDeltas(k: number, warmItems: number): void {
+    if (!(Number.isInteger(k) && k >= 0))
+      throw new Error(`borrowDeltas: k must be an integer >= 0, got ${k}`);
+    if (!(Number.isInteger(warmItems) && warmItems >= 0 && warmItems <= this.numItems)) {
+      throw new Error(`borrowDeltas: warmItems ${warmItems} is outside 0..${this.numItems}`);
+    }
+    this.refreshItems();
+    const cold = Int32Array.from({ length: this.numItems - warmItems }, (_, i) => warmItems + 1 + i);
+    if (k === 0) {
+      delete this.config.borrowDeltas;
+      delete this.config.warmItems;
+      const { strategy, d } = this.config;
+      if (strategy === 'content-delta' || strategy === 'content-map') {
+        this.items.weight!.fill(0, (warmItems + 1) * d);
+        this.items.refresh(this.kernels);
+      }
+    } else {
+      this.config.borrowDeltas = k;
+      this.config.warmItems = warmItems;
+      this.borrowFor(cold);
+    }
+    this.tables = null;
+  }
+
+  /** With borrowed deltas on, sets the given rows' deltas from their warm neighbours and rebuilds E. */
+  private borrowFor(rows: Int32Array): void {
+    const k = this.config.borrowDeltas ?? 0;
+    if (k === 0 || rows.length === 0) return;
+    this.items.borrowDeltas(rows, this.config.warmItems ?? 0, k, this.kernels);
+    this.items.refresh(this.kernels);
   }
 
   /** Recomputes the first block's per-item key and value rows of replaced items (the tables are keyed by row). */
@@ -1215,6 +1263,16 @@ function checkConfig(c: SASRecConfig): void {
   }
   if ((c.strategy === 'content-delta' || c.strategy === 'content-map') && !(c.deltaMax > 0)) {
     throw new Error(`SASRec config: deltaMax must be > 0 for ${c.strategy} (got ${c.deltaMax})`);
+  }
+  if (c.borrowDeltas !== undefined && c.borrowDeltas !== 0) {
+    if (c.strategy !== 'content-delta' && c.strategy !== 'content-map') {
+      throw new Error(`SASRec config: borrowDeltas needs content-delta or content-map (got ${c.strategy})`);
+    }
+    if (!(Number.isInteger(c.borrowDeltas) && c.borrowDeltas >= 1) || !Number.isInteger(c.warmItems)) {
+      throw new Error(
+        `SASRec config: borrowDeltas must be a positive integer with an integer warmItems (got ${c.borrowDeltas}, ${c.warmItems})`,
+      );
+    }
   }
   if (c.strategy === 'content-map' && !(Number.isInteger(c.contentDim) && c.contentDim! >= 1)) {
     throw new Error(`SASRec config: content-map needs contentDim, a positive integer (got ${c.contentDim})`);

@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { evaluate, load } from '../../api.js';
+import { evaluate, load, withBorrowedDeltas } from '../../api.js';
 import { loadSplit } from '../../data/store.js';
 import { intOption, listOption, withNegativeNumbers } from '../options.js';
 import { SEGMENTS } from '../../eval/report.js';
@@ -21,6 +21,8 @@ coverage for cold, warm and all cases.
                        all: the four combinations of --recommend-cold and --filter-cold-inputs
   --recommend-cold true|false      set the mode explicitly
   --filter-cold-inputs true|false
+  --borrow-deltas K  evaluate with borrowed deltas for the cold items (K nearest warm items by content cosine;
+                     0: zero deltas, the paper), whatever the model was saved with (docs/cold-start.md)
   --keep-seen        do not remove the input's items from the ranking
   --ks 1,10,20       cutoffs (default 10)
   --batch-size N     test cases scored together (default 256)
@@ -46,6 +48,7 @@ export async function run(args: string[]): Promise<number> {
         'recommend-cold': { type: 'string' },
         'filter-cold-inputs': { type: 'string' },
         'keep-seen': { type: 'boolean' },
+        'borrow-deltas': { type: 'string' },
         ks: { type: 'string' },
         'batch-size': { type: 'string' },
         json: { type: 'string' },
@@ -86,7 +89,9 @@ export async function run(args: string[]): Promise<number> {
       filterColdInputs: bool(values['filter-cold-inputs'], 'filter-cold-inputs'),
     };
     const batchSize = intOption(values['batch-size'], 'batch-size', 1);
+    const borrow = intOption(values['borrow-deltas'], 'borrow-deltas', 0);
     const model = await load(values.model);
+    if (borrow !== undefined) withBorrowedDeltas(model, borrow);
     const split = await loadSplit(values.split);
     const out: Record<string, unknown>[] = [];
     for (const m of modes) {
