@@ -134,22 +134,23 @@ Napi::Value SoftmaxCrossEntropy(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SampledLoss(const Napi::CallbackInfo& info) {
-  Args a(info, "sampledLoss", 15);
+  Args a(info, "sampledLoss", 17);
   long rows = a.size(6, "rows"), d = a.size(7, "d"), k = a.size(8, "k");
   if (k < 1) a.fail_range("k must be >= 1");
   bool gbce = a.flag(9);
-  double beta = a.number(10, "beta"), scale = a.number(11, "scale");
+  double beta = a.number(10, "beta"), bias = a.number(11, "bias"), scale = a.number(12, "scale");
   const float* h = a.f32(0, "hidden", D(rows) * d);
   const float* p = a.f32(1, "positives", D(rows) * d);
   const float* n = a.f32(2, "negatives", D(k) * d);
   const int32_t* t = a.i32(3, "targets", D(rows));
   const int32_t* ids = a.i32(4, "negativeIds", D(k));
   const float* corr = a.f32(5, "correction", D(k));
-  float* dh = a.f32(12, "dHidden", D(rows) * d);
-  float* dp = a.f32(13, "dPositives", D(rows) * d);
-  float* dn = a.f32(14, "dNegatives", D(k) * d);
+  float* dh = a.f32(13, "dHidden", D(rows) * d);
+  float* dp = a.f32(14, "dPositives", D(rows) * d);
+  float* dn = a.f32(15, "dNegatives", D(k) * d);
+  float* db = a.f32(16, "dBias", 1);
   std::lock_guard<std::mutex> g(call_mutex);
-  double loss = K->sampled_loss(h, p, n, t, ids, corr, rows, d, k, gbce, beta, scale, dh, dp, dn);
+  double loss = K->sampled_loss(h, p, n, t, ids, corr, rows, d, k, gbce, beta, bias, scale, dh, dp, dn, db);
   return Napi::Number::New(info.Env(), loss);
 }
 

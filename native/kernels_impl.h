@@ -528,15 +528,17 @@ static double sampled_row(float* g, float pos, const int32_t* negIds, int32_t ta
 
 static double sampled_loss(const float* H, const float* P, const float* N, const int32_t* targets,
                            const int32_t* negIds, const float* corr, long rows, long d, long k, bool gbce, double beta,
-                           double scale, float* dH, float* dP, float* dN) {
+                           double bias, double scale, float* dH, float* dP, float* dN, float* dBias) {
   std::memset(dN, 0, sizeof(float) * k * d);
+  dBias[0] = 0.0f;
   if (rows == 0) return 0;
   const long chunk = std::min(rows, SL_CHUNK);
   float* G = sampled_buffer.get(static_cast<size_t>(chunk) * k);
-  std::vector<double> losses(chunk);
+  std::vector<double> losses(chunk), biasGrads(chunk);
   std::vector<float> gpos(chunk);
   const float betaf = static_cast<float>(beta), scalef = static_cast<float>(scale);
-  double total = 0;
+  const float biasf = static_cast<float>(bias);
+  double total = 0, biasTotal = 0;
   for (long r0 = 0; r0 < rows; r0 += chunk) {
     const long cr = std::min(chunk, rows - r0);
     matmul(G, H + r0 * d, N, cr, k, d, false, true, false);
@@ -544,8 +546,13 @@ static double sampled_loss(const float* H, const float* P, const float* N, const
       for (long r = a0; r < a1; r++) {
         const float* h = H + (r0 + r) * d;
         const float* p = P + (r0 + r) * d;
-        losses[r] = sampled_row(G + r * k, dot(h, p, d), negIds, targets[r0 + r], corr, k, gbce, betaf, scalef,
+        float* g = G + r * k;
+        for (long j = 0; j < k; j++) g[j] += biasf;
+        losses[r] = sampled_row(g, dot(h, p, d) + biasf, negIds, targets[r0 + r], corr, k, gbce, betaf, scalef,
                                 gpos[r]);
+        double gsum = gpos[r];
+        for (long j = 0; j < k; j++) gsum += g[j];
+        biasGrads[r] = gsum;
         float* dh = dH + (r0 + r) * d;
         float* dp = dP + (r0 + r) * d;
         for (long q = 0; q < d; q++) {
@@ -554,10 +561,14 @@ static double sampled_loss(const float* H, const float* P, const float* N, const
         }
       }
     });
-    for (long r = 0; r < cr; r++) total += losses[r];
+    for (long r = 0; r < cr; r++) {
+      total += losses[r];
+      biasTotal += biasGrads[r];
+    }
     matmul(dH + r0 * d, G, N, cr, d, k, false, false, true);
     matmul(dN, G, H + r0 * d, k, d, cr, true, false, true);
   }
+  dBias[0] = static_cast<float>(biasTotal);
   return total;
 }
 

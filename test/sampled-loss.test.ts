@@ -61,10 +61,11 @@ function makeCase(rows: number, d: number, k: number, seed: number, hits: boolea
   };
 }
 
-function run(kernels: Kernels, c: Case, gbce: boolean, beta: number, scale: number) {
+function run(kernels: Kernels, c: Case, gbce: boolean, beta: number, scale: number, bias = 0) {
   const dHidden = new Float32Array(c.rows * c.d).fill(9);
   const dPositives = new Float32Array(c.rows * c.d).fill(9);
   const dNegatives = new Float32Array(c.k * c.d).fill(9);
+  const dBias = Float32Array.of(9);
   const loss = kernels.sampledLoss(
     c.hidden,
     c.positives,
@@ -77,12 +78,14 @@ function run(kernels: Kernels, c: Case, gbce: boolean, beta: number, scale: numb
     c.k,
     gbce,
     beta,
+    bias,
     scale,
     dHidden,
     dPositives,
     dNegatives,
+    dBias,
   );
-  return { loss, dHidden, dPositives, dNegatives };
+  return { loss, dHidden, dPositives, dNegatives, dBias };
 }
 
 for (const kernels of IMPLS) {
@@ -94,13 +97,15 @@ for (const kernels of IMPLS) {
           const c = makeCase(5, 16, 9, 7 + Number(hits) + 2 * Number(corrected), hits, corrected);
           const beta = 0.37;
           const scale = 0.5;
-          const g = run(kernels, c, gbce, beta, scale);
+          const bias = Float32Array.of(-0.3);
+          const g = run(kernels, c, gbce, beta, scale, bias[0]);
           // Central differences of L = scale * sum CE in every input entry.
           const eps = kernels.name === 'native' ? 1e-2 : 1e-3;
           const tol = kernels.name === 'native' ? 2e-3 : 1e-5;
-          const lossOf = () => scale * run(kernels, c, gbce, beta, scale).loss;
+          const lossOf = () => scale * run(kernels, c, gbce, beta, scale, bias[0]).loss;
           const model = { parametersChanged() {} };
           for (const [param, grad, what] of [
+            [bias, g.dBias, 'bias'],
             [c.hidden, g.dHidden, 'hidden'],
             [c.positives, g.dPositives, 'positives'],
             [c.negatives, g.dNegatives, 'negatives'],
@@ -182,14 +187,14 @@ test(
       [64, 8, 1024, true],
     ] as const) {
       const c = makeCase(rows, d, k, rows + k, true, true);
-      const r = run(referenceKernels, c, gbce, 0.3, 1 / rows);
-      const n = run(native!, c, gbce, 0.3, 1 / rows);
+      const r = run(referenceKernels, c, gbce, 0.3, 1 / rows, 0.2);
+      const n = run(native!, c, gbce, 0.3, 1 / rows, 0.2);
       const what = `rows=${rows} d=${d} k=${k} ${gbce ? 'gbce' : 'softmax'}`;
       assert.ok(
         Math.abs(n.loss - r.loss) <= 1e-4 * Math.max(1, Math.abs(r.loss)),
         `${what}: loss ${n.loss} vs ${r.loss}`,
       );
-      for (const key of ['dHidden', 'dPositives', 'dNegatives'] as const) {
+      for (const key of ['dHidden', 'dPositives', 'dNegatives', 'dBias'] as const) {
         let diff = 0;
         let size = 0;
         for (let i = 0; i < r[key].length; i++) {
@@ -197,7 +202,7 @@ test(
           size = Math.max(size, Math.abs(r[key][i]));
         }
         assert.ok(
-          diff <= 1e-4 * Math.max(size, 1e-6),
+          diff <= 1e-4 * Math.max(size, 1e-4),
           `${what} ${key}: max diff ${diff} (max |ref| ${size})`,
         );
       }
@@ -344,7 +349,7 @@ for (const kernels of IMPLS) {
         // Every item row (touched or not), a sample of the dense entries.
         const entries =
           g.name === 'dense'
-            ? Array.from({ length: 40 }, () => rng.nextInt(g.param.length))
+            ? [...Array.from({ length: 40 }, () => rng.nextInt(g.param.length)), g.param.length - 1]
             : Array.from(
                 { length: g.param.length - g.firstRow * g.rowWidth },
                 (_, i) => g.firstRow * g.rowWidth + i,

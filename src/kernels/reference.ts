@@ -175,12 +175,15 @@ function sampledLoss(
   k: number,
   gbce: boolean,
   beta: number,
+  bias: number,
   scale: number,
   dHidden: Float32Array,
   dPositives: Float32Array,
   dNegatives: Float32Array,
+  dBias: Float32Array,
 ): number {
   const logits = new Float64Array(k);
+  let biasGrad = 0;
   const grads = new Float64Array(k);
   const dNeg = new Float64Array(k * d);
   const acc = new Float64Array(d);
@@ -188,10 +191,10 @@ function sampledLoss(
   for (let r = 0; r < rows; r++) {
     const h = r * d;
     const target = targets[r];
-    let pos = 0;
+    let pos = bias;
     for (let p = 0; p < d; p++) pos += hidden[h + p] * positives[h + p];
     for (let j = 0; j < k; j++) {
-      let s = 0;
+      let s = bias;
       for (let p = 0; p < d; p++) s += hidden[h + p] * negatives[j * d + p];
       logits[j] = s - correction[j];
     }
@@ -219,10 +222,12 @@ function sampledLoss(
       for (let j = 0; j < k; j++)
         grads[j] = negativeIds[j] === target ? 0 : scale * Math.exp(logits[j] - lse);
     }
+    biasGrad += gPos;
     for (let p = 0; p < d; p++) acc[p] = gPos * positives[h + p];
     for (let j = 0; j < k; j++) {
       const g = grads[j];
       if (g === 0) continue;
+      biasGrad += g;
       const o = j * d;
       for (let p = 0; p < d; p++) {
         acc[p] += g * negatives[o + p];
@@ -235,6 +240,7 @@ function sampledLoss(
     }
   }
   for (let i = 0; i < k * d; i++) dNegatives[i] = dNeg[i];
+  dBias[0] = biasGrad;
   return total;
 }
 

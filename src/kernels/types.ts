@@ -43,13 +43,13 @@ export interface Kernels {
   /**
    * Sampled output layer (loss 'sampled' or 'gbce', see docs/large-catalogs.md): k negatives shared by all rows.
    * hidden, positives: rows x d (positives[r] = embedding of targets[r]); negatives: k x d (embeddings of
-   * negativeIds). Logits: s+ = hidden[r] . positives[r] and s_j = hidden[r] . negatives[j] - correction[j]
-   * (the logQ correction; zeros for a uniform sampler). Negative j is masked for row r (left out of its loss) when
+   * negativeIds). Logits: s+ = hidden[r] . positives[r] + bias and s_j = hidden[r] . negatives[j] + bias -
+   * correction[j] (the logQ correction). Negative j is masked for row r (left out of its loss) when
    * negativeIds[j] === targets[r] (an accidental hit).
-   * - gbce false (sampled softmax): CE_r = logsumexp(s+, unmasked s_j) - s+.
+   * - gbce false (sampled softmax): CE_r = logsumexp(s+, unmasked s_j) - s+ (bias cancels).
    * - gbce true (gSASRec's gBCE): CE_r = beta softplus(-s+) + sum of softplus(s_j) over unmasked j.
-   * Loss L = scale * sum_r CE_r. Writes (overwrites) dHidden, dPositives (rows x d) and dNegatives (k x d).
-   * Returns sum_r CE_r (unscaled). Scratch memory is bounded by a row chunk x k, never rows x k.
+   * Loss L = scale * sum_r CE_r. Writes (overwrites) dHidden, dPositives (rows x d), dNegatives (k x d) and
+   * dBias[0] = dL/dbias. Returns sum_r CE_r (unscaled). Scratch memory is bounded by a row chunk x k.
    */
   sampledLoss(
     hidden: Float32Array,
@@ -63,10 +63,12 @@ export interface Kernels {
     k: number,
     gbce: boolean,
     beta: number,
+    bias: number,
     scale: number,
     dHidden: Float32Array,
     dPositives: Float32Array,
     dNegatives: Float32Array,
+    dBias: Float32Array,
   ): number;
 
   /** out = (x - mean) * rstd * gamma + beta per row; saves mean and rstd (length rows). */

@@ -11,7 +11,9 @@
  *     f   = LN2(r)
  *     x'  = f + dropout(W2 dropout(act(W1 f + b1)) + b2)
  *   h   = LNf(x_L)                                  only at the rows that are scored
- *   logits = h E^T over items 1..numItems (tied input/output embeddings), full softmax cross-entropy.
+ *   logits = h E^T over items 1..numItems (tied input/output embeddings), full softmax cross-entropy; or a
+ *   sampled loss over k negatives per batch (`loss`: sampled softmax, or gBCE with one learned logit offset,
+ *   which does not change rankings and is not used at inference). See docs/large-catalogs.md.
  *
  * Decisions (documented differences):
  * - No sqrt(d) scaling of the item embedding (RecTools' default `use_scale_factor = False`): content vectors are
@@ -144,6 +146,8 @@ class DenseTensors {
   readonly blocks: BlockTensors[] = [];
   readonly finalGamma: Float32Array;
   readonly finalBeta: Float32Array;
+  /** gBCE only: one learned offset added to every logit (see `gbceBeta` and docs/large-catalogs.md). */
+  readonly outputBias: Float32Array | null;
 
   constructor(c: SASRecConfig) {
     const { d, ffWidth: f, maxLength } = c;
@@ -169,6 +173,7 @@ class DenseTensors {
     for (let l = 0; l < c.blocks; l++)
       for (const [, name, shape] of blockNames) specs.push([`blocks.${l}.${name}`, shape]);
     specs.push(['final_ln.gamma', [d]], ['final_ln.beta', [d]]);
+    if (c.loss === 'gbce') specs.push(['output.bias', [1]]);
     let total = 0;
     for (const [, shape] of specs) total += shape.reduce((a, b) => a * b, 1);
     this.flat = new Float32Array(total);
@@ -187,6 +192,7 @@ class DenseTensors {
     }
     this.finalGamma = byName.get('final_ln.gamma')!;
     this.finalBeta = byName.get('final_ln.beta')!;
+    this.outputBias = byName.get('output.bias') ?? null;
   }
 }
 
@@ -337,6 +343,8 @@ class SampledStep {
   readonly correction: Float32Array;
   readonly negativeRows: Float32Array;
   readonly dNegatives: Float32Array;
+  /** The output bias's gradient when the model has none (sampled softmax: it cancels). */
+  readonly dBias = new Float32Array(1);
   /** Touched rows and their compact gradient: the optimizer's view (ParamGroup.sparse), kept across rebuilds. */
   readonly sparse: SparseRows;
   table = new Float32Array(0);
@@ -782,17 +790,22 @@ export class SASRec implements Recommender {
   }
 
   /**
-   * k negatives (with replacement) from items 1..numItems. Uniform: no correction. Popularity (weight
-   * frequency^samplerPower, probability q_j): correction log(numItems q_j), the logQ correction taken relative to
-   * the uniform sampler, so that in expectation the corrected logits see the catalog as a uniform sample would
-   * (and gBCE's beta, derived for uniform sampling, still applies).
+   * k negatives (with replacement) from items 1..numItems, each with probability q_j per draw (uniform: 1 /
+   * numItems; popularity: proportional to frequency^samplerPower), and the logQ correction subtracted from their
+   * logits:
+   * - sampled softmax: log(k q_j), the log of j's expected count in the sample, so that the sum over the negatives
+   *   estimates the sum over the whole catalog and the loss approaches the full softmax as k grows (uniform: the
+   *   constant log(k / numItems));
+   * - gBCE: log(numItems q_j), the correction relative to the uniform sampler (0 for uniform), because gBCE's beta
+   *   is derived for uniform sampling and the logits are compared with 0, not with each other.
    */
   private drawNegatives(s: SampledStep, numItems: number, seed: number): void {
     const rng = new Random(seed);
     const k = s.negatives.length;
+    const base = this.config.loss === 'gbce' ? numItems : k;
     if ((this.config.sampler ?? 'uniform') === 'uniform') {
       for (let j = 0; j < k; j++) s.negatives[j] = 1 + rng.nextInt(numItems);
-      s.correction.fill(0);
+      s.correction.fill(Math.log(base / numItems));
       return;
     }
     if (!s.cdf) {
@@ -826,7 +839,7 @@ export class SASRec implements Recommender {
       const item = lo + 1;
       s.negatives[j] = item;
       const weight = cdf[lo] - (lo > 0 ? cdf[lo - 1] : 0);
-      s.correction[j] = Math.log((numItems * weight) / total);
+      s.correction[j] = Math.log((base * weight) / total);
     }
   }
 
@@ -844,6 +857,7 @@ export class SASRec implements Recommender {
     k.gather(s.positives, s.table, s.targetSlots, rows, d);
     k.gather(s.negativeRows, s.table, s.negativeSlots, negatives, d);
     const gbce = c.loss === 'gbce';
+    const bias = this.params.outputBias;
     const loss = k.sampledLoss(
       a.headOut,
       s.positives,
@@ -856,10 +870,12 @@ export class SASRec implements Recommender {
       negatives,
       gbce,
       gbce ? gbceBeta(negatives, this.items.numItems, c.gbceT ?? 0.75) : 1,
+      bias ? bias[0] : 0,
       1 / rows,
       dHeadOut,
       s.dPositives,
       s.dNegatives,
+      this.grads.outputBias ?? s.dBias,
     );
     const dE = s.sparse.grad;
     k.scatterAdd(dE, s.dPositives, s.targetSlots, rows, d);
