@@ -473,6 +473,10 @@ export class SASRec implements Recommender {
       xavier(b.w2, f, d);
     }
     p.finalGamma.fill(1);
+    // gBCE's logit offset starts at the log-odds of a positive among 1 + k candidates (the prior-probability
+    // initialization of rare-class logits, Lin et al. 2017), so the k negatives do not dominate the first steps;
+    // Adam would take thousands of steps to move a scalar that far at lr 1e-3.
+    if (p.outputBias) p.outputBias[0] = -Math.log(this.config.negatives ?? 256);
   }
 
   // ---------------------------------------------------------------------------------------------------------------
