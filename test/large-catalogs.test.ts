@@ -14,6 +14,7 @@ import { loadZvuk } from '../src/data/recipes/zvuk.js';
 import { prepareSplit } from '../src/data/split.js';
 import { generatePreset, topicVectors, writeDataset } from '../src/data/synthetic-presets.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
+import { modelSettings } from '../src/cli/options.js';
 import { buildContent } from '../src/eval/data.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-large-'));
@@ -112,4 +113,21 @@ test('loss options: fit with gbce and the popularity sampler, saved in the manif
     /loss must be one of full, sampled, gbce/,
   );
   await assert.rejects(fit(split, { ...options, gbceT: 2 }), /gbceT must be in \[0, 1\]/);
+});
+
+test('deltarec train options: --loss, --negatives, --sampler, --sampler-power, --gbce-t', () => {
+  assert.deepEqual(
+    modelSettings({
+      loss: 'gbce',
+      negatives: '512',
+      sampler: 'popularity',
+      'sampler-power': '0.75',
+      'gbce-t': '0.5',
+    }),
+    { loss: 'gbce', negatives: 512, sampler: 'popularity', samplerPower: 0.75, gbceT: 0.5 },
+  );
+  assert.throws(() => modelSettings({ loss: 'softmax' }), /--loss must be one of full, sampled, gbce/);
+  assert.throws(() => modelSettings({ negatives: '0' }), /--negatives must be an integer >= 1/);
+  assert.throws(() => modelSettings({ sampler: 'zipf' }), /--sampler must be one of uniform, popularity/);
+  assert.throws(() => modelSettings({ 'gbce-t': '1.5' }), /--gbce-t must be in \[0, 1\]/);
 });
