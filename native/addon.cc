@@ -79,6 +79,13 @@ class Args {
     return static_cast<long>(x);
   }
   bool flag(size_t i) { return info_[i].ToBoolean().Value(); }
+  // Element count of the Float32Array argument i.
+  long length(size_t i) {
+    Napi::Value v = info_[i];
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      fail_type("argument " + std::to_string(i) + " must be a Float32Array");
+    return static_cast<long>(v.As<Napi::TypedArray>().ElementLength());
+  }
 
   [[noreturn]] void fail_type(const std::string& msg) const {
     throw Napi::TypeError::New(info_.Env(), std::string(fn_) + ": " + msg);
@@ -125,6 +132,27 @@ Napi::Value SoftmaxCrossEntropy(const Napi::CallbackInfo& info) {
   a.check_indices(t, rows, 1, n, "targets");
   std::lock_guard<std::mutex> g(call_mutex);
   double loss = K->softmax_ce(h, e, t, rows, d, n, static_cast<float>(scale), dh, de);
+  return Napi::Number::New(info.Env(), loss);
+}
+
+Napi::Value SampledLoss(const Napi::CallbackInfo& info) {
+  Args a(info, "sampledLoss", 17);
+  long rows = a.size(6, "rows"), d = a.size(7, "d"), k = a.size(8, "k");
+  if (k < 1) a.fail_range("k must be >= 1");
+  bool gbce = a.flag(9);
+  double beta = a.number(10, "beta"), bias = a.number(11, "bias"), scale = a.number(12, "scale");
+  const float* h = a.f32(0, "hidden", D(rows) * d);
+  const float* p = a.f32(1, "positives", D(rows) * d);
+  const float* n = a.f32(2, "negatives", D(k) * d);
+  const int32_t* t = a.i32(3, "targets", D(rows));
+  const int32_t* ids = a.i32(4, "negativeIds", D(k));
+  const float* corr = a.f32(5, "correction", D(k));
+  float* dh = a.f32(13, "dHidden", D(rows) * d);
+  float* dp = a.f32(14, "dPositives", D(rows) * d);
+  float* dn = a.f32(15, "dNegatives", D(k) * d);
+  float* db = a.f32(16, "dBias", 1);
+  std::lock_guard<std::mutex> g(call_mutex);
+  double loss = K->sampled_loss(h, p, n, t, ids, corr, rows, d, k, gbce, beta, bias, scale, dh, dp, dn, db);
   return Napi::Number::New(info.Env(), loss);
 }
 
@@ -312,6 +340,25 @@ Napi::Value AdamStep(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value SparseAdamStep(const Napi::CallbackInfo& info) {
+  Args a(info, "sparseAdamStep", 14);
+  long count = a.size(5, "count"), d = a.size(6, "d");
+  if (d < 1) a.fail_range("d must be >= 1");
+  const long table = a.length(0);
+  float* param = a.f32(0, "param", 0);
+  const float* grad = a.f32(1, "grad", D(count) * d);
+  float* m = a.f32(2, "m", D(table));
+  float* v = a.f32(3, "v", D(table));
+  const int32_t* rows = a.i32(4, "rows", D(count));
+  a.check_indices(rows, count, 0, table / d, "rows");
+  double lr = a.number(7, "lr"), b1 = a.number(8, "beta1"), b2 = a.number(9, "beta2"), eps = a.number(10, "eps");
+  double step = a.number(11, "step"), wd = a.number(12, "weightDecay"), max_norm = a.number(13, "maxNorm");
+  if (!(step >= 1)) a.fail_range("step must be >= 1 (1-based), got " + std::to_string(step));
+  std::lock_guard<std::mutex> g(call_mutex);
+  K->sparse_adam(param, grad, m, v, rows, count, d, lr, b1, b2, eps, step, wd, max_norm);
+  return info.Env().Undefined();
+}
+
 Napi::Value ClipRowNorms(const Napi::CallbackInfo& info) {
   Args a(info, "clipRowNorms", 5);
   long rows = a.size(1, "rows"), d = a.size(2, "d");
@@ -358,6 +405,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   K = choose_table();
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("softmaxCrossEntropy", Napi::Function::New(env, SoftmaxCrossEntropy));
+  exports.Set("sampledLoss", Napi::Function::New(env, SampledLoss));
   exports.Set("layerNormForward", Napi::Function::New(env, LayerNormForward));
   exports.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward));
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
@@ -371,6 +419,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gather", Napi::Function::New(env, Gather));
   exports.Set("scatterAdd", Napi::Function::New(env, ScatterAdd));
   exports.Set("adamStep", Napi::Function::New(env, AdamStep));
+  exports.Set("sparseAdamStep", Napi::Function::New(env, SparseAdamStep));
   exports.Set("clipRowNorms", Napi::Function::New(env, ClipRowNorms));
   exports.Set("topK", Napi::Function::New(env, TopK));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));

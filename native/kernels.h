@@ -34,6 +34,13 @@ struct KernelTable {
   void (*topk)(int32_t* outIndices, float* outScores, const float* scores, long rows, long n, long k);
   // Runs a register-resident FMA loop on this thread for about `seconds`; returns the floating-point ops done.
   double (*fma_loop)(double seconds);
+  double (*sampled_loss)(const float* hidden, const float* positives, const float* negatives, const int32_t* targets,
+                         const int32_t* negativeIds, const float* correction, long rows, long d, long k, bool gbce,
+                         double beta, double bias, double scale, float* dHidden, float* dPositives, float* dNegatives,
+                         float* dBias);
+  void (*sparse_adam)(float* param, const float* grad, float* m, float* v, const int32_t* rows, long count, long d,
+                      double lr, double beta1, double beta2, double eps, double step, double weightDecay,
+                      double maxNorm);
 };
 
 const KernelTable* kernel_table_portable();

@@ -486,6 +486,102 @@ static void parallel_for(long n, double work, F body) {
   });
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Sampled output layer (sampled softmax or gBCE) with k negatives shared by all rows, in row chunks of SL_CHUNK:
+//   G = H_chunk N^T (chunk x k), per row: logQ correction, accidental-hit mask, softmax or sigmoid in place,
+//   dH_chunk = gpos P + G N, dN += G^T H_chunk, dP = gpos H.
+constexpr long SL_CHUNK = 1024;
+static Buffer sampled_buffer;
+
+static inline float softplus(float x) { return std::max(x, 0.0f) + std::log1p(std::exp(-std::fabs(x))); }
+static inline float sigmoid(float x) {
+  if (x >= 0) return 1.0f / (1.0f + std::exp(-x));
+  const float e = std::exp(x);
+  return e / (1.0f + e);
+}
+
+// One row of logits g (k) in place -> scale * dCE/dlogit; returns CE and sets gpos = scale * dCE/ds+.
+static double sampled_row(float* g, float pos, const int32_t* negIds, int32_t target, const float* corr, long k,
+                          bool gbce, float beta, float scale, float& gpos) {
+  for (long j = 0; j < k; j++) g[j] -= corr[j];
+  if (gbce) {
+    double loss = static_cast<double>(beta) * softplus(-pos);
+    gpos = -scale * beta * sigmoid(-pos);
+    for (long j = 0; j < k; j++) {
+      if (negIds[j] == target) {
+        g[j] = 0.0f;
+        continue;
+      }
+      loss += softplus(g[j]);
+      g[j] = scale * sigmoid(g[j]);
+    }
+    return loss;
+  }
+  float mx = pos;
+  for (long j = 0; j < k; j++)
+    if (negIds[j] != target) mx = std::max(mx, g[j]);
+  const vf mv = splat(mx);
+  long j = 0;
+  for (; j + W <= k; j += W) storeu(g + j, vexp(loadu(g + j) - mv));
+  for (; j < k; j++) g[j] = std::exp(g[j] - mx);
+  double sum = std::exp(static_cast<double>(pos) - mx);
+  for (j = 0; j < k; j++) {
+    if (negIds[j] == target) g[j] = 0.0f;
+    sum += g[j];
+  }
+  const double lse = mx + std::log(sum);
+  const float f = static_cast<float>(scale / sum);
+  for (j = 0; j < k; j++) g[j] *= f;
+  gpos = static_cast<float>(scale * (std::exp(static_cast<double>(pos) - lse) - 1.0));
+  return lse - pos;
+}
+
+static double sampled_loss(const float* H, const float* P, const float* N, const int32_t* targets,
+                           const int32_t* negIds, const float* corr, long rows, long d, long k, bool gbce, double beta,
+                           double bias, double scale, float* dH, float* dP, float* dN, float* dBias) {
+  std::memset(dN, 0, sizeof(float) * k * d);
+  dBias[0] = 0.0f;
+  if (rows == 0) return 0;
+  const long chunk = std::min(rows, SL_CHUNK);
+  float* G = sampled_buffer.get(static_cast<size_t>(chunk) * k);
+  std::vector<double> losses(chunk), biasGrads(chunk);
+  std::vector<float> gpos(chunk);
+  const float betaf = static_cast<float>(beta), scalef = static_cast<float>(scale);
+  const float biasf = static_cast<float>(bias);
+  double total = 0, biasTotal = 0;
+  for (long r0 = 0; r0 < rows; r0 += chunk) {
+    const long cr = std::min(chunk, rows - r0);
+    matmul(G, H + r0 * d, N, cr, k, d, false, true, false);
+    parallel_for(cr, 20.0 * cr * k, [&](long a0, long a1) {
+      for (long r = a0; r < a1; r++) {
+        const float* h = H + (r0 + r) * d;
+        const float* p = P + (r0 + r) * d;
+        float* g = G + r * k;
+        for (long j = 0; j < k; j++) g[j] += biasf;
+        losses[r] = sampled_row(g, dot(h, p, d) + biasf, negIds, targets[r0 + r], corr, k, gbce, betaf, scalef,
+                                gpos[r]);
+        double gsum = gpos[r];
+        for (long j = 0; j < k; j++) gsum += g[j];
+        biasGrads[r] = gsum;
+        float* dh = dH + (r0 + r) * d;
+        float* dp = dP + (r0 + r) * d;
+        for (long q = 0; q < d; q++) {
+          dh[q] = gpos[r] * p[q];
+          dp[q] = gpos[r] * h[q];
+        }
+      }
+    });
+    for (long r = 0; r < cr; r++) {
+      total += losses[r];
+      biasTotal += biasGrads[r];
+    }
+    matmul(dH + r0 * d, G, N, cr, d, k, false, false, true);
+    matmul(dN, G, H + r0 * d, k, d, cr, true, false, true);
+  }
+  dBias[0] = static_cast<float>(biasTotal);
+  return total;
+}
+
 static void layernorm_fwd(float* out, float* mean, float* rstd, const float* x, const float* gamma,
                           const float* beta, long rows, long d, float eps) {
   parallel_for(rows, 8.0 * rows * d, [&](long r0, long r1) {
@@ -754,6 +850,31 @@ static void adam(float* param, const float* grad, float* m, float* v, long n, do
                [=](long i0, long i1) { adam_range(param, grad, m, v, i0, i1, b1, b2, c1, c2, decay, lrf, epsf); });
 }
 
+// Lazy Adam(W): adam_range on the rows of a compact gradient, then the optional row-norm projection of each row.
+static void sparse_adam(float* param, const float* grad, float* m, float* v, const int32_t* rows, long count, long d,
+                        double lr, double beta1, double beta2, double eps, double step, double weightDecay,
+                        double maxNorm) {
+  const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2);
+  const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(beta1, step)));
+  const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(beta2, step)));
+  const float decay = static_cast<float>(1.0 - lr * weightDecay);
+  const float lrf = static_cast<float>(lr), epsf = static_cast<float>(eps);
+  parallel_for(count, 12.0 * count * d, [=](long u0, long u1) {
+    for (long u = u0; u < u1; u++) {
+      const long o = static_cast<long>(rows[u]) * d;
+      adam_range(param + o, grad + u * d, m + o, v + o, 0, d, b1, b2, c1, c2, decay, lrf, epsf);
+      if (maxNorm > 0) {
+        float* xr = param + o;
+        const double norm = std::sqrt(static_cast<double>(dot(xr, xr, d)));
+        if (norm > maxNorm) {
+          const float f = static_cast<float>(maxNorm / norm);
+          for (long p = 0; p < d; p++) xr[p] *= f;
+        }
+      }
+    }
+  });
+}
+
 static void clip_rows(float* x, long rows, long d, double maxNorm, long firstRow) {
   if (firstRow >= rows) return;
   parallel_for(rows - firstRow, 3.0 * (rows - firstRow) * d, [&](long r0, long r1) {
@@ -829,7 +950,7 @@ const KernelTable* DR_TABLE_FN() {
       DR_ISA_NAME,   matmul,        softmax_ce, layernorm_fwd, layernorm_bwd, attention_fwd,
       attention_bwd, relu_fwd,      relu_bwd,   gelu_fwd,      gelu_bwd,      dropout_fwd,
       dropout_bwd,   gather,        scatter_add, adam,         clip_rows,     topk,
-      fma_loop,
+      fma_loop,      sampled_loss,  sparse_adam,
   };
   return &table;
 }

@@ -539,6 +539,11 @@ function pickConfig(o: FitOptions): Partial<SASRecConfig> {
     'deltaDropout',
     'activation',
     'seed',
+    'loss',
+    'negatives',
+    'sampler',
+    'samplerPower',
+    'gbceT',
   ] as const) {
     if (o[key] !== undefined) (out as Record<string, unknown>)[key] = o[key];
   }

@@ -1,6 +1,7 @@
 /** Option parsing shared by the deltarec commands. */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { LOSS_KINDS, SAMPLER_KINDS } from '../model/sasrec.js';
 
 /**
  * The arguments with every negative number that follows an option joined to it (`--lr -1` -> `--lr=-1`), so that
@@ -72,6 +73,11 @@ export const MODEL_ARGS = {
   lr: { type: 'string' },
   seed: { type: 'string' },
   'no-standardize': { type: 'boolean' },
+  loss: { type: 'string' },
+  negatives: { type: 'string' },
+  sampler: { type: 'string' },
+  'sampler-power': { type: 'string' },
+  'gbce-t': { type: 'string' },
 } as const;
 
 export const MODEL_ARGS_HELP = `model and training options (defaults: the paper's):
@@ -91,7 +97,14 @@ export const MODEL_ARGS_HELP = `model and training options (defaults: the paper'
   --batch-size N     (128)
   --lr X             Adam learning rate (0.001)
   --seed N           model seed (0)
-  --no-standardize   skip the per-component standardization before PCA`;
+  --no-standardize   skip the per-component standardization before PCA
+  --loss L           full | sampled | gbce (full): sampled softmax and gSASRec's gBCE train on --negatives items
+                     per batch with lazy item updates, so a step costs the same for any catalog size
+                     (docs/large-catalogs.md)
+  --negatives K      negatives per batch for sampled / gbce (256)
+  --sampler S        uniform | popularity (uniform); popularity draws by training frequency^power, logQ-corrected
+  --sampler-power P  exponent of the popularity sampler (1)
+  --gbce-t T         gBCE calibration t in [0, 1] (0.75)`;
 
 export function modelSettings(values: Record<string, string | boolean | undefined>): Record<string, unknown> {
   const s = (k: string) => values[k] as string | undefined;
@@ -110,10 +123,24 @@ export function modelSettings(values: Record<string, string | boolean | undefine
     lr: floatOption(s('lr'), 'lr', 0, true),
     seed: intOption(s('seed'), 'seed'),
     standardize: values['no-standardize'] ? false : undefined,
+    loss: s('loss'),
+    negatives: intOption(s('negatives'), 'negatives', 1),
+    sampler: s('sampler'),
+    samplerPower: floatOption(s('sampler-power'), 'sampler-power'),
+    gbceT: floatOption(s('gbce-t'), 'gbce-t'),
   };
   const d = (out.d as number | undefined) ?? 128;
   const heads = (out.heads as number | undefined) ?? 1;
   if (d % heads !== 0) throw new Error(`--d ${d} is not divisible by --heads ${heads}`);
+  if (out.loss !== undefined && !(LOSS_KINDS as readonly unknown[]).includes(out.loss)) {
+    throw new Error(`--loss must be one of ${LOSS_KINDS.join(', ')} (got '${String(out.loss)}')`);
+  }
+  if (out.sampler !== undefined && !(SAMPLER_KINDS as readonly unknown[]).includes(out.sampler)) {
+    throw new Error(`--sampler must be one of ${SAMPLER_KINDS.join(', ')} (got '${String(out.sampler)}')`);
+  }
+  if (out.gbceT !== undefined && (out.gbceT as number) > 1) {
+    throw new Error(`--gbce-t must be in [0, 1] (got '${s('gbce-t')}')`);
+  }
   if (out.activation !== undefined && out.activation !== 'relu' && out.activation !== 'gelu') {
     throw new Error(`--activation must be relu or gelu (got '${String(out.activation)}')`);
   }

@@ -57,9 +57,13 @@ interface RankOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
+/** Most floats of one score buffer (128 MB): large catalogs get fewer cases per batch (1M items: 33). */
+const SCORE_BUFFER_FLOATS = 1 << 25;
+
 /**
  * Ranks every case's target. Returns the ranks and the number of cases left with an empty input.
- * The score buffer is (batch x (recommender.numItems + 1)); items beyond recommender.numItems are unscorable.
+ * The score buffer is (batch x (recommender.numItems + 1)), batch at most SCORE_BUFFER_FLOATS / that width; items
+ * beyond recommender.numItems are unscorable.
  */
 function rankCases(
   recommender: Recommender,
@@ -73,7 +77,7 @@ function rankCases(
       `evaluate: the model scores ${recommender.numItems} items but the split has ${o.numItems}`,
     );
   }
-  const batch = Math.max(1, Math.min(o.batchSize, count));
+  const batch = Math.max(1, Math.min(o.batchSize, count, Math.floor(SCORE_BUFFER_FLOATS / width)));
   const scores = new Float32Array(batch * width);
   const k = Math.min(o.topK, width);
   const topIndices = new Int32Array(batch * Math.max(k, 1));

@@ -87,6 +87,11 @@ const SETTING_KEYS = new Set([
   'gradClip',
   'patience',
   'lexicalWeight',
+  'loss',
+  'negatives',
+  'sampler',
+  'samplerPower',
+  'gbceT',
 ]);
 
 function fail(source: string, message: string): never {

@@ -21,6 +21,7 @@ export interface NativeAddon extends Omit<Kernels, 'name'> {
 const KERNEL_NAMES = [
   'matmul',
   'softmaxCrossEntropy',
+  'sampledLoss',
   'layerNormForward',
   'layerNormBackward',
   'attentionForward',
@@ -34,6 +35,7 @@ const KERNEL_NAMES = [
   'gather',
   'scatterAdd',
   'adamStep',
+  'sparseAdamStep',
   'clipRowNorms',
   'topK',
 ] as const;

@@ -151,6 +151,99 @@ function softmaxCrossEntropy(
   return total;
 }
 
+/** log(1 + e^x) without overflow or loss of precision for large |x|. */
+export function softplus(x: number): number {
+  return Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x)));
+}
+
+/** 1 / (1 + e^-x), evaluated so that exp never overflows. */
+export function sigmoid(x: number): number {
+  if (x >= 0) return 1 / (1 + Math.exp(-x));
+  const e = Math.exp(x);
+  return e / (1 + e);
+}
+
+function sampledLoss(
+  hidden: Float32Array,
+  positives: Float32Array,
+  negatives: Float32Array,
+  targets: Int32Array,
+  negativeIds: Int32Array,
+  correction: Float32Array,
+  rows: number,
+  d: number,
+  k: number,
+  gbce: boolean,
+  beta: number,
+  bias: number,
+  scale: number,
+  dHidden: Float32Array,
+  dPositives: Float32Array,
+  dNegatives: Float32Array,
+  dBias: Float32Array,
+): number {
+  const logits = new Float64Array(k);
+  let biasGrad = 0;
+  const grads = new Float64Array(k);
+  const dNeg = new Float64Array(k * d);
+  const acc = new Float64Array(d);
+  let total = 0;
+  for (let r = 0; r < rows; r++) {
+    const h = r * d;
+    const target = targets[r];
+    let pos = bias;
+    for (let p = 0; p < d; p++) pos += hidden[h + p] * positives[h + p];
+    for (let j = 0; j < k; j++) {
+      let s = bias;
+      for (let p = 0; p < d; p++) s += hidden[h + p] * negatives[j * d + p];
+      logits[j] = s - correction[j];
+    }
+    let gPos: number;
+    if (gbce) {
+      let loss = beta * softplus(-pos);
+      gPos = -scale * beta * sigmoid(-pos);
+      for (let j = 0; j < k; j++) {
+        if (negativeIds[j] === target) {
+          grads[j] = 0;
+          continue;
+        }
+        loss += softplus(logits[j]);
+        grads[j] = scale * sigmoid(logits[j]);
+      }
+      total += loss;
+    } else {
+      let max = pos;
+      for (let j = 0; j < k; j++) if (negativeIds[j] !== target && logits[j] > max) max = logits[j];
+      let sum = Math.exp(pos - max);
+      for (let j = 0; j < k; j++) if (negativeIds[j] !== target) sum += Math.exp(logits[j] - max);
+      const lse = max + Math.log(sum);
+      total += lse - pos;
+      gPos = scale * (Math.exp(pos - lse) - 1);
+      for (let j = 0; j < k; j++)
+        grads[j] = negativeIds[j] === target ? 0 : scale * Math.exp(logits[j] - lse);
+    }
+    biasGrad += gPos;
+    for (let p = 0; p < d; p++) acc[p] = gPos * positives[h + p];
+    for (let j = 0; j < k; j++) {
+      const g = grads[j];
+      if (g === 0) continue;
+      biasGrad += g;
+      const o = j * d;
+      for (let p = 0; p < d; p++) {
+        acc[p] += g * negatives[o + p];
+        dNeg[o + p] += g * hidden[h + p];
+      }
+    }
+    for (let p = 0; p < d; p++) {
+      dHidden[h + p] = acc[p];
+      dPositives[h + p] = gPos * hidden[h + p];
+    }
+  }
+  for (let i = 0; i < k * d; i++) dNegatives[i] = dNeg[i];
+  dBias[0] = biasGrad;
+  return total;
+}
+
 function layerNormForward(
   out: Float32Array,
   mean: Float32Array,
@@ -411,6 +504,41 @@ function adamStep(
   }
 }
 
+function sparseAdamStep(
+  param: Float32Array,
+  grad: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  rows: Int32Array,
+  count: number,
+  d: number,
+  lr: number,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  step: number,
+  weightDecay: number,
+  maxNorm: number,
+): void {
+  for (let u = 0; u < count; u++) {
+    const o = rows[u] * d;
+    adamStep(
+      param.subarray(o, o + d),
+      grad.subarray(u * d, (u + 1) * d),
+      m.subarray(o, o + d),
+      v.subarray(o, o + d),
+      d,
+      lr,
+      beta1,
+      beta2,
+      eps,
+      step,
+      weightDecay,
+    );
+    if (maxNorm > 0) clipRowNorms(param.subarray(o, o + d), 1, d, maxNorm, 0);
+  }
+}
+
 function clipRowNorms(x: Float32Array, rows: number, d: number, maxNorm: number, firstRow: number): void {
   for (let r = firstRow; r < rows; r++) {
     const o = r * d;
@@ -461,6 +589,7 @@ export const referenceKernels: Kernels = {
   name: 'typescript',
   matmul,
   softmaxCrossEntropy,
+  sampledLoss,
   layerNormForward,
   layerNormBackward,
   attentionForward,
@@ -474,6 +603,7 @@ export const referenceKernels: Kernels = {
   gather,
   scatterAdd,
   adamStep,
+  sparseAdamStep,
   clipRowNorms,
   topK,
 };

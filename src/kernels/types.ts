@@ -40,6 +40,37 @@ export interface Kernels {
     dItems: Float32Array,
   ): number;
 
+  /**
+   * Sampled output layer (loss 'sampled' or 'gbce', see docs/large-catalogs.md): k negatives shared by all rows.
+   * hidden, positives: rows x d (positives[r] = embedding of targets[r]); negatives: k x d (embeddings of
+   * negativeIds). Logits: s+ = hidden[r] . positives[r] + bias and s_j = hidden[r] . negatives[j] + bias -
+   * correction[j] (the logQ correction). Negative j is masked for row r (left out of its loss) when
+   * negativeIds[j] === targets[r] (an accidental hit).
+   * - gbce false (sampled softmax): CE_r = logsumexp(s+, unmasked s_j) - s+ (bias cancels).
+   * - gbce true (gSASRec's gBCE): CE_r = beta softplus(-s+) + sum of softplus(s_j) over unmasked j.
+   * Loss L = scale * sum_r CE_r. Writes (overwrites) dHidden, dPositives (rows x d), dNegatives (k x d) and
+   * dBias[0] = dL/dbias. Returns sum_r CE_r (unscaled). Scratch memory is bounded by a row chunk x k.
+   */
+  sampledLoss(
+    hidden: Float32Array,
+    positives: Float32Array,
+    negatives: Float32Array,
+    targets: Int32Array,
+    negativeIds: Int32Array,
+    correction: Float32Array,
+    rows: number,
+    d: number,
+    k: number,
+    gbce: boolean,
+    beta: number,
+    bias: number,
+    scale: number,
+    dHidden: Float32Array,
+    dPositives: Float32Array,
+    dNegatives: Float32Array,
+    dBias: Float32Array,
+  ): number;
+
   /** out = (x - mean) * rstd * gamma + beta per row; saves mean and rstd (length rows). */
   layerNormForward(
     out: Float32Array,
@@ -141,6 +172,29 @@ export interface Kernels {
     eps: number,
     step: number,
     weightDecay: number,
+  ): void;
+
+  /**
+   * Lazy (sparse) Adam(W): the adamStep update of param rows rows[0..count) (row width d) from the compact
+   * gradient grad (count x d, row u belongs to table row rows[u]); m and v are full tables like param. With
+   * maxNorm > 0 each updated row is then rescaled to L2 norm <= maxNorm (the delta projection). Other rows and
+   * their moments are not touched. rows must be distinct.
+   */
+  sparseAdamStep(
+    param: Float32Array,
+    grad: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    rows: Int32Array,
+    count: number,
+    d: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    step: number,
+    weightDecay: number,
+    maxNorm: number,
   ): void;
 
   /** Rescale every row r in [firstRow, rows) whose L2 norm exceeds maxNorm to norm maxNorm. */

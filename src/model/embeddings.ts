@@ -47,6 +47,19 @@ export interface ParamGroup {
   firstRow: number;
   /** Projected update: after each step rows are rescaled to at most this L2 norm (content-delta's delta). */
   maxRowNorm?: number;
+  /**
+   * Lazy (sparse) updates (sampled losses): the step's gradient is only the rows listed here, and only those rows
+   * (and their Adam moments) are updated; `grad` above is then unused. See docs/large-catalogs.md.
+   */
+  sparse?: SparseRows;
+}
+
+/** The rows of an item table touched by one training step and their compact gradient (count x rowWidth). */
+export interface SparseRows {
+  /** Table rows 0..count (distinct, never the padding row). Buffers may be replaced when they grow. */
+  rows: Int32Array;
+  grad: Float32Array;
+  count: number;
 }
 
 export function usesContent(strategy: EmbeddingStrategy): boolean {
@@ -89,6 +102,9 @@ export class ItemEmbeddings {
   matrix: Float32Array;
   /** dL/dE, allocated on the first training step. */
   grad: Float32Array | null = null;
+  /** gatherRows: which of its rows delta dropout dropped; its gathered content-map rows. */
+  private rowDropped = new Uint8Array(0);
+  private contentRows = new Float32Array(0);
 
   constructor(
     strategy: EmbeddingStrategy,
@@ -244,11 +260,85 @@ export class ItemEmbeddings {
     if (!this.deltaMask || this.deltaMask.length !== rows) this.deltaMask = new Uint8Array(rows);
     const mask = this.deltaMask;
     const threshold = this.deltaDropout * 4294967296;
-    const seed = hash32(dropSeed ^ 0x6d2b79f5);
+    const seed = dropMaskSeed(dropSeed);
     mask[0] = 0;
-    for (let r = 1; r < rows; r++)
-      mask[r] = hash32((seed + Math.imul(r, 0x9e3779b9)) >>> 0) < threshold ? 1 : 0;
+    for (let r = 1; r < rows; r++) mask[r] = deltaDropped(seed, r, threshold) ? 1 : 0;
     return mask;
+  }
+
+  /**
+   * Rows ids[0..count) of E into out (count x d), computed from the parameters (E itself need not be current):
+   * the sampled losses' compact item table. With a dropSeed, delta dropout drops the same rows as `refresh`
+   * would; `dropped` records them for `backwardRows`. Cost: count rows (content-map: count x H x d), never the
+   * whole catalog.
+   */
+  gatherRows(ids: Int32Array, count: number, out: Float32Array, kernels: Kernels, dropSeed?: number): void {
+    const d = this.d;
+    if (this.rowDropped.length < count) this.rowDropped = new Uint8Array(count);
+    const dropped = this.rowDropped;
+    const dropping = dropSeed !== undefined && this.deltaDropout > 0;
+    const seed = dropping ? dropMaskSeed(dropSeed) : 0;
+    const threshold = this.deltaDropout * 4294967296;
+    for (let u = 0; u < count; u++) dropped[u] = dropping && deltaDropped(seed, ids[u], threshold) ? 1 : 0;
+    switch (this.strategy) {
+      case 'id':
+      case 'content-init':
+        kernels.gather(out, this.weight!, ids, count, d);
+        break;
+      case 'content-frozen':
+        kernels.gather(out, this.content!, ids, count, d);
+        break;
+      case 'content-delta': {
+        kernels.gather(out, this.content!, ids, count, d);
+        const dl = this.weight!;
+        for (let u = 0; u < count; u++) {
+          if (dropped[u]) continue;
+          const o = ids[u] * d;
+          for (let j = 0; j < d; j++) out[u * d + j] += dl[o + j];
+        }
+        break;
+      }
+      case 'content-map': {
+        const h = this.contentDim;
+        const c = this.gatheredContent(ids, count, kernels);
+        const dl = this.weight!;
+        const bias = this.mapBias!;
+        for (let u = 0; u < count; u++) {
+          const o = ids[u] * d;
+          if (dropped[u]) out.set(bias, u * d);
+          else for (let j = 0; j < d; j++) out[u * d + j] = bias[j] + dl[o + j];
+        }
+        kernels.matmul(out, c, this.mapWeight!, count, d, h, false, false, true);
+        break;
+      }
+    }
+  }
+
+  /**
+   * Backward of `gatherRows` for the same rows: dE (count x d, the compact gradient) is the gradient of the
+   * trainable rows, except that rows dropped by delta dropout get none; content-map also gets dW = C[ids]^T dE and
+   * db = column sums of dE.
+   */
+  backwardRows(ids: Int32Array, count: number, dE: Float32Array, kernels: Kernels): void {
+    const d = this.d;
+    if (this.strategy === 'content-map') {
+      const h = this.contentDim;
+      const c = this.gatheredContent(ids, count, kernels);
+      kernels.matmul(this.mapWeightGrad!, c, dE, h, d, count, true, false, false);
+      const db = this.mapBiasGrad!;
+      db.fill(0);
+      for (let u = 0; u < count; u++) for (let j = 0; j < d; j++) db[j] += dE[u * d + j];
+    }
+    const dropped = this.rowDropped;
+    for (let u = 0; u < count; u++) if (dropped[u]) dE.fill(0, u * d, (u + 1) * d);
+  }
+
+  /** content-map: C_hi rows ids[0..count) (count x H), in a buffer reused between calls. */
+  private gatheredContent(ids: Int32Array, count: number, kernels: Kernels): Float32Array {
+    const h = this.contentDim;
+    if (this.contentRows.length < count * h) this.contentRows = new Float32Array(count * h);
+    kernels.gather(this.contentRows, this.content!, ids, count, h);
+    return this.contentRows;
   }
 
   /**
@@ -298,20 +388,24 @@ export class ItemEmbeddings {
     return this.grad;
   }
 
-  /** The optimizer's view of the trainable tensors: the item table or delta, and content-map's map (none for
-   * content-frozen). */
-  paramGroups(): ParamGroup[] {
+  /**
+   * The optimizer's view of the trainable tensors: the item table or delta, and content-map's map (none for
+   * content-frozen). With `sparse` (sampled losses) the table's gradient is those compact rows and no full-size
+   * gradient is allocated.
+   */
+  paramGroups(sparse?: SparseRows): ParamGroup[] {
     if (!this.weight) return [];
-    if (!this.grad) this.zeroGrad();
+    if (!sparse && !this.grad) this.zeroGrad();
     const delta = hasDelta(this.strategy);
     const groups: ParamGroup[] = [
       {
         name: delta ? 'delta' : 'items',
         param: this.weight,
-        grad: this.grad!,
+        grad: sparse ? sparse.grad : this.grad!,
         rowWidth: this.d,
         firstRow: 1,
         maxRowNorm: delta ? this.deltaMax : undefined,
+        sparse,
       },
     ];
     if (this.strategy === 'content-map') {
@@ -545,6 +639,15 @@ function rowNorms(vectors: Float32Array, rows: number, width: number): Float64Ar
     out[r] = Math.sqrt(s);
   }
   return out;
+}
+
+function dropMaskSeed(dropSeed: number): number {
+  return hash32(dropSeed ^ 0x6d2b79f5);
+}
+
+/** Whether delta dropout leaves out row r's delta in the step whose mask seed is `seed`. */
+function deltaDropped(seed: number, r: number, threshold: number): boolean {
+  return hash32((seed + Math.imul(r, 0x9e3779b9)) >>> 0) < threshold;
 }
 
 /** A copy with every row scaled to unit L2 norm (all-zero rows stay zero): content-map's stored content. */

@@ -11,7 +11,9 @@
  *     f   = LN2(r)
  *     x'  = f + dropout(W2 dropout(act(W1 f + b1)) + b2)
  *   h   = LNf(x_L)                                  only at the rows that are scored
- *   logits = h E^T over items 1..numItems (tied input/output embeddings), full softmax cross-entropy.
+ *   logits = h E^T over items 1..numItems (tied input/output embeddings), full softmax cross-entropy; or a
+ *   sampled loss over k negatives per batch (`loss`: sampled softmax, or gBCE with one learned logit offset,
+ *   which does not change rankings and is not used at inference). See docs/large-catalogs.md.
  *
  * Decisions (documented differences):
  * - No sqrt(d) scaling of the item embedding (RecTools' default `use_scale_factor = False`): content vectors are
@@ -28,7 +30,7 @@
 import { kernels as defaultKernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/types.js';
 import { hash32, Random } from '../util/random.js';
-import { ItemEmbeddings, type EmbeddingStrategy, type ParamGroup } from './embeddings.js';
+import { ItemEmbeddings, type EmbeddingStrategy, type ParamGroup, type SparseRows } from './embeddings.js';
 import type { Recommender } from './types.js';
 
 export type { EmbeddingStrategy, ParamGroup } from './embeddings.js';
@@ -60,6 +62,34 @@ export interface SASRecConfig {
   warmItems?: number;
   activation: 'relu' | 'gelu';
   seed: number;
+  /**
+   * Training loss (docs/large-catalogs.md): 'full' softmax over the catalog (default, the paper's), 'sampled'
+   * softmax or 'gbce' (gSASRec) over `negatives` items drawn once per batch, with lazy item-table updates.
+   */
+  loss?: LossKind;
+  /** Negatives per batch for 'sampled' and 'gbce' (default 256). */
+  negatives?: number;
+  /** Negative sampler: 'uniform' over the trained items (default) or 'popularity' (frequency^samplerPower). */
+  sampler?: SamplerKind;
+  /** Exponent of the popularity sampler (default 1). */
+  samplerPower?: number;
+  /** gBCE calibration t in [0, 1] (default 0.75). */
+  gbceT?: number;
+}
+
+export type LossKind = 'full' | 'sampled' | 'gbce';
+export type SamplerKind = 'uniform' | 'popularity';
+export const LOSS_KINDS: readonly LossKind[] = ['full', 'sampled', 'gbce'];
+export const SAMPLER_KINDS: readonly SamplerKind[] = ['uniform', 'popularity'];
+
+/**
+ * gSASRec's gBCE exponent (Petrov and Macdonald, RecSys 2023): beta = alpha (t (1 - 1/alpha) + 1/alpha) with
+ * alpha = k / (numItems - 1), the negative sampling rate. Written as 1 - t (1 - alpha), which is the same value
+ * without the division by a small alpha. alpha is capped at 1 (k >= numItems - 1 is no sampling: beta = 1).
+ */
+export function gbceBeta(negatives: number, numItems: number, t: number): number {
+  const alpha = numItems > 1 ? Math.min(1, negatives / (numItems - 1)) : 1;
+  return 1 - t * (1 - alpha);
 }
 
 /** The paper's settings (Beauty: d = 128); ffWidth defaults to d. */
@@ -124,6 +154,8 @@ class DenseTensors {
   readonly blocks: BlockTensors[] = [];
   readonly finalGamma: Float32Array;
   readonly finalBeta: Float32Array;
+  /** gBCE only: one learned offset added to every logit (see `gbceBeta` and docs/large-catalogs.md). */
+  readonly outputBias: Float32Array | null;
 
   constructor(c: SASRecConfig) {
     const { d, ffWidth: f, maxLength } = c;
@@ -149,6 +181,7 @@ class DenseTensors {
     for (let l = 0; l < c.blocks; l++)
       for (const [, name, shape] of blockNames) specs.push([`blocks.${l}.${name}`, shape]);
     specs.push(['final_ln.gamma', [d]], ['final_ln.beta', [d]]);
+    if (c.loss === 'gbce') specs.push(['output.bias', [1]]);
     let total = 0;
     for (const [, shape] of specs) total += shape.reduce((a, b) => a * b, 1);
     this.flat = new Float32Array(total);
@@ -167,6 +200,7 @@ class DenseTensors {
     }
     this.finalGamma = byName.get('final_ln.gamma')!;
     this.finalBeta = byName.get('final_ln.beta')!;
+    this.outputBias = byName.get('output.bias') ?? null;
   }
 }
 
@@ -305,6 +339,78 @@ class ActivationGrads {
   }
 }
 
+/**
+ * Per-step state of the sampled losses: the batch's negatives, and the compact item table of the rows the step
+ * touches (inputs, targets, negatives), which is all the step reads or writes of the item table.
+ */
+class SampledStep {
+  /** Slot of each item row in the compact table, -1 when not touched (reset after each step's rows). */
+  readonly slotOf: Int32Array;
+  readonly negatives: Int32Array;
+  readonly negativeSlots: Int32Array;
+  readonly correction: Float32Array;
+  readonly negativeRows: Float32Array;
+  readonly dNegatives: Float32Array;
+  /** The output bias's gradient when the model has none (sampled softmax: it cancels). */
+  readonly dBias = new Float32Array(1);
+  /** Touched rows and their compact gradient: the optimizer's view (ParamGroup.sparse), kept across rebuilds. */
+  readonly sparse: SparseRows;
+  table = new Float32Array(0);
+  targetSlots = new Int32Array(0);
+  positives = new Float32Array(0);
+  dPositives = new Float32Array(0);
+  /** Popularity sampler: cumulative weights of items 1..numItems (cdf[i - 1] = sum of weights of 1..i). */
+  cdf: Float64Array | null = null;
+
+  constructor(numItems: number, k: number, d: number, sparse?: SparseRows) {
+    this.sparse = sparse ?? { rows: new Int32Array(0), grad: new Float32Array(0), count: 0 };
+    this.sparse.count = 0;
+    this.slotOf = new Int32Array(numItems + 1).fill(-1);
+    this.negatives = new Int32Array(k);
+    this.negativeSlots = new Int32Array(k);
+    this.correction = new Float32Array(k);
+    this.negativeRows = new Float32Array(k * d);
+    this.dNegatives = new Float32Array(k * d);
+  }
+
+  /** Forgets the previous step's rows (only those entries of slotOf are reset). */
+  clear(): void {
+    const { rows, count } = this.sparse;
+    for (let u = 0; u < count; u++) this.slotOf[rows[u]] = -1;
+    this.sparse.count = 0;
+  }
+
+  /** Ensures room for `more` further rows of width d. */
+  reserve(more: number, d: number): void {
+    const need = this.sparse.count + more;
+    if (this.sparse.rows.length >= need) return;
+    const cap = Math.max(need, 2 * this.sparse.rows.length);
+    const rows = new Int32Array(cap);
+    rows.set(this.sparse.rows.subarray(0, this.sparse.count));
+    this.sparse.rows = rows;
+    this.sparse.grad = new Float32Array(cap * d);
+    this.table = new Float32Array(cap * d);
+  }
+
+  slot(item: number): number {
+    let u = this.slotOf[item];
+    if (u < 0) {
+      u = this.sparse.count++;
+      this.slotOf[item] = u;
+      this.sparse.rows[u] = item;
+    }
+    return u;
+  }
+
+  /** Buffers for `rows` scored positions. */
+  reservePositions(rows: number, d: number): void {
+    if (this.targetSlots.length >= rows) return;
+    this.targetSlots = new Int32Array(rows);
+    this.positives = new Float32Array(rows * d);
+    this.dPositives = new Float32Array(rows * d);
+  }
+}
+
 /** Sequences scored per forward pass at inference. */
 const INFERENCE_CHUNK = 128;
 
@@ -346,6 +452,10 @@ export class SASRec implements Recommender {
   private tables: InferenceTables | null = null;
   /** E must be rebuilt (content-delta) before the next use: set after optimizer steps and weight loads. */
   private itemsStale = false;
+  /** Sampled losses: per-step negatives and compact item rows (allocated on the first training step). */
+  private sampled: SampledStep | null = null;
+  /** Popularity sampler weights per item 1..numItems (setItemFrequencies). */
+  private itemFrequencies: Float64Array | null = null;
 
   /**
    * content: (numItems + 1) x d content vectors (unit-norm rows, row 0 zeros); required by the content-* strategies.
@@ -396,6 +506,10 @@ export class SASRec implements Recommender {
       xavier(b.w2, f, d);
     }
     p.finalGamma.fill(1);
+    // gBCE's logit offset starts at the log-odds of a positive among 1 + k candidates (the prior-probability
+    // initialization of rare-class logits, Lin et al. 2017), so the k negatives do not dominate the first steps;
+    // Adam would take thousands of steps to move a scalar that far at lr 1e-3.
+    if (p.outputBias) p.outputBias[0] = -Math.log(this.config.negatives ?? 256);
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -428,6 +542,7 @@ export class SASRec implements Recommender {
     T: number,
     training: boolean,
     dropoutSeed: number,
+    sampled: SampledStep | null = null,
   ): number {
     const k = this.kernels;
     const { d, ffWidth: f, heads } = this.config;
@@ -435,10 +550,12 @@ export class SASRec implements Recommender {
     const dropout = training ? this.config.dropout : 0;
 
     const rows = packRows(a, inputs, lengths, size, T);
+    // Sampled losses: the items as slots of the compact table of the step's rows.
+    if (sampled) for (let r = 0; r < rows; r++) a.packedItems[r] = sampled.slotOf[a.packedItems[r]];
     const n = rows * d;
 
     // Embedding: items plus positions counted from the end (the most recent item always uses row 0).
-    k.gather(a.emb, this.items.matrix, a.packedItems, rows, d);
+    k.gather(a.emb, sampled ? sampled.table : this.items.matrix, a.packedItems, rows, d);
     addPositionRows(a.emb, p.positions, a.posIndex, rows, d);
     this.dropoutForward(a.x0, a.embMask, a.emb, n, dropout, siteSeed(dropoutSeed, 0));
 
@@ -530,12 +647,22 @@ export class SASRec implements Recommender {
     const { d, ffWidth: f, heads } = this.config;
     const numItems = this.items.numItems;
     checkBatch(batch, numItems, this.config.maxLength);
-    // A delta-dropout mask leaves E in its training form: rebuild it before inference.
-    this.itemsStale = this.items.refresh(k, training ? siteSeed(dropoutSeed, 1000) : undefined);
+    const dropSeed = training ? siteSeed(dropoutSeed, 1000) : undefined;
+    const sampled = this.config.loss === 'sampled' || this.config.loss === 'gbce';
+    let step: SampledStep | null = null;
+    if (sampled) {
+      step = this.sampledStep(batch, siteSeed(dropoutSeed, 2000));
+      this.items.gatherRows(step.sparse.rows, step.sparse.count, step.table, k, dropSeed);
+      // E itself is not used (nor kept current) by sampled steps: it is rebuilt before inference.
+      this.itemsStale = true;
+    } else {
+      // A delta-dropout mask leaves E in its training form: rebuild it before inference.
+      this.itemsStale = this.items.refresh(k, dropSeed);
+    }
     this.tables = null; // a training step changes the parameters
     const dropout = training ? this.config.dropout : 0;
     const a = this.activations(size, T, sumLengths(lengths, size));
-    const rows = this.forwardBody(a, inputs, lengths, size, T, training, dropoutSeed);
+    const rows = this.forwardBody(a, inputs, lengths, size, T, training, dropoutSeed, step);
     if (rows === 0) throw new Error('forwardBackward: the batch has no real positions');
     const n = rows * d;
     if (!this.actGrads || this.actGrads.padded < a.padded || this.actGrads.packed < a.packed) {
@@ -553,19 +680,27 @@ export class SASRec implements Recommender {
     const p = this.params;
     const g = this.grads;
     g.flat.fill(0);
-    const dE = this.items.zeroGrad();
-    const loss =
-      k.softmaxCrossEntropy(
-        a.headOut,
-        this.items.matrix,
-        a.headTargets,
-        rows,
-        d,
-        numItems + 1,
-        1 / rows,
-        ga.dHeadOut,
-        dE,
-      ) / rows;
+    let dE: Float32Array;
+    let loss: number;
+    if (step) {
+      dE = step.sparse.grad;
+      dE.fill(0, 0, step.sparse.count * d);
+      loss = this.sampledHead(step, a, rows, ga.dHeadOut) / rows;
+    } else {
+      dE = this.items.zeroGrad();
+      loss =
+        k.softmaxCrossEntropy(
+          a.headOut,
+          this.items.matrix,
+          a.headTargets,
+          rows,
+          d,
+          numItems + 1,
+          1 / rows,
+          ga.dHeadOut,
+          dE,
+        ) / rows;
+    }
 
     // Final layer norm (its rows are the packed rows in order).
     let dOut = ga.dOut;
@@ -653,8 +788,139 @@ export class SASRec implements Recommender {
       for (let j = 0; j < d; j++) g.positions[po + j] += dOut[o + j];
     }
     k.scatterAdd(dE, dOut, a.packedItems, rows, d);
-    this.items.backward(k);
+    if (step) this.items.backwardRows(step.sparse.rows, step.sparse.count, dE, k);
+    else this.items.backward(k);
     return loss;
+  }
+
+  /**
+   * Sampled losses: draws the batch's negatives and collects every item row the step touches (inputs, targets,
+   * negatives) into the compact table's slots. Cost: the batch and k, never the catalog.
+   */
+  private sampledStep(batch: Batch, seed: number): SampledStep {
+    const c = this.config;
+    const numItems = this.items.numItems;
+    const k = c.negatives ?? 256;
+    this.lazySparseRows();
+    const s = this.sampled!;
+    s.clear();
+    this.drawNegatives(s, numItems, seed);
+    const n = batch.size * batch.T;
+    s.reserve(2 * n + k, c.d);
+    for (let i = 0; i < n; i++) {
+      if (batch.inputs[i] > 0) s.slot(batch.inputs[i]);
+      if (batch.targets[i] > 0) s.slot(batch.targets[i]);
+    }
+    for (let j = 0; j < k; j++) s.negativeSlots[j] = s.slot(s.negatives[j]);
+    return s;
+  }
+
+  /**
+   * k negatives (with replacement) from items 1..numItems, each with probability q_j per draw (uniform: 1 /
+   * numItems; popularity: proportional to frequency^samplerPower), and the logQ correction subtracted from their
+   * logits:
+   * - sampled softmax: log(k q_j), the log of j's expected count in the sample, so that the sum over the negatives
+   *   estimates the sum over the whole catalog and the loss approaches the full softmax as k grows (uniform: the
+   *   constant log(k / numItems));
+   * - gBCE: log(numItems q_j), the correction relative to the uniform sampler (0 for uniform), because gBCE's beta
+   *   is derived for uniform sampling and the logits are compared with 0, not with each other.
+   */
+  private drawNegatives(s: SampledStep, numItems: number, seed: number): void {
+    const rng = new Random(seed);
+    const k = s.negatives.length;
+    const base = this.config.loss === 'gbce' ? numItems : k;
+    if ((this.config.sampler ?? 'uniform') === 'uniform') {
+      for (let j = 0; j < k; j++) s.negatives[j] = 1 + rng.nextInt(numItems);
+      s.correction.fill(Math.log(base / numItems));
+      return;
+    }
+    if (!s.cdf) {
+      const freq = this.itemFrequencies;
+      if (!freq || freq.length !== numItems + 1) {
+        throw new Error(
+          `the popularity sampler needs item frequencies for items 1..${numItems} (setItemFrequencies; train() sets them)`,
+        );
+      }
+      const power = this.config.samplerPower ?? 1;
+      s.cdf = new Float64Array(numItems);
+      let total = 0;
+      for (let i = 1; i <= numItems; i++) {
+        total += freq[i] > 0 ? Math.pow(freq[i], power) : 0;
+        s.cdf[i - 1] = total;
+      }
+      if (!(total > 0)) throw new Error('the popularity sampler needs at least one item with frequency > 0');
+    }
+    const cdf = s.cdf;
+    const total = cdf[numItems - 1];
+    for (let j = 0; j < k; j++) {
+      const x = rng.nextFloat() * total;
+      // First i with cdf[i] > x; items of weight 0 are never drawn.
+      let lo = 0;
+      let hi = numItems - 1;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (cdf[mid] > x) hi = mid;
+        else lo = mid + 1;
+      }
+      const item = lo + 1;
+      s.negatives[j] = item;
+      const weight = cdf[lo] - (lo > 0 ? cdf[lo - 1] : 0);
+      s.correction[j] = Math.log((base * weight) / total);
+    }
+  }
+
+  /**
+   * The sampled output layer: positives and negatives gathered from the compact table, the kernel's loss, and their
+   * gradients scattered into the compact gradient. Writes dHeadOut; returns the summed loss.
+   */
+  private sampledHead(s: SampledStep, a: Activations, rows: number, dHeadOut: Float32Array): number {
+    const k = this.kernels;
+    const c = this.config;
+    const d = c.d;
+    const negatives = s.negatives.length;
+    s.reservePositions(rows, d);
+    for (let r = 0; r < rows; r++) s.targetSlots[r] = s.slotOf[a.headTargets[r]];
+    k.gather(s.positives, s.table, s.targetSlots, rows, d);
+    k.gather(s.negativeRows, s.table, s.negativeSlots, negatives, d);
+    const gbce = c.loss === 'gbce';
+    const bias = this.params.outputBias;
+    const loss = k.sampledLoss(
+      a.headOut,
+      s.positives,
+      s.negativeRows,
+      a.headTargets,
+      s.negatives,
+      s.correction,
+      rows,
+      d,
+      negatives,
+      gbce,
+      gbce ? gbceBeta(negatives, this.items.numItems, c.gbceT ?? 0.75) : 1,
+      bias ? bias[0] : 0,
+      1 / rows,
+      dHeadOut,
+      s.dPositives,
+      s.dNegatives,
+      this.grads.outputBias ?? s.dBias,
+    );
+    const dE = s.sparse.grad;
+    k.scatterAdd(dE, s.dPositives, s.targetSlots, rows, d);
+    k.scatterAdd(dE, s.dNegatives, s.negativeSlots, negatives, d);
+    return loss;
+  }
+
+  /**
+   * Training frequency of every item (index 0 unused, length numItems + 1), for the popularity sampler; train()
+   * counts them from the training sequences.
+   */
+  setItemFrequencies(frequencies: ArrayLike<number>): void {
+    if (frequencies.length !== this.items.numItems + 1) {
+      throw new Error(
+        `setItemFrequencies: ${frequencies.length} values, expected numItems + 1 = ${this.items.numItems + 1}`,
+      );
+    }
+    this.itemFrequencies = Float64Array.from(frequencies);
+    if (this.sampled) this.sampled.cdf = null;
   }
 
   /**
@@ -701,8 +967,19 @@ export class SASRec implements Recommender {
         firstRow: 0,
       },
     ];
-    groups.push(...this.items.paramGroups());
+    groups.push(...this.items.paramGroups(this.lazySparseRows()));
     return groups;
+  }
+
+  /** Sampled losses: the compact rows the optimizer updates lazily (the step state, created here if needed). */
+  private lazySparseRows(): SparseRows | undefined {
+    const c = this.config;
+    if (c.loss !== 'sampled' && c.loss !== 'gbce') return undefined;
+    const numItems = this.items.numItems;
+    if (!this.sampled || this.sampled.slotOf.length !== numItems + 1) {
+      this.sampled = new SampledStep(numItems, c.negatives ?? 256, c.d, this.sampled?.sparse);
+    }
+    return this.sampled.sparse;
   }
 
   /** Call after changing parameters in place (optimizer steps, weight restores): E is rebuilt before next use. */
@@ -1273,6 +1550,23 @@ function checkConfig(c: SASRecConfig): void {
         `SASRec config: borrowDeltas must be a positive integer with an integer warmItems (got ${c.borrowDeltas}, ${c.warmItems})`,
       );
     }
+  }
+  if (c.loss !== undefined && !LOSS_KINDS.includes(c.loss)) {
+    throw new Error(`SASRec config: loss must be one of ${LOSS_KINDS.join(', ')} (got '${String(c.loss)}')`);
+  }
+  if (c.negatives !== undefined && !(Number.isInteger(c.negatives) && c.negatives >= 1)) {
+    throw new Error(`SASRec config: negatives must be a positive integer (got ${c.negatives})`);
+  }
+  if (c.sampler !== undefined && !SAMPLER_KINDS.includes(c.sampler)) {
+    throw new Error(
+      `SASRec config: sampler must be one of ${SAMPLER_KINDS.join(', ')} (got '${String(c.sampler)}')`,
+    );
+  }
+  if (c.samplerPower !== undefined && !(Number.isFinite(c.samplerPower) && c.samplerPower >= 0)) {
+    throw new Error(`SASRec config: samplerPower must be a finite number >= 0 (got ${c.samplerPower})`);
+  }
+  if (c.gbceT !== undefined && !(c.gbceT >= 0 && c.gbceT <= 1)) {
+    throw new Error(`SASRec config: gbceT must be in [0, 1] (got ${c.gbceT})`);
   }
   if (c.strategy === 'content-map' && !(Number.isInteger(c.contentDim) && c.contentDim! >= 1)) {
     throw new Error(`SASRec config: content-map needs contentDim, a positive integer (got ${c.contentDim})`);

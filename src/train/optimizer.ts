@@ -1,7 +1,13 @@
 /**
  * Adam over the model's parameter groups, with the projected variant of PAPER.md for content-delta: after each
  * step every delta row whose norm exceeds deltaMax is rescaled to deltaMax (`kernels.clipRowNorms`). Rows before a
- * group's firstRow (the padding row of item tables) are never touched. Dense moments (12k x 128 items is small).
+ * group's firstRow (the padding row of item tables) are never touched.
+ *
+ * Groups with `sparse` rows (the item table under a sampled loss) are updated lazily, as TensorFlow's LazyAdam and
+ * PyTorch's SparseAdam do: only the rows the step touched get the Adam update (with the global step's bias
+ * correction), their moments decay, and the projection is applied to those rows only. Untouched rows keep their
+ * parameters and moments unchanged, where dense Adam would keep moving them with decaying momentum (and decay them
+ * under weight decay). Rows touched in every step get exactly the dense update. See docs/large-catalogs.md.
  */
 import type { Kernels } from '../kernels/types.js';
 import type { ParamGroup } from '../model/embeddings.js';
@@ -77,6 +83,11 @@ export class Adam {
   gradNorm(): number {
     let s = 0;
     for (const g of this.groups) {
+      if (g.sparse) {
+        const grad = g.sparse.grad;
+        for (let i = 0; i < g.sparse.count * g.rowWidth; i++) s += grad[i] * grad[i];
+        continue;
+      }
       const grad = g.grad;
       for (let i = g.firstRow * g.rowWidth; i < grad.length; i++) s += grad[i] * grad[i];
     }
@@ -95,6 +106,28 @@ export class Adam {
     }
     for (let i = 0; i < this.groups.length; i++) {
       const g = this.groups[i];
+      if (g.sparse) {
+        const { rows, grad, count } = g.sparse;
+        const n = count * g.rowWidth;
+        if (gradScale !== 1) for (let j = 0; j < n; j++) grad[j] *= gradScale;
+        this.kernels.sparseAdamStep(
+          g.param,
+          grad,
+          this.m[i],
+          this.v[i],
+          rows,
+          count,
+          g.rowWidth,
+          this.lr,
+          this.beta1,
+          this.beta2,
+          this.eps,
+          this.stepCount,
+          this.weightDecay,
+          g.maxRowNorm ?? 0,
+        );
+        continue;
+      }
       const from = g.firstRow * g.rowWidth;
       const n = g.param.length - from;
       const grad = g.grad.subarray(from);

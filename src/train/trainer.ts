@@ -1,5 +1,6 @@
 /**
- * Training loop for SASRec: seeded shuffled epochs, next-item cross-entropy at every real position, validation
+ * Training loop for SASRec: seeded shuffled epochs, next-item loss at every real position (full softmax, or a
+ * sampled loss with lazy item updates: model config `loss`), validation
  * after each epoch, early stopping that restores the best weights, checkpoints, progress lines and a clean stop on
  * Ctrl-C or an AbortSignal.
  *
@@ -162,6 +163,8 @@ export async function train(
   }
   if (usable.length === 0) throw new Error('train: no training sequence has 2 or more items');
   const order = Int32Array.from(usable);
+  if (model.config.sampler === 'popularity')
+    model.setItemFrequencies(itemFrequencies(sequences, model.numItems));
   const rng = new Random(seed);
   const builder = new BatchBuilder(batchSize, model.config.maxLength);
   const optimizer = createOptimizer(model, options);
@@ -277,6 +280,13 @@ export async function train(
     seconds: (performance.now() - started) / 1000,
     sequences: order.length,
   };
+}
+
+/** Occurrences of each item 1..numItems in the training sequences (index 0 and unknown items are not counted). */
+export function itemFrequencies(sequences: Sequences, numItems: number): Float64Array {
+  const counts = new Float64Array(numItems + 1);
+  for (const item of sequences.items) if (item > 0 && item <= numItems) counts[item]++;
+  return counts;
 }
 
 /** e.g. `epoch 7/200 · loss 6.3312 · val NDCG@10 0.0556 (best 0.0556 @ 6) · 8,000 seq/s · 12 s · stops in >= 4 epochs`. */

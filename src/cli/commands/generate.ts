@@ -3,18 +3,26 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { withNegativeNumbers } from '../options.js';
 import { writeDirectoryAtomically } from '../../data/store.js';
-import { DEFAULT_SYNTHETIC_OPTIONS, generateSynthetic, type SyntheticOptions } from '../../data/synthetic.js';
-import { writeCatalogCsv, writeInteractionsCsv } from '../../data/writers.js';
+import { DEFAULT_SYNTHETIC_OPTIONS, type SyntheticOptions } from '../../data/synthetic.js';
+import { generatePreset, PRESETS, writeDataset, type PresetName } from '../../data/synthetic-presets.js';
 
-export const summary = 'write the built-in synthetic dataset (interactions.csv + items.csv)';
+export const summary =
+  'write the built-in synthetic dataset (interactions.csv + items.csv), or a scale preset';
 
 const d = DEFAULT_SYNTHETIC_OPTIONS;
-const HELP = `usage: deltarec generate --out DIR [--users N] [--items N] [--topics N] [--mean-length X] [--seed N]
+const HELP = `usage: deltarec generate --out DIR [--preset zvuk|shop] [--format csv|parquet] [--users N] [--items N]
+                        [--topics N] [--mean-length X] [--seed N]
 
 Writes DIR/interactions.csv (user_id,item_id,timestamp), DIR/items.csv (item_id,title,description,category) and
 DIR/synthetic.json (the options used). Items have text from latent topics; sequences follow a Markov chain over
 topics with item popularity; items keep being introduced, so cold items appear after the split threshold.
 
+  --preset P        a large-catalog preset (docs/large-catalogs.md); the options below override its settings:
+                      zvuk: 9,076 users, 131,085 tracks, ~3.2 M plays, 128-d track vectors with cluster structure
+                            that predicts co-listening (vectors.csv, or with --format parquet the Zvuk schema:
+                            zvuk-interactions.parquet + zvuk-track-vectors.parquet for the zvuk recipe)
+                      shop: 1,000,000 items with text fields, 200,000 users, ~1.9 M interactions
+  --format F        csv (default) or parquet (interactions.parquet + items.parquet)
   --users N         users (default ${d.users})
   --items N         items (default ${d.items})
   --topics N        latent topics (default ${d.topics})
@@ -22,7 +30,16 @@ topics with item popularity; items keep being introduced, so cold items appear a
   --seed N          seed (default ${d.seed})
   --out DIR         output directory (replaced if it holds an earlier generated dataset)`;
 
-const GENERATED = new Set(['interactions.csv', 'items.csv', 'synthetic.json']);
+const GENERATED = new Set([
+  'interactions.csv',
+  'items.csv',
+  'vectors.csv',
+  'interactions.parquet',
+  'items.parquet',
+  'zvuk-interactions.parquet',
+  'zvuk-track-vectors.parquet',
+  'synthetic.json',
+]);
 
 /** A directory that is absent, empty, or an earlier output of this command may be replaced. */
 async function replaceable(dir: string): Promise<boolean> {
@@ -49,6 +66,8 @@ export async function run(args: string[]): Promise<number> {
         topics: { type: 'string' },
         'mean-length': { type: 'string' },
         seed: { type: 'string' },
+        preset: { type: 'string' },
+        format: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -62,6 +81,18 @@ export async function run(args: string[]): Promise<number> {
   }
   if (!values.out) {
     console.error(`deltarec generate: --out is required\n\n${HELP}`);
+    return 2;
+  }
+  const preset = (values.preset ?? null) as PresetName | null;
+  if (preset !== null && !(preset in PRESETS)) {
+    console.error(
+      `deltarec generate: --preset must be one of ${Object.keys(PRESETS).join(', ')}, got '${preset}'`,
+    );
+    return 2;
+  }
+  const format = values.format ?? 'csv';
+  if (format !== 'csv' && format !== 'parquet') {
+    console.error(`deltarec generate: --format must be csv or parquet, got '${format}'`);
     return 2;
   }
   const options: Partial<SyntheticOptions> = {};
@@ -83,24 +114,28 @@ export async function run(args: string[]): Promise<number> {
     }
     options[key] = x;
   }
-  let data;
+  const started = performance.now();
+  let generated;
   try {
-    data = generateSynthetic(options);
+    generated = generatePreset(preset, options);
   } catch (error) {
     if (!(error instanceof RangeError)) throw error;
     console.error(`deltarec generate: ${error.message}`);
     return 2;
   }
+  const { data } = generated;
   const out = values.out;
+  let files: string[] = [];
   try {
     await writeDirectoryAtomically(
       out,
       async (tmp) => {
-        await writeInteractionsCsv(join(tmp, 'interactions.csv'), data.interactions);
-        await writeCatalogCsv(join(tmp, 'items.csv'), data.catalog);
+        files = await writeDataset(tmp, data, format, generated.vectors);
         const marker = {
           generator: 'deltarec',
-          options: { ...DEFAULT_SYNTHETIC_OPTIONS, ...options },
+          preset,
+          format,
+          options: generated.options,
           interactions: data.interactions.users.length,
           items: data.catalog.ids.length,
         };
@@ -113,7 +148,7 @@ export async function run(args: string[]): Promise<number> {
     return 1;
   }
   console.log(
-    `wrote ${data.interactions.users.length.toLocaleString('en-US')} interactions of ${data.interactions.userIds.ids.length.toLocaleString('en-US')} users and ${data.catalog.ids.length.toLocaleString('en-US')} items to ${out}/interactions.csv and ${out}/items.csv`,
+    `wrote ${data.interactions.users.length.toLocaleString('en-US')} interactions of ${data.interactions.userIds.ids.length.toLocaleString('en-US')} users and ${data.catalog.ids.length.toLocaleString('en-US')} items to ${out}: ${files.join(', ')} (${((performance.now() - started) / 1000).toFixed(1)} s)`,
   );
   return 0;
 }
