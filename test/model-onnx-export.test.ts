@@ -22,7 +22,7 @@ import type { SASRec } from '../src/model/sasrec.js';
 import { createService } from '../src/serve/server.js';
 import { FileExistsError, writeFilesAtomically } from '../src/util/files.js';
 import { Random } from '../src/util/random.js';
-import { buildFixtureModel } from './serve-fixture.js';
+import { buildFixtureModel, runCaptured } from './serve-fixture.js';
 
 /** The part of onnxruntime-node used here (typed locally: the package is optional and may be absent). */
 interface OrtSession {
@@ -56,19 +56,8 @@ after(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-/** Runs `deltarec export` with console.error captured. */
-async function exportCli(args: string[]): Promise<{ code: number; stderr: string }> {
-  const original = console.error;
-  let stderr = '';
-  console.error = (...parts: unknown[]) => {
-    stderr += parts.join(' ') + '\n';
-  };
-  try {
-    return { code: await run(args), stderr };
-  } finally {
-    console.error = original;
-  }
-}
+/** Runs the command with console.error captured. */
+const exportCli = (args: string[]) => runCaptured(run, args);
 
 /**
  * 1,000 histories of item ids: short (1-3), up to maxLength, longer than maxLength, test users' histories, some

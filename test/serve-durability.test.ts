@@ -1,34 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CatalogLog, decodeVector, encodeVector, replayLog } from '../src/serve/catalog-log.js';
 import { Random } from '../src/util/random.js';
-import { buildFixtureModel } from './serve-fixture.js';
-
-const CLI = new URL('../src/cli/cli.ts', import.meta.url).pathname;
-
-/** Starts `deltarec serve` in a child process; resolves with its base URL once it listens. */
-function startServer(modelDir: string): Promise<{ child: ChildProcess; base: string; output: () => string }> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', CLI, 'serve', '--model', modelDir, '--port', '0'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-      if (match) resolve({ child, base: match[1], output: () => output });
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`server exited with ${code} before listening:\n${output}`)));
-  });
-}
+import { buildFixtureModel, startServer } from './serve-fixture.js';
 
 test('SIGKILL during a burst of POST /items loses no acknowledged item', { timeout: 180_000 }, async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'deltarec-durable-'));
@@ -36,7 +14,7 @@ test('SIGKILL during a burst of POST /items loses no acknowledged item', { timeo
   let child: ChildProcess | null = null;
   try {
     await buildFixtureModel(modelDir, { epochs: 0 });
-    const first = await startServer(modelDir);
+    const first = await startServer(['--model', modelDir]);
     child = first.child;
     const acknowledged: string[] = [];
     let attempted = 0;
@@ -74,7 +52,7 @@ test('SIGKILL during a burst of POST /items loses no acknowledged item', { timeo
     assert.ok(killed, 'the server was killed during the burst');
     assert.ok(acknowledged.length >= 150);
 
-    const second = await startServer(modelDir);
+    const second = await startServer(['--model', modelDir]);
     child = second.child;
     const replayed = Number(/(\d+) catalog changes replayed/.exec(second.output())![1]);
     t.diagnostic(

@@ -2,6 +2,7 @@
  * Shared by the serve-* tests: a small real SASRec (content-delta) on the synthetic dataset, trained briefly, with
  * the built-in text encoder saved in the artifact so the service can encode new items' text.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { projectContent } from '../src/content/projection.js';
 import { TfidfSvdEncoder } from '../src/content/tfidf.js';
 import { alignCatalog, prepareSplit } from '../src/data/split.js';
@@ -64,4 +65,43 @@ export async function buildFixtureModel(
     projection: projectionPart(projection),
   });
   return { split, fields: aligned.fields };
+}
+
+const CLI = new URL('../src/cli/cli.ts', import.meta.url).pathname;
+
+/** `deltarec serve --port 0 ARGS` in a child process; resolves with its base URL once it listens. */
+export function startServer(
+  args: string[],
+): Promise<{ child: ChildProcess; base: string; output: () => string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '--port', '0', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
+      if (match) resolve({ child, base: match[1], output: () => output });
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`server exited with ${code} before listening:\n${output}`)));
+  });
+}
+
+/** Runs a command's `run(args)` with console.error captured. */
+export async function runCaptured(
+  run: (args: string[]) => Promise<number>,
+  args: string[],
+): Promise<{ code: number; stderr: string }> {
+  const original = console.error;
+  let stderr = '';
+  console.error = (...parts: unknown[]) => {
+    stderr += parts.join(' ') + '\n';
+  };
+  try {
+    return { code: await run(args), stderr };
+  } finally {
+    console.error = original;
+  }
 }

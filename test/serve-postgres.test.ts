@@ -4,7 +4,7 @@
  * writes of one id, model swaps under load, and `deltarec serve --replicas 2`.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
@@ -15,7 +15,7 @@ import pg from 'pg';
 import { run as runRecommend } from '../src/cli/commands/recommend.js';
 import { createService, type Service } from '../src/serve/server.js';
 import { startPostgres, type TestPostgres } from './postgres.js';
-import { buildFixtureModel, type Fixture } from './serve-fixture.js';
+import { buildFixtureModel, startServer, type Fixture } from './serve-fixture.js';
 
 const CLI = new URL('../src/cli/cli.ts', import.meta.url).pathname;
 
@@ -296,24 +296,6 @@ test(
     }
   },
 );
-
-/** `deltarec serve` in a child process; resolves with its base URL once it listens. */
-function startServer(args: string[]): Promise<{ child: ChildProcess; base: string; output: () => string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '--port', '0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-      if (match) resolve({ child, base: match[1], output: () => output });
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`server exited with ${code} before listening:\n${output}`)));
-  });
-}
 
 test(
   'SIGKILL of a replica during a burst of concurrent writes loses no acknowledged write',

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { run } from '../src/cli/commands/recommend.js';
 import { createService } from '../src/serve/server.js';
-import { buildFixtureModel, type Fixture } from './serve-fixture.js';
+import { buildFixtureModel, runCaptured, type Fixture } from './serve-fixture.js';
 
 let root: string;
 let modelDir: string;
@@ -23,18 +23,7 @@ after(async () => {
 });
 
 /** Runs the command with console.error captured. */
-async function recommend(args: string[]): Promise<{ code: number; stderr: string }> {
-  const original = console.error;
-  let stderr = '';
-  console.error = (...parts: unknown[]) => {
-    stderr += parts.join(' ') + '\n';
-  };
-  try {
-    return { code: await run(args), stderr };
-  } finally {
-    console.error = original;
-  }
-}
+const recommend = (args: string[]) => runCaptured(run, args);
 
 test('deltarec recommend scores every line like the service, including items added to its catalog', async () => {
   const ids = fixture.split.itemIds;
