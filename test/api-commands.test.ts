@@ -9,6 +9,7 @@ import { run as trainCommand } from '../src/cli/commands/train.js';
 import { prepareSplit } from '../src/data/split.js';
 import { saveSplit } from '../src/data/store.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
+import { capture } from './capture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-commands-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -24,21 +25,6 @@ before(async () => {
   );
   writeFileSync(itemsPath, lines.join('\n') + '\n');
 });
-
-/** Runs a command with console output captured. */
-async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const [log, error] = [console.log, console.error];
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    return { code: await fn(), out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 test('deltarec train saves a model that deltarec evaluate loads and scores in every mode', async () => {
   const modelDir = join(dir, 'model');

@@ -13,6 +13,7 @@ import { run as trainCommand } from '../src/cli/commands/train.js';
 import { withNegativeNumbers } from '../src/cli/options.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
 import { writeCatalogCsv, writeInteractionsCsv } from '../src/data/writers.js';
+import { capture } from './capture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-cli-safety-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,21 +23,6 @@ const split = join(dir, 'split');
 const innerSplit = join(dir, 'inner-split');
 const missing = join(dir, 'no-such-dir');
 const small = ['--d', '16', '--max-length', '16', '--epochs', '1', '--content-dim', '16'];
-
-/** Runs a command with console output captured. */
-async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const [log, error] = [console.log, console.error];
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    return { code: await fn(), out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 before(async () => {
   const data = generateSynthetic({ users: 400, items: 150, topics: 6, seed: 9 });

@@ -22,7 +22,8 @@ import type { SASRec } from '../src/model/sasrec.js';
 import { createService } from '../src/serve/server.js';
 import { FileExistsError, writeFilesAtomically } from '../src/util/files.js';
 import { Random } from '../src/util/random.js';
-import { buildFixtureModel, runCaptured } from './serve-fixture.js';
+import { capture } from './capture.js';
+import { buildFixtureModel } from './serve-fixture.js';
 
 /** The part of onnxruntime-node used here (typed locally: the package is optional and may be absent). */
 interface OrtSession {
@@ -57,7 +58,7 @@ after(async () => {
 });
 
 /** Runs the command with console.error captured. */
-const exportCli = (args: string[]) => runCaptured(run, args);
+const exportCli = (args: string[]) => capture(() => run(args));
 
 /**
  * 1,000 histories of item ids: short (1-3), up to maxLength, longer than maxLength, test users' histories, some
@@ -135,7 +136,7 @@ async function checkExport(name: string, model: FittedModel): Promise<OnnxSideca
   exported.set(name, { model, file: join(root, `${name}.onnx`) });
   await save(model, modelDir);
   const out = join(root, `${name}.onnx`);
-  const { code, stderr } = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', out]);
+  const { code, err: stderr } = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', out]);
   assert.equal(code, 0, stderr);
   const sidecar = JSON.parse(readFileSync(`${out}.json`, 'utf8')) as OnnxSidecar;
   assert.deepEqual(sidecar.item_ids, model.itemIds);
@@ -381,7 +382,7 @@ test(
     await service.close();
 
     const out = join(root, 'served.onnx');
-    const { code, stderr } = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', out]);
+    const { code, err: stderr } = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', out]);
     assert.equal(code, 0, stderr);
     assert.match(stderr, /applied 3 catalog changes/);
     const sidecar = JSON.parse(readFileSync(`${out}.json`, 'utf8')) as OnnxSidecar;
@@ -414,7 +415,7 @@ test(
     // --no-catalog exports the model as saved.
     const saved = join(root, 'saved.onnx');
     const plain = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', saved, '--no-catalog']);
-    assert.equal(plain.code, 0, plain.stderr);
+    assert.equal(plain.code, 0, plain.err);
     const savedSidecar = JSON.parse(readFileSync(`${saved}.json`, 'utf8')) as OnnxSidecar;
     assert.deepEqual(savedSidecar.item_ids, ids);
     assert.deepEqual(savedSidecar.retired, []);
@@ -429,18 +430,18 @@ test('deltarec export: usage errors, a missing model, a knn model, and no overwr
 
   let r = await exportCli(['--model', modelDir, '--format', 'tflite', '--out', out]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /deltarec export: unknown --format 'tflite' \(known: onnx\)/);
+  assert.match(r.err, /deltarec export: unknown --format 'tflite' \(known: onnx\)/);
   r = await exportCli(['--model', modelDir, '--out', out]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /deltarec export: --format required/);
+  assert.match(r.err, /deltarec export: --format required/);
   r = await exportCli(['--model', join(root, 'no-such-model'), '--format', 'onnx', '--out', out]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /no-such-model: model directory does not exist/);
+  assert.match(r.err, /no-such-model: model directory does not exist/);
   const knnDir = join(root, 'knn');
   await save(await fit(split, { model: 'knn', content: built.content! }), knnDir);
   r = await exportCli(['--model', knnDir, '--format', 'onnx', '--out', out]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /model kind 'knn' is not supported \(expected 'sasrec'\)/);
+  assert.match(r.err, /model kind 'knn' is not supported \(expected 'sasrec'\)/);
   r = await exportCli([
     '--model',
     modelDir,
@@ -452,35 +453,35 @@ test('deltarec export: usage errors, a missing model, a knn model, and no overwr
     join(root, 'absent.log'),
   ]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /deltarec export: cannot read .*absent\.log/);
+  assert.match(r.err, /deltarec export: cannot read .*absent\.log/);
   r = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', join(root, 'no-dir', 'x.onnx')]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /no-dir: directory does not exist/);
+  assert.match(r.err, /no-dir: directory does not exist/);
   r = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', knnDir, '--force']);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /knn exists and is not a file; it is never replaced/);
+  assert.match(r.err, /knn exists and is not a file; it is never replaced/);
   assert.ok(existsSync(join(knnDir, 'manifest.json')));
   assert.ok(!existsSync(out) && !existsSync(`${out}.json`), 'failed exports write nothing');
 
   r = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', out]);
-  assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stderr, /deltarec export: wrote .*cli\.onnx \(\d+ bytes; id, d 16/);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /deltarec export: wrote .*cli\.onnx \(\d+ bytes; id, d 16/);
   const first = readFileSync(out);
   // Refused without --force, whether the .onnx or only its sidecar exists; nothing is touched.
   r = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', out]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /cli\.onnx already exists \(pass --force to replace it\)/);
+  assert.match(r.err, /cli\.onnx already exists \(pass --force to replace it\)/);
   const lone = join(root, 'lone.onnx');
   writeFileSync(`${lone}.json`, 'user data');
   r = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', lone]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /lone\.onnx\.json already exists \(pass --force to replace it\)/);
+  assert.match(r.err, /lone\.onnx\.json already exists \(pass --force to replace it\)/);
   assert.ok(!existsSync(lone));
   assert.equal(readFileSync(`${lone}.json`, 'utf8'), 'user data');
   // --force replaces both (a model retrained with another seed gives other bytes).
   await save(await fit(split, { ...small, epochs: 1, model: 'sasrec', blocks: 1, seed: 9 }), modelDir);
   r = await exportCli(['--model', modelDir, '--format', 'onnx', '--out', out, '--force']);
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.code, 0, r.err);
   assert.notDeepEqual(readFileSync(out), first);
   assert.deepEqual(
     readdirSync(root).filter((f) => f.includes('.tmp-')),

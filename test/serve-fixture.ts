@@ -88,20 +88,3 @@ export function startServer(
     child.on('exit', (code) => reject(new Error(`server exited with ${code} before listening:\n${output}`)));
   });
 }
-
-/** Runs a command's `run(args)` with console.error captured. */
-export async function runCaptured(
-  run: (args: string[]) => Promise<number>,
-  args: string[],
-): Promise<{ code: number; stderr: string }> {
-  const original = console.error;
-  let stderr = '';
-  console.error = (...parts: unknown[]) => {
-    stderr += parts.join(' ') + '\n';
-  };
-  try {
-    return { code: await run(args), stderr };
-  } finally {
-    console.error = original;
-  }
-}

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { run } from '../src/cli/commands/recommend.js';
 import { createService } from '../src/serve/server.js';
-import { buildFixtureModel, runCaptured, type Fixture } from './serve-fixture.js';
+import { capture } from './capture.js';
+import { buildFixtureModel, type Fixture } from './serve-fixture.js';
 
 let root: string;
 let modelDir: string;
@@ -23,7 +24,7 @@ after(async () => {
 });
 
 /** Runs the command with console.error captured. */
-const recommend = (args: string[]) => runCaptured(run, args);
+const recommend = (args: string[]) => capture(() => run(args));
 
 test('deltarec recommend scores every line like the service, including items added to its catalog', async () => {
   const ids = fixture.split.itemIds;
@@ -55,7 +56,7 @@ test('deltarec recommend scores every line like the service, including items add
   const input = join(root, 'sequences.jsonl');
   const out = join(root, 'recs.jsonl');
   await writeFile(input, lines.join('\n') + '\n');
-  const { code, stderr } = await recommend([
+  const { code, err: stderr } = await recommend([
     '--model',
     modelDir,
     '--input',
@@ -99,7 +100,7 @@ test('deltarec recommend names the line of bad input and leaves no output file',
   ];
   for (const [line, message] of cases) {
     await writeFile(input, `["${ids[1]}"]\n${line}\n`);
-    const { code, stderr } = await recommend(['--model', modelDir, '--input', input, '--out', out]);
+    const { code, err: stderr } = await recommend(['--model', modelDir, '--input', input, '--out', out]);
     assert.equal(code, 1);
     assert.match(stderr, message);
     assert.ok(!existsSync(out));
@@ -123,7 +124,7 @@ test('deltarec recommend names the line of bad input and leaves no output file',
     out + '2',
   ]);
   assert.equal(missing.code, 1);
-  assert.match(missing.stderr, /cannot read .*absent\.jsonl/);
+  assert.match(missing.err, /cannot read .*absent\.jsonl/);
   // Option ranges are checked before any input is read; negative numbers get our message.
   const negative = await recommend([
     '--model',
@@ -136,5 +137,5 @@ test('deltarec recommend names the line of bad input and leaves no output file',
     '-1',
   ]);
   assert.equal(negative.code, 2);
-  assert.equal(negative.stderr.trim(), "deltarec recommend: --k must be a positive integer (got '-1')");
+  assert.equal(negative.err.trim(), "deltarec recommend: --k must be a positive integer (got '-1')");
 });
