@@ -381,6 +381,21 @@ Napi::Value TopK(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value ScoreTopK(const Napi::CallbackInfo& info) {
+  Args a(info, "scoreTopK", 10);
+  long rows = a.size(6, "rows"), n = a.size(7, "n"), d = a.size(8, "d"), k = a.size(9, "k");
+  const long panel = 64;  // PW in kernels_impl.h
+  int32_t* oi = a.i32(0, "outIndices", D(rows) * k);
+  float* os = a.f32(1, "outScores", D(rows) * k);
+  const float* states = a.f32(2, "states", D(rows) * d);
+  const float* items = a.f32(3, "items", D((n + panel - 1) / panel) * panel * d);
+  const uint8_t* active = a.u8(4, "active", D(n));
+  const int32_t* limits = a.i32(5, "limits", D(rows));
+  std::lock_guard<std::mutex> g(call_mutex);
+  K->score_topk(oi, os, states, items, active, limits, rows, n, d, k);
+  return info.Env().Undefined();
+}
+
 // fmaPeak(threads, seconds): GFLOP/s of a register-resident FMA loop run on `threads` threads at once.
 Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   Args a(info, "fmaPeak", 2);
@@ -422,6 +437,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sparseAdamStep", Napi::Function::New(env, SparseAdamStep));
   exports.Set("clipRowNorms", Napi::Function::New(env, ClipRowNorms));
   exports.Set("topK", Napi::Function::New(env, TopK));
+  exports.Set("scoreTopK", Napi::Function::New(env, ScoreTopK));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("isa", Napi::Function::New(env, Isa));
   exports.Set("threads", Napi::Function::New(env, Threads));

@@ -41,6 +41,8 @@ struct KernelTable {
   void (*sparse_adam)(float* param, const float* grad, float* m, float* v, const int32_t* rows, long count, long d,
                       double lr, double beta1, double beta2, double eps, double step, double weightDecay,
                       double maxNorm);
+  void (*score_topk)(int32_t* outIndices, float* outScores, const float* states, const float* panels,
+                     const uint8_t* active, const int32_t* limits, long rows, long n, long d, long k);
 };
 
 const KernelTable* kernel_table_portable();

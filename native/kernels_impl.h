@@ -103,7 +103,7 @@ struct Buffer {
   }
 };
 static thread_local Buffer pack_buffer;
-static thread_local std::vector<Buffer> thread_buffers[5];  // per purpose, per pool thread id
+static thread_local std::vector<Buffer> thread_buffers[7];  // per purpose, per pool thread id
 static float* thread_scratch(int purpose, int tid, size_t n) {
   auto& v = thread_buffers[purpose];
   if (static_cast<int>(v.size()) <= tid) v.resize(tid + 1);
@@ -920,6 +920,104 @@ static void topk(int32_t* outIndices, float* outScores, const float* scores, lon
   });
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// score_topk: exact top-k of `rows` user states (rows x d) against n items packed in panels of PW items (panel p holds
+// items p*PW .. p*PW + PW-1 as d rows of PW floats, zero padded), without a rows x n score matrix: a panel's scores
+// for a tile of MR rows are computed into a small block that stays in L1, and a row's candidates are only looked at
+// when some score of the panel beats its current k-th (one vector compare per 16 scores). Row r considers items
+// 0 .. limits[r]-1 with active[item] != 0. Threads take contiguous panel ranges with their own lists, merged in range
+// order, so ties keep the lower index as in topk. The item matrix is streamed once per call for the whole batch.
+constexpr long PW = 64;
+
+static inline void insert_sorted(int32_t* oi, float* os, long& count, long k, float x, int32_t j) {
+  long pos = count < k ? count++ : k - 1;
+  while (pos > 0 && x > os[pos - 1]) {
+    os[pos] = os[pos - 1];
+    oi[pos] = oi[pos - 1];
+    pos--;
+  }
+  os[pos] = x;
+  oi[pos] = j;
+}
+
+static void score_topk(int32_t* outIndices, float* outScores, const float* states, const float* panels,
+                       const uint8_t* active, const int32_t* limits, long rows, long n, long d, long k) {
+  if (k <= 0 || rows <= 0) return;
+  static_assert(PW % NT == 0, "a panel is a whole number of register tiles");
+  long max_limit = 0;
+  for (long r = 0; r < rows; r++) max_limit = std::max(max_limit, std::min<long>(std::max(limits[r], 0), n));
+  const long npanels = (max_limit + PW - 1) / PW;
+  int nthreads = threads_for(2.0 * rows * max_limit * d);
+  if (nthreads > npanels) nthreads = static_cast<int>(std::max<long>(1, npanels));
+  std::vector<long> counts(static_cast<size_t>(nthreads) * rows, 0);
+  std::vector<int32_t*> lists_i(nthreads);
+  std::vector<float*> lists_s(nthreads);
+  parallel_run(nthreads, [&](int tid, int nt) {
+    long p0, p1;
+    split_range(npanels, tid, nt, p0, p1);
+    // One thread writes the answer in place; several keep private lists for the merge below.
+    int32_t* li = nt == 1 ? outIndices
+                          : reinterpret_cast<int32_t*>(thread_scratch(5, tid, static_cast<size_t>(rows) * k));
+    float* ls = nt == 1 ? outScores : thread_scratch(6, tid, static_cast<size_t>(rows) * k);
+    lists_i[tid] = li;
+    lists_s[tid] = ls;
+    long* count = counts.data() + static_cast<size_t>(tid) * rows;
+    alignas(64) float block[MR * PW];
+    for (long p = p0; p < p1; p++) {
+      const float* panel = panels + p * d * PW;
+      const long j0 = p * PW;
+      for (long i0 = 0; i0 < rows; i0 += MR) {
+        const int m = static_cast<int>(std::min<long>(MR, rows - i0));
+        for (long c0 = 0; c0 < PW; c0 += NT)
+          tile_any(m, NVMAX, d, states + i0 * d, d, 1, panel + c0, PW, block + c0, PW, false);
+        for (int i = 0; i < m; i++) {
+          const long r = i0 + i;
+          long end = std::min<long>(std::max(limits[r], 0), n) - j0;
+          if (end <= 0) continue;
+          if (end > PW) end = PW;
+          float* os = ls + r * k;
+          int32_t* oi = li + r * k;
+          long& c = count[r];
+          float worst = c == k ? os[k - 1] : -INFINITY;
+          const float* b = block + i * PW;
+          vi any = vi{};
+          const vf w = splat(worst);
+          for (long q = 0; q < PW; q += W) any |= loadu(b + q) > w;
+          bool hit = false;
+          for (int l = 0; l < W; l++) hit |= any[l] != 0;
+          if (!hit) continue;
+          for (long q = 0; q < end; q++) {
+            const float x = b[q];
+            if (!(x > worst) || !active[j0 + q]) continue;  // also skips NaN and -Infinity
+            insert_sorted(oi, os, c, k, x, static_cast<int32_t>(j0 + q));
+            if (c == k) worst = os[k - 1];
+          }
+        }
+      }
+    }
+  });
+  for (long r = 0; r < rows; r++) {
+    int32_t* oi = outIndices + r * k;
+    float* os = outScores + r * k;
+    long c = counts[r];
+    if (nthreads > 1) {
+      c = 0;
+      for (int t = 0; t < nthreads; t++) {
+        const long n_t = counts[static_cast<size_t>(t) * rows + r];
+        for (long e = 0; e < n_t; e++) {
+          const float x = lists_s[t][r * k + e];
+          if (c == k && !(x > os[k - 1])) break;  // each list is sorted, best first
+          insert_sorted(oi, os, c, k, x, lists_i[t][r * k + e]);
+        }
+      }
+    }
+    for (long e = c; e < k; e++) {
+      os[e] = -INFINITY;
+      oi[e] = -1;
+    }
+  }
+}
+
 static double fma_loop(double seconds) {
   constexpr int CHAINS = 2 * 4 * 2;  // enough independent chains to cover FMA latency on two ports
   vf acc[CHAINS];
@@ -950,7 +1048,7 @@ const KernelTable* DR_TABLE_FN() {
       DR_ISA_NAME,   matmul,        softmax_ce, layernorm_fwd, layernorm_bwd, attention_fwd,
       attention_bwd, relu_fwd,      relu_bwd,   gelu_fwd,      gelu_bwd,      dropout_fwd,
       dropout_bwd,   gather,        scatter_add, adam,         clip_rows,     topk,
-      fma_loop,      sampled_loss,  sparse_adam,
+      fma_loop,      sampled_loss,  sparse_adam,   score_topk,
   };
   return &table;
 }

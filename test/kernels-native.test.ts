@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadNativeAddon, loadNativeKernels, referenceKernels as ref } from '../src/kernels/index.js';
+import { packPanels, panelLength } from '../src/kernels/panels.js';
 import type { Kernels } from '../src/kernels/types.js';
 import { Random } from '../src/util/random.js';
 
@@ -436,6 +437,69 @@ test('topK: ties by lower index, -Infinity and NaN skipped, short rows padded', 
     assert.deepEqual(sc[1], sc[0], `topK scores rows=${rows} n=${n} k=${k}`);
   }
 });
+
+test(
+  'scoreTopK: native equals the reference (exact scores, ties, k > n, limits, inactive and NaN items, threads)',
+  { skip },
+  () => {
+    // [rows, n, d, k]; the last shapes are large enough for the kernel to split the panels over threads.
+    for (const [rows, n, d, k] of [
+      [0, 5, 8, 3],
+      [1, 1, 4, 1],
+      [3, 70, 5, 0],
+      [4, 7, 16, 10],
+      [7, 130, 33, 5],
+      [13, 1000, 128, 10],
+      [24, 4000, 128, 50],
+      [2, 100000, 128, 10],
+    ]) {
+      // Small integers: every dot product is exact in both, so scores and the tie order must agree bit for bit.
+      const states = Float32Array.from({ length: rows * d }, () => rng.nextInt(3) - 1);
+      const items = Float32Array.from({ length: n * d }, () => rng.nextInt(3) - 1);
+      if (n > 10) items[5 * d] = NaN; // item 5 scores NaN for every user: never returned
+      const active = Uint8Array.from({ length: n }, () => (rng.nextFloat() < 0.05 ? 0 : 1));
+      active[0] = 0;
+      const limits = Int32Array.from({ length: rows }, (_, r) => (r % 3 === 0 ? n : rng.nextInt(n + 1)));
+      const panels = new Float32Array(panelLength(n, d));
+      packPanels(items, n, d, panels);
+      const idx = [new Int32Array(rows * k), new Int32Array(rows * k)];
+      const sc = [new Float32Array(rows * k), new Float32Array(rows * k)];
+      ref.scoreTopK(idx[0], sc[0], states, panels, active, limits, rows, n, d, k);
+      nat.scoreTopK(idx[1], sc[1], states, panels, active, limits, rows, n, d, k);
+      assert.deepEqual(idx[1], idx[0], `scoreTopK indices rows=${rows} n=${n} d=${d} k=${k}`);
+      assert.deepEqual(sc[1], sc[0], `scoreTopK scores rows=${rows} n=${n} d=${d} k=${k}`);
+      for (const s of sc[1]) assert.ok(!Number.isNaN(s), 'no NaN returned');
+    }
+  },
+);
+
+test(
+  'scoreTopK: random real scores agree with the reference up to rounding; argument checks',
+  { skip },
+  () => {
+    const [rows, n, d, k] = [9, 3001, 64, 20];
+    const states = rand(rows * d);
+    const items = rand(n * d);
+    const active = new Uint8Array(n).fill(1);
+    active[0] = 0;
+    const limits = new Int32Array(rows).fill(n);
+    const panels = new Float32Array(panelLength(n, d));
+    packPanels(items, n, d, panels);
+    const idx = [new Int32Array(rows * k), new Int32Array(rows * k)];
+    const sc = [new Float32Array(rows * k), new Float32Array(rows * k)];
+    ref.scoreTopK(idx[0], sc[0], states, panels, active, limits, rows, n, d, k);
+    nat.scoreTopK(idx[1], sc[1], states, panels, active, limits, rows, n, d, k);
+    close(sc[1], sc[0], 'scoreTopK scores');
+    for (let e = 0; e < rows * k; e++) {
+      // An index may differ only where the two candidates score the same within rounding (a near-tie).
+      if (idx[1][e] !== idx[0][e]) assert.ok(Math.abs(sc[0][e] - sc[1][e]) < 1e-4, `entry ${e}`);
+    }
+    assert.throws(
+      () => nat.scoreTopK(idx[1], sc[1], states, panels.subarray(64), active, limits, rows, n, d, k),
+      /items has length/,
+    );
+  },
+);
 
 test('fmaPeak measures a positive rate', { skip }, () => {
   assert.ok(addon!.fmaPeak(1, 0.01) > 0);

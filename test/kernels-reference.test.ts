@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { dropoutHash, referenceKernels as K } from '../src/kernels/index.js';
+import { packPanels, panelLength } from '../src/kernels/panels.js';
 import { Random } from '../src/util/random.js';
 
 const rng = new Random(777);
@@ -236,6 +237,38 @@ test('clipRowNorms, gather, scatterAdd, topK semantics', () => {
   K.topK(idx, sc, scores, 2, 5, 4);
   assert.deepEqual(Array.from(idx), [1, 3, 4, 0, 4, -1, -1, -1]);
   assert.deepEqual(Array.from(sc), [3, 3, 2, 1, 5, -Infinity, -Infinity, -Infinity]);
+});
+
+test('scoreTopK: the top-k of the full product over each row limit and the active items, from the panels', () => {
+  const rng = new Random(3);
+  const [rows, n, d, k] = [5, 150, 3, 12];
+  // Small integers: every score is exact, so ties are real and the order is fully determined.
+  const states = Float32Array.from({ length: rows * d }, () => rng.nextInt(5) - 2);
+  const items = Float32Array.from({ length: n * d }, () => rng.nextInt(5) - 2);
+  const active = Uint8Array.from({ length: n }, (_, j) => (j === 0 || j % 7 === 3 ? 0 : 1));
+  const limits = Int32Array.from([n, 0, 64, 65, n + 10]);
+  const panels = new Float32Array(panelLength(n, d)).fill(NaN); // padding must never be read as an item
+  packPanels(items, n, d, panels);
+  for (let j = n; j < Math.ceil(n / 64) * 64; j++)
+    for (let p = 0; p < d; p++) panels[Math.floor(j / 64) * 64 * d + p * 64 + (j % 64)] = 0;
+  const idx = new Int32Array(rows * k);
+  const sc = new Float32Array(rows * k);
+  K.scoreTopK(idx, sc, states, panels, active, limits, rows, n, d, k);
+  for (let r = 0; r < rows; r++) {
+    const scores = new Float32Array(n).fill(-Infinity);
+    for (let j = 0; j < Math.min(limits[r], n); j++) {
+      if (!active[j]) continue;
+      let s = 0;
+      for (let p = 0; p < d; p++) s += states[r * d + p] * items[j * d + p];
+      scores[j] = s;
+    }
+    const want = new Int32Array(k);
+    const wantScores = new Float32Array(k);
+    K.topK(want, wantScores, scores, 1, n, k);
+    assert.deepEqual(idx.subarray(r * k, (r + 1) * k), want, `row ${r} (limit ${limits[r]})`);
+    assert.deepEqual(sc.subarray(r * k, (r + 1) * k), wantScores);
+  }
+  assert.deepEqual(Array.from(idx.subarray(k, 2 * k)), new Array(k).fill(-1), 'limit 0: nothing');
 });
 
 test('matmul: all transpose combinations against a direct triple loop', () => {

@@ -38,6 +38,7 @@ const KERNEL_NAMES = [
   'sparseAdamStep',
   'clipRowNorms',
   'topK',
+  'scoreTopK',
 ] as const;
 
 let addon: NativeAddon | null | undefined;

@@ -3,6 +3,7 @@
  * Loops accumulate in float64 (JS numbers) and round once when storing, so they are slightly more accurate than the
  * native float32 kernels; that is what the comparison tests rely on.
  */
+import { PANEL_WIDTH } from './panels.js';
 import type { Kernels } from './types.js';
 
 /** Rows of the output layer processed together: scratch is CE_CHUNK x numItems floats. */
@@ -585,6 +586,38 @@ function topK(
   }
 }
 
+function scoreTopK(
+  outIndices: Int32Array,
+  outScores: Float32Array,
+  states: Float32Array,
+  items: Float32Array,
+  active: Uint8Array,
+  limits: Int32Array,
+  rows: number,
+  n: number,
+  d: number,
+  k: number,
+): void {
+  if (k <= 0) return;
+  const scores = new Float32Array(n);
+  const oi = new Int32Array(k);
+  const os = new Float32Array(k);
+  for (let r = 0; r < rows; r++) {
+    const limit = Math.min(Math.max(limits[r], 0), n);
+    scores.fill(-Infinity);
+    for (let j = 0; j < limit; j++) {
+      if (!active[j]) continue;
+      const base = Math.floor(j / PANEL_WIDTH) * d * PANEL_WIDTH + (j % PANEL_WIDTH);
+      let s = 0;
+      for (let p = 0; p < d; p++) s += states[r * d + p] * items[base + p * PANEL_WIDTH];
+      scores[j] = s;
+    }
+    topK(oi, os, scores, 1, n, k);
+    outIndices.set(oi, r * k);
+    outScores.set(os, r * k);
+  }
+}
+
 export const referenceKernels: Kernels = {
   name: 'typescript',
   matmul,
@@ -606,4 +639,5 @@ export const referenceKernels: Kernels = {
   sparseAdamStep,
   clipRowNorms,
   topK,
+  scoreTopK,
 };

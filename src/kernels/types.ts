@@ -212,4 +212,24 @@ export interface Kernels {
     n: number,
     k: number,
   ): void;
+
+  /**
+   * Exact top-k of a batch of user states against the whole item matrix, without a rows x n score matrix:
+   * score(r, j) = states[r] . item j (states rows x d), for items j in 0 .. limits[r] - 1 with active[j] != 0; same
+   * order, ties and padding as `topK` (NaN and -Infinity never returned). `items` is the item matrix in panels of
+   * PANEL_WIDTH items (`packPanels` in panels.ts): panel p holds items p*64 .. p*64 + 63 as d rows of 64 floats,
+   * the last panel zero padded. The native kernel streams the matrix once per call for all rows.
+   */
+  scoreTopK(
+    outIndices: Int32Array,
+    outScores: Float32Array,
+    states: Float32Array,
+    items: Float32Array,
+    active: Uint8Array,
+    limits: Int32Array,
+    rows: number,
+    n: number,
+    d: number,
+    k: number,
+  ): void;
 }
