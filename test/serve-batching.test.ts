@@ -144,15 +144,48 @@ test('batched answers equal one-at-a-time full-forward answers over 1,000 histor
 });
 
 test('the time budget caps batches by the measured cost per request', async () => {
-  // A budget below one request's cost: every batch holds one request, however many are queued.
-  const engine = new ScoringEngine([new InlineBackend(new Scorer(model, numWarm))], {
-    maxBatch: 64,
-    batchBudgetMs: 1e-6,
-  });
-  const requests = randomRequests(30, 12);
-  await Promise.all(requests.map((r) => engine.recommend(r)));
-  assert.equal(engine.stats.maxBatch, 1);
-  assert.equal(engine.stats.batches, 30);
-  assert.ok(engine.stats.requestCostMs > 0, 'the cost estimate follows measurements');
+  // Cheap batches (a small catalog) under a budget below one request's cost: every batch holds one request.
+  const sizes: number[] = [];
+  const cheap = new ScoringEngine([modeledBackend(0, 0.01, sizes)], { maxBatch: 64, batchBudgetMs: 1e-6 });
+  await Promise.all(randomRequests(30, 12).map((r) => cheap.recommend(r)));
+  assert.equal(cheap.stats.maxBatch, 1);
+  assert.equal(cheap.stats.batches, 30);
+  assert.ok(cheap.stats.requestCostMs > 0, 'the cost estimate follows measurements');
+  await cheap.close();
+});
+
+test('a batch may take twice the cost of a batch of one when that exceeds the budget (large catalogs)', async () => {
+  // A 1M-item catalog: every batch pays a 30 ms pass over the item matrix, plus 2.5 ms per request. With the 2 ms
+  // budget alone, batches would stay at one request and pay the pass per request.
+  const sizes: number[] = [];
+  const engine = new ScoringEngine([modeledBackend(30, 2.5, sizes)], { maxBatch: 64, batchBudgetMs: 2 });
+  await Promise.all(randomRequests(100, 12).map((r) => engine.recommend(r)));
+  assert.equal(sizes[0], 1, 'the first request goes alone (nothing else queued yet)');
+  assert.ok(Math.abs(engine.stats.singleBatchMs - 32.5) < 1e-9, `${engine.stats.singleBatchMs}`);
+  assert.ok(engine.stats.maxBatch > 1, `batches form (sizes ${sizes.join(' ')})`);
+  for (const size of sizes.slice(1)) {
+    // Each batch was sized by the estimate before it: at most 2 x 32.5 ms over the smallest per-request estimate.
+    assert.ok(size <= Math.floor(65 / ((30 + 2.5 * 64) / 64)), `batch of ${size}`);
+  }
+  assert.equal(
+    sizes.reduce((a, b) => a + b, 0),
+    100,
+  );
   await engine.close();
 });
+
+/** A backend whose batches "take" fixedMs + perRequestMs x size (reported, not spent), answering every request. */
+function modeledBackend(fixedMs: number, perRequestMs: number, sizes: number[]): ScoreBackend {
+  return {
+    failure: null,
+    async score(batch, answer) {
+      sizes.push(batch.count);
+      await new Promise((resolve) => setImmediate(resolve));
+      const times = { encode: 0, score: 0, topk: 0, transfer: 0 };
+      for (let r = 0; r < batch.count; r++) answer(r, new Int32Array(0), new Float32Array(0), times);
+      return fixedMs + perRequestMs * batch.count;
+    },
+    apply() {},
+    async close() {},
+  };
+}

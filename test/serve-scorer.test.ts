@@ -66,6 +66,10 @@ test('batched scoring equals per-request brute force, through appends and retire
   scorer.appendItems(unitRows(2, rng), 2);
   scorer.retire([5, 72]);
   check(new Set([5, 72]));
+  // Rows re-encoded in place, and enough new rows to open another panel of the item matrix (64 items each).
+  scorer.replaceItems(Int32Array.from([2, 40]), unitRows(2, rng));
+  scorer.appendItems(unitRows(60, rng), 60);
+  check(new Set([5, 72]));
 
   // The engine (inline backend) batches concurrent requests and returns the same answers.
   const engine = new ScoringEngine([new InlineBackend(scorer)], { maxBatch: 4 });

@@ -19,9 +19,21 @@ export function packPanels(matrix: Float32Array, n: number, d: number, out: Floa
   if (matrix.length < n * d)
     throw new Error(`packPanels: matrix has ${matrix.length} values, needs ${n} x ${d}`);
   if (out.length < panelLength(n, d)) throw new Error(`packPanels: out is shorter than ${panelLength(n, d)}`);
-  for (let j = from; j < n; j++) {
-    const base = Math.floor(j / PANEL_WIDTH) * d * PANEL_WIDTH + (j % PANEL_WIDTH);
-    const row = j * d;
-    for (let p = 0; p < d; p++) out[base + p * PANEL_WIDTH] = matrix[row + p];
-  }
+  for (let j = from; j < n; j++) packRow(matrix, j, d, out);
+}
+
+/** Rewrites the given rows of the row-major matrix in the panel layout `out` (e.g. rows updated in place). */
+export function packPanelRows(
+  matrix: Float32Array,
+  rows: ArrayLike<number>,
+  d: number,
+  out: Float32Array,
+): void {
+  for (let i = 0; i < rows.length; i++) packRow(matrix, rows[i], d, out);
+}
+
+function packRow(matrix: Float32Array, j: number, d: number, out: Float32Array): void {
+  const base = Math.floor(j / PANEL_WIDTH) * d * PANEL_WIDTH + (j % PANEL_WIDTH);
+  const row = j * d;
+  for (let p = 0; p < d; p++) out[base + p * PANEL_WIDTH] = matrix[row + p];
 }

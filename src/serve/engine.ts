@@ -2,8 +2,9 @@
  * Latency-aware micro-batching scoring engine. Requests queue up while the backends are busy; a backend that
  * becomes free takes whatever is queued (never waiting for a batch to fill, so there is no batching timer), split
  * evenly over the free backends and capped so that the batch's estimated compute time stays within a budget (the
- * estimate follows the measured compute time per request). A batch is one encoder pass and one batch x d times
- * d x rows matmul; each request is answered as soon as its own top-k is ready, with where its time went
+ * estimate follows the measured compute time per request; the budget is at least twice the measured cost of a
+ * batch of one, which a large catalog's pass alone can exceed). A batch is one encoder pass and one pass over the
+ * item matrix for all its requests; each request is answered as soon as its own top-k is ready, with where its time went
  * (queue, transfer, encode, score, top-k) for the metrics.
  *
  * Backends: worker threads (the default: the event loop never scores), or inline (scoring runs on the event loop
@@ -274,12 +275,21 @@ export interface EngineStats {
   maxBatch: number;
   /** Estimated compute time per request in milliseconds (moving average over batches), used to size batches. */
   requestCostMs: number;
+  /**
+   * Compute time of a batch of one request in milliseconds (moving average over such batches; 0 before the first):
+   * what every batch pays for its pass over the item matrix. A batch may take twice this when that exceeds the
+   * budget, else a 1M-item catalog (about 30 ms a pass) would never batch and pay the pass per request.
+   */
+  singleBatchMs: number;
 }
 
 export interface EngineOptions {
   /** Most requests in one batch. Default 64. */
   maxBatch?: number;
-  /** Estimated compute time one batch may take, in milliseconds (at least one request per batch). Default 2. */
+  /**
+   * Estimated compute time one batch may take, in milliseconds (at least one request per batch), raised to twice
+   * the measured cost of a batch of one when that is more. Default 2.
+   */
   batchBudgetMs?: number;
 }
 
@@ -303,7 +313,13 @@ export class ScoringEngine {
   private retired: number[] = [];
   private changesScheduled = false;
   // A first guess until the first batch is measured.
-  readonly stats: EngineStats = { batches: 0, requests: 0, maxBatch: 0, requestCostMs: 0.5 };
+  readonly stats: EngineStats = {
+    batches: 0,
+    requests: 0,
+    maxBatch: 0,
+    requestCostMs: 0.5,
+    singleBatchMs: 0,
+  };
   private readonly maxBatch: number;
   private readonly budgetMs: number;
 
@@ -374,7 +390,8 @@ export class ScoringEngine {
 
   /** Requests the next batch may take: within the time budget by the current cost estimate, at least 1. */
   private batchCap(): number {
-    const cap = Math.floor(this.budgetMs / this.stats.requestCostMs);
+    const budget = Math.max(this.budgetMs, 2 * this.stats.singleBatchMs);
+    const cap = Math.floor(budget / this.stats.requestCostMs);
     return Math.max(1, Math.min(this.maxBatch, cap));
   }
 
@@ -409,6 +426,10 @@ export class ScoringEngine {
       (ms) => {
         const cost = this.stats.requestCostMs;
         this.stats.requestCostMs = cost + COST_SMOOTHING * (ms / group.length - cost);
+        if (group.length === 1) {
+          const single = this.stats.singleBatchMs;
+          this.stats.singleBatchMs = single === 0 ? ms : single + COST_SMOOTHING * (ms - single);
+        }
         this.idle.push(backend);
         this.pump();
       },

@@ -1,12 +1,16 @@
 /**
- * Batched top-k scoring: user states (batch x d, from the model's encoder) times the item matrix (rows x d) in one
- * native matmul for the whole batch, masking, then a top-k selection per request (one pass over the catalog
- * keeping the k best, no sort), each request answered as soon as its own top-k is ready. Histories are read in
+ * Batched top-k scoring: user states (batch x d, from the model's encoder) against the whole item matrix in one
+ * native call for the whole batch (`scoreTopK`: the matrix, kept in the panel layout of kernels/panels.ts, is
+ * streamed once per batch and each request keeps its best candidates as they come; no batch x items score matrix
+ * exists). Each request gets its top (k + its exclusions) and drops its excluded items from that list, which is
+ * exact. With lexical fusion, which standardizes each request's scores over the whole catalog, the full score rows
+ * are computed (one matmul against the transposed matrix) and the top-k selected per row. Histories are read in
  * place from the batch's packed arrays; every buffer is reused from batch to batch. Used by the service worker,
  * the inline service mode and batch scoring.
  */
 import type { CsrMatrix } from '../content/sparse.js';
 import { kernels } from '../kernels/index.js';
+import { packPanelRows, packPanels, panelLength } from '../kernels/panels.js';
 import { fuseRow, type LexicalIndex } from '../model/fusion.js';
 
 /** The part of SASRec the service needs (see MODEL_API.md). */
@@ -71,11 +75,18 @@ export type AnswerCallback = (
 const COLUMN_ALIGN = 64;
 
 export class Scorer {
-  /** Item matrix transposed, d x columns (columns = rows rounded up, zero padded), so that the matmul reads it in
-   * place: the kernels would otherwise re-pack (transpose) the whole n x d matrix on every call. */
-  private itemsT = new Float32Array(0);
+  /** The item matrix in panels (scoreTopK); with fusion, transposed instead: d x columns (columns = rows rounded
+   * up, zero padded), so that the matmul reads it in place rather than re-packing the n x d matrix on every call. */
+  private items = new Float32Array(0);
+  /** Rows of the item matrix in `items` (with the padding row 0). */
+  private packedRows = 0;
   private columns = 0;
+  /** 1 = the row may be returned (row 0, the padding, and retired rows are 0). */
   private active: Uint8Array;
+  /** Per request in a batch: rows it may return (0 .. limit - 1). */
+  private limits = new Int32Array(0);
+  /** Items excluded from the request being answered (reset after each request). */
+  private excluded = new Uint8Array(0);
   private retired: number[] = [];
   private states = new Float32Array(0);
   private scores = new Float32Array(0);
@@ -102,6 +113,7 @@ export class Scorer {
     this.refreshItems();
     this.active = new Uint8Array(model.numItems + 1).fill(1);
     this.active[0] = 0;
+    this.excluded = new Uint8Array(model.numItems + 1);
   }
 
   /**
@@ -125,6 +137,7 @@ export class Scorer {
     active.set(this.active);
     active.fill(1, this.active.length);
     this.active = active;
+    this.excluded = new Uint8Array(this.model.numItems + 1);
   }
 
   /** Re-encodes active rows in place (an updated item keeps its row), with their text fields for lexical fusion. */
@@ -139,18 +152,30 @@ export class Scorer {
     this.model.replaceItems(rows, vectors);
     if (this.fusion) {
       this.fusion.index.replace(rows, this.fusion.rowsFor(Array.from(rows, (_, i) => fields[i])));
-    }
-    this.refreshItems();
+      this.refreshItems();
+    } else packPanelRows(this.model.itemEmbeddings(), rows, this.d, this.items);
   }
 
+  /** Brings `items` up to the model's item matrix: new rows only (appended), or everything (fusion's layout). */
   private refreshItems(): void {
-    const items = this.model.itemEmbeddings();
+    const matrix = this.model.itemEmbeddings();
     const d = this.d;
     const rows = this.model.numItems + 1;
     const columns = Math.ceil(rows / COLUMN_ALIGN) * COLUMN_ALIGN;
-    if (this.itemsT.length !== d * columns) this.itemsT = new Float32Array(d * columns);
-    const t = this.itemsT;
-    for (let r = 0; r < rows; r++) for (let j = 0; j < d; j++) t[j * columns + r] = items[r * d + j];
+    if (this.fusion) {
+      if (this.items.length !== d * columns) this.items = new Float32Array(d * columns);
+      const t = this.items;
+      for (let r = 0; r < rows; r++) for (let j = 0; j < d; j++) t[j * columns + r] = matrix[r * d + j];
+    } else {
+      // Existing rows do not change when rows are appended: copy their panels, pack the new rows.
+      if (this.items.length < panelLength(rows, d)) {
+        const grown = new Float32Array(panelLength(rows, d));
+        grown.set(this.items);
+        this.items = grown;
+      }
+      packPanels(matrix, rows, d, this.items, this.packedRows);
+    }
+    this.packedRows = rows;
     this.columns = columns;
   }
 
@@ -187,6 +212,76 @@ export class Scorer {
    * top-k, and `answer` is called with that request's rows and scores (fewer than k when the catalog is small).
    */
   scoreEach(batch: ScoreBatch, answer: AnswerCallback): void {
+    if (this.fusion) this.scoreFused(batch, answer);
+    else this.scoreTopK(batch, answer);
+  }
+
+  /** scoreTopK for the whole batch, then per request its exclusions dropped from its list. */
+  private scoreTopK(batch: ScoreBatch, answer: AnswerCallback): void {
+    const { count, inputOffsets, inputItems, excludeOffsets, excludeItems } = batch;
+    const d = this.d;
+    const n = this.model.numItems + 1;
+    const times = this.times;
+    const started = performance.now();
+    if (this.states.length < count * d) this.states = new Float32Array(count * d);
+    if (this.limits.length < count) this.limits = new Int32Array(count);
+    const states = this.states.subarray(0, count * d);
+    this.model.encodePacked(inputOffsets, inputItems, count, states);
+    const encoded = performance.now();
+    // Each request's list is long enough to still hold k items after its exclusions are dropped.
+    let width = 0;
+    for (let r = 0; r < count; r++) {
+      this.limits[r] = batch.includeCold[r] ? n : Math.min(n, this.numWarm + 1);
+      let excluded = excludeOffsets[r + 1] - excludeOffsets[r];
+      if (batch.excludeSeen[r]) excluded += inputOffsets[r + 1] - inputOffsets[r];
+      width = Math.max(width, Math.min(n, batch.k[r] + excluded));
+    }
+    if (this.topIndices.length < count * width) {
+      this.topIndices = new Int32Array(count * width);
+      this.topScores = new Float32Array(count * width);
+    }
+    const { topIndices, topScores, excluded } = this;
+    kernels.scoreTopK(
+      topIndices,
+      topScores,
+      states,
+      this.items,
+      this.active,
+      this.limits,
+      count,
+      n,
+      d,
+      width,
+    );
+    const scored = performance.now();
+    times.encode = encoded - started;
+    times.score = scored - encoded;
+
+    for (let r = 0; r < count; r++) {
+      for (let j = excludeOffsets[r]; j < excludeOffsets[r + 1]; j++) excluded[excludeItems[j]] = 1;
+      if (batch.excludeSeen[r]) {
+        for (let j = inputOffsets[r]; j < inputOffsets[r + 1]; j++) excluded[inputItems[j]] = 1;
+      }
+      const k = batch.k[r];
+      const indices = new Int32Array(k);
+      const scores = new Float32Array(k);
+      let found = 0;
+      for (let e = r * width; e < (r + 1) * width && found < k; e++) {
+        const item = topIndices[e];
+        if (item < 0) break;
+        if (excluded[item]) continue;
+        indices[found] = item;
+        scores[found++] = topScores[e];
+      }
+      for (let j = excludeOffsets[r]; j < excludeOffsets[r + 1]; j++) excluded[excludeItems[j]] = 0;
+      for (let j = inputOffsets[r]; j < inputOffsets[r + 1]; j++) excluded[inputItems[j]] = 0;
+      times.topk = performance.now() - scored;
+      answer(r, indices.slice(0, found), scores.slice(0, found), times);
+    }
+  }
+
+  /** Lexical fusion: full score rows (standardized and fused per request), masking, top-k per request. */
+  private scoreFused(batch: ScoreBatch, answer: AnswerCallback): void {
     const { count, inputOffsets, inputItems, excludeOffsets, excludeItems } = batch;
     const d = this.d;
     const n = this.model.numItems + 1;
@@ -200,8 +295,8 @@ export class Scorer {
     const scores = this.scores.subarray(0, count * columns);
     this.model.encodePacked(inputOffsets, inputItems, count, states);
     const encoded = performance.now();
-    kernels.matmul(scores, states, this.itemsT, count, columns, d, false, false, false);
-    if (this.fusion) this.fuse(batch, scores, columns, n);
+    kernels.matmul(scores, states, this.items, count, columns, d, false, false, false);
+    this.fuse(batch, scores, columns, n);
     const scored = performance.now();
     times.encode = encoded - started;
     times.score = scored - encoded;
