@@ -54,6 +54,23 @@ function allocate(dtype: Dtype, length: number): TensorData {
   }
 }
 
+function tensorView(dtype: Dtype, buffer: ArrayBufferLike, offset: number, length: number): TensorData {
+  switch (dtype) {
+    case 'F32':
+      return new Float32Array(buffer, offset, length);
+    case 'F64':
+      return new Float64Array(buffer, offset, length);
+    case 'I32':
+      return new Int32Array(buffer, offset, length);
+    case 'U32':
+      return new Uint32Array(buffer, offset, length);
+    case 'U8':
+      return new Uint8Array(buffer, offset, length);
+    case 'I8':
+      return new Int8Array(buffer, offset, length);
+  }
+}
+
 function product(shape: readonly number[]): number {
   let n = 1;
   for (const s of shape) n *= s;
@@ -169,8 +186,15 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): DecodedSaf
 
   const tensors = new Map<string, { shape: number[]; data: TensorData }>();
   for (const e of entries) {
-    const data = allocate(e.dtype, product(e.shape));
-    new Uint8Array(data.buffer).set(bytes.subarray(dataStart + e.begin, dataStart + e.end));
+    // A view of the file's bytes where they are aligned for the type (always, for files written here: the header
+    // is padded to 8 bytes), so a 1M-item table is not copied again; otherwise a copy.
+    const offset = bytes.byteOffset + dataStart + e.begin;
+    const data =
+      offset % DTYPE_BYTES[e.dtype] === 0
+        ? tensorView(e.dtype, bytes.buffer, offset, product(e.shape))
+        : allocate(e.dtype, product(e.shape));
+    if (data.buffer !== bytes.buffer)
+      new Uint8Array(data.buffer).set(bytes.subarray(dataStart + e.begin, dataStart + e.end));
     tensors.set(e.name, { shape: e.shape, data });
   }
   return { tensors, metadata };
@@ -422,8 +446,15 @@ async function readTensorFile(dir: string, name: string) {
   return decodeSafetensors(bytes, path);
 }
 
-/** Reads and validates an artifact directory without constructing the model. */
-export async function loadArtifact(dir: string): Promise<LoadedArtifact> {
+/**
+ * Reads and validates an artifact directory without constructing the model. `weights: false` reads only the
+ * manifest and the content states (`weights` is then empty): for a process that hands the model to worker threads
+ * which load it themselves, so a 1M-item model's tensors are not read twice.
+ */
+export async function loadArtifact(
+  dir: string,
+  options: { weights?: boolean } = {},
+): Promise<LoadedArtifact> {
   const root = resolve(dir);
   const info = await stat(root).catch(() => null);
   if (!info?.isDirectory()) throw new Error(`${root}: model directory does not exist`);
@@ -437,8 +468,9 @@ export async function loadArtifact(dir: string): Promise<LoadedArtifact> {
     });
   }
   const manifest = checkManifest(raw, manifestPath);
-  const decoded = await readTensorFile(root, manifest.model.weights);
   const weights = new Map<string, Float32Array>();
+  const decoded =
+    options.weights === false ? { tensors: [] } : await readTensorFile(root, manifest.model.weights);
   for (const [name, t] of decoded.tensors) {
     if (!(t.data instanceof Float32Array))
       throw new Error(`${join(root, manifest.model.weights)}: tensor '${name}' is not F32`);

@@ -72,7 +72,7 @@ export async function loadRuntime(
     backends = [new InlineBackend(new Scorer(loaded.model, loaded.numWarm, loaded.fusion))];
   } else {
     // The main thread only needs the artifact: workers load the model themselves.
-    artifact = await loadArtifact(modelDir);
+    artifact = await loadArtifact(modelDir, { weights: false });
     const started = Array.from({ length: workers }, () => new WorkerBackend(artifact.dir));
     backends = started;
     try {
