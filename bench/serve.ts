@@ -45,6 +45,7 @@ import type { PreparedSplit } from '../src/data/types.js';
 import { loadArtifact } from '../src/model/artifact.js';
 import { encoderPart } from '../src/serve/content.js';
 import { startPostgres } from '../test/postgres.js';
+import { buildScaleModel } from './scale-model.js';
 
 /** The part of autocannon's programmatic API used here (the package ships no type declarations). */
 interface AutocannonRequest {
@@ -75,7 +76,8 @@ const { values } = parseArgs({
     rebuild: { type: 'boolean' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '8' },
-    rates: { type: 'string', default: '1000,2000' },
+    rates: { type: 'string' },
+    items: { type: 'string' },
     workers: { type: 'string', default: '1,0' },
     'no-baseline': { type: 'boolean' },
     model: { type: 'string', default: 'content-delta' },
@@ -252,6 +254,7 @@ interface LoadResult {
 }
 
 function percentile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return NaN; // nothing answered
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
@@ -374,7 +377,10 @@ async function withServerCpu<T extends { requests: number }>(
 const round = (x: number, digits = 2) => Number(x.toFixed(digits));
 
 async function main(): Promise<void> {
-  if (!existsSync(DATA.pathname)) {
+  const items = values.items === undefined ? 0 : Number(values.items);
+  if (values.items !== undefined && !(Number.isInteger(items) && items >= 1000))
+    throw new Error(`--items must be an integer >= 1000 (got '${values.items}')`);
+  if (items === 0 && !existsSync(DATA.pathname)) {
     log(`Beauty data not found at ${DATA.pathname} (--data DIR); nothing to measure`);
     return;
   }
@@ -383,17 +389,30 @@ async function main(): Promise<void> {
   const kind = values.model as 'content-delta' | 'content-map';
   if (kind !== 'content-delta' && kind !== 'content-map')
     throw new Error(`--model must be content-delta or content-map (got '${kind}')`);
-  const modelDir = `${CACHE}/beauty-${kind}-e${epochs}${lexicalWeight > 0 ? `-lexical${lexicalWeight}` : ''}`;
-  if (values.rebuild || !existsSync(`${modelDir}/manifest.json`))
-    await buildModel(modelDir, kind, epochs, lexicalWeight);
-  else log(`using cached model ${modelDir} (--rebuild to rebuild)`);
-  const manifest = (await loadArtifact(modelDir)).manifest;
-  const bodies = await requestBodies();
   const bodiesFile = `${CACHE}/bench-bodies.json`;
+  let modelDir: string;
+  let bodies: string[];
+  if (items > 0) {
+    // A generated catalog of that size (bench/scale-model.ts), with its own request bodies.
+    modelDir = `${CACHE}/shop-${items}`;
+    const scaleBodies = `${modelDir}-bodies.json`;
+    if (values.rebuild || !existsSync(`${modelDir}/manifest.json`) || !existsSync(scaleBodies))
+      await buildScaleModel(modelDir, scaleBodies, items, log);
+    else log(`using cached model ${modelDir} (--rebuild to rebuild)`);
+    bodies = JSON.parse(readFileSync(scaleBodies, 'utf8')) as string[];
+  } else {
+    modelDir = `${CACHE}/beauty-${kind}-e${epochs}${lexicalWeight > 0 ? `-lexical${lexicalWeight}` : ''}`;
+    if (values.rebuild || !existsSync(`${modelDir}/manifest.json`))
+      await buildModel(modelDir, kind, epochs, lexicalWeight);
+    else log(`using cached model ${modelDir} (--rebuild to rebuild)`);
+    bodies = await requestBodies();
+  }
+  const manifest = (await loadArtifact(modelDir)).manifest;
   await writeFile(bodiesFile, JSON.stringify(bodies));
   const seconds = Number(values.duration);
   const connections = Number(values.connections);
-  const rates = values.rates!.split(',').map(Number);
+  // A 1M-item catalog serves hundreds, not thousands, of requests per second.
+  const rates = (values.rates ?? (items >= 100_000 ? '100,200' : '1000,2000')).split(',').map(Number);
   if (pinning)
     execFileSync('taskset', ['-a', '-p', '-c', pinning.client, String(process.pid)], { stdio: 'ignore' });
   const placement = pinning
@@ -413,8 +432,10 @@ async function main(): Promise<void> {
   if (!values['no-baseline']) modes.push('baseline');
   for (const workers of modes) {
     await rm(`${CACHE}/bench-catalog.log`, { force: true });
+    const spawned = performance.now();
     const { child, url } =
       workers === 'baseline' ? await startBaseline() : await startServer(modelDir, workers);
+    const startupSeconds = (performance.now() - spawned) / 1000;
     const mode =
       workers === 'baseline'
         ? 'baseline'
@@ -438,6 +459,9 @@ async function main(): Promise<void> {
       const clientCpuMs = (client.user + client.system) / 1000 / closed.requests;
       const label = mode.padEnd(9);
       console.log(
+        `${label} listening ${startupSeconds.toFixed(2)} s after the process started (node, tsx and the model's load)`,
+      );
+      console.log(
         `${label} closed loop, ${connections} connections: p50 ${closed.p50_ms.toFixed(2)} ms, p99 ${closed.p99_ms.toFixed(2)} ms, ${closed.rps.toFixed(0)} req/s (${closed.errors} errors); CPU per request: server ${closed.serverCpuMs.toFixed(3)} ms, autocannon ${clientCpuMs.toFixed(3)} ms; GET /health p99 ${healthMs.toFixed(2)} ms`,
       );
       const prefix =
@@ -445,6 +469,7 @@ async function main(): Promise<void> {
           ? ''
           : `${workers === 'baseline' ? 'baseline' : workers === 0 ? 'inline' : `workers${workers}`}_`;
       Object.assign(results, {
+        [`${prefix}startup_s`]: round(startupSeconds),
         [`${prefix}p50_ms`]: round(closed.p50_ms),
         [`${prefix}p99_ms`]: round(closed.p99_ms),
         [`${prefix}rps`]: round(closed.rps, 0),
@@ -495,7 +520,7 @@ async function main(): Promise<void> {
     k: 10,
     connections,
     rates: rates.join(','),
-    train_epochs: epochs,
+    train_epochs: items > 0 ? 1 : epochs,
     cpus: cpus().length,
     pinning: placement,
     load_average: round(loadavg()[0], 1),
