@@ -4,11 +4,14 @@
  * model artifact (e.g. one bench:serve built in .cache/bench-serve/), with the Beauty test histories bench:serve
  * sends (--length N: random histories of N items instead). With --against, the same requests also go through
  * another checkout's Scorer in the same process, alternating, so the ratio is measured side by side.
- * Reports the median of --repeats passes over 512 requests (the first pass warms up and is dropped).
+ * Reports the median of --repeats passes over --requests requests (default 512; the first pass warms up and is
+ * dropped), the catalog product's rate in GFLOP/s (2 x items x d per request over the whole CPU time per request,
+ * encoding and top-k included, so a lower bound) and, measured in the same run, the machine's one-thread FMA peak.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { loadNativeAddon } from '../src/kernels/index.js';
 import { Random } from '../src/util/random.js';
 
 const { values } = parseArgs({
@@ -18,6 +21,7 @@ const { values } = parseArgs({
     batches: { type: 'string', default: '1,8' },
     length: { type: 'string', default: '0' },
     repeats: { type: 'string', default: '4' },
+    requests: { type: 'string', default: '512' },
     bodies: {
       type: 'string',
       default: new URL('../.cache/bench-serve/bench-bodies.json', import.meta.url).pathname,
@@ -45,7 +49,7 @@ interface Checkout {
 async function loadCheckout(
   root: string,
   name: string,
-): Promise<Checkout & { ids: string[]; numItems: number }> {
+): Promise<Checkout & { ids: string[]; numItems: number; d: number }> {
   const models = await import(new URL('src/serve/models.ts', root).href);
   const scorer = await import(new URL('src/serve/scorer.ts', root).href);
   const engine = await import(new URL('src/serve/engine.ts', root).href);
@@ -55,6 +59,7 @@ async function loadCheckout(
     name,
     ids: loaded.artifact.manifest.items.ids,
     numItems: loaded.model.numItems,
+    d: loaded.model.config.d,
     score: (requests) => s.score(engine.packBatch(requests)),
   };
 }
@@ -69,7 +74,10 @@ if (values.against) {
 const length = Number(values.length);
 const random = new Random(1);
 const index = new Map(own.ids.map((id, i) => [id, i]));
-const bodies = (JSON.parse(readFileSync(values.bodies!, 'utf8')) as string[]).slice(0, 512);
+const bodies = (JSON.parse(readFileSync(values.bodies!, 'utf8')) as string[]).slice(
+  0,
+  Number(values.requests),
+);
 const requests = bodies.map((body) => ({
   history:
     length > 0
@@ -107,7 +115,14 @@ for (const batch of values.batches!.split(',').map(Number)) {
   console.log(
     `batch ${batch}, histories of ${meanLength.toFixed(1)} items on average: CPU per request ${parts.join(', ')}${checkouts.length === 2 ? `; ratio ${ratio.toFixed(2)}` : ''}`,
   );
-  results[`cpu_ms_per_request_batch${batch}`] = Number(median(times.get(own)!).toFixed(3));
+  const ms = median(times.get(own)!);
+  const gflops = (2 * own.numItems * own.d) / (ms * 1e6);
+  results[`cpu_ms_per_request_batch${batch}`] = Number(ms.toFixed(3));
+  results[`score_gflops_batch${batch}`] = Number(gflops.toFixed(1));
+  console.log(`  catalog product ${gflops.toFixed(1)} GFLOP/s (2 x ${own.numItems} x ${own.d} per request)`);
   if (checkouts.length === 2) results[`ratio_batch${batch}`] = Number(ratio.toFixed(2));
 }
+const peak = loadNativeAddon()?.fmaPeak(1, 1) ?? NaN;
+console.log(`one-thread FMA peak measured now: ${peak.toFixed(1)} GFLOP/s`);
+results.fma_peak_gflops_1thread = Number(peak.toFixed(1));
 if (values.json) await writeFile(values.json, JSON.stringify(results, null, 2) + '\n');
