@@ -53,8 +53,16 @@ async function loadCheckout(
   const models = await import(new URL('src/serve/models.ts', root).href);
   const scorer = await import(new URL('src/serve/scorer.ts', root).href);
   const engine = await import(new URL('src/serve/engine.ts', root).href);
+  const wall = performance.now();
+  const cpu = cpuMs();
   const loaded = await models.loadScoringModel(values.model);
+  const loadedAt = [performance.now(), cpuMs()];
   const s = new scorer.Scorer(loaded.model, loaded.numWarm, loaded.fusion);
+  console.log(
+    `${name}: model loaded in ${((loadedAt[0] - wall) / 1000).toFixed(2)} s (CPU ${((loadedAt[1] - cpu) / 1000).toFixed(2)} s), ` +
+      `scorer ready after ${((performance.now() - loadedAt[0]) / 1000).toFixed(2)} s more (CPU ${((cpuMs() - loadedAt[1]) / 1000).toFixed(2)} s); ` +
+      `resident memory ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB`,
+  );
   return {
     name,
     ids: loaded.artifact.manifest.items.ids,

@@ -966,6 +966,12 @@ static void score_topk(int32_t* outIndices, float* outScores, const float* state
     for (long p = p0; p < p1; p++) {
       const float* panel = panels + p * d * PW;
       const long j0 = p * PW;
+      // The matrix streams from memory: ask for the panel after next now, so that its transfer overlaps this
+      // panel's products instead of following them (into L2; a panel is d x 256 bytes).
+      if (p + 2 < p1) {
+        const char* ahead = reinterpret_cast<const char*>(panel + 2 * d * PW);
+        for (long line = 0; line < d * PW * 4; line += 64) __builtin_prefetch(ahead + line, 0, 2);
+      }
       for (long i0 = 0; i0 < rows; i0 += MR) {
         const int m = static_cast<int>(std::min<long>(MR, rows - i0));
         for (long c0 = 0; c0 < PW; c0 += NT)

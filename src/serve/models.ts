@@ -75,6 +75,7 @@ function normalizeRows(src: Float32Array, dst: Float32Array, from: number, to: n
 }
 
 export interface LoadedScoringModel {
+  /** The artifact without its tensors (`weights` is emptied once the model holds them). */
   artifact: LoadedArtifact;
   model: ScoringModel;
   numWarm: number;
@@ -126,6 +127,7 @@ export async function loadScoringModel(dir: string): Promise<LoadedScoringModel>
     if (!vectors) throw new Error(`${artifact.dir}: knn artifact has no 'content' tensor`);
     const maxLength = Number(manifest.model.config.maxLength ?? 64);
     const model = new KnnScoringModel(vectors, dim, maxLength);
+    artifact.weights.clear(); // the model holds its own unit rows
     if (model.numItems + 1 !== manifest.items.ids.length) {
       throw new Error(
         `${artifact.dir}: 'items.ids' lists ${manifest.items.ids.length - 1} items but the weights hold ${model.numItems}`,
@@ -134,6 +136,8 @@ export async function loadScoringModel(dir: string): Promise<LoadedScoringModel>
     return { artifact, model, numWarm: manifest.items.num_warm, strategy: 'knn', fusion: null };
   }
   const loaded = await loadModel(dir); // validates the artifact and rejects kinds it does not know
+  // The model holds its own copies: drop the file's tensors (1 GB for a 1M-item content-delta model).
+  loaded.weights.clear();
   const fusion = loaded.lexical ? await loadServingFusion(loaded) : null;
   return {
     artifact: loaded,
