@@ -8,6 +8,7 @@
 import type { CsrMatrix } from '../content/sparse.js';
 import { kernels } from '../kernels/index.js';
 import { fuseRow, type LexicalIndex } from '../model/fusion.js';
+import { extend } from '../util/growable.js';
 
 /** The part of SASRec the service needs (see MODEL_API.md). */
 export interface ScoringModel {
@@ -69,6 +70,8 @@ export type AnswerCallback = (
 
 /** Columns of the transposed item matrix are padded to a multiple of this (every SIMD width of the kernels). */
 const COLUMN_ALIGN = 64;
+/** Spare columns, as a fraction of the rows, when appended rows outgrow the transposed matrix (refreshItems). */
+const COLUMN_SLACK = 1 / 16;
 
 export class Scorer {
   /** Item matrix transposed, d x columns (columns = rows rounded up, zero padded), so that the matmul reads it in
@@ -116,15 +119,16 @@ export class Scorer {
     if (count === 0) return;
     if (vectors.length !== count * this.inputWidth)
       throw new Error(`appendItems: expected ${count} x ${this.inputWidth} values`);
+    const from = this.model.numItems + 1;
     this.model.appendItems(vectors, count);
     if (this.fusion) {
       this.fusion.index.append(this.fusion.rowsFor(Array.from({ length: count }, (_, i) => fields[i])));
     }
-    this.refreshItems();
-    const active = new Uint8Array(this.model.numItems + 1);
-    active.set(this.active);
-    active.fill(1, this.active.length);
-    this.active = active;
+    const rows = this.model.numItems + 1;
+    if (rows > this.columns) this.refreshItems();
+    else this.refreshColumns(from, rows);
+    this.active = extend(this.active, rows);
+    this.active.fill(1, from);
   }
 
   /** Re-encodes active rows in place (an updated item keeps its row), with their text fields for lexical fusion. */
@@ -140,18 +144,31 @@ export class Scorer {
     if (this.fusion) {
       this.fusion.index.replace(rows, this.fusion.rowsFor(Array.from(rows, (_, i) => fields[i])));
     }
-    this.refreshItems();
+    for (const row of rows) this.refreshColumns(row, row + 1);
   }
 
+  /**
+   * Lays the whole item matrix out again (at the start, and when appended rows outgrow the spare columns). After
+   * appends the matrix gets COLUMN_SLACK spare columns, so that the next appends only write their own columns: one
+   * appended row costs O(d) amortized (the whole matrix moves once per rows x COLUMN_SLACK appends), and a batch
+   * multiplies at most that fraction (plus alignment) of zero columns more than the rows it scores.
+   */
   private refreshItems(): void {
-    const items = this.model.itemEmbeddings();
     const d = this.d;
     const rows = this.model.numItems + 1;
-    const columns = Math.ceil(rows / COLUMN_ALIGN) * COLUMN_ALIGN;
+    const spare = this.columns === 0 ? 0 : Math.ceil(rows * COLUMN_SLACK);
+    const columns = Math.ceil((rows + spare) / COLUMN_ALIGN) * COLUMN_ALIGN;
     if (this.itemsT.length !== d * columns) this.itemsT = new Float32Array(d * columns);
-    const t = this.itemsT;
-    for (let r = 0; r < rows; r++) for (let j = 0; j < d; j++) t[j * columns + r] = items[r * d + j];
     this.columns = columns;
+    this.refreshColumns(0, rows);
+  }
+
+  /** Copies rows from..to of the item matrix into their columns of the transposed matrix. */
+  private refreshColumns(from: number, to: number): void {
+    const items = this.model.itemEmbeddings();
+    const { d, columns } = this;
+    const t = this.itemsT;
+    for (let r = from; r < to; r++) for (let j = 0; j < d; j++) t[j * columns + r] = items[r * d + j];
   }
 
   /** Stops returning the given rows. */
@@ -238,7 +255,9 @@ export class Scorer {
     const inputs = Array.from({ length: batch.count }, (_, r) =>
       inputItems.subarray(inputOffsets[r], inputOffsets[r + 1]),
     );
-    if (this.lexical.length < inputs.length * n) this.lexical = new Float32Array(inputs.length * n);
+    // With spare room, as the scores: the catalog grows by one row at a time.
+    if (this.lexical.length < inputs.length * n)
+      this.lexical = new Float32Array(Math.ceil(inputs.length * n * 1.25));
     index.score(inputs, this.lexical);
     for (let r = 0; r < inputs.length; r++) fuseRow(scores, r * columns, n, this.lexical, r * n, weight);
   }
