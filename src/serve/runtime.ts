@@ -66,6 +66,7 @@ export async function loadRuntime(
 ): Promise<ModelRuntime> {
   let artifact: LoadedArtifact;
   let backends: ScoreBackend[];
+  let restart: EngineOptions['restart'];
   if (workers === 0) {
     const loaded = await loadScoringModel(modelDir);
     artifact = loaded.artifact;
@@ -81,8 +82,20 @@ export async function loadRuntime(
       await Promise.all(started.map((w) => w.close()));
       throw error;
     }
+    // A worker that crashes is replaced by a new one on the same directory (the engine replays the changes).
+    const dir = artifact.dir;
+    restart = async () => {
+      const worker = new WorkerBackend(dir);
+      try {
+        await worker.ready;
+      } catch (error) {
+        await worker.close();
+        throw error;
+      }
+      return worker;
+    };
   }
-  const engine = new ScoringEngine(backends, engineOptions);
+  const engine = new ScoringEngine(backends, { ...engineOptions, restart });
   try {
     const content = await loadContentEncoder(artifact);
     return { ...changeTarget(artifact, engine, content), content, artifact, engine, active: 0 };

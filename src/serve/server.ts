@@ -24,7 +24,7 @@ import {
   type NewChange,
 } from './catalog-store.js';
 import { ContentError, contentFingerprint } from './content.js';
-import type { ScoringEngine } from './engine.js';
+import { ScoringUnavailableError, type ScoringEngine } from './engine.js';
 import { MAX_ID_LENGTH, MAX_ID_URL_LENGTH, idProblem } from './ids.js';
 import { Metrics, RECOMMEND_STAGES, type Gauge } from './metrics.js';
 import { applyChange, loadRuntime, type ModelRuntime } from './runtime.js';
@@ -197,7 +197,11 @@ export async function createService(options: ServiceOptions): Promise<Service> {
 
   // The model, then every catalog change recorded so far. `history` keeps the changes (compacted like the log) so
   // that a reload can replay them into the next model; every change is applied to the model serving when it arrives.
-  const engineOptions = { maxBatch: options.maxBatch, batchBudgetMs: options.batchBudgetMs };
+  const engineOptions = {
+    maxBatch: options.maxBatch,
+    batchBudgetMs: options.batchBudgetMs,
+    report: reportError, // a crashed scoring worker and its restart
+  };
   let current: ModelRuntime = await loadRuntime(options.modelDir, workers, engineOptions);
   let history: CatalogChange[] = [];
   const applyToCurrent = (change: CatalogChange) => {
@@ -469,13 +473,20 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       const info = catalog.get(id); // unknown or deleted ids are never recommended anyway
       if (info) exclude.push(info.index);
     }
-    const result = await engine.recommend({
-      history,
-      exclude: Int32Array.from(exclude),
-      k: body.k,
-      includeCold: body.include_cold,
-      excludeSeen: body.exclude_seen,
-    });
+    let result;
+    try {
+      result = await engine.recommend({
+        history,
+        exclude: Int32Array.from(exclude),
+        k: body.k,
+        includeCold: body.include_cold,
+        excludeSeen: body.exclude_seen,
+      });
+    } catch (error) {
+      // A crashed scoring worker (reported on stderr, restarted): the client may retry.
+      if (error instanceof ScoringUnavailableError) return badRequest(reply, 503, error.message);
+      throw error;
+    }
     answeredAt.set(request, performance.now());
     for (const stage of RECOMMEND_STAGES)
       if (stage !== 'serialize') metrics.observeStage(stage, result.stages[stage]);
@@ -623,14 +634,22 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         catalog: catalogStatus,
       });
     }
+    const scoring = engine.health;
     return {
-      status: catalogStatus.writable ? 'ok' : 'degraded',
+      // Degraded: the database cannot be reached (writes get 503), or a crashed scoring worker is being restarted.
+      status: catalogStatus.writable && scoring.restarting === 0 ? 'ok' : 'degraded',
       model: artifact.manifest.model.kind,
       model_id: modelId,
       strategy,
       items: catalog.activeCount,
       rows: catalog.numRows - 1,
       catalog: catalogStatus,
+      scoring: {
+        worker_failures: scoring.failures,
+        worker_restarts: scoring.restarts,
+        restarting: scoring.restarting,
+        last_failure: scoring.lastFailure,
+      },
       uptime_s: (Date.now() - started) / 1000,
       pid: process.pid, // tells replicas apart
     };
@@ -750,6 +769,18 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         help: 'Recommendation requests scored (requests / batches = mean batch size).',
         type: 'counter',
         values: [['', engine.stats.requests]],
+      },
+      {
+        name: 'deltarec_scoring_worker_failures_total',
+        help: 'Scoring workers that crashed (each reported on stderr and restarted; see /health scoring).',
+        type: 'counter',
+        values: [['', engine.health.failures]],
+      },
+      {
+        name: 'deltarec_scoring_worker_restarts_total',
+        help: 'Scoring workers started in place of crashed ones, with the catalog changes replayed into them.',
+        type: 'counter',
+        values: [['', engine.health.restarts]],
       },
       {
         name: 'deltarec_scoring_request_cost_seconds',
