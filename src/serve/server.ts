@@ -29,6 +29,16 @@ import { MAX_ID_LENGTH, MAX_ID_URL_LENGTH, idProblem } from './ids.js';
 import { Metrics, RECOMMEND_STAGES, type Gauge } from './metrics.js';
 import { applyChange, loadRuntime, type ModelRuntime } from './runtime.js';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * 'forward': a route that hands its request to another route in process (the explorer's /ui/api/models/M/*),
+     * which counts it in /metrics, under its own route; the forwarding route does not count it again.
+     */
+    countedBy?: 'forward';
+  }
+}
+
 export interface ServiceOptions {
   modelDir: string;
   /** Durable catalog change log; default <modelDir>/catalog.log (of the model the service started with). */
@@ -357,6 +367,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     done();
   });
   app.addHook('onResponse', async (request, reply) => {
+    if (request.routeOptions.config.countedBy === 'forward') return;
     metrics.observe(
       request.method,
       request.routeOptions.url ?? 'unmatched',
