@@ -57,11 +57,11 @@ export type BackendAnswer = (
 ) => void;
 
 /**
- * Catalog changes queued since the last batch: rows to append (count x d content vectors), active rows to
- * re-encode in place (an updated item keeps its row), and rows to retire. Applying all appends, then all
- * replacements in order, then all retirements gives the same state as the interleaving they came in (only active
- * rows are replaced, and retiring only clears a row's flag), so a burst of changes costs one model append and one
- * matrix refresh.
+ * Catalog changes queued since the last batch: rows to append (count x d content vectors), rows to re-encode in
+ * place (an updated item keeps its row; a deleted item added again gets its retired row back, recommendable again),
+ * and rows to retire. Applying all appends, then all replacements in order, then all retirements gives the same
+ * state as the interleaving they came in, because a replacement takes its row out of the retirements queued before
+ * it (ScoringEngine.replace) and retiring only clears a row's flag; so a burst of changes costs one model append.
  */
 export interface CatalogChanges {
   vectors: Float32Array;
@@ -431,9 +431,11 @@ export class ScoringEngine {
     this.scheduleChanges();
   }
 
-  /** Queues an active row to re-encode in place from a new content vector. */
+  /** Queues a row to re-encode in place from a new content vector (a retired one becomes active again). */
   replace(row: number, vector: Float32Array, fields?: Record<string, string>): void {
     this.replaced.push({ row, vector, fields });
+    // A row retired earlier in this burst and reused now (a deleted item added again) stays active.
+    if (this.retired.includes(row)) this.retired = this.retired.filter((r) => r !== row);
     this.scheduleChanges();
   }
 
@@ -551,12 +553,13 @@ class AppliedChanges {
     }
     const width =
       changes.replaceRows.length > 0 ? changes.replaceVectors.length / changes.replaceRows.length : 0;
-    changes.replaceRows.forEach((row, i) =>
+    changes.replaceRows.forEach((row, i) => {
       this.replaced.set(row, {
         vector: changes.replaceVectors.slice(i * width, (i + 1) * width),
         fields: changes.replaceFields[i],
-      }),
-    );
+      });
+      this.retired.delete(row); // reused: active again
+    });
     for (const row of changes.retire) this.retired.add(row);
   }
 

@@ -131,7 +131,10 @@ export class Scorer {
     this.active.fill(1, from);
   }
 
-  /** Re-encodes active rows in place (an updated item keeps its row), with their text fields for lexical fusion. */
+  /**
+   * Re-encodes rows in place (an updated item keeps its row), with their text fields for lexical fusion; a retired
+   * row (a deleted item added again) becomes recommendable again.
+   */
   replaceItems(
     rows: Int32Array,
     vectors: Float32Array,
@@ -144,7 +147,14 @@ export class Scorer {
     if (this.fusion) {
       this.fusion.index.replace(rows, this.fusion.rowsFor(Array.from(rows, (_, i) => fields[i])));
     }
-    for (const row of rows) this.refreshColumns(row, row + 1);
+    for (const row of rows) {
+      this.refreshColumns(row, row + 1);
+      if (!this.active[row]) {
+        // A retired row reused (a deleted item added again) is recommendable again.
+        this.active[row] = 1;
+        this.retired.splice(this.retired.indexOf(row), 1);
+      }
+    }
   }
 
   /**
