@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { CsrMatrix } from '../src/content/sparse.js';
 import { kernels } from '../src/kernels/index.js';
+import { LexicalIndex } from '../src/model/fusion.js';
 import { SASRec, sasrecConfig, type SASRecConfig } from '../src/model/sasrec.js';
 import { KnnScoringModel } from '../src/serve/models.js';
 import { Scorer, type ScoringModel } from '../src/serve/scorer.js';
@@ -143,4 +145,48 @@ test('KNN rows appended one at a time equal KNN built with them', () => {
   const got = scoreAll(scorer, histories());
   const want = scoreAll(reference, histories());
   got.forEach((row, r) => assert.deepEqual(row, want[r], `knn request ${r}`));
+});
+
+/** Random sparse rows (row 0 empty) over `cols` columns. */
+function sparseRows(rows: number, cols: number, seed: number): number[][][] {
+  const rng = new Random(seed);
+  return Array.from({ length: rows }, (_, r) =>
+    r === 0
+      ? []
+      : Array.from({ length: 1 + rng.nextInt(4) }, () => [rng.nextInt(cols), 0.1 + rng.nextFloat()]),
+  ).map((row) => [...new Map(row.map(([c, v]) => [c, v])).entries()].sort((a, b) => a[0] - b[0]));
+}
+
+function csr(rows: number[][][], cols: number): CsrMatrix {
+  const indptr = new Int32Array(rows.length + 1);
+  rows.forEach((row, r) => (indptr[r + 1] = indptr[r] + row.length));
+  return {
+    rows: rows.length,
+    cols,
+    indptr,
+    indices: Int32Array.from(rows.flat(), ([c]) => c),
+    values: Float32Array.from(rows.flat(), ([, v]) => v),
+  };
+}
+
+test('lexical rows appended and re-encoded one at a time score exactly as an index built with them', () => {
+  const cols = 12;
+  const base = sparseRows(N + 1, cols, 1);
+  const added = sparseRows(ADDED + 1, cols, 2).slice(1);
+  const replacements = sparseRows(4, cols, 3).slice(1);
+  const index = new LexicalIndex(csr(base, cols), 5);
+  for (const row of added) index.append(csr([row], cols));
+  const replaced = [2, N + 3, N + 3]; // a saved row, an added row, the same added row again
+  replaced.forEach((r, i) => index.replace(Int32Array.of(r), csr([replacements[i]], cols)));
+  const final = [...base, ...added];
+  replaced.forEach((r, i) => (final[r] = replacements[i]));
+  const reference = new LexicalIndex(csr(final, cols), 5);
+  const inputs = histories();
+  const width = N + ADDED + 1;
+  const got = new Float32Array(inputs.length * width);
+  const want = new Float32Array(inputs.length * width);
+  index.score(inputs, got);
+  reference.score(inputs, want);
+  assert.deepEqual(got, want);
+  assert.ok(want.some((v) => v > 0));
 });
