@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -660,6 +660,82 @@ test(
       assert.equal(await stopped, 0);
     } finally {
       cluster.child.kill('SIGKILL');
+    }
+  },
+);
+
+test(
+  'a replica skips a change its model cannot take, says so, and keeps following (also after a restart)',
+  { timeout: 60_000 },
+  async () => {
+    // The model without its text encoder: raw vectors of another space, no text.
+    const vectorOnly = join(root, 'model-vector-only');
+    await cp(modelDir, vectorOnly, { recursive: true });
+    const manifestPath = join(vectorOnly, 'manifest.json');
+    const manifest = JSON.parse(await readFile(manifestPath, 'utf8'));
+    manifest.content.encoder = null;
+    await writeFile(manifestPath, JSON.stringify(manifest));
+    await rm(join(vectorOnly, 'encoder'), { recursive: true });
+
+    const { url, name } = await freshDatabase();
+    const a = await startReplica(url, 'a');
+    const reported: string[] = [];
+    const startOther = async () => {
+      const service = await createService({
+        modelDir: vectorOnly,
+        catalogUrl: url,
+        workers: 0,
+        replicaName: 'vector-only',
+        reportError: (message) => reported.push(message),
+      });
+      return { service, base: await service.app.listen({ port: 0, host: '127.0.0.1' }) };
+    };
+    let other = await startOther();
+    try {
+      const raw = Array.from({ length: 64 }, (_, j) => Math.cos(j));
+      assert.equal((await call(a.base, 'POST', '/items', { id: 'raw-1', vector: raw })).status, 201);
+      const deleted = fixture.split.itemIds[5];
+      assert.equal((await call(a.base, 'DELETE', `/items/${deleted}`)).status, 200);
+      // The change after the refused one is applied: the replica still follows.
+      await waitFor('the other model to catch up', caughtUp(other, name));
+      assert.equal((await call(other.base, 'GET', `/items/${deleted}`)).status, 404);
+      assert.equal((await call(other.base, 'GET', '/items/raw-1')).status, 404);
+      const skippedMessage =
+        /^catalog version 1 skipped: item "raw-1" was recorded for model \w+ and cannot be carried into model \w+: it was added as a raw vector of another raw space/;
+      const check = async (replica: Replica) => {
+        const health = await call(replica.base, 'GET', '/health');
+        assert.equal(health.json.status, 'ok');
+        const catalog = health.json.catalog as { skipped: number; last_skipped: string; writable: boolean };
+        assert.equal(catalog.skipped, 1);
+        assert.equal(catalog.writable, true);
+        assert.match(catalog.last_skipped, skippedMessage);
+        const metrics = await (await fetch(`${replica.base}/metrics`)).text();
+        assert.match(metrics, /^deltarec_catalog_skipped_changes_total 1$/m);
+      };
+      await check(other);
+      assert.equal(reported.length, 1, reported.join('\n'));
+      assert.match(reported[0], skippedMessage);
+      // It still takes writes of its own; A cannot take that raw vector either, skips it and follows on.
+      const own = await call(other.base, 'POST', '/items', { id: 'own-1', vector: raw });
+      assert.equal(own.status, 201, JSON.stringify(own.json));
+      assert.equal((await call(other.base, 'GET', '/items/own-1')).status, 200);
+      assert.equal((await call(a.base, 'DELETE', `/items/${fixture.split.itemIds[6]}`)).status, 200);
+      await waitFor('A to catch up', caughtUp(a, name));
+      assert.equal((await call(a.base, 'GET', '/items/own-1')).status, 404);
+      const onA = (await call(a.base, 'GET', '/health')).json.catalog as {
+        skipped: number;
+        last_skipped: string;
+      };
+      assert.equal(onA.skipped, 1);
+      assert.match(onA.last_skipped, /^catalog version 3 skipped: item "own-1"/);
+      await waitFor('the other model to catch up', caughtUp(other, name));
+      // A restart replays the same changes, skipping the same one.
+      await other.service.close();
+      other = await startOther();
+      await check(other);
+    } finally {
+      await a.service.close();
+      await other.service.close();
     }
   },
 );

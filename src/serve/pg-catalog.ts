@@ -12,6 +12,7 @@
 import pg from 'pg';
 import {
   CatalogUnavailableError,
+  ChangeRefusedError,
   floatsFromBytes,
   type ApplyChange,
   type ApplyResult,
@@ -82,6 +83,8 @@ export interface PostgresStoreOptions {
   applicationName?: string;
   /** Connection timeout, ms (default 3000). */
   connectTimeoutMs?: number;
+  /** Where skipped changes are reported (the service: stderr). */
+  report?: (message: string) => void;
 }
 
 export class PostgresCatalogStore implements CatalogStore {
@@ -101,11 +104,15 @@ export class PostgresCatalogStore implements CatalogStore {
   private readonly waiters = new Map<number, (result: ApplyResult) => void>();
   private writing = 0;
   private readonly clientConfig: pg.ClientConfig;
+  private skipped = 0;
+  private lastSkipped: string | null = null;
+  private readonly report: (message: string) => void;
 
   constructor(
     readonly url: string,
     options: PostgresStoreOptions = {},
   ) {
+    this.report = options.report ?? (() => {});
     this.clientConfig = {
       connectionString: url,
       application_name: options.applicationName ?? 'deltarec',
@@ -261,8 +268,16 @@ export class PostgresCatalogStore implements CatalogStore {
         try {
           result = this.apply!(change);
         } catch (error) {
-          this.failure = new Error(`catalog version ${version}: ${(error as Error).message}`);
-          throw this.failure;
+          if (!(error instanceof ChangeRefusedError)) {
+            this.failure = new Error(`catalog version ${version}: ${(error as Error).message}`);
+            throw this.failure;
+          }
+          // A change of another model that this one cannot take (its item stays unknown here, or as it was): the
+          // other replicas have applied it, so stopping would only leave this one behind on every later change.
+          this.skipped++;
+          this.lastSkipped = `catalog version ${version} skipped: ${error.message}`;
+          this.report(this.lastSkipped);
+          result = { existed: false };
         }
         this.applied = version;
         const waiter = this.waiters.get(version);
@@ -335,6 +350,8 @@ export class PostgresCatalogStore implements CatalogStore {
     };
     const message = this.failure?.message ?? (this.listener ? null : this.lastError);
     if (message) status.message = message;
+    status.skipped = this.skipped;
+    if (this.lastSkipped) status.last_skipped = this.lastSkipped;
     return status;
   }
 

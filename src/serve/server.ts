@@ -227,7 +227,10 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     if (options.catalogUrl) {
       // Loaded only when used: the embedded file log needs no database client.
       const { PostgresCatalogStore } = await import('./pg-catalog.js');
-      store = new PostgresCatalogStore(options.catalogUrl, { applicationName: options.replicaName });
+      store = new PostgresCatalogStore(options.catalogUrl, {
+        applicationName: options.replicaName,
+        report: reportError, // changes this model cannot take, skipped
+      });
       await store.start(applyToCurrent);
       replayed = { records: store.status().version, droppedTail: false, reencoded: current.reencoded };
     } else {
@@ -743,6 +746,12 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         help: 'Last catalog change version applied by this process.',
         type: 'gauge',
         values: [['', catalogStatus.version]],
+      },
+      {
+        name: 'deltarec_catalog_skipped_changes_total',
+        help: 'PostgreSQL catalog changes of another model that this one cannot take, skipped (see /health catalog.last_skipped).',
+        type: 'counter',
+        values: [['', catalogStatus.skipped ?? 0]],
       },
       {
         name: 'deltarec_catalog_writable',
