@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { run as runRecommend } from '../src/cli/commands/recommend.js';
+import type { PostgresCatalogStore } from '../src/serve/pg-catalog.js';
 import { createService, type Service } from '../src/serve/server.js';
 import { startPostgres, type TestPostgres } from './postgres.js';
 import { buildFixtureModel, startServer, type Fixture } from './serve-fixture.js';
@@ -182,7 +183,7 @@ test('the schema is versioned; a newer schema or a hole in the versions is refus
     assert.equal((await call(a.base, 'POST', '/items', { id: `s-${i}`, text: title(i) })).status, 201);
   }
   await a.service.close();
-  assert.deepEqual(await query(name, 'SELECT version FROM deltarec_schema'), [{ version: 1 }]);
+  assert.deepEqual(await query(name, 'SELECT version FROM deltarec_schema'), [{ version: 2 }]);
   // Started again: the schema is kept (no second migration), the changes are replayed.
   const again = await startReplica(url, 'a-again');
   assert.equal(again.service.replayed.records, 3);
@@ -197,7 +198,7 @@ test('the schema is versioned; a newer schema or a hole in the versions is refus
   await assert.rejects(
     createService({ modelDir, catalogUrl: url, workers: 0 }),
     new RegExp(
-      `catalog database postgres://postgres@127.0.0.1:${server.port}/${name}: its catalog schema is version 7, newer than this deltarec knows \\(1\\); upgrade deltarec`,
+      `catalog database postgres://postgres@127.0.0.1:${server.port}/${name}: its catalog schema is version 7, newer than this deltarec knows \\(2\\); upgrade deltarec`,
     ),
   );
 });
@@ -736,6 +737,90 @@ test(
     } finally {
       await a.service.close();
       await other.service.close();
+    }
+  },
+);
+
+test(
+  'compaction keeps the last put and delete of each item; replicas behind it and new ones reach the same state',
+  { timeout: 60_000 },
+  async () => {
+    const proxy = new CuttableProxy(server.port);
+    const proxyPort = await proxy.listen();
+    const { url, name } = await freshDatabase();
+    const a = await createService({
+      modelDir,
+      catalogUrl: url,
+      workers: 0,
+      compactAfter: 0,
+      compactMarginMs: 0,
+    });
+    const aBase = await a.app.listen({ port: 0, host: '127.0.0.1' });
+    const behind = await startReplica(url.replace(`:${server.port}/`, `:${proxyPort}/`), 'behind');
+    const replicas: Replica[] = [{ service: a, base: aBase }, behind];
+    try {
+      const write = async (method: string, path: string, body?: unknown) =>
+        assert.ok([200, 201].includes((await call(aBase, method, path, body)).status), `${method} ${path}`);
+      await write('POST', '/items', { id: 'p-0', text: title(0) });
+      await waitFor('the replica behind to have p-0', () => behind.service.catalog.get('p-0') !== undefined);
+      proxy.cut(); // the replica behind has applied version 1 only
+      for (let round = 0; round < 4; round++) {
+        for (let i = 0; i < 5; i++)
+          await write('POST', '/items', { id: `p-${i}`, text: title(round * 5 + i) });
+        await write('DELETE', `/items/p-${round}`);
+      }
+      await write('POST', '/items', { id: 'p-0', text: title(40) }); // deleted, then added again
+      const before = await query<{ count: string }>(name, 'SELECT count(*) FROM deltarec_changes');
+      assert.equal(Number(before[0].count), 26);
+      assert.equal(await (a.store as PostgresCatalogStore).compact(), 26 - 9);
+      // Per item its last put and its last delete: p-0 (put, delete), p-1..p-3 (put, delete), p-4 (put).
+      const kept = await query<{ item_id: string; op: string }>(
+        name,
+        'SELECT item_id, op FROM deltarec_changes ORDER BY version',
+      );
+      assert.deepEqual(kept.map((r) => `${r.op} ${r.item_id}`).sort(), [
+        'delete p-0',
+        'delete p-1',
+        'delete p-2',
+        'delete p-3',
+        'put p-0',
+        'put p-1',
+        'put p-2',
+        'put p-3',
+        'put p-4',
+      ]);
+      assert.deepEqual(await query(name, 'SELECT through FROM deltarec_compacted'), [{ through: '26' }]);
+      assert.equal(await (a.store as PostgresCatalogStore).compact(), 0);
+      await write('POST', '/items', { id: 'after', text: title(41) });
+
+      proxy.restore();
+      await waitFor('the replica behind to catch up over the holes', caughtUp(behind, name));
+      replicas.push(await startReplica(url, 'new')); // from version 0, over the holes
+      const states = await Promise.all(
+        replicas.map(async (r) => ({
+          health: r.service.catalog.activeCount,
+          items: await Promise.all(
+            ['p-0', 'p-1', 'p-2', 'p-3', 'p-4', 'after'].map(
+              async (id) => (await call(r.base, 'GET', `/items/${id}`)).json,
+            ),
+          ),
+          ranking: (await call(r.base, 'POST', '/recommend', { items: ['p-0', 'p-4'], k: 30 })).json,
+          status: r.service.store.status(),
+        })),
+      );
+      assert.equal(states[0].items[3].statusCode, 404); // p-3: deleted last; the others were added again
+      assert.equal(states[0].items[1].id, 'p-1');
+      assert.deepEqual(states[0].items[0].fields, { title: title(40) });
+      for (const state of states.slice(1)) {
+        assert.equal(state.status.message, undefined);
+        assert.deepEqual({ ...state, status: null }, { ...states[0], status: null });
+      }
+      const metrics = await (await fetch(`${aBase}/metrics`)).text();
+      assert.match(metrics, /^deltarec_catalog_compactions_total 2$/m);
+      assert.match(metrics, /^deltarec_catalog_compacted_changes_total 17$/m);
+    } finally {
+      for (const r of replicas) await r.service.close();
+      await proxy.close();
     }
   },
 );

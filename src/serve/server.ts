@@ -27,6 +27,7 @@ import { ContentError, contentFingerprint } from './content.js';
 import { ScoringUnavailableError, type ScoringEngine } from './engine.js';
 import { MAX_ID_LENGTH, MAX_ID_URL_LENGTH, idProblem } from './ids.js';
 import { Metrics, RECOMMEND_STAGES, type Gauge } from './metrics.js';
+import type { PostgresCatalogStore } from './pg-catalog.js';
 import { applyChange, loadRuntime, type ModelRuntime } from './runtime.js';
 
 declare module 'fastify' {
@@ -73,8 +74,13 @@ export interface ServiceOptions {
   maxConnections?: number;
   /** close() ends connections still busy after this many milliseconds (default 10 s). */
   shutdownTimeout?: number;
-  /** Compact the catalog log once this many records are superseded (default 1024; see catalog-log.ts). */
+  /**
+   * Compact the catalog log once this many records are superseded (default 1024; see catalog-log.ts); with
+   * PostgreSQL, compact deltarec_changes after this many changes applied (pg-catalog.ts compact()).
+   */
   compactAfter?: number;
+  /** PostgreSQL: only changes committed longer ago than this are compacted, ms (default 60 s). */
+  compactMarginMs?: number;
   /** Replaces the catalog log's file write (tests simulate a full disk with it). */
   catalogWrite?: WriteFunction;
   /** Where catalog log failures (always) and internal errors (without `logger`) are reported; default stderr. */
@@ -222,15 +228,19 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   };
   let store: CatalogStore;
   let fileStore: FileCatalogStore | null = null;
+  let pgStore: PostgresCatalogStore | null = null;
   let replayed: Service['replayed'];
   try {
     if (options.catalogUrl) {
       // Loaded only when used: the embedded file log needs no database client.
       const { PostgresCatalogStore } = await import('./pg-catalog.js');
-      store = new PostgresCatalogStore(options.catalogUrl, {
+      pgStore = new PostgresCatalogStore(options.catalogUrl, {
         applicationName: options.replicaName,
         report: reportError, // changes this model cannot take, skipped
+        compactAfter: options.compactAfter,
+        compactMarginMs: options.compactMarginMs,
       });
+      store = pgStore;
       await store.start(applyToCurrent);
       replayed = { records: store.status().version, droppedTail: false, reencoded: current.reencoded };
     } else {
@@ -674,41 +684,57 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     const catalogStatus = store.status();
     reply.type('text/plain; version=0.0.4');
     const logStats = fileStore?.log.stats;
-    // The file log's figures (absent with a PostgreSQL catalog).
-    const logGauges: Gauge[] = !logStats
-      ? []
-      : [
+    // The file log's figures, or PostgreSQL's compactions.
+    const compaction = pgStore?.compaction;
+    const logGauges: Gauge[] = compaction
+      ? [
           {
-            name: 'deltarec_catalog_log_failures_total',
-            help: 'Failed catalog log writes or syncs (after one the service refuses changes; see /health).',
+            name: 'deltarec_catalog_compactions_total',
+            help: 'Compactions of deltarec_changes run by this replica.',
             type: 'counter',
-            values: [['', logStats.failures]],
+            values: [['', compaction.compactions]],
           },
           {
-            name: 'deltarec_catalog_log_fsync_seconds_total',
-            help: 'Time spent in fdatasync of the catalog log.',
+            name: 'deltarec_catalog_compacted_changes_total',
+            help: 'Superseded changes deleted from deltarec_changes by the compactions of this replica.',
             type: 'counter',
-            values: [['', logStats.syncSeconds]],
+            values: [['', compaction.deleted]],
           },
-          {
-            name: 'deltarec_catalog_log_fsyncs_total',
-            help: 'fdatasync calls of the catalog log (one per group commit).',
-            type: 'counter',
-            values: [['', logStats.syncs]],
-          },
-          {
-            name: 'deltarec_catalog_log_records',
-            help: 'Records in the catalog log file.',
-            type: 'gauge',
-            values: [['', logStats.records]],
-          },
-          {
-            name: 'deltarec_catalog_log_compactions_total',
-            help: 'Rewrites of the catalog log without superseded records.',
-            type: 'counter',
-            values: [['', logStats.compactions]],
-          },
-        ];
+        ]
+      : !logStats
+        ? []
+        : [
+            {
+              name: 'deltarec_catalog_log_failures_total',
+              help: 'Failed catalog log writes or syncs (after one the service refuses changes; see /health).',
+              type: 'counter',
+              values: [['', logStats.failures]],
+            },
+            {
+              name: 'deltarec_catalog_log_fsync_seconds_total',
+              help: 'Time spent in fdatasync of the catalog log.',
+              type: 'counter',
+              values: [['', logStats.syncSeconds]],
+            },
+            {
+              name: 'deltarec_catalog_log_fsyncs_total',
+              help: 'fdatasync calls of the catalog log (one per group commit).',
+              type: 'counter',
+              values: [['', logStats.syncs]],
+            },
+            {
+              name: 'deltarec_catalog_log_records',
+              help: 'Records in the catalog log file.',
+              type: 'gauge',
+              values: [['', logStats.records]],
+            },
+            {
+              name: 'deltarec_catalog_log_compactions_total',
+              help: 'Rewrites of the catalog log without superseded records.',
+              type: 'counter',
+              values: [['', logStats.compactions]],
+            },
+          ];
     return metrics.render([
       {
         name: 'deltarec_build_info',
