@@ -211,6 +211,7 @@ export class WorkerBackend implements ScoreBackend {
   constructor(modelDir: string) {
     this.stopped = new Promise((resolve) => (this.onStop = resolve));
     this.worker = startWorker(modelDir);
+    const thread = this.worker.threadId; // -1 once the thread is gone
     this.ready = new Promise((resolve, reject) => {
       this.worker.on('message', (message: WorkerReply) => {
         if (message.type === 'ready') resolve();
@@ -218,14 +219,14 @@ export class WorkerBackend implements ScoreBackend {
         else this.settle(message);
       });
       this.worker.on('error', (cause) => {
-        const error = new Error(`scoring worker ${this.worker.threadId} crashed: ${cause.message}`, {
+        const error = new Error(`scoring worker ${thread} crashed: ${cause.message}`, {
           cause,
         });
         this.fail(error);
         reject(error);
       });
       this.worker.on('exit', (code) => {
-        const error = new Error(`scoring worker ${this.worker.threadId} exited with code ${code}`);
+        const error = new Error(`scoring worker ${thread} exited with code ${code}`);
         this.fail(error);
         reject(error);
       });
