@@ -351,9 +351,13 @@ export class PostgresCatalogStore implements CatalogStore {
       const through = Number(rows[0].through ?? 0);
       let deleted = 0;
       if (through > 0) {
+        // Only the changes after the previous compaction can supersede a change it kept (one it did not see was
+        // either after its range or superseded by one after it), so the work is that of the new changes.
         const result = await client.query(
-          `DELETE FROM deltarec_changes c WHERE c.version <= $1 AND EXISTS (SELECT 1 FROM deltarec_changes later
-             WHERE later.item_id = c.item_id AND later.op = c.op AND later.version > c.version)`,
+          `DELETE FROM deltarec_changes c
+             USING (SELECT item_id, op, max(version) AS last FROM deltarec_changes
+                    WHERE version > (SELECT through FROM deltarec_compacted) GROUP BY item_id, op) n
+           WHERE c.item_id = n.item_id AND c.op = n.op AND c.version < n.last AND c.version <= $1`,
           [through],
         );
         deleted = result.rowCount ?? 0;
