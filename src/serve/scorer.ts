@@ -173,12 +173,23 @@ export class Scorer {
     this.refreshColumns(0, rows);
   }
 
-  /** Copies rows from..to of the item matrix into their columns of the transposed matrix. */
+  /**
+   * Copies rows from..to of the item matrix into their columns of the transposed matrix, in blocks of
+   * COLUMN_ALIGN rows: each of a block's d output runs is written in one go while its rows stay in cache (at 1M
+   * items the first append, which lays the matrix out again, took 2.8 s this way against 9.0 to 9.5 s row by row,
+   * bench/append.bench.ts on the shared machine).
+   */
   private refreshColumns(from: number, to: number): void {
     const items = this.model.itemEmbeddings();
     const { d, columns } = this;
     const t = this.itemsT;
-    for (let r = from; r < to; r++) for (let j = 0; j < d; j++) t[j * columns + r] = items[r * d + j];
+    for (let block = from; block < to; block += COLUMN_ALIGN) {
+      const end = Math.min(to, block + COLUMN_ALIGN);
+      for (let j = 0; j < d; j++) {
+        const o = j * columns;
+        for (let r = block; r < end; r++) t[o + r] = items[r * d + j];
+      }
+    }
   }
 
   /** Stops returning the given rows. */
