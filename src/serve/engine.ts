@@ -331,7 +331,7 @@ export class ScoringEngine {
   private replaced: { row: number; vector: Float32Array; fields?: Record<string, string> }[] = [];
   private retired: number[] = [];
   private changesScheduled = false;
-  /** Every change sent to the backends, to replay into a restarted one. */
+  /** Every change sent to the backends, to replay into a restarted one (kept only when backends can restart). */
   private readonly applied = new AppliedChanges();
   // A first guess until the first batch is measured.
   readonly stats: EngineStats = { batches: 0, requests: 0, maxBatch: 0, requestCostMs: 0.5 };
@@ -468,7 +468,7 @@ export class ScoringEngine {
     this.appendedFields = [];
     this.replaced = [];
     this.retired = [];
-    this.applied.add(changes);
+    if (this.restart) this.applied.add(changes);
     for (const backend of this.backends) backend.apply(changes);
   }
 
