@@ -99,7 +99,16 @@ test('a request forwarded to a model route is counted once in /metrics, under th
       payload: { items: [ids[1]] },
     });
     assert.equal(forwarded.statusCode, 200, forwarded.body);
+    // A request for no model is answered by the forwarding route itself, and counted there.
+    assert.equal(
+      (await service.app.inject({ method: 'GET', url: '/ui/api/models/9/health' })).statusCode,
+      404,
+    );
     const metrics = (await service.app.inject({ method: 'GET', url: '/metrics' })).body;
+    assert.match(
+      metrics,
+      /^deltarec_http_requests_total\{method="GET",route="\/ui\/api\/models\/:model\/\*",status="404"\} 1$/m,
+    );
     const counted = metrics
       .split('\n')
       .filter((line) => line.startsWith('deltarec_http_requests_total{') && line.includes('method="POST"'));

@@ -30,14 +30,15 @@ import { Metrics, RECOMMEND_STAGES, type Gauge } from './metrics.js';
 import type { PostgresCatalogStore } from './pg-catalog.js';
 import { applyChange, loadRuntime, type ModelRuntime } from './runtime.js';
 
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /**
-     * 'forward': a route that hands its request to another route in process (the explorer's /ui/api/models/M/*),
-     * which counts it in /metrics, under its own route; the forwarding route does not count it again.
-     */
-    countedBy?: 'forward';
-  }
+/** Requests handed to another route in process, which counts them in /metrics (markForwarded). */
+const forwarded = new WeakSet<object>();
+
+/**
+ * Marks a request that a route hands to another route in process (the explorer's /ui/api/models/M/*): that route
+ * counts it in /metrics, under its own name, so the forwarding one does not count it again.
+ */
+export function markForwarded(request: FastifyRequest): void {
+  forwarded.add(request.raw);
 }
 
 export interface ServiceOptions {
@@ -380,7 +381,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     done();
   });
   app.addHook('onResponse', async (request, reply) => {
-    if (request.routeOptions.config.countedBy === 'forward') return;
+    if (forwarded.has(request.raw)) return;
     metrics.observe(
       request.method,
       request.routeOptions.url ?? 'unmatched',

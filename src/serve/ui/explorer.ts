@@ -17,7 +17,7 @@ import { LexicalIndex, loadLexicalFusion } from '../../model/fusion.js';
 import { loadContentEncoder } from '../content.js';
 import { loadServingFusion, modelStrategy } from '../models.js';
 import type { ServingFusion } from '../scorer.js';
-import type { Service } from '../server.js';
+import { markForwarded, type Service } from '../server.js';
 import { EXPLORER_HTML } from './page.js';
 
 export interface ExplorerOptions {
@@ -226,9 +226,7 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
   // Model M's own routes, in process: same handlers, same validation, same token checks.
   app.route<{ Params: { model: string; '*': string } }>({
     method: ['GET', 'POST', 'DELETE'],
-    // The model's own route checks the forwarded token (read for /recommend, write for /items), and counts the
-    // request in that model's /metrics (only once: this route does not).
-    config: { access: 'public', countedBy: 'forward' },
+    ...open, // the model's own route checks the forwarded token (read for /recommend, write for /items)
     url: '/ui/api/models/:model/*',
     handler: async (request, reply) => {
       const model = models[Number(request.params.model)];
@@ -238,6 +236,7 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
         const value = request.headers[name];
         if (typeof value === 'string') headers[name] = value;
       }
+      markForwarded(request); // counted in /metrics by the model's route, not again by this one
       const response = await model.service.app.inject({
         method: request.method as 'GET' | 'POST' | 'DELETE',
         url: `/${request.params['*']}`,
