@@ -3,7 +3,7 @@
  * a new worker takes its place with every catalog change replayed into it, so answers are the same as before.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -77,6 +77,45 @@ test('a crashed scoring worker is reported, restarted with the catalog changes, 
     const metrics = (await inject('GET', '/metrics')).body;
     assert.match(metrics, /^deltarec_scoring_worker_failures_total 1$/m);
     assert.match(metrics, /^deltarec_scoring_worker_restarts_total 1$/m);
+  } finally {
+    await service.close();
+  }
+});
+
+test('a scoring worker that cannot be started again leaves the service failed: /health 503, /recommend 503', async () => {
+  const moved = join(root, 'model-moved');
+  const copy = join(root, 'model-copy');
+  await cp(modelDir, copy, { recursive: true });
+  const reported: string[] = [];
+  const service = await createService({
+    modelDir: copy,
+    workers: 1,
+    catalogPath: join(root, 'catalog-2.log'),
+    reportError: (message) => reported.push(message),
+  });
+  try {
+    await rename(copy, moved); // the new worker cannot load the artifact
+    const backend = (service.engine as unknown as { backends: WorkerBackend[] }).backends[0];
+    (backend as unknown as { worker: Worker }).worker.postMessage({ type: 'changes', changes: null });
+    let health = await service.app.inject({ method: 'GET', url: '/health' });
+    for (let i = 0; i < 400 && health.statusCode !== 503; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      health = await service.app.inject({ method: 'GET', url: '/health' });
+    }
+    assert.equal(health.statusCode, 503);
+    assert.equal(health.json().status, 'failed');
+    assert.match(
+      health.json().message,
+      /^scoring worker \d+ crashed: .*, and a new scoring worker failed to start: /,
+    );
+    assert.equal(reported.length, 2, reported.join('\n'));
+    const answer = await service.app.inject({
+      method: 'POST',
+      url: '/recommend',
+      payload: { items: [fixture.split.itemIds[1]] },
+    });
+    assert.equal(answer.statusCode, 503);
+    assert.match(answer.json().message, /^scoring is down: scoring worker \d+ crashed/);
   } finally {
     await service.close();
   }
