@@ -530,7 +530,7 @@ test('a model swap with the file log carries text and vector items over', { time
     assert.equal((await call(base, 'POST', '/items', { id: 'f-vector', vector })).status, 201);
     const first = service.modelId;
     const swapped = await service.reload(otherModelDir);
-    assert.deepEqual(swapped, { previous: first, model: service.modelId, reencoded: 2 });
+    assert.deepEqual(swapped, { previous: first, model: service.modelId, reencoded: 2, skipped: 0 });
     assert.notEqual(service.modelId, first);
     assert.ok(service.catalog.get('f-text') && service.catalog.get('f-vector'));
     assert.equal((await call(base, 'POST', '/items', { id: 'f-new', text: title(21) })).status, 201);
@@ -734,6 +734,15 @@ test(
       await other.service.close();
       other = await startOther();
       await check(other);
+      // A reload into a model that takes the skipped change applies it (and skips what that model cannot take).
+      const itemStatus = async (id: string) => (await call(other.base, 'GET', `/items/${id}`)).status;
+      const toText = await other.service.reload(modelDir);
+      assert.equal(toText.skipped, 1);
+      assert.deepEqual([await itemStatus('raw-1'), await itemStatus('own-1')], [200, 404]);
+      const back = await other.service.reload(vectorOnly);
+      assert.equal(back.skipped, 1);
+      assert.deepEqual([await itemStatus('raw-1'), await itemStatus('own-1')], [404, 200]);
+      assert.match(reported.at(-1)!, /^reload: catalog change skipped: item "raw-1" was recorded for model/);
     } finally {
       await a.service.close();
       await other.service.close();

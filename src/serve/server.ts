@@ -18,6 +18,7 @@ import { CatalogLogError, compactRecords, type WriteFunction } from './catalog-l
 import type { LiveCatalog } from './catalog.js';
 import {
   CatalogUnavailableError,
+  ChangeRefusedError,
   FileCatalogStore,
   type CatalogChange,
   type CatalogStore,
@@ -115,6 +116,8 @@ export interface ReloadResult {
   previous: string;
   model: string;
   reencoded: number;
+  /** PostgreSQL: changes of other models the new model cannot take, skipped (each reported on stderr). */
+  skipped: number;
 }
 
 /** A reload refused because another one is running. */
@@ -221,10 +224,22 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   };
   let current: ModelRuntime = await loadRuntime(options.modelDir, workers, engineOptions);
   let history: CatalogChange[] = [];
-  const applyToCurrent = (change: CatalogChange) => {
-    const result = applyChange(current, change); // a change it refuses is not kept either
+  // With PostgreSQL a change the serving model refuses is skipped (pg-catalog.ts) but kept, so that a reload into a
+  // model that can take it does; with the file log a refusal fails the start, and the change is not kept.
+  const keepsRefused = Boolean(options.catalogUrl);
+  const keep = (change: CatalogChange) => {
     history.push(change);
     if (history.length >= 2 * current.catalog.numRows + 1024) history = compactRecords(history);
+  };
+  const applyToCurrent = (change: CatalogChange) => {
+    let result;
+    try {
+      result = applyChange(current, change);
+    } catch (error) {
+      if (keepsRefused && error instanceof ChangeRefusedError) keep(change);
+      throw error;
+    }
+    keep(change);
     return result;
   };
   let store: CatalogStore;
@@ -271,18 +286,33 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     try {
       const next = await loadRuntime(dir, workers, engineOptions);
       // Synchronous from here to the switch: no change or request can slip between the replay and the swap.
+      const skipped: string[] = [];
       try {
-        for (const change of history) applyChange(next, change);
+        for (const change of history) {
+          try {
+            applyChange(next, change);
+          } catch (error) {
+            // PostgreSQL: skipped, as the replica skips it while following (the file log's refusals fail).
+            if (!(keepsRefused && error instanceof ChangeRefusedError)) throw error;
+            skipped.push(error.message);
+          }
+        }
       } catch (error) {
         await next.engine.close();
         throw error;
       }
+      for (const message of skipped) reportError(`reload: catalog change skipped: ${message}`);
       const previous = current;
       current = next;
       modelDir = dir;
       reloads++;
       void retire(previous);
-      return { previous: previous.modelId, model: next.modelId, reencoded: next.reencoded };
+      return {
+        previous: previous.modelId,
+        model: next.modelId,
+        reencoded: next.reencoded,
+        skipped: skipped.length,
+      };
     } finally {
       reloading = false;
     }
