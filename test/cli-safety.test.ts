@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { run as prepareCommand } from '../src/cli/commands/prepare.js';
+import { run as recommendCommand } from '../src/cli/commands/recommend.js';
 import { run as trainCommand } from '../src/cli/commands/train.js';
 import { withNegativeNumbers } from '../src/cli/options.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
@@ -235,4 +236,29 @@ test('train --init-from warm-starts from the backtest period; --lexical-weight a
     refused.err.split('\n').at(-1),
     `deltarec train: --lexical-weight auto needs the interactions the split was prepared from; ${noSource}/manifest.json does not name them (prepare the split with deltarec prepare)`,
   );
+});
+
+test('recommend --out refuses an existing file (unless --force) and a directory, before reading anything', async () => {
+  const existing = join(dir, 'recs.jsonl');
+  writeFileSync(existing, 'earlier results\n');
+  // The model and input do not exist: the refusal comes first.
+  const refused = await capture(() =>
+    recommendCommand(['--model', missing, '--input', missing, '--out', existing]),
+  );
+  assert.equal(refused.code, 1);
+  assert.equal(
+    refused.err,
+    `deltarec recommend: --out ${existing}: refusing to replace an existing file; choose a new name, or use --force to replace it`,
+  );
+  assert.equal(readFileSync(existing, 'utf8'), 'earlier results\n');
+  for (const extra of [[], ['--force']]) {
+    const r = await capture(() =>
+      recommendCommand(['--model', missing, '--input', missing, '--out', split, ...extra]),
+    );
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.err,
+      `deltarec recommend: --out ${split}: refusing to write over a directory; name a file`,
+    );
+  }
 });

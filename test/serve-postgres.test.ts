@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { run as runRecommend } from '../src/cli/commands/recommend.js';
+import type { PostgresCatalogStore } from '../src/serve/pg-catalog.js';
 import { createService, type Service } from '../src/serve/server.js';
 import { startPostgres, type TestPostgres } from './postgres.js';
 import { buildFixtureModel, startServer, type Fixture } from './serve-fixture.js';
@@ -182,7 +183,7 @@ test('the schema is versioned; a newer schema or a hole in the versions is refus
     assert.equal((await call(a.base, 'POST', '/items', { id: `s-${i}`, text: title(i) })).status, 201);
   }
   await a.service.close();
-  assert.deepEqual(await query(name, 'SELECT version FROM deltarec_schema'), [{ version: 1 }]);
+  assert.deepEqual(await query(name, 'SELECT version FROM deltarec_schema'), [{ version: 2 }]);
   // Started again: the schema is kept (no second migration), the changes are replayed.
   const again = await startReplica(url, 'a-again');
   assert.equal(again.service.replayed.records, 3);
@@ -197,7 +198,7 @@ test('the schema is versioned; a newer schema or a hole in the versions is refus
   await assert.rejects(
     createService({ modelDir, catalogUrl: url, workers: 0 }),
     new RegExp(
-      `catalog database postgres://postgres@127.0.0.1:${server.port}/${name}: its catalog schema is version 7, newer than this deltarec knows \\(1\\); upgrade deltarec`,
+      `catalog database postgres://postgres@127.0.0.1:${server.port}/${name}: its catalog schema is version 7, newer than this deltarec knows \\(2\\); upgrade deltarec`,
     ),
   );
 });
@@ -529,7 +530,7 @@ test('a model swap with the file log carries text and vector items over', { time
     assert.equal((await call(base, 'POST', '/items', { id: 'f-vector', vector })).status, 201);
     const first = service.modelId;
     const swapped = await service.reload(otherModelDir);
-    assert.deepEqual(swapped, { previous: first, model: service.modelId, reencoded: 2 });
+    assert.deepEqual(swapped, { previous: first, model: service.modelId, reencoded: 2, skipped: 0 });
     assert.notEqual(service.modelId, first);
     assert.ok(service.catalog.get('f-text') && service.catalog.get('f-vector'));
     assert.equal((await call(base, 'POST', '/items', { id: 'f-new', text: title(21) })).status, 201);
@@ -660,6 +661,175 @@ test(
       assert.equal(await stopped, 0);
     } finally {
       cluster.child.kill('SIGKILL');
+    }
+  },
+);
+
+test(
+  'a replica skips a change its model cannot take, says so, and keeps following (also after a restart)',
+  { timeout: 60_000 },
+  async () => {
+    // The model without its text encoder: raw vectors of another space, no text.
+    const vectorOnly = join(root, 'model-vector-only');
+    await cp(modelDir, vectorOnly, { recursive: true });
+    const manifestPath = join(vectorOnly, 'manifest.json');
+    const manifest = JSON.parse(await readFile(manifestPath, 'utf8'));
+    manifest.content.encoder = null;
+    await writeFile(manifestPath, JSON.stringify(manifest));
+    await rm(join(vectorOnly, 'encoder'), { recursive: true });
+
+    const { url, name } = await freshDatabase();
+    const a = await startReplica(url, 'a');
+    const reported: string[] = [];
+    const startOther = async () => {
+      const service = await createService({
+        modelDir: vectorOnly,
+        catalogUrl: url,
+        workers: 0,
+        replicaName: 'vector-only',
+        reportError: (message) => reported.push(message),
+      });
+      return { service, base: await service.app.listen({ port: 0, host: '127.0.0.1' }) };
+    };
+    let other = await startOther();
+    try {
+      const raw = Array.from({ length: 64 }, (_, j) => Math.cos(j));
+      assert.equal((await call(a.base, 'POST', '/items', { id: 'raw-1', vector: raw })).status, 201);
+      const deleted = fixture.split.itemIds[5];
+      assert.equal((await call(a.base, 'DELETE', `/items/${deleted}`)).status, 200);
+      // The change after the refused one is applied: the replica still follows.
+      await waitFor('the other model to catch up', caughtUp(other, name));
+      assert.equal((await call(other.base, 'GET', `/items/${deleted}`)).status, 404);
+      assert.equal((await call(other.base, 'GET', '/items/raw-1')).status, 404);
+      const skippedMessage =
+        /^catalog version 1 skipped: item "raw-1" was recorded for model \w+ and cannot be carried into model \w+: it was added as a raw vector of another raw space/;
+      const check = async (replica: Replica) => {
+        const health = await call(replica.base, 'GET', '/health');
+        assert.equal(health.json.status, 'ok');
+        const catalog = health.json.catalog as { skipped: number; last_skipped: string; writable: boolean };
+        assert.equal(catalog.skipped, 1);
+        assert.equal(catalog.writable, true);
+        assert.match(catalog.last_skipped, skippedMessage);
+        const metrics = await (await fetch(`${replica.base}/metrics`)).text();
+        assert.match(metrics, /^deltarec_catalog_skipped_changes_total 1$/m);
+      };
+      await check(other);
+      assert.equal(reported.length, 1, reported.join('\n'));
+      assert.match(reported[0], skippedMessage);
+      // It still takes writes of its own; A cannot take that raw vector either, skips it and follows on.
+      const own = await call(other.base, 'POST', '/items', { id: 'own-1', vector: raw });
+      assert.equal(own.status, 201, JSON.stringify(own.json));
+      assert.equal((await call(other.base, 'GET', '/items/own-1')).status, 200);
+      assert.equal((await call(a.base, 'DELETE', `/items/${fixture.split.itemIds[6]}`)).status, 200);
+      await waitFor('A to catch up', caughtUp(a, name));
+      assert.equal((await call(a.base, 'GET', '/items/own-1')).status, 404);
+      const onA = (await call(a.base, 'GET', '/health')).json.catalog as {
+        skipped: number;
+        last_skipped: string;
+      };
+      assert.equal(onA.skipped, 1);
+      assert.match(onA.last_skipped, /^catalog version 3 skipped: item "own-1"/);
+      await waitFor('the other model to catch up', caughtUp(other, name));
+      // A restart replays the same changes, skipping the same one.
+      await other.service.close();
+      other = await startOther();
+      await check(other);
+      // A reload into a model that takes the skipped change applies it (and skips what that model cannot take).
+      const itemStatus = async (id: string) => (await call(other.base, 'GET', `/items/${id}`)).status;
+      const toText = await other.service.reload(modelDir);
+      assert.equal(toText.skipped, 1);
+      assert.deepEqual([await itemStatus('raw-1'), await itemStatus('own-1')], [200, 404]);
+      const back = await other.service.reload(vectorOnly);
+      assert.equal(back.skipped, 1);
+      assert.deepEqual([await itemStatus('raw-1'), await itemStatus('own-1')], [404, 200]);
+      assert.match(reported.at(-1)!, /^reload: catalog change skipped: item "raw-1" was recorded for model/);
+    } finally {
+      await a.service.close();
+      await other.service.close();
+    }
+  },
+);
+
+test(
+  'compaction keeps the last put and delete of each item; replicas behind it and new ones reach the same state',
+  { timeout: 60_000 },
+  async () => {
+    const proxy = new CuttableProxy(server.port);
+    const proxyPort = await proxy.listen();
+    const { url, name } = await freshDatabase();
+    const a = await createService({
+      modelDir,
+      catalogUrl: url,
+      workers: 0,
+      compactAfter: 0,
+      compactMarginMs: 0,
+    });
+    const aBase = await a.app.listen({ port: 0, host: '127.0.0.1' });
+    const behind = await startReplica(url.replace(`:${server.port}/`, `:${proxyPort}/`), 'behind');
+    const replicas: Replica[] = [{ service: a, base: aBase }, behind];
+    try {
+      const write = async (method: string, path: string, body?: unknown) =>
+        assert.ok([200, 201].includes((await call(aBase, method, path, body)).status), `${method} ${path}`);
+      await write('POST', '/items', { id: 'p-0', text: title(0) });
+      await waitFor('the replica behind to have p-0', () => behind.service.catalog.get('p-0') !== undefined);
+      proxy.cut(); // the replica behind has applied version 1 only
+      for (let round = 0; round < 4; round++) {
+        for (let i = 0; i < 5; i++)
+          await write('POST', '/items', { id: `p-${i}`, text: title(round * 5 + i) });
+        await write('DELETE', `/items/p-${round}`);
+      }
+      await write('POST', '/items', { id: 'p-0', text: title(40) }); // deleted, then added again
+      const before = await query<{ count: string }>(name, 'SELECT count(*) FROM deltarec_changes');
+      assert.equal(Number(before[0].count), 26);
+      assert.equal(await (a.store as PostgresCatalogStore).compact(), 26 - 9);
+      // Per item its last put and its last delete: p-0 (put, delete), p-1..p-3 (put, delete), p-4 (put).
+      const kept = await query<{ item_id: string; op: string }>(
+        name,
+        'SELECT item_id, op FROM deltarec_changes ORDER BY version',
+      );
+      assert.deepEqual(kept.map((r) => `${r.op} ${r.item_id}`).sort(), [
+        'delete p-0',
+        'delete p-1',
+        'delete p-2',
+        'delete p-3',
+        'put p-0',
+        'put p-1',
+        'put p-2',
+        'put p-3',
+        'put p-4',
+      ]);
+      assert.deepEqual(await query(name, 'SELECT through FROM deltarec_compacted'), [{ through: '26' }]);
+      assert.equal(await (a.store as PostgresCatalogStore).compact(), 0);
+      await write('POST', '/items', { id: 'after', text: title(41) });
+
+      proxy.restore();
+      await waitFor('the replica behind to catch up over the holes', caughtUp(behind, name));
+      replicas.push(await startReplica(url, 'new')); // from version 0, over the holes
+      const states = await Promise.all(
+        replicas.map(async (r) => ({
+          health: r.service.catalog.activeCount,
+          items: await Promise.all(
+            ['p-0', 'p-1', 'p-2', 'p-3', 'p-4', 'after'].map(
+              async (id) => (await call(r.base, 'GET', `/items/${id}`)).json,
+            ),
+          ),
+          ranking: (await call(r.base, 'POST', '/recommend', { items: ['p-0', 'p-4'], k: 30 })).json,
+          status: r.service.store.status(),
+        })),
+      );
+      assert.equal(states[0].items[3].statusCode, 404); // p-3: deleted last; the others were added again
+      assert.equal(states[0].items[1].id, 'p-1');
+      assert.deepEqual(states[0].items[0].fields, { title: title(40) });
+      for (const state of states.slice(1)) {
+        assert.equal(state.status.message, undefined);
+        assert.deepEqual({ ...state, status: null }, { ...states[0], status: null });
+      }
+      const metrics = await (await fetch(`${aBase}/metrics`)).text();
+      assert.match(metrics, /^deltarec_catalog_compactions_total 2$/m);
+      assert.match(metrics, /^deltarec_catalog_compacted_changes_total 17$/m);
+    } finally {
+      for (const r of replicas) await r.service.close();
+      await proxy.close();
     }
   },
 );

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -138,4 +138,25 @@ test('deltarec recommend names the line of bad input and leaves no output file',
   ]);
   assert.equal(negative.code, 2);
   assert.equal(negative.err.trim(), "deltarec recommend: --k must be a positive integer (got '-1')");
+});
+
+test('deltarec recommend --out replaces an existing file only with --force, and leaves no temporary file', async () => {
+  const ids = fixture.split.itemIds;
+  const dir = join(root, 'force');
+  await mkdir(dir);
+  const input = join(dir, 'in.jsonl');
+  const out = join(dir, 'out.jsonl');
+  await writeFile(input, `["${ids[1]}"]\n`);
+  await writeFile(out, 'earlier results\n');
+  const refused = await recommend(['--model', modelDir, '--input', input, '--out', out]);
+  assert.equal(refused.code, 1);
+  assert.equal(
+    refused.err.trim(),
+    `deltarec recommend: --out ${out}: refusing to replace an existing file; choose a new name, or use --force to replace it`,
+  );
+  assert.equal(await readFile(out, 'utf8'), 'earlier results\n');
+  const forced = await recommend(['--model', modelDir, '--input', input, '--out', out, '--force']);
+  assert.equal(forced.code, 0, forced.err);
+  assert.equal(JSON.parse(await readFile(out, 'utf8')).items.length, 10);
+  assert.deepEqual(await readdir(dir), ['in.jsonl', 'out.jsonl']);
 });

@@ -11,6 +11,8 @@ import { LexicalIndex } from '../src/model/fusion.js';
 import { SASRec, sasrecConfig } from '../src/model/sasrec.js';
 import { KnnScoringModel } from '../src/serve/models.js';
 import { LiveCatalog } from '../src/serve/catalog.js';
+import { InlineBackend, ScoringEngine } from '../src/serve/engine.js';
+import { Scorer } from '../src/serve/scorer.js';
 import { unitContent } from './tiny-model.js';
 
 function close(a: ArrayLike<number>, b: ArrayLike<number>, what: string): void {
@@ -142,8 +144,49 @@ test('the live catalog reuses the row of an added or cold item and appends one f
   assert.deepEqual(catalog.put('w1'), { index: 5, reused: true, retired: 0 });
   assert.equal(catalog.numRows, 6);
   assert.equal(catalog.activeCount, 4);
-  // Deleted: the row stays for histories; adding the id again appends.
-  assert.equal(catalog.remove('n1'), 4);
-  assert.equal(catalog.historyIndex('n1'), 4);
-  assert.deepEqual(catalog.put('n1'), { index: 6, reused: false, retired: 0 });
+  // Deleted: the row stays for histories; adding the id again gets that row back, however often.
+  for (let i = 0; i < 50; i++) {
+    assert.equal(catalog.remove('n1'), 4);
+    assert.equal(catalog.historyIndex('n1'), 4);
+    assert.equal(catalog.get('n1'), undefined);
+    assert.deepEqual(catalog.put('n1'), { index: 4, reused: true, retired: 0 });
+  }
+  assert.equal(catalog.numRows, 6);
+  assert.equal(catalog.activeCount, 4);
+  // A deleted warm item added again leaves the warm range (a new row, as its update), then keeps that row.
+  assert.equal(catalog.remove('w2'), 2);
+  assert.deepEqual(catalog.put('w2'), { index: 6, reused: false, retired: 0 });
+  assert.equal(catalog.remove('w2'), 6);
+  assert.deepEqual(catalog.put('w2'), { index: 6, reused: true, retired: 0 });
+  assert.equal(catalog.numRows, 7);
+  assert.equal(catalog.activeCount, 4);
+});
+
+test('a retired row reused in the same burst of changes is recommendable again, in the scorer and its replay', async () => {
+  const d = 8;
+  const model = new SASRec(
+    sasrecConfig({ numItems: 6, d, heads: 2, maxLength: 4, strategy: 'content-delta', seed: 2 }),
+    unitContent(6, d, 1),
+    referenceKernels,
+  );
+  const engine = new ScoringEngine([new InlineBackend(new Scorer(model, 6))]);
+  const request = {
+    history: Int32Array.of(1),
+    exclude: new Int32Array(0),
+    k: 10,
+    includeCold: true,
+    excludeSeen: false,
+  };
+  const rows = async () => Array.from((await engine.recommend(request)).indices).sort((a, b) => a - b);
+  assert.deepEqual(await rows(), [1, 2, 3, 4, 5, 6]);
+  // Delete row 5 and add it again within one tick: the retirement is queued before the replacement.
+  engine.retire(5);
+  engine.replace(5, unitContent(1, d, 9).subarray(d));
+  engine.retire(6);
+  assert.deepEqual(await rows(), [1, 2, 3, 4, 5]);
+  engine.retire(5);
+  assert.deepEqual(await rows(), [1, 2, 3, 4]);
+  engine.replace(5, unitContent(1, d, 9).subarray(d));
+  assert.deepEqual(await rows(), [1, 2, 3, 4, 5]);
+  await engine.close();
 });

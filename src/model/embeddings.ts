@@ -25,6 +25,7 @@
  */
 import { referenceKernels } from '../kernels/reference.js';
 import type { Kernels } from '../kernels/types.js';
+import { extend } from '../util/growable.js';
 import { hash32, Random } from '../util/random.js';
 
 export type EmbeddingStrategy = 'id' | 'content-init' | 'content-delta' | 'content-frozen' | 'content-map';
@@ -250,6 +251,44 @@ export class ItemEmbeddings {
     return mask !== null;
   }
 
+  /**
+   * Recomputes E for rows from..to only (content-delta, content-map; a no-op for the others), without delta
+   * dropout: what `refresh` gives those rows, at the cost of those rows.
+   */
+  refreshRows(from: number, to: number, kernels?: Kernels): void {
+    if (to <= from) return;
+    const d = this.d;
+    const e = this.matrix;
+    if (this.strategy === 'content-delta') {
+      const c = this.content!;
+      const dl = this.weight!;
+      for (let i = from * d; i < to * d; i++) e[i] = c[i] + dl[i];
+    } else if (this.strategy === 'content-map') {
+      const h = this.contentDim;
+      const first = Math.max(from, 1); // row 0 stays zero
+      const dl = this.weight!;
+      const bias = this.mapBias!;
+      for (let r = first; r < to; r++) for (let j = 0; j < d; j++) e[r * d + j] = bias[j] + dl[r * d + j];
+      if (from === 0) e.fill(0, 0, d);
+      (kernels ?? referenceKernels).matmul(
+        e.subarray(first * d, to * d),
+        this.content!.subarray(first * h, to * h),
+        this.mapWeight!,
+        to - first,
+        d,
+        h,
+        false,
+        false,
+        true,
+      );
+    }
+  }
+
+  /** refreshRows for each of `rows`. */
+  refreshRowList(rows: ArrayLike<number>, kernels?: Kernels): void {
+    for (let i = 0; i < rows.length; i++) this.refreshRows(rows[i], rows[i] + 1, kernels);
+  }
+
   /** The per-step delta-dropout mask (row r dropped with probability deltaDropout), or null when off. */
   private fillDeltaMask(dropSeed: number | undefined): Uint8Array | null {
     if (dropSeed === undefined || this.deltaDropout === 0) {
@@ -445,37 +484,37 @@ export class ItemEmbeddings {
       if (!Number.isFinite(content[i]))
         throw new Error(`appendItems: content row ${Math.floor(i / width)} is not finite`);
     }
-    const oldSize = (this.numItems + 1) * d;
-    const grow = (old: Float32Array, tail: Float32Array | null, w = d): Float32Array => {
-      const from = (this.numItems + 1) * w;
-      const next = new Float32Array(from + count * w);
-      next.set(old.subarray(0, from));
-      if (tail) next.set(tail, from);
-      return next;
-    };
+    // Tables grow by capacity (util/growable.ts): the new rows are written into spare room, and only E's new rows
+    // are computed, so appending one item costs O(d) (content-map: O(H d)) amortized, whatever the catalog size.
+    const from = this.numItems + 1;
+    const rows = from + count;
     switch (this.strategy) {
       case 'content-init':
-        this.weight = grow(this.weight!, content);
+        this.weight = extend(this.weight!, rows * d);
+        this.weight.set(content, from * d);
         this.matrix = this.weight;
         break;
       case 'content-delta':
-        this.content = grow(this.content!, content);
-        this.weight = grow(this.weight!, null);
-        this.matrix = new Float32Array(oldSize + count * d);
+        this.content = extend(this.content!, rows * d);
+        this.content.set(content, from * d);
+        this.weight = extend(this.weight!, rows * d); // spare room is zero: a zero delta
+        this.matrix = extend(this.matrix, rows * d);
         break;
       case 'content-map':
-        this.content = grow(this.content!, unitRows(content, width), width);
-        this.weight = grow(this.weight!, null);
-        this.matrix = new Float32Array(oldSize + count * d);
+        this.content = extend(this.content!, rows * width);
+        this.content.set(unitRows(content, width), from * width);
+        this.weight = extend(this.weight!, rows * d);
+        this.matrix = extend(this.matrix, rows * d);
         break;
       case 'content-frozen':
-        this.content = grow(this.content!, content);
+        this.content = extend(this.content!, rows * d);
+        this.content.set(content, from * d);
         this.matrix = this.content;
         break;
     }
     this.numItems += count;
     this.grad = null;
-    this.refresh(kernels);
+    this.refreshRows(from, rows, kernels);
   }
 
   /**
@@ -508,7 +547,7 @@ export class ItemEmbeddings {
         if (this.weight) this.weight.fill(0, row * d, (row + 1) * d);
       }
     });
-    this.refresh(kernels);
+    this.refreshRowList(rows, kernels);
   }
 
   /**
@@ -540,7 +579,7 @@ export class ItemEmbeddings {
     const { d, contentDim: h } = this;
     const content = this.content!;
     const delta = this.weight!;
-    const norms = rowNorms(content, this.numItems + 1, h);
+    const norms = rowNorms(content, warmItems + 1, h); // the warm rows' (each target's is computed below)
     const take = Math.min(k + 1, warmItems); // one more: the row itself may be among the warm rows
     const chunk = Math.max(1, Math.min(256, Math.floor(16_777_216 / warmItems))); // similarity <= 64 MiB
     const targets = new Float32Array(chunk * h);
@@ -564,7 +603,7 @@ export class ItemEmbeddings {
         kernels.matmul(similarity, targets, warm, count, warmItems, h, false, true, false);
         for (let i = 0; i < count; i++) {
           const o = i * warmItems;
-          const rowNorm = norms[chunkRows[i]];
+          const rowNorm = rowNorms(targets.subarray(i * h, (i + 1) * h), 1, h)[0];
           for (let j = 0; j < warmItems; j++) {
             const n = rowNorm * norms[j + 1];
             similarity[o + j] = n > 0 ? similarity[o + j] / n : 0;

@@ -14,7 +14,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CsrMatrix } from '../content/sparse.js';
 import { decodeSafetensors, encodeSafetensors } from './artifact.js';
-import { ContentKNN } from './knn.js';
+import { SparseCosineRows } from './knn.js';
 import type { Recommender } from './types.js';
 
 export interface LexicalFusionState {
@@ -136,77 +136,38 @@ export async function loadLexicalFusion(dir: string): Promise<LexicalFusionState
 
 /**
  * Sparse TF-IDF rows that grow as items are added (the service's live catalog), scored by cosine against input
- * profiles like ContentKNN. Appending rebuilds the column index: O(non-zeros), once per burst of catalog changes.
+ * profiles like ContentKNN. Appending or re-encoding a row costs that row's entries (SparseCosineRows).
  */
 export class LexicalIndex {
-  private knn: ContentKNN;
+  private readonly rows: SparseCosineRows;
 
   constructor(
-    private rows: CsrMatrix,
-    private readonly maxLength?: number,
+    rows: CsrMatrix,
+    private readonly maxLength = Number.MAX_SAFE_INTEGER,
   ) {
-    this.knn = new ContentKNN({ sparse: rows }, { maxLength });
+    this.rows = new SparseCosineRows(rows);
   }
 
   get numItems(): number {
-    return this.rows.rows - 1;
+    return this.rows.numRows - 1;
   }
 
-  /** out (inputs.length x (numItems + 1)) = cosine of each input's profile with every item. */
+  /** out (inputs.length x (numItems + 1)) = cosine of each input's profile with every item (-Infinity at 0). */
   score(inputs: readonly Int32Array[], out: Float32Array): void {
-    this.knn.score(inputs, out);
+    const width = this.rows.numRows;
+    if (out.length < inputs.length * width)
+      throw new Error(`LexicalIndex.score: out has ${out.length} values, needs ${inputs.length} x ${width}`);
+    this.rows.score(inputs, out, this.maxLength);
+    for (let b = 0; b < inputs.length; b++) out[b * width] = -Infinity;
   }
 
-  /** Replaces existing rows (rows[i] gets row i of `replacement`, same vocabulary); rebuilds the index. */
+  /** Replaces existing rows (rows[i] gets row i of `replacement`, same vocabulary). */
   replace(rows: Int32Array, replacement: CsrMatrix): void {
-    if (rows.length === 0) return;
-    const old = this.rows;
-    const source = new Map<number, number>(); // row -> row of replacement
-    rows.forEach((row, i) => source.set(row, i));
-    const indptr = new Int32Array(old.rows + 1);
-    const indices: number[] = [];
-    const values: number[] = [];
-    for (let r = 0; r < old.rows; r++) {
-      const from = source.get(r);
-      const [m, start, end] =
-        from === undefined
-          ? [old, old.indptr[r], old.indptr[r + 1]]
-          : [replacement, replacement.indptr[from], replacement.indptr[from + 1]];
-      for (let k = start; k < end; k++) {
-        indices.push(m.indices[k]);
-        values.push(m.values[k]);
-      }
-      indptr[r + 1] = indices.length;
-    }
-    this.rows = {
-      rows: old.rows,
-      cols: old.cols,
-      indptr,
-      indices: Int32Array.from(indices),
-      values: Float32Array.from(values),
-    };
-    this.knn = new ContentKNN({ sparse: this.rows }, { maxLength: this.maxLength });
+    this.rows.replaceRows(rows, replacement);
   }
 
   /** Appends rows (same vocabulary) after the existing ones. */
   append(added: CsrMatrix): void {
-    if (added.rows === 0) return;
-    const { rows } = this;
-    if (added.cols !== rows.cols)
-      throw new Error(`LexicalIndex.append: rows have ${added.cols} columns, the index ${rows.cols}`);
-    const nnz = rows.indptr[rows.rows];
-    const indptr = new Int32Array(rows.rows + added.rows + 1);
-    indptr.set(rows.indptr);
-    for (let r = 1; r <= added.rows; r++) indptr[rows.rows + r] = nnz + added.indptr[r] - added.indptr[0];
-    const from = added.indptr[0];
-    const to = added.indptr[added.rows];
-    const indices = new Int32Array(nnz + to - from);
-    indices.set(rows.indices.subarray(0, nnz));
-    indices.set(added.indices.subarray(from, to), nnz);
-    const values = new Float32Array(nnz + to - from);
-    values.set(rows.values.subarray(0, nnz));
-    values.set(added.values.subarray(from, to), nnz);
-    this.rows = { rows: rows.rows + added.rows, cols: rows.cols, indptr, indices, values };
-    this.knn = new ContentKNN({ sparse: this.rows }, { maxLength: this.maxLength });
+    this.rows.appendRows(added);
   }
 }

@@ -29,6 +29,7 @@
  */
 import { kernels as defaultKernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/types.js';
+import { extend } from '../util/growable.js';
 import { hash32, Random } from '../util/random.js';
 import { ItemEmbeddings, type EmbeddingStrategy, type ParamGroup, type SparseRows } from './embeddings.js';
 import type { Recommender } from './types.js';
@@ -1316,14 +1317,9 @@ export class SASRec implements Recommender {
       t.itemK = t.itemV = null;
       t.rows = 0;
     } else if (t.rows < rows) {
-      // Rows t.rows.. are new (all of them at first, the appended ones later).
-      const grow = (old: Float32Array | null) => {
-        const next = new Float32Array(rows * d);
-        if (old) next.set(old.subarray(0, t!.rows * d));
-        return next;
-      };
-      t.itemK = grow(t.itemK);
-      t.itemV = grow(t.itemV);
+      // Rows t.rows.. are new (all of them at first, the appended ones later); the tables grow by capacity.
+      t.itemK = t.itemK ? extend(t.itemK, rows * d) : new Float32Array(rows * d);
+      t.itemV = t.itemV ? extend(t.itemV, rows * d) : new Float32Array(rows * d);
       const e = this.items.matrix.subarray(t.rows * d, rows * d);
       const fresh = rows - t.rows;
       this.kernels.matmul(t.itemK.subarray(t.rows * d), e, w.wk, fresh, d, d, false, false, false);
@@ -1398,12 +1394,12 @@ export class SASRec implements Recommender {
     this.tables = null;
   }
 
-  /** With borrowed deltas on, sets the given rows' deltas from their warm neighbours and rebuilds E. */
+  /** With borrowed deltas on, sets the given rows' deltas from their warm neighbours and rebuilds their rows of E. */
   private borrowFor(rows: Int32Array): void {
     const k = this.config.borrowDeltas ?? 0;
     if (k === 0 || rows.length === 0) return;
     this.items.borrowDeltas(rows, this.config.warmItems ?? 0, k, this.kernels);
-    this.items.refresh(this.kernels);
+    this.items.refreshRowList(rows, this.kernels);
   }
 
   /** Recomputes the first block's per-item key and value rows of replaced items (the tables are keyed by row). */

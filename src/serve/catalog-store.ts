@@ -46,6 +46,9 @@ export interface CatalogStoreStatus {
   /** False while writes cannot be recorded (database unreachable, log failed); reads are still served. */
   writable: boolean;
   message?: string;
+  /** PostgreSQL: changes this model refused and skipped (ChangeRefusedError), and the last one's reason. */
+  skipped?: number;
+  last_skipped?: string;
 }
 
 export interface CatalogStore {
@@ -59,6 +62,12 @@ export interface CatalogStore {
 
 /** A write that was not recorded because the store cannot be reached (HTTP 503). */
 export class CatalogUnavailableError extends Error {}
+
+/**
+ * A change this model cannot take (runtime.ts applyChange: a put of another model that cannot be re-encoded here).
+ * The file log, a reload and the batch commands fail on it; a PostgreSQL replica skips it, counted (pg-catalog.ts).
+ */
+export class ChangeRefusedError extends Error {}
 
 /** float32 little-endian bytes as a vector (a copy, aligned). */
 export function floatsFromBytes(bytes: Buffer): Float32Array {

@@ -3,7 +3,9 @@
  *
  * Adding an item appends a row (content vector, zero delta). Updating an item that was added (or was cold in the
  * artifact) re-encodes its row in place, so repeated updates do not grow the table; updating a trained (warm) item
- * appends a new row and retires the warm one (its learned delta is dropped, and the warm range stays warm).
+ * appends a new row and retires the warm one (its learned delta is dropped, and the warm range stays warm). Adding
+ * a deleted item again re-encodes its last row in place and makes it recommendable again (a new row only when that
+ * row is warm), so delete and add cycles do not grow the table either.
  * Deleting retires the row; retired rows keep their embedding so that user histories that contain a deleted item
  * still encode. Replaying the same changes in the same order always yields the same row numbers, which is what
  * makes the change log sufficient to restore the state.
@@ -57,6 +59,14 @@ export class LiveCatalog {
     if (previous && !this.isWarm(previous.index)) {
       this.items.set(id, { index: previous.index, fields, added: true });
       return { index: previous.index, reused: true, retired: 0 };
+    }
+    // A deleted item added again gets its last row back (re-encoded, recommendable again) unless that row is warm.
+    const deletedRow = previous ? undefined : this.deleted.get(id);
+    if (deletedRow !== undefined && !this.isWarm(deletedRow)) {
+      this.deleted.delete(id);
+      this.items.set(id, { index: deletedRow, fields, added: true });
+      this.activeCount++;
+      return { index: deletedRow, reused: true, retired: 0 };
     }
     const index = this.rowIds.length;
     this.rowIds.push(id);

@@ -13,6 +13,7 @@
  * next batch, so a change acknowledged before a request is visible to that request.
  */
 import { Worker } from 'node:worker_threads';
+import { extend } from '../util/growable.js';
 import { Scorer, type BatchTimes, type ScoreBatch } from './scorer.js';
 
 export interface ScoreRequest {
@@ -57,11 +58,11 @@ export type BackendAnswer = (
 ) => void;
 
 /**
- * Catalog changes queued since the last batch: rows to append (count x d content vectors), active rows to
- * re-encode in place (an updated item keeps its row), and rows to retire. Applying all appends, then all
- * replacements in order, then all retirements gives the same state as the interleaving they came in (only active
- * rows are replaced, and retiring only clears a row's flag), so a burst of changes costs one model append and one
- * matrix refresh.
+ * Catalog changes queued since the last batch: rows to append (count x d content vectors), rows to re-encode in
+ * place (an updated item keeps its row; a deleted item added again gets its retired row back, recommendable again),
+ * and rows to retire. Applying all appends, then all replacements in order, then all retirements gives the same
+ * state as the interleaving they came in, because a replacement takes its row out of the retirements queued before
+ * it (ScoringEngine.replace) and retiring only clears a row's flag; so a burst of changes costs one model append.
  */
 export interface CatalogChanges {
   vectors: Float32Array;
@@ -74,9 +75,14 @@ export interface CatalogChanges {
   retire: Int32Array;
 }
 
+/** A request that was being scored by a worker that crashed (HTTP 503: retry; the worker is restarted). */
+export class ScoringUnavailableError extends Error {}
+
 export interface ScoreBackend {
   /** Set when the backend can no longer score (a crashed worker). */
   readonly failure: Error | null;
+  /** Resolves with the failure when the backend stops scoring (a crashed worker); absent where it cannot. */
+  readonly stopped?: Promise<Error>;
   /**
    * Scores a batch, calling `answer` for each request as soon as it is ready; resolves with the batch's compute
    * time in milliseconds once every request is answered.
@@ -200,21 +206,28 @@ export class WorkerBackend implements ScoreBackend {
   private nextId = 1;
   failure: Error | null = null;
   readonly ready: Promise<void>;
+  readonly stopped: Promise<Error>;
+  private onStop: (error: Error) => void = () => {};
 
   constructor(modelDir: string) {
+    this.stopped = new Promise((resolve) => (this.onStop = resolve));
     this.worker = startWorker(modelDir);
+    const thread = this.worker.threadId; // -1 once the thread is gone
     this.ready = new Promise((resolve, reject) => {
       this.worker.on('message', (message: WorkerReply) => {
         if (message.type === 'ready') resolve();
         else if (message.type === 'fatal') reject(new Error(message.message));
         else this.settle(message);
       });
-      this.worker.on('error', (error) => {
+      this.worker.on('error', (cause) => {
+        const error = new Error(`scoring worker ${thread} crashed: ${cause.message}`, {
+          cause,
+        });
         this.fail(error);
         reject(error);
       });
       this.worker.on('exit', (code) => {
-        const error = new Error(`scoring worker exited with code ${code}`);
+        const error = new Error(`scoring worker ${thread} exited with code ${code}`);
         this.fail(error);
         reject(error);
       });
@@ -238,13 +251,15 @@ export class WorkerBackend implements ScoreBackend {
   }
 
   private fail(error: Error): void {
-    this.failure ??= error;
-    for (const waiter of this.pending.values()) waiter.reject(error);
+    if (this.failure) return;
+    this.failure = error;
+    for (const waiter of this.pending.values()) waiter.reject(new ScoringUnavailableError(error.message));
     this.pending.clear();
+    this.onStop(error);
   }
 
   score(batch: ScoreBatch, answer: BackendAnswer): Promise<number> {
-    if (this.failure) return Promise.reject(this.failure);
+    if (this.failure) return Promise.reject(new ScoringUnavailableError(this.failure.message));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { answer, resolve, reject });
@@ -291,6 +306,20 @@ export interface EngineOptions {
    * the measured cost of a batch of one when that is more. Default 2.
    */
   batchBudgetMs?: number;
+  /** Starts a backend in place of one that stopped (a crashed worker); without it a stopped backend stays down. */
+  restart?: () => Promise<ScoreBackend>;
+  /** Where a stopped backend and its restart are reported (the service: stderr). */
+  report?: (message: string) => void;
+}
+
+/** Stopped backends and their restarts, for /health and /metrics. */
+export interface BackendHealth {
+  /** Backends that stopped (crashed workers) since the start. */
+  failures: number;
+  restarts: number;
+  /** Backends being restarted now. */
+  restarting: number;
+  lastFailure: string | null;
 }
 
 interface Queued {
@@ -312,6 +341,8 @@ export class ScoringEngine {
   private replaced: { row: number; vector: Float32Array; fields?: Record<string, string> }[] = [];
   private retired: number[] = [];
   private changesScheduled = false;
+  /** Every change sent to the backends, to replay into a restarted one (kept only when backends can restart). */
+  private readonly applied = new AppliedChanges();
   // A first guess until the first batch is measured.
   readonly stats: EngineStats = {
     batches: 0,
@@ -320,8 +351,14 @@ export class ScoringEngine {
     requestCostMs: 0.5,
     singleBatchMs: 0,
   };
+  readonly health: BackendHealth = { failures: 0, restarts: 0, restarting: 0, lastFailure: null };
   private readonly maxBatch: number;
   private readonly budgetMs: number;
+  private readonly restart: (() => Promise<ScoreBackend>) | null;
+  private readonly report: (message: string) => void;
+  /** Set when a stopped backend could not be restarted: the service then reports itself failed. */
+  private fatal: Error | null = null;
+  private closed = false;
 
   constructor(
     private readonly backends: ScoreBackend[],
@@ -330,9 +367,69 @@ export class ScoringEngine {
     this.idle = [...backends];
     this.maxBatch = options.maxBatch ?? 64;
     this.budgetMs = options.batchBudgetMs ?? 2;
+    this.restart = options.restart ?? null;
+    this.report = options.report ?? (() => {});
+    for (const backend of backends) this.watch(backend);
+  }
+
+  /** On a backend's stop: reported, taken out of service, and replaced by a restarted one with every change. */
+  private watch(backend: ScoreBackend): void {
+    void backend.stopped?.then(async (error) => {
+      if (this.closed) return;
+      this.health.failures++;
+      this.health.lastFailure = error.message;
+      const at = this.backends.indexOf(backend);
+      if (at >= 0) this.backends.splice(at, 1);
+      const idle = this.idle.indexOf(backend);
+      if (idle >= 0) this.idle.splice(idle, 1);
+      void backend.close();
+      if (!this.restart) {
+        this.fatal = error;
+        this.report(`${error.message}; scoring stopped (no restart)`);
+        this.rejectIfNoBackend();
+        return;
+      }
+      this.report(`${error.message}; the requests it was scoring got 503; starting another`);
+      this.health.restarting++;
+      let next: ScoreBackend;
+      try {
+        next = await this.restart();
+      } catch (restartError) {
+        this.health.restarting--;
+        this.fatal = new Error(
+          `${error.message}, and a new scoring worker failed to start: ${(restartError as Error).message}`,
+        );
+        this.report(this.fatal.message);
+        this.rejectIfNoBackend();
+        return;
+      }
+      this.health.restarting--;
+      if (this.closed) return void next.close();
+      // Synchronous from here: the replay holds every change flushed so far, later ones reach it with the others.
+      this.flushChanges();
+      const replay = this.applied.replay();
+      if (replay) next.apply(replay);
+      this.backends.push(next);
+      this.idle.push(next);
+      this.watch(next);
+      this.health.restarts++;
+      this.report(`scoring worker restarted (${this.applied.rows} appended rows replayed into it)`);
+      this.pump();
+    });
+  }
+
+  /** With no backend left and none being restarted, queued requests cannot be answered: they are rejected. */
+  private rejectIfNoBackend(): void {
+    if (this.backends.length > 0 || this.health.restarting > 0) return;
+    const error = new ScoringUnavailableError(`scoring is down: ${this.fatal?.message ?? 'no backend'}`);
+    for (const queued of this.queue.splice(0)) queued.reject(error);
   }
 
   recommend(request: ScoreRequest): Promise<ScoreResponse> {
+    if (this.backends.length === 0 && this.health.restarting === 0)
+      return Promise.reject(
+        new ScoringUnavailableError(`scoring is down: ${this.fatal?.message ?? 'no backend'}`),
+      );
     return new Promise((resolve, reject) => {
       this.queue.push({ request, enqueued: performance.now(), resolve, reject });
       this.pump();
@@ -351,9 +448,11 @@ export class ScoringEngine {
     this.scheduleChanges();
   }
 
-  /** Queues an active row to re-encode in place from a new content vector. */
+  /** Queues a row to re-encode in place from a new content vector (a retired one becomes active again). */
   replace(row: number, vector: Float32Array, fields?: Record<string, string>): void {
     this.replaced.push({ row, vector, fields });
+    // A row retired earlier in this burst and reused now (a deleted item added again) stays active.
+    if (this.retired.includes(row)) this.retired = this.retired.filter((r) => r !== row);
     this.scheduleChanges();
   }
 
@@ -385,6 +484,7 @@ export class ScoringEngine {
     this.appendedFields = [];
     this.replaced = [];
     this.retired = [];
+    if (this.restart) this.applied.add(changes);
     for (const backend of this.backends) backend.apply(changes);
   }
 
@@ -435,19 +535,69 @@ export class ScoringEngine {
       },
       (error: Error) => {
         for (const g of group) g.reject(error); // no effect on the requests already answered
-        this.idle.push(backend);
+        if (!backend.failure) this.idle.push(backend); // a stopped one is replaced (watch)
         this.pump();
       },
     );
   }
 
-  /** The first backend failure, if any (the service then reports itself unhealthy). */
+  /** Set when scoring stopped for good (a backend that could not be restarted): the service is unhealthy. */
   get failure(): Error | null {
-    return this.backends.find((b) => b.failure)?.failure ?? null;
+    return this.fatal;
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all(this.backends.map((b) => b.close()));
+  }
+}
+
+/**
+ * The catalog changes applied so far, kept compact to replay into a restarted backend: every appended row (its
+ * vector and fields as appended), the latest vector of every replaced row, and the retired rows. Appending them,
+ * then replacing, then retiring gives the same rows as the changes did (a replaced row holds exactly what
+ * appending its new vector would have given, serve-replace.test.ts).
+ */
+class AppliedChanges {
+  private vectors = new Float32Array(0);
+  private fields: (Record<string, string> | undefined)[] = [];
+  rows = 0;
+  private readonly replaced = new Map<number, { vector: Float32Array; fields?: Record<string, string> }>();
+  private readonly retired = new Set<number>();
+
+  add(changes: CatalogChanges): void {
+    if (changes.count > 0) {
+      const from = this.vectors.length;
+      this.vectors = extend(this.vectors, from + changes.vectors.length);
+      this.vectors.set(changes.vectors, from);
+      for (let i = 0; i < changes.count; i++) this.fields.push(changes.fields[i]);
+      this.rows += changes.count;
+    }
+    const width =
+      changes.replaceRows.length > 0 ? changes.replaceVectors.length / changes.replaceRows.length : 0;
+    changes.replaceRows.forEach((row, i) => {
+      this.replaced.set(row, {
+        vector: changes.replaceVectors.slice(i * width, (i + 1) * width),
+        fields: changes.replaceFields[i],
+      });
+      this.retired.delete(row); // reused: active again
+    });
+    for (const row of changes.retire) this.retired.add(row);
+  }
+
+  /** All of it as one batch of changes, or null when there were none. */
+  replay(): CatalogChanges | null {
+    if (this.rows === 0 && this.replaced.size === 0 && this.retired.size === 0) return null;
+    const replaced = [...this.replaced];
+    return {
+      vectors: this.vectors.slice(),
+      count: this.rows,
+      fields: [...this.fields],
+      replaceRows: Int32Array.from(replaced, ([row]) => row),
+      replaceVectors: concat(replaced.map(([, r]) => r.vector)),
+      replaceFields: replaced.map(([, r]) => r.fields),
+      retire: Int32Array.from(this.retired),
+    };
   }
 }
 

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { loadArtifact, loadModel, type LoadedArtifact } from '../model/artifact.js';
 import { TfidfSvdEncoder } from '../content/tfidf.js';
 import { LexicalIndex, loadLexicalFusion } from '../model/fusion.js';
+import { extend } from '../util/growable.js';
 import type { ScoringModel, ServingFusion } from './scorer.js';
 
 /**
@@ -48,11 +49,10 @@ export class KnnScoringModel implements ScoringModel {
 
   appendItems(content: Float32Array, count: number): void {
     const d = this.config.d;
-    const grown = new Float32Array(this.unit.length + count * d);
-    grown.set(this.unit);
-    grown.set(content.subarray(0, count * d), this.unit.length);
-    normalizeRows(grown, grown, this.numItems + 1, this.numItems + 1 + count, d);
-    this.unit = grown;
+    const from = this.numItems + 1;
+    this.unit = extend(this.unit, (from + count) * d); // by capacity: O(d) per row amortized
+    this.unit.set(content.subarray(0, count * d), from * d);
+    normalizeRows(this.unit, this.unit, from, from + count, d);
     this.numItems += count;
   }
 

@@ -12,6 +12,7 @@
 import pg from 'pg';
 import {
   CatalogUnavailableError,
+  ChangeRefusedError,
   floatsFromBytes,
   type ApplyChange,
   type ApplyResult,
@@ -51,7 +52,21 @@ const MIGRATIONS = [
    END $$;
    CREATE TRIGGER deltarec_changes_notify AFTER INSERT ON deltarec_changes
      FOR EACH ROW EXECUTE FUNCTION deltarec_notify_change();`,
+  // Compaction (PostgresCatalogStore.compact): how far it went, in a row of its own (writers lock the head's).
+  `CREATE TABLE deltarec_compacted (one boolean PRIMARY KEY DEFAULT true CHECK (one), through bigint NOT NULL);
+   INSERT INTO deltarec_compacted (through) VALUES (0);
+   CREATE INDEX deltarec_changes_item ON deltarec_changes (item_id, op, version);`,
 ];
+
+/** pg_advisory_xact_lock key of compactions ('compact' in ASCII). */
+const COMPACTION_LOCK = 0x636f6d70616374;
+
+/**
+ * One statement, so one snapshot: the page of changes and how far compaction went agree (a compaction deletes its
+ * rows and moves deltarec_compacted.through in one transaction).
+ */
+const FETCH = `SELECT c.version, c.op, c.item_id, c.model, c.fields, c.raw, c.raw_space, c.vector, k.through
+  FROM deltarec_changes c CROSS JOIN deltarec_compacted k WHERE c.version > $1 ORDER BY c.version LIMIT $2`;
 
 const INSERT = `WITH head AS (UPDATE deltarec_catalog_head SET version = version + 1 RETURNING version)
   INSERT INTO deltarec_changes (version, op, item_id, model, fields, raw, raw_space, vector)
@@ -66,6 +81,7 @@ interface ChangeRow {
   raw: Buffer | null;
   raw_space: string | null;
   vector: Buffer | null;
+  through: string; // bigint: deltarec_compacted.through
 }
 
 function toBytes(v: Float32Array | undefined): Buffer | null {
@@ -82,6 +98,18 @@ export interface PostgresStoreOptions {
   applicationName?: string;
   /** Connection timeout, ms (default 3000). */
   connectTimeoutMs?: number;
+  /** Where skipped changes are reported (the service: stderr). */
+  report?: (message: string) => void;
+  /** Compact (compact()) after this many changes applied here (default 1024; 0: never by itself). */
+  compactAfter?: number;
+  /** Only changes committed longer ago than this are compacted, ms (default 60 s; see compact()). */
+  compactMarginMs?: number;
+}
+
+export interface CompactionStats {
+  compactions: number;
+  /** Superseded changes deleted. */
+  deleted: number;
 }
 
 export class PostgresCatalogStore implements CatalogStore {
@@ -101,11 +129,22 @@ export class PostgresCatalogStore implements CatalogStore {
   private readonly waiters = new Map<number, (result: ApplyResult) => void>();
   private writing = 0;
   private readonly clientConfig: pg.ClientConfig;
+  private skipped = 0;
+  private lastSkipped: string | null = null;
+  private readonly report: (message: string) => void;
+  private readonly compactAfter: number;
+  private readonly compactMarginMs: number;
+  private compactedAt = 0;
+  private compacting: Promise<number> | null = null;
+  readonly compaction: CompactionStats = { compactions: 0, deleted: 0 };
 
   constructor(
     readonly url: string,
     options: PostgresStoreOptions = {},
   ) {
+    this.report = options.report ?? (() => {});
+    this.compactAfter = options.compactAfter ?? 1024;
+    this.compactMarginMs = options.compactMarginMs ?? 60_000;
     this.clientConfig = {
       connectionString: url,
       application_name: options.applicationName ?? 'deltarec',
@@ -239,14 +278,12 @@ export class PostgresCatalogStore implements CatalogStore {
   private async fetchAndApply(): Promise<void> {
     for (;;) {
       if (this.failure) throw this.failure;
-      const { rows } = await this.pool.query<ChangeRow>(
-        'SELECT version, op, item_id, model, fields, raw, raw_space, vector FROM deltarec_changes WHERE version > $1 ORDER BY version LIMIT $2',
-        [this.applied, PAGE],
-      );
+      const { rows } = await this.pool.query<ChangeRow>(FETCH, [this.applied, PAGE]);
       // One page is applied synchronously: no request runs between two of its changes.
       for (const row of rows) {
         const version = Number(row.version);
-        if (version !== this.applied + 1) {
+        // Versions up to deltarec_compacted.through may be missing: superseded changes that compaction deleted.
+        if (version !== this.applied + 1 && version - 1 > Number(row.through)) {
           this.failure = new Error(
             `catalog version ${this.applied + 1} is missing (next is ${version}): deltarec_changes was edited outside deltarec; this replica stops following`,
           );
@@ -261,8 +298,16 @@ export class PostgresCatalogStore implements CatalogStore {
         try {
           result = this.apply!(change);
         } catch (error) {
-          this.failure = new Error(`catalog version ${version}: ${(error as Error).message}`);
-          throw this.failure;
+          if (!(error instanceof ChangeRefusedError)) {
+            this.failure = new Error(`catalog version ${version}: ${(error as Error).message}`);
+            throw this.failure;
+          }
+          // A change of another model that this one cannot take (its item stays unknown here, or as it was): the
+          // other replicas have applied it, so stopping would only leave this one behind on every later change.
+          this.skipped++;
+          this.lastSkipped = `catalog version ${version} skipped: ${error.message}`;
+          this.report(this.lastSkipped);
+          result = { existed: false };
         }
         this.applied = version;
         const waiter = this.waiters.get(version);
@@ -271,7 +316,62 @@ export class PostgresCatalogStore implements CatalogStore {
           waiter(result);
         } else if (this.writing > 0) this.results.set(version, result);
       }
+      if (this.compactAfter > 0 && this.applied - this.compactedAt >= this.compactAfter) {
+        this.compactedAt = this.applied;
+        this.compact().catch((error: Error) => (this.lastError = `compaction: ${error.message}`));
+      }
       if (rows.length < PAGE) return;
+    }
+  }
+
+  /**
+   * Deletes superseded changes: of each item, every put but its last and every delete but its last (the rule of
+   * the file log's compaction, catalog-log.ts compactRecords, which rebuilds the same state), among the changes
+   * committed more than compactMarginMs ago, and records the last version it considered in
+   * deltarec_compacted.through, below which a replica catching up by version accepts missing versions. A replica
+   * that had applied any prefix of the changes reaches the same state from the rest (per item, the last put and
+   * delete decide), and the margin is far beyond the 10 s a writer waits to apply its own version, so no write
+   * waits for a deleted one. Replicas run it by themselves every compactAfter changes (serialized by an advisory
+   * lock). Returns the number of changes deleted.
+   */
+  compact(): Promise<number> {
+    this.compacting ??= this.compactOnce().finally(() => (this.compacting = null));
+    return this.compacting;
+  }
+
+  private async compactOnce(): Promise<number> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [COMPACTION_LOCK]);
+      const { rows } = await client.query<{ through: string | null }>(
+        `SELECT max(version) AS through FROM deltarec_changes WHERE created_at <= now() - $1 * interval '1 millisecond'`,
+        [this.compactMarginMs],
+      );
+      const through = Number(rows[0].through ?? 0);
+      let deleted = 0;
+      if (through > 0) {
+        // Only the changes after the previous compaction can supersede a change it kept (one it did not see was
+        // either after its range or superseded by one after it), so the work is that of the new changes.
+        const result = await client.query(
+          `DELETE FROM deltarec_changes c
+             USING (SELECT item_id, op, max(version) AS last FROM deltarec_changes
+                    WHERE version > (SELECT through FROM deltarec_compacted) GROUP BY item_id, op) n
+           WHERE c.item_id = n.item_id AND c.op = n.op AND c.version < n.last AND c.version <= $1`,
+          [through],
+        );
+        deleted = result.rowCount ?? 0;
+        await client.query('UPDATE deltarec_compacted SET through = greatest(through, $1)', [through]);
+      }
+      await client.query('COMMIT');
+      this.compaction.compactions++;
+      this.compaction.deleted += deleted;
+      return deleted;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
     }
   }
 
@@ -335,6 +435,8 @@ export class PostgresCatalogStore implements CatalogStore {
     };
     const message = this.failure?.message ?? (this.listener ? null : this.lastError);
     if (message) status.message = message;
+    status.skipped = this.skipped;
+    if (this.lastSkipped) status.last_skipped = this.lastSkipped;
     return status;
   }
 
@@ -345,6 +447,7 @@ export class PostgresCatalogStore implements CatalogStore {
     this.listener = null;
     await listener?.end().catch(() => {});
     await this.pulling?.catch(() => {});
+    await this.compacting?.catch(() => {});
     await this.pool.end().catch(() => {});
   }
 }

@@ -12,6 +12,7 @@ import { loadArtifact, type LoadedArtifact } from '../model/artifact.js';
 import { compactRecords, replayLog } from './catalog-log.js';
 import { LiveCatalog, putItem, type RowSink } from './catalog.js';
 import {
+  ChangeRefusedError,
   recordToChange,
   unnamedRecordsModel,
   type ApplyResult,
@@ -66,6 +67,7 @@ export async function loadRuntime(
 ): Promise<ModelRuntime> {
   let artifact: LoadedArtifact;
   let backends: ScoreBackend[];
+  let restart: EngineOptions['restart'];
   if (workers === 0) {
     const loaded = await loadScoringModel(modelDir);
     artifact = loaded.artifact;
@@ -81,8 +83,20 @@ export async function loadRuntime(
       await Promise.all(started.map((w) => w.close()));
       throw error;
     }
+    // A worker that crashes is replaced by a new one on the same directory (the engine replays the changes).
+    const dir = artifact.dir;
+    restart = async () => {
+      const worker = new WorkerBackend(dir);
+      try {
+        await worker.ready;
+      } catch (error) {
+        await worker.close();
+        throw error;
+      }
+      return worker;
+    };
   }
-  const engine = new ScoringEngine(backends, engineOptions);
+  const engine = new ScoringEngine(backends, { ...engineOptions, restart });
   try {
     const content = await loadContentEncoder(artifact);
     return { ...changeTarget(artifact, engine, content), content, artifact, engine, active: 0 };
@@ -122,8 +136,9 @@ export function changeTarget(
  * by this model, from its text fields, or from the raw vector it came as when this model takes the same raw vectors
  * (same text encoder, or none, and width: content.ts rawSpaceFingerprint) through this model's projection.
  * A put that cannot be re-encoded so (raw vector of another raw space, text this encoder cannot encode, a model that
- * cannot add items) is refused: the error names the item and why (the start, reload or batch command fails; a
- * replica stops following and says so in /health). Returns whether the id was active before.
+ * cannot add items) is refused with a ChangeRefusedError that names the item and why: the start, reload or batch
+ * command fails; a PostgreSQL replica skips the change, counted in /health and /metrics and reported on stderr, and
+ * keeps following (pg-catalog.ts). Returns whether the id was active before.
  */
 export function applyChange(rt: ChangeTarget, change: CatalogChange): ApplyResult {
   const { catalog, rows } = rt;
@@ -152,7 +167,7 @@ export function applyChange(rt: ChangeTarget, change: CatalogChange): ApplyResul
 /** A put of another model as a vector of this one (applyChange), or an error saying why it cannot be. */
 function reencode(rt: ChangeTarget, change: CatalogChange): Float32Array {
   const refuse = (why: string) =>
-    new Error(
+    new ChangeRefusedError(
       `item ${JSON.stringify(change.id)} was recorded for model ${change.model} and cannot be carried into ` +
         `model ${rt.modelId}: ${why}; its vector of that model is never used here`,
     );

@@ -18,16 +18,29 @@ import { CatalogLogError, compactRecords, type WriteFunction } from './catalog-l
 import type { LiveCatalog } from './catalog.js';
 import {
   CatalogUnavailableError,
+  ChangeRefusedError,
   FileCatalogStore,
   type CatalogChange,
   type CatalogStore,
   type NewChange,
 } from './catalog-store.js';
 import { ContentError, contentFingerprint } from './content.js';
-import type { ScoringEngine } from './engine.js';
+import { ScoringUnavailableError, type ScoringEngine } from './engine.js';
 import { MAX_ID_LENGTH, MAX_ID_URL_LENGTH, idProblem } from './ids.js';
 import { Metrics, RECOMMEND_STAGES, type Gauge } from './metrics.js';
+import type { PostgresCatalogStore } from './pg-catalog.js';
 import { applyChange, loadRuntime, type ModelRuntime } from './runtime.js';
+
+/** Requests handed to another route in process, which counts them in /metrics (markForwarded). */
+const forwarded = new WeakSet<object>();
+
+/**
+ * Marks a request that a route hands to another route in process (the explorer's /ui/api/models/M/*): that route
+ * counts it in /metrics, under its own name, so the forwarding one does not count it again.
+ */
+export function markForwarded(request: FastifyRequest): void {
+  forwarded.add(request.raw);
+}
 
 export interface ServiceOptions {
   modelDir: string;
@@ -63,8 +76,13 @@ export interface ServiceOptions {
   maxConnections?: number;
   /** close() ends connections still busy after this many milliseconds (default 10 s). */
   shutdownTimeout?: number;
-  /** Compact the catalog log once this many records are superseded (default 1024; see catalog-log.ts). */
+  /**
+   * Compact the catalog log once this many records are superseded (default 1024; see catalog-log.ts); with
+   * PostgreSQL, compact deltarec_changes after this many changes applied (pg-catalog.ts compact()).
+   */
   compactAfter?: number;
+  /** PostgreSQL: only changes committed longer ago than this are compacted, ms (default 60 s). */
+  compactMarginMs?: number;
   /** Replaces the catalog log's file write (tests simulate a full disk with it). */
   catalogWrite?: WriteFunction;
   /** Where catalog log failures (always) and internal errors (without `logger`) are reported; default stderr. */
@@ -98,6 +116,8 @@ export interface ReloadResult {
   previous: string;
   model: string;
   reencoded: number;
+  /** PostgreSQL: changes of other models the new model cannot take, skipped (each reported on stderr). */
+  skipped: number;
 }
 
 /** A reload refused because another one is running. */
@@ -197,23 +217,46 @@ export async function createService(options: ServiceOptions): Promise<Service> {
 
   // The model, then every catalog change recorded so far. `history` keeps the changes (compacted like the log) so
   // that a reload can replay them into the next model; every change is applied to the model serving when it arrives.
-  const engineOptions = { maxBatch: options.maxBatch, batchBudgetMs: options.batchBudgetMs };
+  const engineOptions = {
+    maxBatch: options.maxBatch,
+    batchBudgetMs: options.batchBudgetMs,
+    report: reportError, // a crashed scoring worker and its restart
+  };
   let current: ModelRuntime = await loadRuntime(options.modelDir, workers, engineOptions);
   let history: CatalogChange[] = [];
-  const applyToCurrent = (change: CatalogChange) => {
-    const result = applyChange(current, change); // a change it refuses is not kept either
+  // With PostgreSQL a change the serving model refuses is skipped (pg-catalog.ts) but kept, so that a reload into a
+  // model that can take it does; with the file log a refusal fails the start, and the change is not kept.
+  const keepsRefused = Boolean(options.catalogUrl);
+  const keep = (change: CatalogChange) => {
     history.push(change);
     if (history.length >= 2 * current.catalog.numRows + 1024) history = compactRecords(history);
+  };
+  const applyToCurrent = (change: CatalogChange) => {
+    let result;
+    try {
+      result = applyChange(current, change);
+    } catch (error) {
+      if (keepsRefused && error instanceof ChangeRefusedError) keep(change);
+      throw error;
+    }
+    keep(change);
     return result;
   };
   let store: CatalogStore;
   let fileStore: FileCatalogStore | null = null;
+  let pgStore: PostgresCatalogStore | null = null;
   let replayed: Service['replayed'];
   try {
     if (options.catalogUrl) {
       // Loaded only when used: the embedded file log needs no database client.
       const { PostgresCatalogStore } = await import('./pg-catalog.js');
-      store = new PostgresCatalogStore(options.catalogUrl, { applicationName: options.replicaName });
+      pgStore = new PostgresCatalogStore(options.catalogUrl, {
+        applicationName: options.replicaName,
+        report: reportError, // changes this model cannot take, skipped
+        compactAfter: options.compactAfter,
+        compactMarginMs: options.compactMarginMs,
+      });
+      store = pgStore;
       await store.start(applyToCurrent);
       replayed = { records: store.status().version, droppedTail: false, reencoded: current.reencoded };
     } else {
@@ -243,18 +286,33 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     try {
       const next = await loadRuntime(dir, workers, engineOptions);
       // Synchronous from here to the switch: no change or request can slip between the replay and the swap.
+      const skipped: string[] = [];
       try {
-        for (const change of history) applyChange(next, change);
+        for (const change of history) {
+          try {
+            applyChange(next, change);
+          } catch (error) {
+            // PostgreSQL: skipped, as the replica skips it while following (the file log's refusals fail).
+            if (!(keepsRefused && error instanceof ChangeRefusedError)) throw error;
+            skipped.push(error.message);
+          }
+        }
       } catch (error) {
         await next.engine.close();
         throw error;
       }
+      for (const message of skipped) reportError(`reload: catalog change skipped: ${message}`);
       const previous = current;
       current = next;
       modelDir = dir;
       reloads++;
       void retire(previous);
-      return { previous: previous.modelId, model: next.modelId, reencoded: next.reencoded };
+      return {
+        previous: previous.modelId,
+        model: next.modelId,
+        reencoded: next.reencoded,
+        skipped: skipped.length,
+      };
     } finally {
       reloading = false;
     }
@@ -353,6 +411,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     done();
   });
   app.addHook('onResponse', async (request, reply) => {
+    if (forwarded.has(request.raw)) return;
     metrics.observe(
       request.method,
       request.routeOptions.url ?? 'unmatched',
@@ -469,13 +528,20 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       const info = catalog.get(id); // unknown or deleted ids are never recommended anyway
       if (info) exclude.push(info.index);
     }
-    const result = await engine.recommend({
-      history,
-      exclude: Int32Array.from(exclude),
-      k: body.k,
-      includeCold: body.include_cold,
-      excludeSeen: body.exclude_seen,
-    });
+    let result;
+    try {
+      result = await engine.recommend({
+        history,
+        exclude: Int32Array.from(exclude),
+        k: body.k,
+        includeCold: body.include_cold,
+        excludeSeen: body.exclude_seen,
+      });
+    } catch (error) {
+      // A crashed scoring worker (reported on stderr, restarted): the client may retry.
+      if (error instanceof ScoringUnavailableError) return badRequest(reply, 503, error.message);
+      throw error;
+    }
     answeredAt.set(request, performance.now());
     for (const stage of RECOMMEND_STAGES)
       if (stage !== 'serialize') metrics.observeStage(stage, result.stages[stage]);
@@ -623,14 +689,22 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         catalog: catalogStatus,
       });
     }
+    const scoring = engine.health;
     return {
-      status: catalogStatus.writable ? 'ok' : 'degraded',
+      // Degraded: the database cannot be reached (writes get 503), or a crashed scoring worker is being restarted.
+      status: catalogStatus.writable && scoring.restarting === 0 ? 'ok' : 'degraded',
       model: artifact.manifest.model.kind,
       model_id: modelId,
       strategy,
       items: catalog.activeCount,
       rows: catalog.numRows - 1,
       catalog: catalogStatus,
+      scoring: {
+        worker_failures: scoring.failures,
+        worker_restarts: scoring.restarts,
+        restarting: scoring.restarting,
+        last_failure: scoring.lastFailure,
+      },
       uptime_s: (Date.now() - started) / 1000,
       pid: process.pid, // tells replicas apart
     };
@@ -641,41 +715,57 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     const catalogStatus = store.status();
     reply.type('text/plain; version=0.0.4');
     const logStats = fileStore?.log.stats;
-    // The file log's figures (absent with a PostgreSQL catalog).
-    const logGauges: Gauge[] = !logStats
-      ? []
-      : [
+    // The file log's figures, or PostgreSQL's compactions.
+    const compaction = pgStore?.compaction;
+    const logGauges: Gauge[] = compaction
+      ? [
           {
-            name: 'deltarec_catalog_log_failures_total',
-            help: 'Failed catalog log writes or syncs (after one the service refuses changes; see /health).',
+            name: 'deltarec_catalog_compactions_total',
+            help: 'Compactions of deltarec_changes run by this replica.',
             type: 'counter',
-            values: [['', logStats.failures]],
+            values: [['', compaction.compactions]],
           },
           {
-            name: 'deltarec_catalog_log_fsync_seconds_total',
-            help: 'Time spent in fdatasync of the catalog log.',
+            name: 'deltarec_catalog_compacted_changes_total',
+            help: 'Superseded changes deleted from deltarec_changes by the compactions of this replica.',
             type: 'counter',
-            values: [['', logStats.syncSeconds]],
+            values: [['', compaction.deleted]],
           },
-          {
-            name: 'deltarec_catalog_log_fsyncs_total',
-            help: 'fdatasync calls of the catalog log (one per group commit).',
-            type: 'counter',
-            values: [['', logStats.syncs]],
-          },
-          {
-            name: 'deltarec_catalog_log_records',
-            help: 'Records in the catalog log file.',
-            type: 'gauge',
-            values: [['', logStats.records]],
-          },
-          {
-            name: 'deltarec_catalog_log_compactions_total',
-            help: 'Rewrites of the catalog log without superseded records.',
-            type: 'counter',
-            values: [['', logStats.compactions]],
-          },
-        ];
+        ]
+      : !logStats
+        ? []
+        : [
+            {
+              name: 'deltarec_catalog_log_failures_total',
+              help: 'Failed catalog log writes or syncs (after one the service refuses changes; see /health).',
+              type: 'counter',
+              values: [['', logStats.failures]],
+            },
+            {
+              name: 'deltarec_catalog_log_fsync_seconds_total',
+              help: 'Time spent in fdatasync of the catalog log.',
+              type: 'counter',
+              values: [['', logStats.syncSeconds]],
+            },
+            {
+              name: 'deltarec_catalog_log_fsyncs_total',
+              help: 'fdatasync calls of the catalog log (one per group commit).',
+              type: 'counter',
+              values: [['', logStats.syncs]],
+            },
+            {
+              name: 'deltarec_catalog_log_records',
+              help: 'Records in the catalog log file.',
+              type: 'gauge',
+              values: [['', logStats.records]],
+            },
+            {
+              name: 'deltarec_catalog_log_compactions_total',
+              help: 'Rewrites of the catalog log without superseded records.',
+              type: 'counter',
+              values: [['', logStats.compactions]],
+            },
+          ];
     return metrics.render([
       {
         name: 'deltarec_build_info',
@@ -715,6 +805,12 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         values: [['', catalogStatus.version]],
       },
       {
+        name: 'deltarec_catalog_skipped_changes_total',
+        help: 'PostgreSQL catalog changes of another model that this one cannot take, skipped (see /health catalog.last_skipped).',
+        type: 'counter',
+        values: [['', catalogStatus.skipped ?? 0]],
+      },
+      {
         name: 'deltarec_catalog_writable',
         help: '1 while catalog writes can be recorded (0: database unreachable or log failed).',
         type: 'gauge',
@@ -750,6 +846,18 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         help: 'Recommendation requests scored (requests / batches = mean batch size).',
         type: 'counter',
         values: [['', engine.stats.requests]],
+      },
+      {
+        name: 'deltarec_scoring_worker_failures_total',
+        help: 'Scoring workers that crashed (each reported on stderr and restarted; see /health scoring).',
+        type: 'counter',
+        values: [['', engine.health.failures]],
+      },
+      {
+        name: 'deltarec_scoring_worker_restarts_total',
+        help: 'Scoring workers started in place of crashed ones, with the catalog changes replayed into them.',
+        type: 'counter',
+        values: [['', engine.health.restarts]],
       },
       {
         name: 'deltarec_scoring_request_cost_seconds',

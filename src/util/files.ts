@@ -37,24 +37,12 @@ export async function writeFilesAtomically(
   const placed: string[] = [];
   try {
     for (const [i, file] of files.entries()) {
-      const temp = join(
-        dirname(targets[i]),
-        `.${basename(targets[i])}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`,
-      );
+      const temp = tempSibling(targets[i]);
       temps.push(temp);
       await writeSynced(temp, file.chunks);
     }
     for (const [i, target] of targets.entries()) {
-      if (options.overwrite) await rename(temps[i], target);
-      else {
-        try {
-          await link(temps[i], target);
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new FileExistsError(target);
-          throw error;
-        }
-        await rm(temps[i]);
-      }
+      await place(temps[i], target, options.overwrite);
       placed.push(target);
     }
     for (const directory of new Set(targets.map((t) => dirname(t)))) await syncPath(directory);
@@ -62,6 +50,35 @@ export async function writeFilesAtomically(
     for (const path of [...temps, ...(options.overwrite ? [] : placed)]) await rm(path, { force: true });
     throw error;
   }
+}
+
+/** A new hidden name next to `target` for its temporary file. */
+export function tempSibling(target: string): string {
+  return join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+/**
+ * Moves a complete, fsynced temporary file to `target`: renamed over it with `overwrite`, else linked, which fails
+ * (FileExistsError) when the name exists, so a file created meanwhile is never replaced.
+ */
+async function place(temp: string, target: string, overwrite: boolean): Promise<void> {
+  if (overwrite) return rename(temp, target);
+  try {
+    await link(temp, target);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new FileExistsError(target);
+    throw error;
+  }
+  await rm(temp);
+}
+
+/**
+ * Moves a complete, fsynced temporary file (tempSibling) to `target` as writeFilesAtomically does one of its files,
+ * and fsyncs the directory, so that the new name is durable too.
+ */
+export async function moveIntoPlace(temp: string, target: string, overwrite: boolean): Promise<void> {
+  await place(temp, target, overwrite);
+  await syncPath(dirname(target));
 }
 
 /** Chunks smaller than this are gathered into one write (a protobuf has many tiny ones). */

@@ -1,5 +1,5 @@
 import { createReadStream, existsSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { lstat, open, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -8,6 +8,7 @@ import { applyLogFile, changeTarget } from '../../serve/runtime.js';
 import { packBatch, type ScoreRequest } from '../../serve/engine.js';
 import { loadScoringModel } from '../../serve/models.js';
 import { Scorer } from '../../serve/scorer.js';
+import { FileExistsError, moveIntoPlace, tempSibling } from '../../util/files.js';
 import { withNegativeNumbers } from '../options.js';
 
 export const summary = 'batch top-k recommendations for sequences in a JSON Lines file';
@@ -25,7 +26,9 @@ Output line: {"user": "u1", "items": [{"id": "B004", "score": 3.21}, ...]}
 options:
   --model DIR        model artifact directory (required)
   --input FILE       sequences, JSON Lines (required)
-  --out FILE         recommendations, JSON Lines (required; written atomically)
+  --out FILE         recommendations, JSON Lines (required; written to a temporary file, fsynced, then moved into
+                     place; an existing FILE is refused unless --force)
+  --force            replace an existing --out FILE
   --k N              recommendations per line unless the line sets k (default 10)
   --catalog FILE     catalog change log to apply (default DIR/catalog.log when it exists); --no-catalog skips it
   --no-catalog       score the model's catalog as saved
@@ -109,6 +112,13 @@ function parseLine(
   };
 }
 
+/** Why --out is refused: a directory always, an existing file without --force. */
+function refusal(out: string, directory: boolean): string {
+  return directory
+    ? `--out ${out}: refusing to write over a directory; name a file`
+    : `--out ${out}: refusing to replace an existing file; choose a new name, or use --force to replace it`;
+}
+
 export async function run(args: string[]): Promise<number> {
   let values;
   try {
@@ -123,6 +133,7 @@ export async function run(args: string[]): Promise<number> {
         'no-catalog': { type: 'boolean' },
         'skip-unknown': { type: 'boolean' },
         batch: { type: 'string' },
+        force: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }).values;
@@ -151,7 +162,14 @@ export async function run(args: string[]): Promise<number> {
   }
 
   const out = resolve(values.out!);
-  const temp = `${out}.tmp-${process.pid}`;
+  const force = values.force ?? false;
+  // Checked before any work; linking the finished file into place checks again (a file created meanwhile).
+  const existing = await lstat(out).catch(() => null);
+  if (existing?.isDirectory() || (existing && !force)) {
+    console.error(`deltarec recommend: ${refusal(out, existing.isDirectory())}`);
+    return 1;
+  }
+  const temp = tempSibling(out);
   try {
     const loaded = await loadScoringModel(values.model!);
     const scorer = new Scorer(loaded.model, loaded.numWarm, loaded.fusion);
@@ -172,7 +190,8 @@ export async function run(args: string[]): Promise<number> {
       console.error(`deltarec recommend: applied ${changes} catalog changes from ${logPath}`);
     }
 
-    const output = await open(temp, 'w');
+    const output = await open(temp, 'wx');
+    let bytes = 0;
     const lines = createInterface({ input: createReadStream(values.input!), crlfDelay: Infinity });
     let pending: ParsedLine[] = [];
     let lineNumber = 0;
@@ -193,7 +212,9 @@ export async function run(args: string[]): Promise<number> {
         }
         text += JSON.stringify({ ...p.passthrough, items }) + '\n';
       }
-      await output.write(text);
+      const { bytesWritten } = await output.write(text);
+      if (bytesWritten !== Buffer.byteLength(text)) throw new Error(`${temp}: short write`);
+      bytes += bytesWritten;
       scored += pending.length;
       pending = [];
       if (scored % (batchSize * 40) === 0) console.error(`deltarec recommend: ${scored} lines`);
@@ -215,19 +236,23 @@ export async function run(args: string[]): Promise<number> {
       }
       if (pending.length > 0) await flush();
       await output.sync();
+      const { size } = await output.stat();
+      if (size !== bytes) throw new Error(`${temp}: holds ${size} bytes, expected ${bytes}`);
     } finally {
       await output.close();
     }
-    await rename(temp, out);
+    await moveIntoPlace(temp, out, force);
     const seconds = (Date.now() - started) / 1000;
     console.error(`deltarec recommend: wrote ${scored} lines to ${out} in ${seconds.toFixed(1)} s`);
     return 0;
   } catch (error) {
     await rm(temp, { force: true });
     const message =
-      (error as Error & { code?: string }).code === 'ENOENT'
-        ? `cannot read ${(error as Error & { path?: string }).path}`
-        : (error as Error).message;
+      error instanceof FileExistsError
+        ? refusal(out, false)
+        : (error as Error & { code?: string }).code === 'ENOENT'
+          ? `cannot read ${(error as Error & { path?: string }).path}`
+          : (error as Error).message;
     console.error(`deltarec recommend: ${message}`);
     return 1;
   }

@@ -218,7 +218,8 @@ export async function run(args: string[]): Promise<number> {
         const result = await served.reload();
         console.error(
           `deltarec serve: reloaded model ${result.previous} -> ${result.model}` +
-            (result.reencoded ? ` (${result.reencoded} catalog changes of other models re-encoded)` : ''),
+            (result.reencoded ? ` (${result.reencoded} catalog changes of other models re-encoded)` : '') +
+            (result.skipped ? ` (${result.skipped} catalog changes it cannot take skipped)` : ''),
         );
       } catch (error) {
         console.error(

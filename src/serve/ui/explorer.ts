@@ -12,11 +12,12 @@ import { basename } from 'node:path';
 import { STATUS_CODES } from 'node:http';
 import type { CsrMatrix } from '../../content/sparse.js';
 import type { Catalog } from '../../data/types.js';
+import type { LoadedArtifact } from '../../model/artifact.js';
 import { LexicalIndex, loadLexicalFusion } from '../../model/fusion.js';
 import { loadContentEncoder } from '../content.js';
 import { loadServingFusion, modelStrategy } from '../models.js';
 import type { ServingFusion } from '../scorer.js';
-import type { Service } from '../server.js';
+import { markForwarded, type Service } from '../server.js';
 import { EXPLORER_HTML } from './page.js';
 
 export interface ExplorerOptions {
@@ -34,11 +35,38 @@ const SEARCH_LIMIT = 50;
 interface ModelEntry {
   name: string;
   service: Service;
+}
+
+/** What the page shows of the model a service is serving now (ModelEntry.service.artifact: a reload swaps it). */
+interface ModelInfo {
   strategy: string;
   /** Text fields the model's encoder reads: what POST /items accepts as `fields`. */
   textFields: string[];
   /** A fused model's weight, saved sparse rows (one per trained item) and encoder for added items' rows. */
   fusion: (ServingFusion & { saved: CsrMatrix; maxLength: number }) | null;
+}
+
+/** Loaded once per artifact, so that a reload (a new artifact) is read again. */
+const infos = new WeakMap<LoadedArtifact, Promise<ModelInfo>>();
+
+function modelInfo(artifact: LoadedArtifact): Promise<ModelInfo> {
+  let info = infos.get(artifact);
+  if (!info) {
+    info = (async () => ({
+      strategy: modelStrategy(artifact),
+      textFields: (await loadContentEncoder(artifact)).fields,
+      fusion: artifact.lexical
+        ? {
+            ...(await loadServingFusion(artifact)),
+            saved: (await loadLexicalFusion(artifact.lexical.dir)).rows,
+            maxLength: Number(artifact.manifest.model.config.maxLength),
+          }
+        : null,
+    }))();
+    info.catch(() => infos.delete(artifact)); // a failed read is tried again by the next request
+    infos.set(artifact, info);
+  }
+  return info;
 }
 
 function fail(reply: FastifyReply, status: number, message: string) {
@@ -80,16 +108,8 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
     let name = basename(service.artifact.dir);
     for (let n = 2; names.has(name); n++) name = `${basename(service.artifact.dir)}-${n}`;
     names.add(name);
-    const { artifact } = service;
-    const fusion = artifact.lexical
-      ? {
-          ...(await loadServingFusion(artifact)),
-          saved: (await loadLexicalFusion(artifact.lexical.dir)).rows,
-          maxLength: Number(artifact.manifest.model.config.maxLength),
-        }
-      : null;
-    const textFields = (await loadContentEncoder(artifact)).fields;
-    models.push({ name, service, strategy: modelStrategy(artifact), textFields, fusion });
+    await modelInfo(service.artifact); // fails the start on an unreadable artifact
+    models.push({ name, service });
   }
   const catalogRow = new Map<string, number>();
   catalog?.ids.forEach((id, row) => catalogRow.set(id, row));
@@ -114,16 +134,23 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
     reply.type('text/javascript; charset=utf-8').send(script),
   );
 
+  // Per request: each model's info is that of the artifact it serves now (a reload swaps it).
   app.get('/ui/api/models', async () => ({
-    models: models.map((m) => ({
-      name: m.name,
-      kind: m.service.artifact.manifest.model.kind,
-      strategy: m.strategy,
-      items: m.service.catalog.activeCount,
-      warm: m.service.catalog.numWarm,
-      lexical_weight: m.fusion ? m.fusion.weight : null,
-      text_fields: m.textFields,
-    })),
+    models: await Promise.all(
+      models.map(async (m) => {
+        const { artifact, catalog: live } = m.service;
+        const info = await modelInfo(artifact);
+        return {
+          name: m.name,
+          kind: artifact.manifest.model.kind,
+          strategy: info.strategy,
+          items: live.activeCount,
+          warm: live.numWarm,
+          lexical_weight: info.fusion ? info.fusion.weight : null,
+          text_fields: info.textFields,
+        };
+      }),
+    ),
     fields: fieldNames,
     title_field: titleField,
   }));
@@ -178,7 +205,8 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
       } catch (error) {
         return fail(reply, 400, (error as Error).message);
       }
-      const lexical = model.fusion && history.length > 0 ? lexicalTerms(model, history, ids) : null;
+      const { fusion } = await modelInfo(model.service.artifact);
+      const lexical = fusion && history.length > 0 ? lexicalTerms(model, fusion, history, ids) : null;
       return {
         items: ids.map((id, i) => {
           const info = model.service.catalog.get(id);
@@ -208,6 +236,7 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
         const value = request.headers[name];
         if (typeof value === 'string') headers[name] = value;
       }
+      markForwarded(request); // counted in /metrics by the model's route, not again by this one
       const response = await model.service.app.inject({
         method: request.method as 'GET' | 'POST' | 'DELETE',
         url: `/${request.params['*']}`,
@@ -224,12 +253,16 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
   });
 
   /** weight x cosine of the history's TF-IDF profile with each id's row (the fused score's lexical term). */
-  function lexicalTerms(model: ModelEntry, history: string[], ids: string[]): (number | null)[] {
-    const fusion = model.fusion!;
+  function lexicalTerms(
+    model: ModelEntry,
+    fusion: NonNullable<ModelInfo['fusion']>,
+    history: string[],
+    ids: string[],
+  ): (number | null)[] {
     const { catalog: live } = model.service;
     // A small index: row 0 padding, then the history's rows, then the ids' rows (same rows the service scores).
     const wanted = [...history.map((id) => live.historyIndex(id)), ...ids.map((id) => live.get(id)?.index)];
-    const rows = wanted.map((index) => (index === undefined ? null : rowOf(model, index)));
+    const rows = wanted.map((index) => (index === undefined ? null : rowOf(model, fusion, index)));
     const cols = fusion.saved.cols;
     const matrix = stack([emptyRows(1, cols), ...rows.map((r) => r ?? emptyRows(1, cols))], cols);
     const input = Int32Array.from(history, (_, i) => i + 1);
@@ -240,8 +273,7 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
     );
   }
 
-  function rowOf(model: ModelEntry, index: number): CsrMatrix {
-    const fusion = model.fusion!;
+  function rowOf(model: ModelEntry, fusion: NonNullable<ModelInfo['fusion']>, index: number): CsrMatrix {
     if (index < fusion.saved.rows) return sliceRows(fusion.saved, index);
     const info = model.service.catalog.get(model.service.catalog.rowIds[index]);
     return fusion.rowsFor([info?.index === index ? info.fields : undefined]);
