@@ -53,7 +53,13 @@ export const MODEL_KINDS = [
 export type ModelKind = (typeof MODEL_KINDS)[number];
 
 export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'strategy' | 'warmItems'>> {
-  model: ModelKind;
+  /**
+   * The variant, or 'auto': the backtest (`lexicalBacktest`) chooses the variant among `autoModels` and the fusion
+   * weight among `lexicalGrid` together (chooseOnBacktest), then the chosen one is fitted on `split`.
+   */
+  model: ModelKind | 'auto';
+  /** model 'auto': the variants compared (content SASRec variants; default DEFAULT_AUTO_MODELS). */
+  autoModels?: ModelKind[];
   /** (split.numItems + 1) x dim content vectors aligned with split.itemIds; required by every model but 'sasrec'. */
   content?: Float32Array;
   /** Standardize content components before the PCA projection (the paper does; default true). */
@@ -62,13 +68,14 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
   encoder?: ContentPart | null;
   /**
    * Lexical fusion (fusion.ts, beyond the paper): > 0 adds lexicalWeight x cosine on `lexicalRows` to the model's
-   * standardized scores. Default 0 (the paper's scoring). 'auto' chooses it on `lexicalBacktest` (see fitChoosingLexicalWeight).
+   * standardized scores. Default 0 (the paper's scoring). 'auto' chooses it on `lexicalBacktest` (chooseOnBacktest);
+   * with model 'auto' it is chosen from `lexicalGrid` unless a number is given.
    */
   lexicalWeight?: number | 'auto';
   /** (split.numItems + 1) sparse TF-IDF rows aligned with split.itemIds; needed when lexicalWeight is not 0. */
   lexicalRows?: CsrMatrix;
   /**
-   * lexicalWeight 'auto': the backtest inside the training data (eval/data.ts backtestSplit: the interactions before
+   * lexicalWeight or model 'auto': the backtest inside the training data (eval/data.ts backtestSplit: the interactions before
    * the split's threshold, split again), with content and sparse rows aligned with its items.
    */
   lexicalBacktest?: { split: PreparedSplit; content?: Float32Array; lexicalRows: CsrMatrix };
@@ -79,9 +86,9 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
    * the model. Default 0 (off, the paper).
    */
   borrowDeltas?: number;
-  /** lexicalWeight 'auto': the weights tried (default 0, 1, 2, 4, 8, 16, 32, as experiments/beauty-backtest.json). */
+  /** lexicalWeight or model 'auto': the weights tried (default 0, 1, 2, 4, 8, 16, 32, as experiments/beauty-backtest.json). */
   lexicalGrid?: number[];
-  /** lexicalWeight 'auto': called with the choice as soon as it is made, before the real model is trained. */
+  /** lexicalWeight or model 'auto': called with the choice as soon as it is made, before the real model is trained. */
   onLexicalChoice?: (choice: LexicalChoice) => void;
   // training (SASRec variants); defaults: the paper's
   epochs?: number;
@@ -130,19 +137,26 @@ export interface FittedModel {
   fitSeconds: number;
   /** How a warm start (FitOptions.initFrom) matched the old model's items. */
   warmStart?: WarmStartResult;
-  /** lexicalWeight 'auto': the weight chosen and the backtest behind it (saved in the manifest). */
+  /** lexicalWeight or model 'auto': the variant and weight chosen and the backtest behind them (saved in the manifest). */
   lexicalChoice?: LexicalChoice;
 }
 
 export interface LexicalChoice {
+  /** The variant chosen (model 'auto'; else the model asked for). */
+  model: ModelKind;
   weight: number;
-  /** All-cases NDCG@10 on the backtest's test period of the model trained on its training period, per weight. */
-  table: { weight: number; ndcg10: number }[];
+  /**
+   * NDCG@10 (all cases, which decides; cold and warm cases) on the backtest's test period of each candidate trained
+   * on its training period, per weight.
+   */
+  table: { model: ModelKind; weight: number; ndcg10: number; cold: number; warm: number }[];
   /** The backtest: its items, training epochs and wall seconds (training and scoring). */
   backtest: { items: number; warm: number; testCases: number; epochs: number; seconds: number };
 }
 
 export const DEFAULT_LEXICAL_GRID = [0, 1, 2, 4, 8, 16, 32];
+/** model 'auto': the variants compared by default (the paper's content init and trainable delta). */
+export const DEFAULT_AUTO_MODELS: ModelKind[] = ['content-init', 'content-delta'];
 
 /** Artifact kind of the content projection (the service reads it back). */
 const PROJECTION_KIND = 'pca';
@@ -169,60 +183,110 @@ function contentWidth(split: PreparedSplit, content: Float32Array | undefined, k
 
 /** Trains (or builds) a model on split.train; early stopping on the split's validation users. */
 export async function fit(split: PreparedSplit, options: FitOptions): Promise<FittedModel> {
-  if (options.lexicalWeight === 'auto') return fitChoosingLexicalWeight(split, options);
+  if (options.lexicalWeight === 'auto' || options.model === 'auto')
+    return fitChoosingOnBacktest(split, options);
   const weight = options.lexicalWeight ?? 0;
   checkLexicalWeight(weight, options.model);
   if (weight > 0 && !options.lexicalRows)
     throw new Error(`fit: lexicalWeight ${weight} needs lexicalRows (sparse TF-IDF rows of every item)`);
-  const model = await fitModel(split, options);
+  if (options.autoModels) throw new Error(`fit: autoModels applies to model 'auto'`);
+  const model = await fitModel(split, { ...options, model: options.model });
   return weight > 0 ? withLexicalFusion(model, options.lexicalRows!, weight) : model;
 }
 
 /**
- * lexicalWeight 'auto': trains the model on the backtest's training period, scores every weight of the grid on its
- * test period (all-cases NDCG@10; 0 is in the grid, so fusion is left out when text does not help), then fits the
- * real model once with the best weight. The real test period is never looked at. Cost: one extra training, on the
- * shorter period, and one evaluation per weight.
+ * The choice on the backtest (lexicalWeight 'auto', model 'auto'): trains each candidate variant on the backtest's
+ * training period, scores it with every weight of the grid on the backtest's test period (0 is in the default grid,
+ * so fusion is left out when text does not help) and keeps the best all-cases NDCG@10 (ties: the earlier candidate,
+ * the smaller weight). The real split is not used. Cost: one training per candidate on the shorter period and one
+ * evaluation per candidate and weight.
  */
-async function fitChoosingLexicalWeight(split: PreparedSplit, options: FitOptions): Promise<FittedModel> {
+export async function chooseOnBacktest(options: FitOptions): Promise<LexicalChoice> {
   const backtest = options.lexicalBacktest;
+  const what = options.model === 'auto' ? `model 'auto'` : `lexicalWeight 'auto'`;
   if (!backtest) {
     throw new Error(
-      `fit: lexicalWeight 'auto' needs lexicalBacktest (the backtest split of the training data, with its content and sparse rows)`,
+      `fit: ${what} needs lexicalBacktest (the backtest split of the training data, with its content and sparse rows)`,
     );
   }
-  checkLexicalWeight(1, options.model);
-  if (!options.lexicalRows)
-    throw new Error(`fit: lexicalWeight 'auto' needs lexicalRows (sparse TF-IDF rows of every item)`);
-  const grid = options.lexicalGrid ?? DEFAULT_LEXICAL_GRID;
+  const candidates = candidatesOf(options);
+  const grid =
+    typeof options.lexicalWeight === 'number'
+      ? [options.lexicalWeight]
+      : (options.lexicalGrid ?? DEFAULT_LEXICAL_GRID);
   if (grid.length === 0) throw new Error(`fit: lexicalGrid is empty`);
-  for (const w of grid) checkLexicalWeight(w, options.model);
+  for (const kind of candidates) for (const w of [1, ...grid]) checkLexicalWeight(w, kind);
+  if (grid.some((w) => w > 0) && !options.lexicalRows)
+    throw new Error(`fit: ${what} needs lexicalRows (sparse TF-IDF rows of every item)`);
   const started = performance.now();
   const progress = options.onProgress ?? ((p: EpochProgress) => process.stderr.write(p.line + '\n'));
-  const inner = await fitModel(backtest.split, {
-    ...options,
-    content: backtest.content,
-    initFrom: undefined,
-    onProgress: (p) => progress({ ...p, line: `backtest: ${p.line}` }),
-  });
-  const table = grid.map((weight) => ({
-    weight,
-    ndcg10: evaluate(withLexicalFusion(inner, backtest.lexicalRows, weight), backtest.split).all['ndcg@10'],
-  }));
+  const table: LexicalChoice['table'] = [];
+  let epochs = 0;
+  for (const kind of candidates) {
+    const inner = await fitModel(backtest.split, {
+      ...options,
+      model: kind,
+      content: backtest.content,
+      initFrom: undefined,
+      onProgress: (p) => progress({ ...p, line: `backtest ${kind}: ${p.line}` }),
+    });
+    epochs += inner.training?.history.length ?? 0;
+    for (const weight of grid) {
+      const r = evaluate(withLexicalFusion(inner, backtest.lexicalRows, weight), backtest.split);
+      table.push({
+        model: kind,
+        weight,
+        ndcg10: r.all['ndcg@10'],
+        cold: r.cold['ndcg@10'],
+        warm: r.warm['ndcg@10'],
+      });
+    }
+  }
   const best = table.reduce((a, b) => (b.ndcg10 > a.ndcg10 ? b : a));
   const choice: LexicalChoice = {
+    model: best.model,
     weight: best.weight,
     table,
     backtest: {
       items: backtest.split.numItems,
       warm: backtest.split.numWarm,
       testCases: backtest.split.test.targets.length,
-      epochs: inner.training?.history.length ?? 0,
+      epochs,
       seconds: (performance.now() - started) / 1000,
     },
   };
   options.onLexicalChoice?.(choice);
-  const model = await fit(split, { ...options, lexicalWeight: best.weight });
+  return choice;
+}
+
+/** The variants a backtest choice compares: model 'auto' -> autoModels, else the one model. */
+function candidatesOf(options: FitOptions): ModelKind[] {
+  if (options.model !== 'auto') {
+    if (options.autoModels) throw new Error(`fit: autoModels applies to model 'auto'`);
+    return [options.model];
+  }
+  const candidates = options.autoModels ?? DEFAULT_AUTO_MODELS;
+  if (candidates.length === 0) throw new Error(`fit: autoModels is empty`);
+  for (const kind of candidates) {
+    if (!(MODEL_KINDS as readonly string[]).includes(kind) || kind === 'knn' || kind === 'sasrec') {
+      throw new Error(
+        `fit: autoModels must list content SASRec variants (${MODEL_KINDS.filter((k) => k !== 'knn' && k !== 'sasrec').join(', ')}), got '${kind}'`,
+      );
+    }
+  }
+  if (new Set(candidates).size !== candidates.length) throw new Error(`fit: autoModels lists a model twice`);
+  return [...candidates];
+}
+
+/** lexicalWeight 'auto' or model 'auto': the choice on the backtest, then the real model fitted once with it. */
+async function fitChoosingOnBacktest(split: PreparedSplit, options: FitOptions): Promise<FittedModel> {
+  const choice = await chooseOnBacktest(options);
+  const model = await fit(split, {
+    ...options,
+    model: choice.model,
+    autoModels: undefined,
+    lexicalWeight: choice.weight,
+  });
   return { ...model, lexicalChoice: choice };
 }
 
@@ -249,7 +313,10 @@ function unfused(model: FittedModel): Recommender {
   return model.lexical ? (model.recommender as LexicalFusion).model : model.recommender;
 }
 
-async function fitModel(split: PreparedSplit, options: FitOptions): Promise<FittedModel> {
+/** Fit options with the variant decided. */
+type VariantFitOptions = FitOptions & { model: ModelKind };
+
+async function fitModel(split: PreparedSplit, options: VariantFitOptions): Promise<FittedModel> {
   const started = performance.now();
   const kind = options.model;
   if (!(MODEL_KINDS as readonly string[]).includes(kind)) {
@@ -411,7 +478,7 @@ function trainOptionsFor(
  */
 async function fitContentMap(
   split: PreparedSplit,
-  options: FitOptions,
+  options: VariantFitOptions,
   config: SASRecConfig,
   started: number,
 ): Promise<FittedModel> {

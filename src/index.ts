@@ -25,12 +25,24 @@ export { loadContent, loadContentEncoder, saveContent } from './content/store.js
 export type { ContentVectors, LoadedContent } from './content/store.js';
 export { encoderPart } from './serve/content.js';
 export type { ContentPart } from './model/artifact.js';
-export { evaluate, fit, load, MODEL_KINDS, recommend, save, withBorrowedDeltas } from './api.js';
+export {
+  chooseOnBacktest,
+  DEFAULT_AUTO_MODELS,
+  DEFAULT_LEXICAL_GRID,
+  evaluate,
+  fit,
+  load,
+  MODEL_KINDS,
+  recommend,
+  save,
+  withBorrowedDeltas,
+} from './api.js';
 export type {
   EvaluateOptions,
   EvaluationResult,
   FitOptions,
   FittedModel,
+  LexicalChoice,
   ModelKind,
   Recommendation,
   RecommendOptions,

@@ -57,7 +57,21 @@ test('train checks options before reading input; negative numbers get our messag
     [['--delta-max', '-2'], "--delta-max must be a number > 0 (got '-2')"],
     [['--content-dim', '-3'], "--content-dim must be an integer >= 1 (got '-3')"],
     [['--lexical-weight', '-1', '--items', items], "--lexical-weight must be a number >= 0 (got '-1')"],
-    [['--lexical-grid', '1,2'], '--lexical-grid applies to --lexical-weight auto'],
+    [['--lexical-grid', '1,2'], '--lexical-grid applies to --lexical-weight auto and --model auto'],
+    [
+      ['--model', 'auto', '--items', items, '--lexical-weight', '2', '--lexical-grid', '1,2'],
+      '--lexical-grid applies to --lexical-weight auto and --model auto',
+    ],
+    [
+      ['--model', 'best'],
+      "--model must be one of knn, sasrec, content-init, content-delta, content-frozen, content-map, auto (got 'best')",
+    ],
+    [['--auto-models', 'content-init'], '--auto-models applies to --model auto'],
+    [['--model', 'auto', '--items', items, '--auto-models', ''], '--auto-models needs at least one model'],
+    [
+      ['--model', 'auto', '--content', 'c'],
+      '--model auto needs --items (the backtest encodes the catalog again for its own split), not --content or --init-from',
+    ],
     [['--refit-projection'], '--refit-projection applies to a warm start (--init-from DIR)'],
   ];
   for (const [args, message] of cases) {
@@ -217,10 +231,46 @@ test('train --init-from warm-starts from the backtest period; --lexical-weight a
   );
   assert.match(
     chosen.err,
-    new RegExp(`lexical weight chosen on the backtest \\(.*\\): ${choice.weight}\\n  weight  all NDCG@10`),
+    new RegExp(
+      `chosen on the backtest \\(.*\\): content-delta, lexical weight ${choice.weight}\\n  model +weight  all NDCG@10`,
+    ),
   );
-  assert.match(chosen.err, new RegExp(`\\n +${choice.weight} +0\\.\\d{4}  <- chosen`));
+  assert.match(
+    chosen.err,
+    new RegExp(`\\n  content-delta +${choice.weight} +0\\.\\d{4} +0\\.\\d{4} +0\\.\\d{4}  <- chosen`),
+  );
   if (choice.weight > 0) assert.match(chosen.out, new RegExp(`content-delta \\+ lexical ${choice.weight}`));
+
+  const autoModel = join(dir, 'auto-model');
+  const variant = await capture(() =>
+    trainCommand([
+      '--split',
+      split,
+      ...base,
+      '--model',
+      'auto',
+      '--auto-models',
+      'content-init,content-delta',
+      '--lexical-grid',
+      '0,8',
+      '--out',
+      autoModel,
+    ]),
+  );
+  assert.equal(variant.code, 0, variant.err);
+  const autoManifest = JSON.parse(readFileSync(join(autoModel, 'manifest.json'), 'utf8'));
+  const autoChoice = autoManifest.lexical_choice;
+  assert.deepEqual(
+    autoChoice.table.map((r: { model: string; weight: number }) => `${r.model}:${r.weight}`),
+    ['content-init:0', 'content-init:8', 'content-delta:0', 'content-delta:8'],
+  );
+  assert.equal(autoManifest.model.config.strategy, autoChoice.model, 'the chosen variant is saved');
+  assert.match(
+    variant.err,
+    new RegExp(
+      `chosen on the backtest \\(.*\\): ${autoChoice.model}, lexical weight ${autoChoice.weight}\\n`,
+    ),
+  );
 
   const noSource = join(dir, 'copied-split');
   const copy = await capture(() => prepareCommand(['--interactions', interactions, '--out', noSource]));
@@ -234,7 +284,7 @@ test('train --init-from warm-starts from the backtest period; --lexical-weight a
   );
   assert.equal(
     refused.err.split('\n').at(-1),
-    `deltarec train: --lexical-weight auto needs the interactions the split was prepared from; ${noSource}/manifest.json does not name them (prepare the split with deltarec prepare)`,
+    `deltarec train: --lexical-weight auto and --model auto need the interactions the split was prepared from; ${noSource}/manifest.json does not name them (prepare the split with deltarec prepare)`,
   );
 });
 

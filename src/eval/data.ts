@@ -57,6 +57,11 @@ export interface ContentConfig {
 
 export interface PreparedData extends BuiltContent {
   split: PreparedSplit;
+  /**
+   * With prepareData's `withBacktest`: the backtest inside this split's training data (backtestSplit) with its own
+   * content built the same way (encoder fitted on its own warm items), for choices made on the backtest.
+   */
+  backtest?: { split: PreparedSplit } & BuiltContent;
 }
 
 /**
@@ -97,6 +102,7 @@ export async function prepareData(
   content: ContentConfig,
   baseDir: string,
   log: (line: string) => void = () => {},
+  withBacktest = false,
 ): Promise<PreparedData> {
   const path = (p: string) => resolve(baseDir, p);
   const notes: string[] = [];
@@ -106,6 +112,7 @@ export async function prepareData(
   let textFields: string[] | undefined;
   let splitDefaults: Partial<SplitOptions> = {};
   let split: PreparedSplit;
+  let inner: PreparedSplit | null = null;
   const sources = ['interactions', 'recipe', 'synthetic', 'prepared'].filter(
     (k) => data[k as keyof DataConfig] !== undefined,
   );
@@ -143,14 +150,21 @@ export async function prepareData(
   if (data.items) catalog = await readCatalog(path(data.items), data.readItems ?? {});
   if (data.prepared) {
     if (data.backtest) throw new Error(`data: 'backtest' needs raw interactions, not a prepared split`);
+    if (withBacktest)
+      throw new Error(`data: a choice on the backtest needs raw interactions, not a prepared split`);
     split = await loadSplit(path(data.prepared));
   } else {
     const options = { ...splitDefaults, ...data.split };
     split = prepareSplit(interactions!, options);
     if (data.backtest) {
-      const inner = backtestSplit(interactions!, split, options);
-      split = inner.split;
-      notes.push(inner.note);
+      const backtest = backtestSplit(interactions!, split, options);
+      split = backtest.split;
+      notes.push(backtest.note);
+    }
+    if (withBacktest) {
+      const backtest = backtestSplit(interactions!, split, options);
+      inner = backtest.split;
+      notes.push(`choices on the ${backtest.note}`);
     }
   }
   const s = split.stats;
@@ -161,7 +175,13 @@ export async function prepareData(
   );
 
   const built = buildContent(split, { catalog, vectors, textFields }, content, log);
-  return { split, ...built, notes: [...notes, ...built.notes] };
+  const backtest = inner
+    ? {
+        split: inner,
+        ...buildContent(inner, { catalog, vectors, textFields }, content, (l) => log(`backtest: ${l}`)),
+      }
+    : undefined;
+  return { split, ...built, backtest, notes: [...notes, ...built.notes] };
 }
 
 export interface ContentSource {

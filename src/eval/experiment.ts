@@ -12,12 +12,14 @@ import { arch, cpus, platform, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { kernels, referenceKernels } from '../kernels/index.js';
 import {
+  chooseOnBacktest,
   evaluate,
   fit,
   MODEL_KINDS,
   withLexicalFusion,
   type FitOptions,
   type FittedModel,
+  type LexicalChoice,
   type ModelKind,
 } from '../api.js';
 import { analyzeCases } from './analyses.js';
@@ -38,7 +40,8 @@ import { tryLock, type Lock } from '../util/lock.js';
 /** A named model: a strategy plus setting overrides (so new methods are new entries, not new code paths). */
 export interface ModelEntry {
   name: string;
-  strategy: ModelKind;
+  /** 'auto': the variant (among autoModels) and fusion weight chosen on a backtest of the training period. */
+  strategy: ModelKind | 'auto';
   /** Settings for this model only (model dimension, deltaMax, training options, ...). */
   overrides: Record<string, unknown>;
   /** Evaluation mode; default: the strategy's (plain SASRec without cold items, others with them). */
@@ -87,6 +90,8 @@ const SETTING_KEYS = new Set([
   'gradClip',
   'patience',
   'lexicalWeight',
+  'lexicalGrid',
+  'autoModels',
   'loss',
   'negatives',
   'sampler',
@@ -144,13 +149,13 @@ export function parseExperimentConfig(raw: unknown, source: string): ExperimentC
       fail(source, `${where}: 'name' must use only letters, digits, '.', '_' and '-'`);
     }
     const kind = (strategy ?? name) as string;
-    if (!(MODEL_KINDS as readonly string[]).includes(kind)) {
-      fail(source, `${where}: strategy '${kind}' is not one of ${MODEL_KINDS.join(', ')}`);
+    if (kind !== 'auto' && !(MODEL_KINDS as readonly string[]).includes(kind)) {
+      fail(source, `${where}: strategy '${kind}' is not one of ${MODEL_KINDS.join(', ')}, auto`);
     }
     checkSettings(source, where, overrides);
     return {
       name,
-      strategy: kind as ModelKind,
+      strategy: kind as ModelEntry['strategy'],
       overrides,
       evaluation: evaluation as ModelEntry['evaluation'],
     };
@@ -308,11 +313,29 @@ export interface ExperimentOutcome {
   seconds: number;
 }
 
-/** Runs with the same key train the same model: lexical fusion is applied after training (fusion.ts). */
-function trainingKey(config: ExperimentConfig, entry: ModelEntry, seed: number): string {
-  const settings = settingsOf(config, entry);
-  delete settings.lexicalWeight;
-  return JSON.stringify({ strategy: entry.strategy, settings, seed });
+/**
+ * Runs with the same key train the same model: lexical fusion is applied after training (fusion.ts), and a model
+ * 'auto' run trains the variant its backtest chose (its key is that variant's).
+ */
+function trainingKey(
+  config: ExperimentConfig,
+  entry: ModelEntry,
+  seed: number,
+  strategy = entry.strategy,
+): string {
+  return JSON.stringify({ strategy, settings: trainingSettings(settingsOf(config, entry)), seed });
+}
+
+/** An entry's settings without those applied after training or used only by the backtest choice. */
+function trainingSettings<T extends Record<string, unknown>>(settings: T): T {
+  const out = { ...settings };
+  for (const key of ['lexicalWeight', 'lexicalGrid', 'autoModels']) delete out[key];
+  return out;
+}
+
+/** An entry whose choices are made on a backtest of the training period (model or lexicalWeight 'auto'). */
+function choosesOnBacktest(config: ExperimentConfig, entry: ModelEntry): boolean {
+  return entry.strategy === 'auto' || settingsOf(config, entry).lexicalWeight === 'auto';
 }
 
 /** Runs (or resumes) the experiment into outDir. */
@@ -368,7 +391,7 @@ export async function runExperiment(
     }
     // Claim the later runs that share this run's training too (they differ only in lexicalWeight), so that this
     // process, which will hold the trained model, is the one that evaluates them.
-    const key = trainingKey(config, entry, seed);
+    let key = trainingKey(config, entry, seed);
     for (const later of todo.slice(i + 1)) {
       if (
         later.seed === seed &&
@@ -381,23 +404,51 @@ export async function runExperiment(
     }
     try {
       if (!data) {
-        data = await prepareData(config.data, config.content, options.baseDir, log);
+        const withBacktest = config.models.some((m) => choosesOnBacktest(config, m));
+        data = await prepareData(config.data, config.content, options.baseDir, log, withBacktest);
         notes.push(...data.notes);
         await writeAtomic(join(outDir, 'data-notes.json'), JSON.stringify(notes) + '\n');
         await writeAtomic(join(outDir, 'split-stats.json'), JSON.stringify(data.split.stats, null, 1) + '\n');
         await writeAtomic(join(outDir, 'machine.json'), JSON.stringify(machine(), null, 1) + '\n');
       }
       const t0 = performance.now();
-      const { lexicalWeight = 0, ...settings } = settingsOf(config, entry) as Partial<FitOptions>;
-      if (typeof lexicalWeight !== 'number') {
-        throw new Error(
-          `${entry.name}: lexicalWeight must be a number here (an experiment chooses it with a sweep on a backtest; 'auto' is for deltarec train)`,
-        );
-      }
-      if (lexicalWeight > 0 && !data.lexical) {
+      const entrySettings = settingsOf(config, entry) as Partial<FitOptions>;
+      const weightSetting = entrySettings.lexicalWeight;
+      const settings = trainingSettings(entrySettings);
+      if (weightSetting !== undefined && weightSetting !== 'auto' && typeof weightSetting !== 'number')
+        throw new Error(`${entry.name}: lexicalWeight must be a number or 'auto'`);
+      if (weightSetting !== undefined && weightSetting !== 0 && !data.lexical) {
         throw new Error(`${entry.name}: lexicalWeight needs sparse text rows (content encoder 'tfidf-svd')`);
       }
       const prefix = `[${i + 1}/${todo.length}] ${entry.name} seed ${seed}`;
+      let choice: LexicalChoice | undefined;
+      let strategy = entry.strategy;
+      let lexicalWeight = typeof weightSetting === 'number' ? weightSetting : 0;
+      if (choosesOnBacktest(config, entry)) {
+        const backtest = data.backtest!;
+        choice = await chooseOnBacktest({
+          ...entrySettings,
+          model: entry.strategy,
+          seed,
+          lexicalRows: data.lexical ?? undefined,
+          lexicalBacktest: {
+            split: backtest.split,
+            content: backtest.content ?? undefined,
+            lexicalRows: backtest.lexical!,
+          },
+          signal: options.signal,
+          handleSigint: false,
+          onProgress: (p) => log(`${prefix}: ${p.line}`),
+        });
+        if (options.signal?.aborted) {
+          log(`${prefix}: interrupted; this run is not stored`);
+          break;
+        }
+        log(`${prefix}: the backtest chose ${choice.model} with lexical weight ${choice.weight}`);
+        strategy = choice.model;
+        lexicalWeight = choice.weight;
+        key = trainingKey(config, entry, seed, strategy);
+      }
       let trained = trainedModels.get(key);
       const reused = trained !== undefined;
       if (trained) log(`${prefix}: reusing the model trained for an earlier run of this process`);
@@ -405,7 +456,7 @@ export async function runExperiment(
         log(`${prefix}: fitting`);
         trained = await fit(data.split, {
           ...settings,
-          model: entry.strategy,
+          model: strategy,
           seed,
           content: data.content ?? undefined,
           signal: options.signal,
@@ -462,6 +513,7 @@ export async function runExperiment(
           : null,
         fitSeconds: model.fitSeconds,
         reusedTraining: reused || undefined,
+        choice,
         evalSeconds: (t2 - t1) / 1000,
         finishedAt: new Date().toISOString(),
       };

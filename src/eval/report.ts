@@ -25,6 +25,8 @@ export interface RunRecord {
   fitSeconds: number;
   /** The trained model of an earlier run was reused (runs differing only in lexicalWeight). */
   reusedTraining?: boolean;
+  /** Model or lexicalWeight 'auto': the variant and weight the backtest chose, with its table (api.ts LexicalChoice). */
+  choice?: unknown;
   evalSeconds: number;
   finishedAt: string;
 }

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import {
+  DEFAULT_AUTO_MODELS,
   DEFAULT_LEXICAL_GRID,
   evaluate,
   fit,
@@ -43,7 +44,11 @@ then appends the cold items (content models) and saves the model directory (mani
 encoder and content projection, so \`deltarec serve\` can add new items from text).
 
   --split DIR        prepared split (required)
-  --model NAME       ${MODEL_KINDS.join(' | ')} (default content-delta)
+  --model NAME       ${MODEL_KINDS.join(' | ')} | auto (default content-delta). auto: the backtest
+                     described under --lexical-weight auto chooses the variant among --auto-models and the fusion
+                     weight among --lexical-grid together (a fixed --lexical-weight W: only the variant); costs
+                     one training per candidate on the shorter period plus the real one; needs --items
+  --auto-models L    the variants --model auto compares (default ${DEFAULT_AUTO_MODELS.join(',')})
   --content DIR      item content vectors written by \`deltarec embed\` (with its encoder, if any)
   --items F          or: an item catalog (CSV/TSV/JSONL/Parquet), embedded here with the built-in text encoder
                      fitted on the split's warm items (cold items never shape it);
@@ -86,6 +91,7 @@ export async function run(args: string[]): Promise<number> {
         'content-dim': { type: 'string' },
         'lexical-weight': { type: 'string' },
         'lexical-grid': { type: 'string' },
+        'auto-models': { type: 'string' },
         out: { type: 'string' },
         force: { type: 'boolean' },
         'init-from': { type: 'string' },
@@ -105,27 +111,46 @@ export async function run(args: string[]): Promise<number> {
   }
   try {
     if (!values.split || !values.out) throw new Error('--split DIR and --out MODELDIR are required');
-    const kind = (values.model ?? 'content-delta') as ModelKind;
-    if (!(MODEL_KINDS as readonly string[]).includes(kind)) {
-      throw new Error(`--model must be one of ${MODEL_KINDS.join(', ')} (got '${kind}')`);
+    const kind = (values.model ?? 'content-delta') as ModelKind | 'auto';
+    if (kind !== 'auto' && !(MODEL_KINDS as readonly string[]).includes(kind)) {
+      throw new Error(`--model must be one of ${MODEL_KINDS.join(', ')}, auto (got '${kind}')`);
     }
     const settings = modelSettings(values);
-    const auto = values['lexical-weight'] === 'auto';
-    const lexicalWeight = auto ? 'auto' : (floatOption(values['lexical-weight'], 'lexical-weight') ?? 0);
-    if (lexicalWeight !== 0 && (!values.items || values.content || kind === 'knn' || kind === 'sasrec')) {
+    const autoModel = kind === 'auto';
+    const autoModels = listOption(values['auto-models']) as ModelKind[] | undefined;
+    if (autoModels && !autoModel) throw new Error('--auto-models applies to --model auto');
+    if (autoModels?.length === 0) throw new Error('--auto-models needs at least one model');
+    if (autoModel && (!values.items || values.content || values['init-from'])) {
+      throw new Error(
+        `--model auto needs --items (the backtest encodes the catalog again for its own split), not --content or --init-from`,
+      );
+    }
+    const autoWeight = values['lexical-weight'] === 'auto';
+    const lexicalWeight = autoWeight
+      ? 'auto'
+      : (floatOption(values['lexical-weight'], 'lexical-weight') ?? (autoModel ? undefined : 0));
+    const auto = autoWeight || autoModel;
+    if (
+      lexicalWeight !== 0 &&
+      lexicalWeight !== undefined &&
+      (!values.items || values.content || kind === 'knn' || kind === 'sasrec')
+    ) {
       throw new Error(
         `--lexical-weight needs --items (the sparse text rows come from the built-in encoder), not --content, and a content model`,
       );
     }
     const lexicalGrid = listOption(values['lexical-grid'])?.map((w) => floatOption(w, 'lexical-grid')!);
-    if (lexicalGrid && !auto) throw new Error('--lexical-grid applies to --lexical-weight auto');
+    if (lexicalGrid && !(autoWeight || (autoModel && lexicalWeight === undefined)))
+      throw new Error('--lexical-grid applies to --lexical-weight auto and --model auto');
     if (lexicalGrid?.length === 0) throw new Error('--lexical-grid needs at least one weight');
     const fields = listOption(values.fields);
     const contentDim = intOption(values['content-dim'], 'content-dim', 1);
     if (values['refit-projection'] && !values['init-from'])
       throw new Error('--refit-projection applies to a warm start (--init-from DIR)');
     await checkModelOutput(values.out, values.force);
-    const initFrom = values['init-from'] ? await warmStartSource(values['init-from'], kind) : null;
+    const initFrom = values['init-from']
+      ? await warmStartSource(values['init-from'], kind as ModelKind)
+      : null;
     let lexicalRows: CsrMatrix | undefined;
     let lexicalBacktest: FitOptions['lexicalBacktest'];
     const split = await loadSplit(values.split);
@@ -171,6 +196,7 @@ export async function run(args: string[]): Promise<number> {
       lexicalRows,
       lexicalBacktest,
       lexicalGrid,
+      autoModels,
       onLexicalChoice: (choice) => console.error(lexicalChoiceText(choice)),
       initFrom: initFrom?.model,
       refitProjection: values['refit-projection'],
@@ -191,9 +217,9 @@ export async function run(args: string[]): Promise<number> {
     if (values.evaluate) {
       const rows: Record<string, ReturnType<typeof toAggregated>> = {};
       if (model.lexical) {
-        rows[kind] = toAggregated(evaluate(withLexicalFusion(model, model.lexical.rows, 0), split));
-        rows[`${kind} + lexical ${model.lexical.weight}`] = toAggregated(evaluate(model, split));
-      } else rows[kind] = toAggregated(evaluate(model, split));
+        rows[model.kind] = toAggregated(evaluate(withLexicalFusion(model, model.lexical.rows, 0), split));
+        rows[`${model.kind} + lexical ${model.lexical.weight}`] = toAggregated(evaluate(model, split));
+      } else rows[model.kind] = toAggregated(evaluate(model, split));
       console.log(resultsText(rows));
     }
     await save(model, values.out);
@@ -217,7 +243,7 @@ async function innerBacktest(dir: string, split: PreparedSplit): Promise<Prepare
   };
   if (typeof meta.interactions !== 'string' || !meta.options) {
     throw new Error(
-      `--lexical-weight auto needs the interactions the split was prepared from; ${dir}/manifest.json does not name them (prepare the split with deltarec prepare)`,
+      `--lexical-weight auto and --model auto need the interactions the split was prepared from; ${dir}/manifest.json does not name them (prepare the split with deltarec prepare)`,
     );
   }
   const interactions = await readInteractions(meta.interactions, meta.read ?? {});
@@ -228,17 +254,19 @@ async function innerBacktest(dir: string, split: PreparedSplit): Promise<Prepare
   return inner.split;
 }
 
-/** The backtest table of --lexical-weight auto. */
+/** The backtest table of --lexical-weight auto and --model auto. */
 export function lexicalChoiceText(choice: LexicalChoice): string {
   const b = choice.backtest;
   const lines = [
-    `lexical weight chosen on the backtest (${b.testCases} test cases, ${b.epochs} training epochs, ` +
-      `${(b.seconds / 60).toFixed(1)} min): ${choice.weight}`,
-    '  weight  all NDCG@10',
+    `chosen on the backtest (${b.testCases} test cases, ${b.epochs} training epochs, ` +
+      `${(b.seconds / 60).toFixed(1)} min): ${choice.model}, lexical weight ${choice.weight}`,
+    '  model          weight  all NDCG@10  cold NDCG@10  warm NDCG@10',
   ];
-  for (const { weight, ndcg10 } of choice.table) {
+  for (const r of choice.table) {
+    const chosen = r.model === choice.model && r.weight === choice.weight;
     lines.push(
-      `  ${String(weight).padStart(6)}  ${ndcg10.toFixed(4).padStart(11)}${weight === choice.weight ? '  <- chosen' : ''}`,
+      `  ${r.model.padEnd(13)}  ${String(r.weight).padStart(6)}  ${r.ndcg10.toFixed(4).padStart(11)}  ` +
+        `${r.cold.toFixed(4).padStart(12)}  ${r.warm.toFixed(4).padStart(12)}${chosen ? '  <- chosen' : ''}`,
     );
   }
   return lines.join('\n');
