@@ -32,7 +32,7 @@ import {
   withNegativeNumbers,
 } from '../options.js';
 import { backtestSplit, buildContent } from '../../eval/data.js';
-import { resultsText } from '../../eval/report.js';
+import { resultsText } from '../../experiment/report.js';
 
 export const summary = 'train a model on a prepared split and save it as a model directory';
 
