@@ -43,6 +43,25 @@ test('the two periods share items, some cold in the first are warm in the second
   assert.ok(formerlyCold > 0 && unseen > 0, `${formerlyCold} formerly cold, ${unseen} unseen`);
 });
 
+test('backtest with the same validation users: the inner model never trains on an outer validation user', () => {
+  const outerValidation = new Set(split.validation.users);
+  const trainedOn = (users: readonly string[]) => users.filter((u) => outerValidation.has(u)).length;
+  // The default inner split shuffles its users again: most outer validation users are inner training users.
+  assert.ok(trainedOn(inner.trainUsers!) > outerValidation.size / 2, `${trainedOn(inner.trainUsers!)}`);
+  const same = backtestSplit(data.interactions, split, {}, { sameValidationUsers: true });
+  assert.equal(trainedOn(same.split.trainUsers!), 0);
+  assert.ok(same.split.validation.users!.length > 0);
+  assert.ok(same.split.validation.users!.every((u) => outerValidation.has(u)));
+  // Only the choice of users changed: the same period, threshold and items.
+  assert.equal(same.split.stats.threshold_timestamp, inner.stats.threshold_timestamp);
+  assert.equal(same.split.numItems, inner.numItems);
+  assert.match(same.note, /validation users: the full split's \(\d+ validation cases here\)/);
+  assert.throws(
+    () => prepareSplit(data.interactions, { protocol: 'leave-last-out', validationUsers: outerValidation }),
+    /validationUsers needs the temporal protocol/,
+  );
+});
+
 test('warmStart copies dense weights and learned rows by id; others keep their start', async () => {
   const old = await fit(inner, {
     ...small,
