@@ -126,6 +126,7 @@ test('prepare checks ranges before reading, and reports rating-filter drops and 
   await usage(['--quantile', '2'], "--quantile must be >= 0 and <= 1, got '2'");
   await usage(['--val-share', '1'], "--val-share must be >= 0 and < 1, got '1'");
   await usage(['--n-core', '-1'], "--n-core must be >= 0, got '-1'");
+  await usage(['--same-validation-users'], '--same-validation-users applies to --backtest');
 
   const rated = join(dir, 'rated.csv');
   const rows = ['user_id,item_id,timestamp,rating'];
