@@ -107,6 +107,11 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
    * again) instead of keeping the old model's, which keeps every served vector where it was (default false).
    */
   refitProjection?: boolean;
+  /**
+   * With initFrom: where the trainable item rows (deltas, embeddings) of the items the old model was trained on start:
+   * 'old' their old rows (default), 'fresh' as in a new model (zero delta), so only the dense weights are carried.
+   */
+  initItems?: 'old' | 'fresh';
 }
 
 export interface FittedModel {
@@ -304,7 +309,9 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
   }
   const model = new SASRec(config, projected?.subarray(0, (split.numWarm + 1) * config.d), kernels);
   const warm = old
-    ? warmStart(model, split.itemIds, old, options.initFrom!.itemIds, options.initFrom!.numWarm)
+    ? warmStart(model, split.itemIds, old, options.initFrom!.itemIds, options.initFrom!.numWarm, {
+        carryRows: options.initItems !== 'fresh',
+      })
     : undefined;
   const training = await train(model, split.train, trainOptionsFor(split, options, config, config.maxLength));
   setBorrowDeltas(model, options.borrowDeltas, split.numWarm);
@@ -437,9 +444,7 @@ async function fitContentMap(
         warmSource(initFrom, 'content-map'),
         initFrom.itemIds,
         initFrom.numWarm,
-        {
-          keepMap,
-        },
+        { keepMap, carryRows: options.initItems !== 'fresh' },
       )
     : undefined;
   model.parametersChanged();

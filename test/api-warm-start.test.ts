@@ -96,6 +96,13 @@ test('warmStart copies dense weights and learned rows by id; others keep their s
     oldModel.items.weight!.some((v) => v !== 0),
     'the old model learned non-zero deltas (the check above means something)',
   );
+  const denseOnly = new SASRec(config, projected);
+  warmStart(denseOnly, split.itemIds, oldModel, old.itemIds, old.numWarm, { carryRows: false });
+  assert.deepEqual(denseOnly.params.flat, oldModel.params.flat);
+  assert.ok(
+    denseOnly.items.weight!.every((v) => v === 0),
+    'carryRows false: every item starts with a zero delta',
+  );
 
   const other = new SASRec(
     sasrecConfig({ ...config, d: 8, ffWidth: 8 }),
@@ -142,6 +149,17 @@ for (const kind of ['content-delta', 'content-init', 'content-map', 'sasrec'] as
         'refitProjection starts the map anew',
       );
     } else if (kind !== 'sasrec') {
+      if (kind === 'content-delta') {
+        const fresh = await fit(split, { ...options, initItems: 'fresh', lr: 1e-12 });
+        assert.ok(
+          close(sasrecOf(fresh).params.flat, a.params.flat),
+          'initItems fresh: dense weights carried',
+        );
+        assert.ok(
+          sasrecOf(fresh).items.weight!.every((v) => Math.abs(v) < 1e-6),
+          'initItems fresh: every delta starts at zero',
+        );
+      }
       const refit = await fit(split, { ...options, refitProjection: true });
       assert.notEqual(refit.projection, old.projection);
       assert.notDeepEqual(refit.projection!.mean, old.projection!.mean);

@@ -58,6 +58,8 @@ test('train checks options before reading input; negative numbers get our messag
     [['--lexical-weight', '-1', '--items', items], "--lexical-weight must be a number >= 0 (got '-1')"],
     [['--lexical-grid', '1,2'], '--lexical-grid applies to --lexical-weight auto'],
     [['--refit-projection'], '--refit-projection applies to a warm start (--init-from DIR)'],
+    [['--init-items', 'fresh'], '--init-items applies to a warm start (--init-from DIR)'],
+    [['--init-from', missing, '--init-items', 'new'], "--init-items must be old or fresh (got 'new')"],
   ];
   for (const [args, message] of cases) {
     // The split does not exist: only an option check can produce these messages.

@@ -7,6 +7,7 @@
  * - Every other item keeps the new model's start: its content with a zero delta (content-delta, content-map), its
  *   projected content (content-init) or a fresh random row (id). That covers items that were cold in the old model
  *   and are warm now, and items new to the catalog.
+ * - `carryRows: false` copies only the dense weights (and content-map's map): every item keeps the new model's start.
  * - content-map: the learned map (W, b) is copied unless `keepMap` is false (the map is then the new model's own,
  *   e.g. refitted from the new warm items).
  * Optimizer state is not part of a model: training after a warm start begins with fresh Adam moments.
@@ -57,7 +58,7 @@ export function warmStart(
   old: SASRec,
   oldItemIds: readonly string[],
   oldNumWarm: number,
-  options: { keepMap?: boolean } = {},
+  options: { keepMap?: boolean; carryRows?: boolean } = {},
 ): WarmStartResult {
   const differences = architectureDifferences(old.config, model.config);
   if (differences.length > 0) {
@@ -79,7 +80,7 @@ export function warmStart(
     else if (j > oldNumWarm) result.formerlyCold++;
     else {
       result.carried++;
-      if (next && from) next.set(from.subarray(j * d, (j + 1) * d), i * d);
+      if (next && from && (options.carryRows ?? true)) next.set(from.subarray(j * d, (j + 1) * d), i * d);
     }
   }
   if (model.config.strategy === 'content-map' && (options.keepMap ?? true)) {
