@@ -108,8 +108,11 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
    */
   refitProjection?: boolean;
   /**
-   * With initFrom: where the trainable item rows (deltas, embeddings) of the items the old model was trained on start:
-   * 'old' their old rows (default), 'fresh' as in a new model (zero delta), so only the dense weights are carried.
+   * With initFrom: where the trainable item rows of the items the old model was trained on start: 'old' their old
+   * rows, 'fresh' as in a new model, so only the dense weights (and content-map's map) are carried. Default: 'fresh'
+   * for the models with a delta (content-delta, content-map: every delta starts at zero, which reached the fresh
+   * model's validation score sooner on Beauty, docs/retraining.md), 'old' for the others (their rows are the whole
+   * item embedding).
    */
   initItems?: 'old' | 'fresh';
 }
@@ -310,7 +313,7 @@ async function fitModel(split: PreparedSplit, options: FitOptions): Promise<Fitt
   const model = new SASRec(config, projected?.subarray(0, (split.numWarm + 1) * config.d), kernels);
   const warm = old
     ? warmStart(model, split.itemIds, old, options.initFrom!.itemIds, options.initFrom!.numWarm, {
-        carryRows: options.initItems !== 'fresh',
+        carryRows: carriesRows(options),
       })
     : undefined;
   const training = await train(model, split.train, trainOptionsFor(split, options, config, config.maxLength));
@@ -372,6 +375,12 @@ function warmSource(initFrom: FittedModel, kind: ModelKind): SASRec {
     );
   }
   return unfused(initFrom) as SASRec;
+}
+
+/** FitOptions.initItems with its default: whether a warm start copies the old model's item rows. */
+function carriesRows(options: FitOptions): boolean {
+  const withDelta = options.model === 'content-delta' || options.model === 'content-map';
+  return (options.initItems ?? (withDelta ? 'fresh' : 'old')) === 'old';
 }
 
 /** The old model's content projection, kept by a warm start; its input width must be the content's. */
@@ -444,7 +453,7 @@ async function fitContentMap(
         warmSource(initFrom, 'content-map'),
         initFrom.itemIds,
         initFrom.numWarm,
-        { keepMap, carryRows: options.initItems !== 'fresh' },
+        { keepMap, carryRows: carriesRows(options) },
       )
     : undefined;
   model.parametersChanged();

@@ -174,6 +174,24 @@ test('train --init-from warm-starts from the backtest period; --lexical-weight a
   assert.equal(warm.code, 0, warm.err);
   assert.match(
     warm.err,
+    /^warm start from .*old: dense weights carried; every item starts from its content \(--init-items fresh; deltas at zero\); the optimizer started fresh$/m,
+  );
+  const oldRows = await capture(() =>
+    trainCommand([
+      '--split',
+      split,
+      ...base,
+      '--init-from',
+      old,
+      '--init-items',
+      'old',
+      '--out',
+      join(dir, 'warm-old'),
+    ]),
+  );
+  assert.equal(oldRows.code, 0, oldRows.err);
+  assert.match(
+    oldRows.err,
     /^warm start from .*old: \d+ items keep their trained rows; \d+ formerly cold and \d+ new warm items start from content; the optimizer started fresh$/m,
   );
   assert.match(warm.err, /content: tfidf-svd on title\+description, 16 dims, the given encoder/);

@@ -33,6 +33,8 @@ export interface WarmStartResult {
   formerlyCold: number;
   /** Items the old model did not know. */
   unseen: number;
+  /** Whether the carried items' trainable rows were copied ('old') or left at the new model's start ('fresh'). */
+  rows: 'old' | 'fresh';
 }
 
 /** The architecture fields of a configuration (a new model built with them can take over the weights). */
@@ -73,14 +75,20 @@ export function warmStart(
   for (let i = 1; i < oldItemIds.length; i++) oldIndex.set(oldItemIds[i], i);
   const next = model.items.weight;
   const from = old.items.weight;
-  const result: WarmStartResult = { carried: 0, formerlyCold: 0, unseen: 0 };
+  const carryRows = options.carryRows ?? true;
+  const result: WarmStartResult = {
+    carried: 0,
+    formerlyCold: 0,
+    unseen: 0,
+    rows: carryRows ? 'old' : 'fresh',
+  };
   for (let i = 1; i <= model.numItems; i++) {
     const j = oldIndex.get(itemIds[i]);
     if (j === undefined) result.unseen++;
     else if (j > oldNumWarm) result.formerlyCold++;
     else {
       result.carried++;
-      if (next && from && (options.carryRows ?? true)) next.set(from.subarray(j * d, (j + 1) * d), i * d);
+      if (next && from && carryRows) next.set(from.subarray(j * d, (j + 1) * d), i * d);
     }
   }
   if (model.config.strategy === 'content-map' && (options.keepMap ?? true)) {

@@ -62,12 +62,12 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
                      deltarec model and holds nothing else (not a split, content, or a service's catalog.log)
   --force            replace --out whatever it holds
   --init-from DIR    warm start from an earlier model of the same kind and architecture (docs/retraining.md):
-                     its dense weights and the rows of the items it was trained on, matched by item id; items it
-                     had as cold or did not know start from their content. With --items the catalog is encoded
+                     its dense weights and (see --init-items) the rows of the items it was trained on, matched by
+                     item id; items it had as cold or did not know start from their content. With --items the catalog is encoded
                      with that model's text encoder. The optimizer state starts fresh
-  --init-items I     with --init-from: where the trainable rows (deltas, embeddings) of the items the old model
-                     was trained on start: old (their old rows, default) or fresh (as in a new model; only the
-                     dense weights are carried)
+  --init-items I     with --init-from: where the trainable rows of the items the old model was trained on start:
+                     old (their old rows) or fresh (as in a new model: only the dense weights are carried).
+                     Default: fresh for content-delta and content-map (zero deltas), old for the others
   --refit-projection with --init-from: fit the content projection (content-map: the map's start) on this split's
                      warm items instead of keeping the old model's
   --evaluate         also print test metrics (cold / warm / all)
@@ -188,9 +188,9 @@ export async function run(args: string[]): Promise<number> {
     if (model.warmStart) {
       const w = model.warmStart;
       console.error(
-        initItems === 'fresh'
+        w.rows === 'fresh'
           ? `warm start from ${values['init-from']}: dense weights carried; every item starts from its content ` +
-              `(--init-items fresh); the optimizer started fresh`
+              `(--init-items fresh; deltas at zero); the optimizer started fresh`
           : `warm start from ${values['init-from']}: ${w.carried} items keep their trained rows; ${w.formerlyCold} ` +
               `formerly cold and ${w.unseen} new warm items start from content; the optimizer started fresh`,
       );
