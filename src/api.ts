@@ -35,7 +35,7 @@ import {
 } from './eval/evaluate.js';
 import { kernels } from './kernels/index.js';
 import { loadArtifact, loadModel, saveModel, type ContentPart } from './model/artifact.js';
-
+import { initialContentMap, normalizeRows } from './model/content-map-init.js';
 import { ContentKNN } from './model/knn.js';
 import { SASRec, sasrecConfig, type EmbeddingStrategy, type SASRecConfig } from './model/sasrec.js';
 import type { Recommender } from './model/types.js';
@@ -114,6 +114,14 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
    * again) instead of keeping the old model's, which keeps every served vector where it was (default false).
    */
   refitProjection?: boolean;
+  /**
+   * With initFrom: where the trainable item rows of the items the old model was trained on start: 'old' their old
+   * rows, 'fresh' as in a new model, so only the dense weights (and content-map's map) are carried. Default: 'fresh'
+   * for the models with a delta (content-delta, content-map: every delta starts at zero, which reached the fresh
+   * model's validation score sooner on Beauty, docs/retraining.md), 'old' for the others (their rows are the whole
+   * item embedding).
+   */
+  initItems?: 'old' | 'fresh';
 }
 
 export interface FittedModel {
@@ -371,7 +379,9 @@ async function fitModel(split: PreparedSplit, options: VariantFitOptions): Promi
   }
   const model = new SASRec(config, projected?.subarray(0, (split.numWarm + 1) * config.d), kernels);
   const warm = old
-    ? warmStart(model, split.itemIds, old, options.initFrom!.itemIds, options.initFrom!.numWarm)
+    ? warmStart(model, split.itemIds, old, options.initFrom!.itemIds, options.initFrom!.numWarm, {
+        carryRows: carriesRows(options),
+      })
     : undefined;
   const training = await train(model, split.train, trainOptionsFor(split, options, config, config.maxLength));
   setBorrowDeltas(model, options.borrowDeltas, split.numWarm);
@@ -434,6 +444,12 @@ function warmSource(initFrom: FittedModel, kind: ModelKind): SASRec {
   return unfused(initFrom) as SASRec;
 }
 
+/** FitOptions.initItems with its default: whether a warm start copies the old model's item rows. */
+function carriesRows(options: FitOptions): boolean {
+  const withDelta = options.model === 'content-delta' || options.model === 'content-map';
+  return (options.initItems ?? (withDelta ? 'fresh' : 'old')) === 'old';
+}
+
 /** The old model's content projection, kept by a warm start; its input width must be the content's. */
 function keptProjection(initFrom: FittedModel, dim: number): ProjectionState {
   const projection = initFrom.projection;
@@ -490,11 +506,10 @@ async function fitContentMap(
   const model = new SASRec(mapConfig, content.subarray(0, (split.numWarm + 1) * h), kernels);
   const keepMap = options.initFrom !== undefined && !options.refitProjection;
   if (!keepMap) {
-    const { state } = projectContent(content, h, split.numWarm, d, {
+    const { weight, bias } = initialContentMap(content, h, split.numWarm, d, {
       standardize: options.standardize ?? true,
       seed: config.seed,
     });
-    const { weight, bias } = projectionAsMap(state, content, split.numWarm);
     model.items.initMap(weight, bias);
   }
   const initFrom = options.initFrom;
@@ -505,9 +520,7 @@ async function fitContentMap(
         warmSource(initFrom, 'content-map'),
         initFrom.itemIds,
         initFrom.numWarm,
-        {
-          keepMap,
-        },
+        { keepMap, carryRows: carriesRows(options) },
       )
     : undefined;
   model.parametersChanged();
@@ -534,63 +547,6 @@ async function fitContentMap(
     training,
     fitSeconds: (performance.now() - started) / 1000,
     warmStart: warm,
-  };
-}
-
-/** Copy of a rows x dim matrix with unit-norm rows (all-zero rows stay zero). */
-function normalizeRows(vectors: Float32Array, rows: number, dim: number): Float32Array {
-  const out = new Float32Array(rows * dim);
-  for (let r = 0; r < rows; r++) {
-    let s = 0;
-    for (let j = 0; j < dim; j++) s += vectors[r * dim + j] ** 2;
-    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
-    for (let j = 0; j < dim; j++) out[r * dim + j] = vectors[r * dim + j] * inv;
-  }
-  return out;
-}
-
-/**
- * The projection's linear part as x W + b: W[p][k] = s * components[k][p] / scale[p], b[k] = -s * sum_p
- * components[k][p] mean[p] / scale[p], with s chosen so warm rows 1..numWarm have mean norm 1 (the paper's L2
- * normalization, applied on average instead of per row).
- */
-function projectionAsMap(
-  state: ProjectionState,
-  content: Float32Array,
-  numWarm: number,
-): { weight: Float32Array; bias: Float32Array } {
-  const { inputDim: h, outputDim: d, mean, scale, components } = state;
-  const w = new Float64Array(h * d);
-  const b = new Float64Array(d);
-  for (let k = 0; k < d; k++) {
-    for (let p = 0; p < h; p++) {
-      const v = components[k * h + p] / scale[p];
-      w[p * d + k] = v;
-      b[k] -= v * mean[p];
-    }
-  }
-  let normSum = 0;
-  let counted = 0;
-  const y = new Float64Array(d);
-  for (let r = 1; r <= numWarm; r++) {
-    y.set(b);
-    let nonzero = false;
-    for (let p = 0; p < h; p++) {
-      const x = content[r * h + p];
-      if (x === 0) continue;
-      nonzero = true;
-      for (let k = 0; k < d; k++) y[k] += x * w[p * d + k];
-    }
-    if (!nonzero) continue;
-    let s = 0;
-    for (let k = 0; k < d; k++) s += y[k] * y[k];
-    normSum += Math.sqrt(s);
-    counted++;
-  }
-  const scaleToUnit = counted > 0 && normSum > 0 ? counted / normSum : 1;
-  return {
-    weight: Float32Array.from(w, (v) => v * scaleToUnit),
-    bias: Float32Array.from(b, (v) => v * scaleToUnit),
   };
 }
 

@@ -47,12 +47,12 @@ export type {
   Recommendation,
   RecommendOptions,
 } from './api.js';
-export { parseExperimentConfig, readExperimentConfig, runExperiment } from './eval/experiment.js';
+export { parseExperimentConfig, readExperimentConfig, runExperiment } from './experiment/experiment.js';
 export type {
   ExperimentConfig,
   ExperimentOptions,
   ExperimentOutcome,
   ModelEntry,
-} from './eval/experiment.js';
+} from './experiment/experiment.js';
 export { createService } from './serve/server.js';
 export type { Service, ServiceOptions } from './serve/server.js';

@@ -20,7 +20,7 @@ export { loadCheckpoint, saveCheckpoint } from './train/checkpoint.js';
 export { defaultMode } from './api.js';
 export { evaluate as evaluateRecommender, validationNdcg } from './eval/evaluate.js';
 export { hitAt, meanStd, MISS, ndcgAt, rankOfTarget, summarizeRanks } from './eval/metrics.js';
-export { analyzeCases } from './eval/analyses.js';
+export { analyzeCases } from './experiment/analyses.js';
 export { prepareData } from './eval/data.js';
 export type { DataConfig } from './eval/data.js';
 export {

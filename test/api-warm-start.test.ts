@@ -43,6 +43,25 @@ test('the two periods share items, some cold in the first are warm in the second
   assert.ok(formerlyCold > 0 && unseen > 0, `${formerlyCold} formerly cold, ${unseen} unseen`);
 });
 
+test('backtest with the same validation users: the inner model never trains on an outer validation user', () => {
+  const outerValidation = new Set(split.validation.users);
+  const trainedOn = (users: readonly string[]) => users.filter((u) => outerValidation.has(u)).length;
+  // The default inner split shuffles its users again: most outer validation users are inner training users.
+  assert.ok(trainedOn(inner.trainUsers!) > outerValidation.size / 2, `${trainedOn(inner.trainUsers!)}`);
+  const same = backtestSplit(data.interactions, split, {}, { sameValidationUsers: true });
+  assert.equal(trainedOn(same.split.trainUsers!), 0);
+  assert.ok(same.split.validation.users!.length > 0);
+  assert.ok(same.split.validation.users!.every((u) => outerValidation.has(u)));
+  // Only the choice of users changed: the same period, threshold and items.
+  assert.equal(same.split.stats.threshold_timestamp, inner.stats.threshold_timestamp);
+  assert.equal(same.split.numItems, inner.numItems);
+  assert.match(same.note, /validation users: the full split's \(\d+ validation cases here\)/);
+  assert.throws(
+    () => prepareSplit(data.interactions, { protocol: 'leave-last-out', validationUsers: outerValidation }),
+    /validationUsers needs the temporal protocol/,
+  );
+});
+
 test('warmStart copies dense weights and learned rows by id; others keep their start', async () => {
   const old = await fit(inner, {
     ...small,
@@ -77,6 +96,13 @@ test('warmStart copies dense weights and learned rows by id; others keep their s
     oldModel.items.weight!.some((v) => v !== 0),
     'the old model learned non-zero deltas (the check above means something)',
   );
+  const denseOnly = new SASRec(config, projected);
+  warmStart(denseOnly, split.itemIds, oldModel, old.itemIds, old.numWarm, { carryRows: false });
+  assert.deepEqual(denseOnly.params.flat, oldModel.params.flat);
+  assert.ok(
+    denseOnly.items.weight!.every((v) => v === 0),
+    'carryRows false: every item starts with a zero delta',
+  );
 
   const other = new SASRec(
     sasrecConfig({ ...config, d: 8, ffWidth: 8 }),
@@ -92,7 +118,13 @@ for (const kind of ['content-delta', 'content-init', 'content-map', 'sasrec'] as
   test(`fit with initFrom (${kind}): projection kept, old items' rows carried, trained once more`, async () => {
     const content = (c: typeof innerContent) => (kind === 'sasrec' ? {} : { content: c.content! });
     const old = await fit(inner, { ...small, epochs: 2, model: kind, ...content(innerContent) });
-    const options: FitOptions = { ...small, model: kind, ...content(outerContent), initFrom: old };
+    const options: FitOptions = {
+      ...small,
+      model: kind,
+      ...content(outerContent),
+      initFrom: old,
+      initItems: 'old',
+    };
     const warm = await fit(split, { ...options, lr: 1e-12 });
     assert.ok(warm.warmStart && warm.warmStart.carried > 0);
     assert.equal(warm.training!.history.length, 1);
@@ -123,6 +155,19 @@ for (const kind of ['content-delta', 'content-init', 'content-map', 'sasrec'] as
         'refitProjection starts the map anew',
       );
     } else if (kind !== 'sasrec') {
+      if (kind === 'content-delta') {
+        // The default for a model with a delta: only the dense weights are carried.
+        const fresh = await fit(split, { ...options, initItems: undefined, lr: 1e-12 });
+        assert.equal(fresh.warmStart!.rows, 'fresh');
+        assert.ok(
+          close(sasrecOf(fresh).params.flat, a.params.flat),
+          'initItems fresh: dense weights carried',
+        );
+        assert.ok(
+          sasrecOf(fresh).items.weight!.every((v) => Math.abs(v) < 1e-6),
+          'initItems fresh: every delta starts at zero',
+        );
+      }
       const refit = await fit(split, { ...options, refitProjection: true });
       assert.notEqual(refit.projection, old.projection);
       assert.notDeepEqual(refit.projection!.mean, old.projection!.mean);

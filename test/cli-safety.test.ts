@@ -73,6 +73,8 @@ test('train checks options before reading input; negative numbers get our messag
       '--model auto needs --items (the backtest encodes the catalog again for its own split), not --content or --init-from',
     ],
     [['--refit-projection'], '--refit-projection applies to a warm start (--init-from DIR)'],
+    [['--init-items', 'fresh'], '--init-items applies to a warm start (--init-from DIR)'],
+    [['--init-from', missing, '--init-items', 'new'], "--init-items must be old or fresh (got 'new')"],
   ];
   for (const [args, message] of cases) {
     // The split does not exist: only an option check can produce these messages.
@@ -141,6 +143,7 @@ test('prepare checks ranges before reading, and reports rating-filter drops and 
   await usage(['--quantile', '2'], "--quantile must be >= 0 and <= 1, got '2'");
   await usage(['--val-share', '1'], "--val-share must be >= 0 and < 1, got '1'");
   await usage(['--n-core', '-1'], "--n-core must be >= 0, got '-1'");
+  await usage(['--same-validation-users'], '--same-validation-users applies to --backtest');
 
   const rated = join(dir, 'rated.csv');
   const rows = ['user_id,item_id,timestamp,rating'];
@@ -186,6 +189,24 @@ test('train --init-from warm-starts from the backtest period; --lexical-weight a
   assert.equal(warm.code, 0, warm.err);
   assert.match(
     warm.err,
+    /^warm start from .*old: dense weights carried; every item starts from its content \(--init-items fresh; deltas at zero\); the optimizer started fresh$/m,
+  );
+  const oldRows = await capture(() =>
+    trainCommand([
+      '--split',
+      split,
+      ...base,
+      '--init-from',
+      old,
+      '--init-items',
+      'old',
+      '--out',
+      join(dir, 'warm-old'),
+    ]),
+  );
+  assert.equal(oldRows.code, 0, oldRows.err);
+  assert.match(
+    oldRows.err,
     /^warm start from .*old: \d+ items keep their trained rows; \d+ formerly cold and \d+ new warm items start from content; the optimizer started fresh$/m,
   );
   assert.match(warm.err, /content: tfidf-svd on title\+description, 16 dims, the given encoder/);

@@ -8,7 +8,7 @@ import {
   COLD_SHARE_LABELS,
   coldInputShareBuckets,
   targetFrequencyBuckets,
-} from '../src/eval/analyses.js';
+} from '../src/experiment/analyses.js';
 import { MISS, meanStd, ndcgAt, rankOfTarget, summarizeRanks } from '../src/eval/metrics.js';
 import type { Recommender } from '../src/model/types.js';
 import { Random } from '../src/util/random.js';

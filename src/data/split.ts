@@ -5,7 +5,7 @@
  *  3. consecutive duplicate removal;
  *  4. global temporal split at T = ts[round(q * (n - 1))] (train_val: ts <= T, test period: ts > T);
  *  5. iterative n-core on train_val;
- *  6. validation users by a seeded shuffle; train = train_val of the training users;
+ *  6. validation users by a seeded shuffle (or given: `validationUsers`); train = train_val of the training users;
  *  7. warm items = items in train; re-indexed 1..numWarm (first appearance in train), cold items after them;
  *  8. test cases: users with a test-period interaction; input = every earlier interaction (train_val part after
  *     n-core + test period), target = the last one. Inputs are stored in full (models truncate).
@@ -31,6 +31,12 @@ export interface SplitOptions {
   seed: number;
   /** 'auto' = temporal when the data has timestamps, else leave-last-out. */
   protocol: 'auto' | 'temporal' | 'leave-last-out';
+  /**
+   * Temporal protocol: these users (ids) are the validation users instead of a seeded `validationShare` of them, e.g.
+   * another split's validation users, so that a model trained on this split never trains on them (backtestSplit's
+   * sameValidationUsers). Users not in train_val are ignored.
+   */
+  validationUsers?: ReadonlySet<string>;
 }
 
 export const DEFAULT_SPLIT_OPTIONS: SplitOptions = {
@@ -335,6 +341,9 @@ export function prepareSplit(interactions: Interactions, options: Partial<SplitO
   if (interactions.users.length === 0) throw new DataError(interactions.source, 'no interactions');
   let protocol = opts.protocol;
   if (protocol === 'auto') protocol = interactions.timestamps ? 'temporal' : 'leave-last-out';
+  if (protocol === 'leave-last-out' && opts.validationUsers) {
+    throw new RangeError(`validationUsers needs the temporal protocol (leave-last-out validates every user)`);
+  }
   if (protocol === 'temporal' && !interactions.timestamps) {
     throw new DataError(
       interactions.source,
@@ -395,10 +404,14 @@ function temporalSplit(data: Interactions, seq: UserSequences, opts: SplitOption
       }
     }
   }
-  const shuffled = new Random(opts.seed).shuffle(Int32Array.from(trainValUsers));
-  const numValidation = Math.round(opts.validationShare * shuffled.length);
   const isValidation = new Uint8Array(numUsers);
-  for (let j = 0; j < numValidation; j++) isValidation[shuffled[j]] = 1;
+  if (opts.validationUsers) {
+    for (const u of trainValUsers) if (opts.validationUsers.has(data.userIds.ids[u])) isValidation[u] = 1;
+  } else {
+    const shuffled = new Random(opts.seed).shuffle(Int32Array.from(trainValUsers));
+    const numValidation = Math.round(opts.validationShare * shuffled.length);
+    for (let j = 0; j < numValidation; j++) isValidation[shuffled[j]] = 1;
+  }
 
   // Steps 6-7: train sequences; warm items numbered by first appearance in train.
   const indexer = new ItemIndexer(numItemsRaw, data.itemIds.ids);
@@ -470,7 +483,7 @@ function temporalSplit(data: Interactions, seq: UserSequences, opts: SplitOption
     trainValInteractions,
     train: train.finish(),
     trainUsers: trainUserIds,
-    valUsers: numValidation,
+    valUsers: isValidation.reduce((n, v) => n + v, 0),
     validation: { inputs: validationInputs.finish(), targets: validationTargets, users: validationUsers },
     test: { inputs: testInputs.finish(), targets: testTargets, cold: testCold, users: testUsers },
     withoutInput,

@@ -66,20 +66,33 @@ export interface PreparedData extends BuiltContent {
 
 /**
  * The inner split of a backtest (DataConfig.backtest): the interactions before the threshold T of `outer` (their
- * split with `options`), split again with the same options. Needs timestamps.
+ * split with `options`), split again with the same options. Needs timestamps. `sameValidationUsers`: the inner
+ * validation users are the outer split's (instead of a new seeded share), so a model trained on the inner split never
+ * trains on an outer validation user, and a model warm-started from it is validated on users it never saw.
  */
 export function backtestSplit(
   interactions: Interactions,
   outer: PreparedSplit,
   options: Partial<SplitOptions>,
+  { sameValidationUsers = false }: { sameValidationUsers?: boolean } = {},
 ): { split: PreparedSplit; interactions: Interactions; note: string } {
   const threshold = outer.stats.threshold_timestamp;
   if (threshold === null || !interactions.timestamps) {
     throw new Error(`backtest: needs the temporal protocol (interactions with timestamps)`);
   }
   const before = beforeTime(interactions, threshold);
-  const split = prepareSplit(before, options);
-  const note = `backtest: interactions before T = ${threshold} split again (inner T = ${split.stats.threshold_timestamp})`;
+  const outerValidation = outer.validation.users;
+  if (sameValidationUsers && !outerValidation)
+    throw new Error(`backtest: the split names no validation users`);
+  const split = prepareSplit(
+    before,
+    sameValidationUsers ? { ...options, validationUsers: new Set(outerValidation) } : options,
+  );
+  const note =
+    `backtest: interactions before T = ${threshold} split again (inner T = ${split.stats.threshold_timestamp})` +
+    (sameValidationUsers
+      ? `, validation users: the full split's (${split.validation.targets.length} validation cases here)`
+      : '');
   return { split, interactions: before, note };
 }
 

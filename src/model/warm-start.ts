@@ -7,6 +7,7 @@
  * - Every other item keeps the new model's start: its content with a zero delta (content-delta, content-map), its
  *   projected content (content-init) or a fresh random row (id). That covers items that were cold in the old model
  *   and are warm now, and items new to the catalog.
+ * - `carryRows: false` copies only the dense weights (and content-map's map): every item keeps the new model's start.
  * - content-map: the learned map (W, b) is copied unless `keepMap` is false (the map is then the new model's own,
  *   e.g. refitted from the new warm items).
  * Optimizer state is not part of a model: training after a warm start begins with fresh Adam moments.
@@ -32,6 +33,8 @@ export interface WarmStartResult {
   formerlyCold: number;
   /** Items the old model did not know. */
   unseen: number;
+  /** Whether the carried items' trainable rows were copied ('old') or left at the new model's start ('fresh'). */
+  rows: 'old' | 'fresh';
 }
 
 /** The architecture fields of a configuration (a new model built with them can take over the weights). */
@@ -57,7 +60,7 @@ export function warmStart(
   old: SASRec,
   oldItemIds: readonly string[],
   oldNumWarm: number,
-  options: { keepMap?: boolean } = {},
+  options: { keepMap?: boolean; carryRows?: boolean } = {},
 ): WarmStartResult {
   const differences = architectureDifferences(old.config, model.config);
   if (differences.length > 0) {
@@ -72,14 +75,20 @@ export function warmStart(
   for (let i = 1; i < oldItemIds.length; i++) oldIndex.set(oldItemIds[i], i);
   const next = model.items.weight;
   const from = old.items.weight;
-  const result: WarmStartResult = { carried: 0, formerlyCold: 0, unseen: 0 };
+  const carryRows = options.carryRows ?? true;
+  const result: WarmStartResult = {
+    carried: 0,
+    formerlyCold: 0,
+    unseen: 0,
+    rows: carryRows ? 'old' : 'fresh',
+  };
   for (let i = 1; i <= model.numItems; i++) {
     const j = oldIndex.get(itemIds[i]);
     if (j === undefined) result.unseen++;
     else if (j > oldNumWarm) result.formerlyCold++;
     else {
       result.carried++;
-      if (next && from) next.set(from.subarray(j * d, (j + 1) * d), i * d);
+      if (next && from && carryRows) next.set(from.subarray(j * d, (j + 1) * d), i * d);
     }
   }
   if (model.config.strategy === 'content-map' && (options.keepMap ?? true)) {

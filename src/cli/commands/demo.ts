@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { evaluate, fit, MODEL_KINDS, withLexicalFusion, type ModelKind } from '../../api.js';
 import { floatOption, intOption, listOption, withNegativeNumbers } from '../options.js';
 import { prepareData } from '../../eval/data.js';
-import { displayName, resultsText, type Aggregated } from '../../eval/report.js';
+import { displayName, resultsText, type Aggregated } from '../../experiment/report.js';
 import { toAggregated } from './train.js';
 
 export const summary =

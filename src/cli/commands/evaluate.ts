@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { evaluate, load, withBorrowedDeltas } from '../../api.js';
 import { loadSplit } from '../../data/store.js';
 import { intOption, listOption, withNegativeNumbers } from '../options.js';
-import { SEGMENTS } from '../../eval/report.js';
+import { SEGMENTS } from '../../experiment/report.js';
 
 export const summary = 'evaluate a saved model on a prepared split (cold / warm / all, full-catalog ranking)';
 

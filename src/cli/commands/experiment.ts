@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { readExperimentConfig, runExperiment } from '../../eval/experiment.js';
+import { readExperimentConfig, runExperiment } from '../../experiment/experiment.js';
 import { intOption, withNegativeNumbers } from '../options.js';
 
 export const summary =

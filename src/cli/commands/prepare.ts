@@ -36,6 +36,9 @@ split (defaults are the paper's):
   --backtest               write the backtest split instead: drop the test period (from the threshold T on) and
                            split what is left again with the same options (the inner split of experiments'
                            data.backtest; e.g. the earlier period a later model warm-starts from)
+  --same-validation-users  with --backtest: the backtest split's validation users are the full split's, not a new
+                           seeded share, so a model trained on it never trains on them (use it for the model that
+                           a warm start on the full split starts from: docs/retraining.md)
 output:
   --out DIR                output directory (replaced if it holds an earlier split; never left half-written)`;
 
@@ -114,6 +117,7 @@ export async function run(args: string[]): Promise<number> {
         protocol: { type: 'string' },
         strict: { type: 'boolean' },
         backtest: { type: 'boolean' },
+        'same-validation-users': { type: 'boolean' },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -133,6 +137,8 @@ export async function run(args: string[]): Promise<number> {
     if (protocol !== 'auto' && protocol !== 'temporal' && protocol !== 'leave-last-out') {
       throw new UsageError(`--protocol must be auto, temporal or leave-last-out, got '${protocol}'`);
     }
+    if (values['same-validation-users'] && !values.backtest)
+      throw new UsageError('--same-validation-users applies to --backtest');
     const minRating =
       values['min-rating'] === 'none'
         ? null
@@ -189,7 +195,9 @@ export async function run(args: string[]): Promise<number> {
       options,
     };
     if (values.backtest) {
-      const inner = backtestSplit(interactions, split, options);
+      const inner = backtestSplit(interactions, split, options, {
+        sameValidationUsers: values['same-validation-users'],
+      });
       split = inner.split;
       meta.backtest = inner.note;
       console.error(inner.note);

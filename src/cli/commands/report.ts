@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { readStoredConfig, runExperiment } from '../../eval/experiment.js';
+import { readStoredConfig, runExperiment } from '../../experiment/experiment.js';
 
 export const summary = 'rebuild an experiment folder’s report.html (and results, plots) from its stored runs';
 

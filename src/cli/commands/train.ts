@@ -33,7 +33,7 @@ import {
   withNegativeNumbers,
 } from '../options.js';
 import { backtestSplit, buildContent } from '../../eval/data.js';
-import { resultsText } from '../../eval/report.js';
+import { resultsText } from '../../experiment/report.js';
 
 export const summary = 'train a model on a prepared split and save it as a model directory';
 
@@ -67,9 +67,12 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
                      deltarec model and holds nothing else (not a split, content, or a service's catalog.log)
   --force            replace --out whatever it holds
   --init-from DIR    warm start from an earlier model of the same kind and architecture (docs/retraining.md):
-                     its dense weights and the rows of the items it was trained on, matched by item id; items it
-                     had as cold or did not know start from their content. With --items the catalog is encoded
+                     its dense weights and (see --init-items) the rows of the items it was trained on, matched by
+                     item id; items it had as cold or did not know start from their content. With --items the catalog is encoded
                      with that model's text encoder. The optimizer state starts fresh
+  --init-items I     with --init-from: where the trainable rows of the items the old model was trained on start:
+                     old (their old rows) or fresh (as in a new model: only the dense weights are carried).
+                     Default: fresh for content-delta and content-map (zero deltas), old for the others
   --refit-projection with --init-from: fit the content projection (content-map: the map's start) on this split's
                      warm items instead of keeping the old model's
   --evaluate         also print test metrics (cold / warm / all)
@@ -96,6 +99,7 @@ export async function run(args: string[]): Promise<number> {
         force: { type: 'boolean' },
         'init-from': { type: 'string' },
         'refit-projection': { type: 'boolean' },
+        'init-items': { type: 'string' },
         evaluate: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...MODEL_ARGS,
@@ -147,6 +151,11 @@ export async function run(args: string[]): Promise<number> {
     const contentDim = intOption(values['content-dim'], 'content-dim', 1);
     if (values['refit-projection'] && !values['init-from'])
       throw new Error('--refit-projection applies to a warm start (--init-from DIR)');
+    const initItems = values['init-items'];
+    if (initItems !== undefined && !values['init-from'])
+      throw new Error('--init-items applies to a warm start (--init-from DIR)');
+    if (initItems !== undefined && initItems !== 'old' && initItems !== 'fresh')
+      throw new Error(`--init-items must be old or fresh (got '${initItems}')`);
     await checkModelOutput(values.out, values.force);
     const initFrom = values['init-from']
       ? await warmStartSource(values['init-from'], kind as ModelKind)
@@ -200,12 +209,16 @@ export async function run(args: string[]): Promise<number> {
       onLexicalChoice: (choice) => console.error(lexicalChoiceText(choice)),
       initFrom: initFrom?.model,
       refitProjection: values['refit-projection'],
+      initItems,
     });
     if (model.warmStart) {
       const w = model.warmStart;
       console.error(
-        `warm start from ${values['init-from']}: ${w.carried} items keep their trained rows; ${w.formerlyCold} ` +
-          `formerly cold and ${w.unseen} new warm items start from content; the optimizer started fresh`,
+        w.rows === 'fresh'
+          ? `warm start from ${values['init-from']}: dense weights carried; every item starts from its content ` +
+              `(--init-items fresh; deltas at zero); the optimizer started fresh`
+          : `warm start from ${values['init-from']}: ${w.carried} items keep their trained rows; ${w.formerlyCold} ` +
+              `formerly cold and ${w.unseen} new warm items start from content; the optimizer started fresh`,
       );
     }
     if (model.training) {

@@ -3,7 +3,7 @@
  * analysis plots.
  */
 import type { Bucket, CaseAnalyses } from './analyses.js';
-import { meanStd, type MetricValues } from './metrics.js';
+import { meanStd, type MetricValues } from '../eval/metrics.js';
 import { barChart, lineChart } from './svg.js';
 
 export type Segment = 'cold' | 'warm' | 'all';

@@ -23,7 +23,7 @@ import {
   type ModelKind,
 } from '../api.js';
 import { analyzeCases } from './analyses.js';
-import { prepareData, type ContentConfig, type DataConfig, type PreparedData } from './data.js';
+import { prepareData, type ContentConfig, type DataConfig, type PreparedData } from '../eval/data.js';
 import {
   aggregate,
   analysisPlots,

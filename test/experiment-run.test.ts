@@ -4,9 +4,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { parseExperimentConfig, runExperiment } from '../src/eval/experiment.js';
-import { resultsMarkdown, type RunRecord } from '../src/eval/report.js';
-import { barChart, lineChart } from '../src/eval/svg.js';
+import { parseExperimentConfig, runExperiment } from '../src/experiment/experiment.js';
+import { resultsMarkdown, type RunRecord } from '../src/experiment/report.js';
+import { barChart, lineChart } from '../src/experiment/svg.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-experiment-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { run as reportCommand } from '../src/cli/commands/report.js';
-import { parseExperimentConfig, runExperiment } from '../src/eval/experiment.js';
+import { parseExperimentConfig, runExperiment } from '../src/experiment/experiment.js';
 import { BROWSER_SKIP, launchBrowser, SCREENSHOTS } from './browser.js';
 
 const config = parseExperimentConfig(

@@ -4,7 +4,7 @@
  * of an EvaluationResult, so they cost nothing extra.
  */
 import type { PreparedSplit } from '../data/types.js';
-import { hitAt, ndcgAt } from './metrics.js';
+import { hitAt, ndcgAt } from '../eval/metrics.js';
 
 export interface Bucket {
   label: string;
