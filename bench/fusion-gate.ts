@@ -32,7 +32,7 @@ import {
 import type { CsrMatrix } from '../src/content/sparse.js';
 import type { PreparedSplit } from '../src/data/types.js';
 import { prepareData } from '../src/eval/data.js';
-import { readExperimentConfig } from '../src/eval/experiment.js';
+import { readExperimentConfig } from '../src/experiment/experiment.js';
 import { ndcgAt } from '../src/eval/metrics.js';
 
 const { values } = parseArgs({

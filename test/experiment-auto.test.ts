@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { LexicalChoice } from '../src/api.js';
-import { parseExperimentConfig, runExperiment } from '../src/eval/experiment.js';
-import type { RunRecord } from '../src/eval/report.js';
+import { parseExperimentConfig, runExperiment } from '../src/experiment/experiment.js';
+import type { RunRecord } from '../src/experiment/report.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-experiment-auto-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
