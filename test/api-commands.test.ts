@@ -9,6 +9,7 @@ import { run as trainCommand } from '../src/cli/commands/train.js';
 import { prepareSplit } from '../src/data/split.js';
 import { saveSplit } from '../src/data/store.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
+import { loadLexicalFusion } from '../src/model/fusion.js';
 import { capture } from './capture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-commands-'));
@@ -257,6 +258,27 @@ test('deltarec train --fields NAME:WEIGHT --analyzer word+char: the saved encode
   );
   const evaluated = await capture(() => evaluateCommand(['--model', modelDir, '--split', splitDir]));
   assert.equal(evaluated.code, 0, evaluated.err);
+  // Character n-gram vectors with word rows for the fusion: the saved sparse rows are over the word vocabulary.
+  const pairDir = join(dir, 'text-signal-pair');
+  const pair = await capture(() =>
+    trainCommand([
+      ...args,
+      '--analyzer',
+      'char',
+      '--lexical-analyzer',
+      'word',
+      '--lexical-weight',
+      '4',
+      '--out',
+      pairDir,
+    ]),
+  );
+  assert.equal(pair.code, 0, pair.err);
+  const pairState = JSON.parse(readFileSync(join(pairDir, 'encoder', 'tfidf-svd.json'), 'utf8'));
+  assert.ok(pairState.terms.every((t: string) => t.startsWith('#')));
+  assert.ok(pairState.lexical.terms.every((t: string) => !t.startsWith('#')));
+  const rows = await loadLexicalFusion(join(pairDir, 'lexical'));
+  assert.equal(rows.rows.cols, pairState.lexical.terms.length);
   const badWeight = await capture(() =>
     trainCommand([...args, '--fields', 'title,description:lots', '--out', join(dir, 'no')]),
   );

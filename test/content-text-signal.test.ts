@@ -344,3 +344,28 @@ test(
     assert.equal(await loadWordVectors('wink'), table); // loaded once per process
   },
 );
+
+test('lexicalAnalyzer: character n-grams for the dense vectors, words for the sparse rows; kept by save/load', async () => {
+  const options = { dim: 3, minDf: 1, seed: 1, analyzer: 'char', lexicalAnalyzer: 'word' } as const;
+  const encoder = TfidfSvdEncoder.fit(titles, options);
+  const charOnly = TfidfSvdEncoder.fit(titles, { dim: 3, minDf: 1, seed: 1, analyzer: 'char' });
+  const words = TfidfVectorizer.fit(titles, { minDf: 1 });
+  // Dense vectors: exactly the character encoder's; sparse rows: exactly the word vectorizer's.
+  assert.deepEqual(encoder.encode(titles), charOnly.encode(titles));
+  assert.deepEqual(encoder.encodeSparse(titles), words.transform(titles));
+  assert.notDeepEqual(charOnly.encodeSparse(titles).cols, words.transform(titles).cols);
+  // The same analyzer twice is one vectorizer.
+  assert.equal(TfidfSvdEncoder.fit(titles, { ...options, lexicalAnalyzer: 'char' }).lexicalVectorizer, null);
+  const dir = await mkdtemp(join(tmpdir(), 'deltarec-lexical-'));
+  try {
+    await encoder.save(dir);
+    const loaded = await TfidfSvdEncoder.load(dir);
+    const fresh = ['red oil', 'nail polish for hair'];
+    assert.deepEqual(loaded.encode(fresh), encoder.encode(fresh));
+    assert.deepEqual(loaded.encodeSparse(fresh), words.transform(fresh));
+    await writeFile(join(dir, 'lexical-idf.f32'), new Uint8Array(3));
+    await assert.rejects(TfidfSvdEncoder.load(dir), /lexical-idf\.f32: expected \d+ float32 values/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

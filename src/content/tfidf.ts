@@ -280,6 +280,11 @@ export interface TfidfSvdOptions extends TfidfOptions {
    * SVD components (word-vectors.ts). The vectors of the vocabulary's words are kept in the encoder state.
    */
   wordVectors?: WordVectorTable | null;
+  /**
+   * Terms of the sparse rows (encodeSparse: lexical fusion, sparse KNN) when they should differ from the dense
+   * vectors' (e.g. character n-grams for the SVD, words for the fusion cosine). Default: the same vectorizer.
+   */
+  lexicalAnalyzer?: Analyzer | null;
   seed?: number;
   powerIterations?: number;
   oversample?: number;
@@ -305,6 +310,7 @@ const STATE_FILE = 'tfidf-svd.json';
 const IDF_FILE = 'idf.f32';
 const COMPONENTS_FILE = 'components.f32';
 const WORD_VECTORS_FILE = 'word-vectors.f32';
+const LEXICAL_IDF_FILE = 'lexical-idf.f32';
 
 /**
  * TF-IDF followed by a truncated SVD: encode(docs) = tfidf(docs) V, rows of length info.dim; with word vectors,
@@ -317,6 +323,8 @@ export class TfidfSvdEncoder {
     readonly components: Float32Array,
     readonly info: TfidfSvdInfo,
     readonly wordVectors: WordVectorBlock | null = null,
+    /** The vectorizer of the sparse rows, when it is not `vectorizer` (TfidfSvdOptions.lexicalAnalyzer). */
+    readonly lexicalVectorizer: TfidfVectorizer | null = null,
   ) {}
 
   /** Output width: the SVD dimension plus the word-vector dimension. */
@@ -367,12 +375,17 @@ export class TfidfSvdEncoder {
       powerIterations,
       oversample,
     };
-    return new TfidfSvdEncoder(vectorizer, Float32Array.from(svd.right), info, block);
+    const lexicalAnalyzer = options.lexicalAnalyzer ?? null;
+    const lexical =
+      lexicalAnalyzer !== null && lexicalAnalyzer !== vectorizer.options.analyzer
+        ? TfidfVectorizer.fit(docs, { ...options, analyzer: lexicalAnalyzer })
+        : null;
+    return new TfidfSvdEncoder(vectorizer, Float32Array.from(svd.right), info, block, lexical);
   }
 
   /** Sparse L2-normalized TF-IDF rows (the encoder's full-richness representation). */
   encodeSparse(docs: readonly TextDocument[]): CsrMatrix {
-    return this.vectorizer.transform(docs);
+    return (this.lexicalVectorizer ?? this.vectorizer).transform(docs);
   }
 
   /** Dense vectors, docs.length x dim, row-major. */
@@ -416,8 +429,19 @@ export class TfidfSvdEncoder {
             },
           }
         : {}),
+      ...(this.lexicalVectorizer
+        ? {
+            lexical: {
+              options: this.lexicalVectorizer.savedOptions(),
+              terms: this.lexicalVectorizer.terms,
+              idf: LEXICAL_IDF_FILE,
+            },
+          }
+        : {}),
       terms: this.vectorizer.terms,
     };
+    if (this.lexicalVectorizer)
+      await writeAtomic(join(dir, LEXICAL_IDF_FILE), float32Bytes(this.lexicalVectorizer.idf));
     await writeAtomic(join(dir, IDF_FILE), float32Bytes(this.vectorizer.idf));
     await writeAtomic(join(dir, COMPONENTS_FILE), float32Bytes(this.components));
     if (this.wordVectors)
@@ -466,12 +490,19 @@ export class TfidfSvdEncoder {
       wordVectors = { source, dim, features: Int32Array.from(features), vectors };
     }
     let vectorizer: TfidfVectorizer;
+    let lexical: TfidfVectorizer | null = null;
     try {
       vectorizer = new TfidfVectorizer(state.terms, idf, state.options);
+      if (state.lexical) {
+        const { terms, options } = state.lexical;
+        if (!Array.isArray(terms)) throw new Error(`'lexical' needs its terms`);
+        const lexicalIdf = await readFloat32(join(dir, LEXICAL_IDF_FILE), terms.length);
+        lexical = new TfidfVectorizer(terms, lexicalIdf, options);
+      }
     } catch (error) {
       throw new Error(`${path}: ${(error as Error).message}`, { cause: error });
     }
-    return new TfidfSvdEncoder(vectorizer, components, info, wordVectors);
+    return new TfidfSvdEncoder(vectorizer, components, info, wordVectors, lexical);
   }
 }
 

