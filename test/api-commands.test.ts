@@ -9,6 +9,7 @@ import { run as trainCommand } from '../src/cli/commands/train.js';
 import { prepareSplit } from '../src/data/split.js';
 import { saveSplit } from '../src/data/store.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
+import { loadLexicalFusion } from '../src/model/fusion.js';
 import { capture } from './capture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-commands-'));
@@ -227,4 +228,65 @@ test('deltarec train --lexical-weight saves a fused model that deltarec evaluate
   );
   assert.equal(negative.code, 1);
   assert.match(negative.err, /lexical-weight/);
+});
+
+test('deltarec train --fields NAME:WEIGHT --analyzer word+char: the saved encoder keeps both; bad specs are named', async () => {
+  const modelDir = join(dir, 'text-signal');
+  const args = [
+    '--split',
+    splitDir,
+    '--items',
+    itemsPath,
+    '--content-dim',
+    '24',
+    '--d',
+    '16',
+    '--epochs',
+    '1',
+  ];
+  const trained = await capture(() =>
+    trainCommand([...args, '--fields', 'title:2,description', '--analyzer', 'word+char', '--out', modelDir]),
+  );
+  assert.equal(trained.code, 0, trained.err);
+  assert.match(trained.err, /tfidf-svd on title\+description \(weights 2, 1\), word\+char 3-5, 24 dims/);
+  const state = JSON.parse(readFileSync(join(modelDir, 'encoder', 'tfidf-svd.json'), 'utf8'));
+  assert.deepEqual(state.fields, ['title', 'description']);
+  assert.deepEqual(state.options.fieldWeights, [2, 1]);
+  assert.equal(state.options.analyzer, 'word+char');
+  assert.ok(
+    state.terms.some((t: string) => t.startsWith('#')) && state.terms.some((t: string) => /^\w+$/.test(t)),
+  );
+  const evaluated = await capture(() => evaluateCommand(['--model', modelDir, '--split', splitDir]));
+  assert.equal(evaluated.code, 0, evaluated.err);
+  // Character n-gram vectors with word rows for the fusion: the saved sparse rows are over the word vocabulary.
+  const pairDir = join(dir, 'text-signal-pair');
+  const pair = await capture(() =>
+    trainCommand([
+      ...args,
+      '--analyzer',
+      'char',
+      '--lexical-analyzer',
+      'word',
+      '--lexical-weight',
+      '4',
+      '--out',
+      pairDir,
+    ]),
+  );
+  assert.equal(pair.code, 0, pair.err);
+  const pairState = JSON.parse(readFileSync(join(pairDir, 'encoder', 'tfidf-svd.json'), 'utf8'));
+  assert.ok(pairState.terms.every((t: string) => t.startsWith('#')));
+  assert.ok(pairState.lexical.terms.every((t: string) => !t.startsWith('#')));
+  const rows = await loadLexicalFusion(join(pairDir, 'lexical'));
+  assert.equal(rows.rows.cols, pairState.lexical.terms.length);
+  const badWeight = await capture(() =>
+    trainCommand([...args, '--fields', 'title,description:lots', '--out', join(dir, 'no')]),
+  );
+  assert.equal(badWeight.code, 1);
+  assert.match(badWeight.err, /field 'description' has weight 'lots'/);
+  const badAnalyzer = await capture(() =>
+    trainCommand([...args, '--analyzer', 'letters', '--out', join(dir, 'no')]),
+  );
+  assert.match(badAnalyzer.err, /--analyzer must be one of word, char, word\+char/);
+  assert.equal(existsSync(join(dir, 'no')), false);
 });

