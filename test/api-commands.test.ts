@@ -16,6 +16,19 @@ const dir = mkdtempSync(join(tmpdir(), 'deltarec-commands-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const splitDir = join(dir, 'split');
 const itemsPath = join(dir, 'items.csv');
+/** `deltarec train` on the split and items with the built-in text encoder: small and one epoch. */
+const quickTrainArgs = [
+  '--split',
+  splitDir,
+  '--items',
+  itemsPath,
+  '--content-dim',
+  '24',
+  '--d',
+  '16',
+  '--epochs',
+  '1',
+];
 
 before(async () => {
   const data = generateSynthetic({ users: 250, items: 120, topics: 5, seed: 9 });
@@ -199,19 +212,9 @@ test('commands fail with clear messages on bad arguments', async () => {
 
 test('deltarec train --lexical-weight saves a fused model that deltarec evaluate scores; misuse is named', async () => {
   const modelDir = join(dir, 'fused');
-  const args = [
-    '--split',
-    splitDir,
-    '--items',
-    itemsPath,
-    '--content-dim',
-    '24',
-    '--d',
-    '16',
-    '--epochs',
-    '1',
-  ];
-  const trained = await capture(() => trainCommand([...args, '--lexical-weight', '4', '--out', modelDir]));
+  const trained = await capture(() =>
+    trainCommand([...quickTrainArgs, '--lexical-weight', '4', '--out', modelDir]),
+  );
   assert.equal(trained.code, 0, trained.err);
   const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8'));
   assert.equal(manifest.content.lexical.kind, 'lexical-fusion');
@@ -219,12 +222,12 @@ test('deltarec train --lexical-weight saves a fused model that deltarec evaluate
   assert.equal(evaluated.code, 0, evaluated.err);
   assert.match(evaluated.out, /all\s+\d+\s+0\.\d{4}/);
   const sasrec = await capture(() =>
-    trainCommand([...args, '--model', 'sasrec', '--lexical-weight', '4', '--out', join(dir, 'no')]),
+    trainCommand([...quickTrainArgs, '--model', 'sasrec', '--lexical-weight', '4', '--out', join(dir, 'no')]),
   );
   assert.equal(sasrec.code, 1);
   assert.match(sasrec.err, /--lexical-weight needs --items .* and a content model/);
   const negative = await capture(() =>
-    trainCommand([...args, '--lexical-weight=-1', '--out', join(dir, 'no')]),
+    trainCommand([...quickTrainArgs, '--lexical-weight=-1', '--out', join(dir, 'no')]),
   );
   assert.equal(negative.code, 1);
   assert.match(negative.err, /lexical-weight/);
@@ -232,20 +235,16 @@ test('deltarec train --lexical-weight saves a fused model that deltarec evaluate
 
 test('deltarec train --fields NAME:WEIGHT --analyzer word+char: the saved encoder keeps both; bad specs are named', async () => {
   const modelDir = join(dir, 'text-signal');
-  const args = [
-    '--split',
-    splitDir,
-    '--items',
-    itemsPath,
-    '--content-dim',
-    '24',
-    '--d',
-    '16',
-    '--epochs',
-    '1',
-  ];
   const trained = await capture(() =>
-    trainCommand([...args, '--fields', 'title:2,description', '--analyzer', 'word+char', '--out', modelDir]),
+    trainCommand([
+      ...quickTrainArgs,
+      '--fields',
+      'title:2,description',
+      '--analyzer',
+      'word+char',
+      '--out',
+      modelDir,
+    ]),
   );
   assert.equal(trained.code, 0, trained.err);
   assert.match(trained.err, /tfidf-svd on title\+description \(weights 2, 1\), word\+char 3-5, 24 dims/);
@@ -262,7 +261,7 @@ test('deltarec train --fields NAME:WEIGHT --analyzer word+char: the saved encode
   const pairDir = join(dir, 'text-signal-pair');
   const pair = await capture(() =>
     trainCommand([
-      ...args,
+      ...quickTrainArgs,
       '--analyzer',
       'char',
       '--lexical-analyzer',
@@ -280,12 +279,12 @@ test('deltarec train --fields NAME:WEIGHT --analyzer word+char: the saved encode
   const rows = await loadLexicalFusion(join(pairDir, 'lexical'));
   assert.equal(rows.rows.cols, pairState.lexical.terms.length);
   const badWeight = await capture(() =>
-    trainCommand([...args, '--fields', 'title,description:lots', '--out', join(dir, 'no')]),
+    trainCommand([...quickTrainArgs, '--fields', 'title,description:lots', '--out', join(dir, 'no')]),
   );
   assert.equal(badWeight.code, 1);
   assert.match(badWeight.err, /field 'description' has weight 'lots'/);
   const badAnalyzer = await capture(() =>
-    trainCommand([...args, '--analyzer', 'letters', '--out', join(dir, 'no')]),
+    trainCommand([...quickTrainArgs, '--analyzer', 'letters', '--out', join(dir, 'no')]),
   );
   assert.match(badAnalyzer.err, /--analyzer must be one of word, char, word\+char/);
   assert.equal(existsSync(join(dir, 'no')), false);
