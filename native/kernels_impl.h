@@ -889,6 +889,19 @@ static void clip_rows(float* x, long rows, long d, double maxNorm, long firstRow
   });
 }
 
+// Inserts score x of item j into a row's list os/oi (count entries, at most k, sorted descending; a full list drops
+// its last). Equal scores keep the earlier insertion first.
+static inline void insert_sorted(int32_t* oi, float* os, long& count, long k, float x, int32_t j) {
+  long pos = count < k ? count++ : k - 1;
+  while (pos > 0 && x > os[pos - 1]) {
+    os[pos] = os[pos - 1];
+    oi[pos] = oi[pos - 1];
+    pos--;
+  }
+  os[pos] = x;
+  oi[pos] = j;
+}
+
 static void topk(int32_t* outIndices, float* outScores, const float* scores, long rows, long n, long k) {
   if (k <= 0) return;
   parallel_for(rows, 2.0 * rows * n, [&](long r0, long r1) {
@@ -902,14 +915,7 @@ static void topk(int32_t* outIndices, float* outScores, const float* scores, lon
         const float x = s[j];
         if (!(x > -INFINITY)) continue;  // -Infinity and NaN
         if (count == k && !(x > worst)) continue;
-        long pos = count < k ? count++ : k - 1;
-        while (pos > 0 && x > os[pos - 1]) {
-          os[pos] = os[pos - 1];
-          oi[pos] = oi[pos - 1];
-          pos--;
-        }
-        os[pos] = x;
-        oi[pos] = static_cast<int32_t>(j);
+        insert_sorted(oi, os, count, k, x, static_cast<int32_t>(j));
         if (count == k) worst = os[k - 1];
       }
       for (long c = count; c < k; c++) {
@@ -928,17 +934,6 @@ static void topk(int32_t* outIndices, float* outScores, const float* scores, lon
 // 0 .. limits[r]-1 with active[item] != 0. Threads take contiguous panel ranges with their own lists, merged in range
 // order, so ties keep the lower index as in topk. The item matrix is streamed once per call for the whole batch.
 constexpr long PW = 64;
-
-static inline void insert_sorted(int32_t* oi, float* os, long& count, long k, float x, int32_t j) {
-  long pos = count < k ? count++ : k - 1;
-  while (pos > 0 && x > os[pos - 1]) {
-    os[pos] = os[pos - 1];
-    oi[pos] = oi[pos - 1];
-    pos--;
-  }
-  os[pos] = x;
-  oi[pos] = j;
-}
 
 static void score_topk(int32_t* outIndices, float* outScores, const float* states, const float* panels,
                        const uint8_t* active, const int32_t* limits, long rows, long n, long d, long k) {
