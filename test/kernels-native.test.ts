@@ -438,6 +438,26 @@ test('topK: ties by lower index, -Infinity and NaN skipped, short rows padded', 
   }
 });
 
+/** Packs the items into panels; runs scoreTopK of the reference (idx[0], sc[0]) and native (idx[1], sc[1]) on them. */
+function bothScoreTopK(
+  states: Float32Array,
+  items: Float32Array,
+  active: Uint8Array,
+  limits: Int32Array,
+  rows: number,
+  n: number,
+  d: number,
+  k: number,
+): { panels: Float32Array; idx: Int32Array[]; sc: Float32Array[] } {
+  const panels = new Float32Array(panelLength(n, d));
+  packPanels(items, n, d, panels);
+  const idx = [new Int32Array(rows * k), new Int32Array(rows * k)];
+  const sc = [new Float32Array(rows * k), new Float32Array(rows * k)];
+  ref.scoreTopK(idx[0], sc[0], states, panels, active, limits, rows, n, d, k);
+  nat.scoreTopK(idx[1], sc[1], states, panels, active, limits, rows, n, d, k);
+  return { panels, idx, sc };
+}
+
 test(
   'scoreTopK: native equals the reference (exact scores, ties, k > n, limits, inactive and NaN items, threads)',
   { skip },
@@ -460,12 +480,7 @@ test(
       const active = Uint8Array.from({ length: n }, () => (rng.nextFloat() < 0.05 ? 0 : 1));
       active[0] = 0;
       const limits = Int32Array.from({ length: rows }, (_, r) => (r % 3 === 0 ? n : rng.nextInt(n + 1)));
-      const panels = new Float32Array(panelLength(n, d));
-      packPanels(items, n, d, panels);
-      const idx = [new Int32Array(rows * k), new Int32Array(rows * k)];
-      const sc = [new Float32Array(rows * k), new Float32Array(rows * k)];
-      ref.scoreTopK(idx[0], sc[0], states, panels, active, limits, rows, n, d, k);
-      nat.scoreTopK(idx[1], sc[1], states, panels, active, limits, rows, n, d, k);
+      const { idx, sc } = bothScoreTopK(states, items, active, limits, rows, n, d, k);
       assert.deepEqual(idx[1], idx[0], `scoreTopK indices rows=${rows} n=${n} d=${d} k=${k}`);
       assert.deepEqual(sc[1], sc[0], `scoreTopK scores rows=${rows} n=${n} d=${d} k=${k}`);
       for (const s of sc[1]) assert.ok(!Number.isNaN(s), 'no NaN returned');
@@ -483,12 +498,7 @@ test(
     const active = new Uint8Array(n).fill(1);
     active[0] = 0;
     const limits = new Int32Array(rows).fill(n);
-    const panels = new Float32Array(panelLength(n, d));
-    packPanels(items, n, d, panels);
-    const idx = [new Int32Array(rows * k), new Int32Array(rows * k)];
-    const sc = [new Float32Array(rows * k), new Float32Array(rows * k)];
-    ref.scoreTopK(idx[0], sc[0], states, panels, active, limits, rows, n, d, k);
-    nat.scoreTopK(idx[1], sc[1], states, panels, active, limits, rows, n, d, k);
+    const { panels, idx, sc } = bothScoreTopK(states, items, active, limits, rows, n, d, k);
     close(sc[1], sc[0], 'scoreTopK scores');
     for (let e = 0; e < rows * k; e++) {
       // An index may differ only where the two candidates score the same within rounding (a near-tie).
