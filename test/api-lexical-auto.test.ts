@@ -9,10 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fit, load, save, type FitOptions } from '../src/api.js';
-import { prepareSplit } from '../src/data/split.js';
-import { generateSynthetic } from '../src/data/synthetic.js';
 import type { PreparedSplit } from '../src/data/types.js';
-import { backtestSplit, buildContent, type ContentConfig } from '../src/eval/data.js';
+import { autoFitOptions, topicTextData } from './auto-fixture.js';
 import { Random } from '../src/util/random.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-lexical-auto-'));
@@ -21,40 +19,15 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const GRID = [0, 2, 8];
 
 function setup(text: 'topic' | 'random'): { split: PreparedSplit; o: FitOptions } {
-  const data = generateSynthetic({
-    users: 700,
-    items: 160,
-    topics: 8,
-    seed: 5,
-    stayProbability: 0.9,
-    successorProbability: 0.05,
-  });
+  const data = topicTextData();
   if (text === 'random') {
     const order = new Random(1).shuffle(Int32Array.from(data.catalog.ids.keys()));
     for (const [name, values] of Object.entries(data.catalog.fields)) {
       data.catalog.fields[name] = Array.from(order, (r) => values[r]);
     }
   }
-  const split = prepareSplit(data.interactions);
-  const inner = backtestSplit(data.interactions, split, {}).split;
-  const contentOptions: ContentConfig = { fields: ['title', 'description'], dim: 16, fitOn: 'warm' };
-  const outer = buildContent(split, { catalog: data.catalog }, contentOptions);
-  const innerContent = buildContent(inner, { catalog: data.catalog }, contentOptions);
-  const o: FitOptions = {
-    model: 'content-delta',
-    d: 16,
-    maxLength: 16,
-    epochs: 3,
-    patience: 2,
-    handleSigint: false,
-    onProgress: () => {},
-    content: outer.content!,
-    lexicalRows: outer.lexical!,
-    lexicalWeight: 'auto',
-    lexicalGrid: GRID,
-    lexicalBacktest: { split: inner, content: innerContent.content!, lexicalRows: innerContent.lexical! },
-  };
-  return { split, o };
+  const { split, o } = autoFitOptions(data, GRID);
+  return { split, o: { ...o, model: 'content-delta', lexicalWeight: 'auto' } };
 }
 
 test('auto picks a weight > 0 when item text predicts the next item, and stores the table', async () => {

@@ -9,10 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { evaluate, fit, load, save, type FitOptions } from '../src/api.js';
-import { prepareSplit } from '../src/data/split.js';
-import { generateSynthetic } from '../src/data/synthetic.js';
 import type { PreparedSplit } from '../src/data/types.js';
-import { backtestSplit, buildContent, type ContentConfig } from '../src/eval/data.js';
+import { autoFitOptions, topicTextData } from './auto-fixture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-model-auto-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -20,34 +18,8 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const GRID = [0, 2, 8];
 
 function setup(): { split: PreparedSplit; o: FitOptions } {
-  const data = generateSynthetic({
-    users: 700,
-    items: 160,
-    topics: 8,
-    seed: 5,
-    stayProbability: 0.9,
-    successorProbability: 0.05,
-  });
-  const split = prepareSplit(data.interactions);
-  const inner = backtestSplit(data.interactions, split, {}).split;
-  const contentOptions: ContentConfig = { fields: ['title', 'description'], dim: 16, fitOn: 'warm' };
-  const outer = buildContent(split, { catalog: data.catalog }, contentOptions);
-  const innerContent = buildContent(inner, { catalog: data.catalog }, contentOptions);
-  const o: FitOptions = {
-    model: 'auto',
-    autoModels: ['content-init', 'content-delta'],
-    d: 16,
-    maxLength: 16,
-    epochs: 3,
-    patience: 2,
-    handleSigint: false,
-    onProgress: () => {},
-    content: outer.content!,
-    lexicalRows: outer.lexical!,
-    lexicalGrid: GRID,
-    lexicalBacktest: { split: inner, content: innerContent.content!, lexicalRows: innerContent.lexical! },
-  };
-  return { split, o };
+  const { split, o } = autoFitOptions(topicTextData(), GRID);
+  return { split, o: { ...o, model: 'auto', autoModels: ['content-init', 'content-delta'] } };
 }
 
 test('model auto compares every variant and weight on the backtest and fits the best one', async () => {
