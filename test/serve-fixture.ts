@@ -3,6 +3,9 @@
  * the built-in text encoder saved in the artifact so the service can encode new items' text.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { projectContent } from '../src/content/projection.js';
 import { TfidfSvdEncoder } from '../src/content/tfidf.js';
 import { alignCatalog, prepareSplit } from '../src/data/split.js';
@@ -65,6 +68,15 @@ export async function buildFixtureModel(
     projection: projectionPart(projection),
   });
   return { split, fields: aligned.fields };
+}
+
+/** A new temporary folder `root` (name starting with prefix) with the untrained fixture model saved in root/model. */
+export async function untrainedFixtureInTemp(
+  prefix: string,
+): Promise<{ root: string; modelDir: string; fixture: Fixture }> {
+  const root = await mkdtemp(join(tmpdir(), prefix));
+  const modelDir = join(root, 'model');
+  return { root, modelDir, fixture: await buildFixtureModel(modelDir, { epochs: 0 }) };
 }
 
 const CLI = new URL('../src/cli/cli.ts', import.meta.url).pathname;

@@ -5,9 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { run as serveCommand } from '../src/cli/commands/serve.js';
@@ -23,7 +23,7 @@ import {
 import type { FileCatalogStore } from '../src/serve/catalog-store.js';
 import { contentFingerprint, loadContentEncoder } from '../src/serve/content.js';
 import { createService, type Service, type ServiceOptions } from '../src/serve/server.js';
-import { buildFixtureModel, type Fixture } from './serve-fixture.js';
+import { untrainedFixtureInTemp, type Fixture } from './serve-fixture.js';
 
 const CLI = new URL('../src/cli/cli.ts', import.meta.url).pathname;
 const WRITE = 'write-token-0123456789abcdef';
@@ -34,11 +34,7 @@ let modelDir: string;
 let fixture: Fixture;
 let logs = 0;
 
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'deltarec-hardening-'));
-  modelDir = join(root, 'model');
-  fixture = await buildFixtureModel(modelDir, { epochs: 0 });
-});
+before(async () => ({ root, modelDir, fixture } = await untrainedFixtureInTemp('deltarec-hardening-')));
 
 after(async () => {
   await rm(root, { recursive: true, force: true });

@@ -3,22 +3,17 @@
  * answers live and after a restart.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createService } from '../src/serve/server.js';
-import { buildFixtureModel, type Fixture } from './serve-fixture.js';
+import { untrainedFixtureInTemp, type Fixture } from './serve-fixture.js';
 
 let root: string;
 let modelDir: string;
 let fixture: Fixture;
 
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'deltarec-readd-'));
-  modelDir = join(root, 'model');
-  fixture = await buildFixtureModel(modelDir, { epochs: 0 });
-});
+before(async () => ({ root, modelDir, fixture } = await untrainedFixtureInTemp('deltarec-readd-')));
 
 after(async () => {
   await rm(root, { recursive: true, force: true });

@@ -1,23 +1,18 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { run } from '../src/cli/commands/recommend.js';
 import { createService } from '../src/serve/server.js';
 import { capture } from './capture.js';
-import { buildFixtureModel, type Fixture } from './serve-fixture.js';
+import { untrainedFixtureInTemp, type Fixture } from './serve-fixture.js';
 
 let root: string;
 let modelDir: string;
 let fixture: Fixture;
 
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'deltarec-recommend-'));
-  modelDir = join(root, 'model');
-  fixture = await buildFixtureModel(modelDir, { epochs: 0 });
-});
+before(async () => ({ root, modelDir, fixture } = await untrainedFixtureInTemp('deltarec-recommend-')));
 
 after(async () => {
   await rm(root, { recursive: true, force: true });

@@ -3,24 +3,19 @@
  * a new worker takes its place with every catalog change replayed into it, so answers are the same as before.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, rename, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Worker } from 'node:worker_threads';
 import type { WorkerBackend } from '../src/serve/engine.js';
 import { createService } from '../src/serve/server.js';
-import { buildFixtureModel, type Fixture } from './serve-fixture.js';
+import { untrainedFixtureInTemp, type Fixture } from './serve-fixture.js';
 
 let root: string;
 let modelDir: string;
 let fixture: Fixture;
 
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'deltarec-worker-crash-'));
-  modelDir = join(root, 'model');
-  fixture = await buildFixtureModel(modelDir, { epochs: 0 });
-});
+before(async () => ({ root, modelDir, fixture } = await untrainedFixtureInTemp('deltarec-worker-crash-')));
 
 after(async () => {
   await rm(root, { recursive: true, force: true });
