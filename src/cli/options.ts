@@ -1,6 +1,7 @@
 /** Option parsing shared by the deltarec commands. */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ANALYZERS, type Analyzer } from '../content/tfidf.js';
 import { LOSS_KINDS, SAMPLER_KINDS } from '../model/sasrec.js';
 
 /**
@@ -55,6 +56,26 @@ export function listOption(value: string | undefined): string[] | undefined {
         .split(',')
         .map((s) => s.trim())
         .filter(Boolean);
+}
+
+/**
+ * --analyzer and --lexical-analyzer (undefined where not given); `invalid` is the first given that is not one of
+ * ANALYZERS, for the command to refuse in its own words.
+ */
+export function analyzerOptions(values: { analyzer?: string; 'lexical-analyzer'?: string }): {
+  analyzer: Analyzer | undefined;
+  lexicalAnalyzer: Analyzer | undefined;
+  invalid?: { name: string; value: string };
+} {
+  const analyzer = values.analyzer as Analyzer | undefined;
+  const lexicalAnalyzer = values['lexical-analyzer'] as Analyzer | undefined;
+  for (const [name, value] of [
+    ['analyzer', analyzer],
+    ['lexical-analyzer', lexicalAnalyzer],
+  ] as const)
+    if (value !== undefined && !ANALYZERS.includes(value))
+      return { analyzer, lexicalAnalyzer, invalid: { name, value } };
+  return { analyzer, lexicalAnalyzer };
 }
 
 /** The SASRec and training options every model-fitting command accepts. */

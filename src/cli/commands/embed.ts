@@ -4,17 +4,11 @@ import { loadSplit } from '../../data/store.js';
 import type { Catalog } from '../../data/types.js';
 import { fitProjection } from '../../content/projection.js';
 import { alignContent, saveContent, type ContentVectors } from '../../content/store.js';
-import {
-  ANALYZERS,
-  parseFieldSpecs,
-  TfidfSvdEncoder,
-  type Analyzer,
-  type TextDocument,
-} from '../../content/tfidf.js';
+import { ANALYZERS, parseFieldSpecs, TfidfSvdEncoder, type TextDocument } from '../../content/tfidf.js';
 import { loadWordVectors } from '../../content/word-vectors.js';
 import { LocalTransformerEncoder, type Pooling } from '../../content/transformer.js';
 import { readVectors } from '../../content/vectors.js';
-import { intOption, withNegativeNumbers } from '../options.js';
+import { analyzerOptions, intOption, withNegativeNumbers } from '../options.js';
 
 export const summary =
   'compute item content vectors (built-in TF-IDF+SVD, a local transformer, or a vector file)';
@@ -187,14 +181,8 @@ export async function run(args: string[]): Promise<number> {
     let fieldWeights = values['field-weights']?.split(',').map(Number);
     if (fieldWeights?.some((w) => !(w >= 0) || !Number.isFinite(w)))
       throw new UsageError(`--field-weights needs non-negative numbers (one per field)`);
-    const analyzer = values.analyzer as Analyzer | undefined;
-    const lexicalAnalyzer = values['lexical-analyzer'] as Analyzer | undefined;
-    for (const [name, value] of [
-      ['analyzer', analyzer],
-      ['lexical-analyzer', lexicalAnalyzer],
-    ])
-      if (value !== undefined && !ANALYZERS.includes(value as Analyzer))
-        throw new UsageError(`--${name} must be one of ${ANALYZERS.join(', ')}`);
+    const { analyzer, lexicalAnalyzer, invalid } = analyzerOptions(values);
+    if (invalid) throw new UsageError(`--${invalid.name} must be one of ${ANALYZERS.join(', ')}`);
     const charNgrams = values['char-ngrams']?.split(',').map(Number);
     if (
       charNgrams &&

@@ -14,7 +14,7 @@ import {
   type ModelKind,
 } from '../../api.js';
 import { alignContent, loadContent, loadContentEncoder } from '../../content/store.js';
-import { ANALYZERS, TfidfSvdEncoder, type Analyzer } from '../../content/tfidf.js';
+import { ANALYZERS, TfidfSvdEncoder } from '../../content/tfidf.js';
 import { loadArtifact } from '../../model/artifact.js';
 import { readCatalog, readInteractions, type InteractionReadOptions } from '../../data/readers.js';
 import type { SplitOptions } from '../../data/split.js';
@@ -25,6 +25,7 @@ import type { CsrMatrix } from '../../content/sparse.js';
 import {
   MODEL_ARGS,
   MODEL_ARGS_HELP,
+  analyzerOptions,
   checkModelOutput,
   floatOption,
   intOption,
@@ -160,14 +161,9 @@ export async function run(args: string[]): Promise<number> {
     if (lexicalGrid?.length === 0) throw new Error('--lexical-grid needs at least one weight');
     const fields = listOption(values.fields);
     const contentDim = intOption(values['content-dim'], 'content-dim', values['word-vectors'] ? 0 : 1);
-    const analyzer = values.analyzer as Analyzer | undefined;
-    const lexicalAnalyzer = values['lexical-analyzer'] as Analyzer | undefined;
-    for (const [name, value] of [
-      ['analyzer', analyzer],
-      ['lexical-analyzer', lexicalAnalyzer],
-    ])
-      if (value !== undefined && !ANALYZERS.includes(value as Analyzer))
-        throw new Error(`--${name} must be one of ${ANALYZERS.join(', ')} (got '${value}')`);
+    const { analyzer, lexicalAnalyzer, invalid } = analyzerOptions(values);
+    if (invalid)
+      throw new Error(`--${invalid.name} must be one of ${ANALYZERS.join(', ')} (got '${invalid.value}')`);
     const textOptions: ContentConfig = {
       fields,
       dim: contentDim,
