@@ -30,6 +30,21 @@ const quickTrainArgs = [
   '1',
 ];
 
+/** Two epochs of a content model on the title and description text (the model tests that evaluate what they train). */
+const textTrainArgs = [
+  ...quickTrainArgs.slice(0, 4),
+  '--fields',
+  'title,description',
+  '--content-dim',
+  '24',
+  '--d',
+  '16',
+  '--max-length',
+  '12',
+  '--epochs',
+  '2',
+];
+
 before(async () => {
   const data = generateSynthetic({ users: 250, items: 120, topics: 5, seed: 9 });
   await saveSplit(splitDir, prepareSplit(data.interactions));
@@ -43,26 +58,7 @@ before(async () => {
 test('deltarec train saves a model that deltarec evaluate loads and scores in every mode', async () => {
   const modelDir = join(dir, 'model');
   const trained = await capture(() =>
-    trainCommand([
-      '--split',
-      splitDir,
-      '--items',
-      itemsPath,
-      '--fields',
-      'title,description',
-      '--content-dim',
-      '24',
-      '--model',
-      'content-delta',
-      '--d',
-      '16',
-      '--max-length',
-      '12',
-      '--epochs',
-      '2',
-      '--out',
-      modelDir,
-    ]),
+    trainCommand([...textTrainArgs, '--model', 'content-delta', '--out', modelDir]),
   );
   assert.equal(trained.code, 0, trained.err);
   assert.ok(existsSync(join(modelDir, 'manifest.json')));
@@ -107,26 +103,7 @@ test('deltarec train saves a model that deltarec evaluate loads and scores in ev
 test('deltarec train --borrow-deltas saves the option; deltarec evaluate --borrow-deltas 0 gives the plain model', async () => {
   const modelDir = join(dir, 'borrowing');
   const trained = await capture(() =>
-    trainCommand([
-      '--split',
-      splitDir,
-      '--items',
-      itemsPath,
-      '--fields',
-      'title,description',
-      '--content-dim',
-      '24',
-      '--d',
-      '16',
-      '--max-length',
-      '12',
-      '--epochs',
-      '2',
-      '--borrow-deltas',
-      '3',
-      '--out',
-      modelDir,
-    ]),
+    trainCommand([...textTrainArgs, '--borrow-deltas', '3', '--out', modelDir]),
   );
   assert.equal(trained.code, 0, trained.err);
   const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8'));
