@@ -190,7 +190,7 @@ function cli(args: string[]): Promise<{ code: number; output: string }> {
   return new Promise((done) => child.on('close', (code) => done({ code: code ?? 1, output })));
 }
 
-test('experiment --jobs 2: each run done once by one of two processes, results identical to one process', async () => {
+test('experiment --jobs 2: each run done once by one of two processes, results identical to one process', async (t) => {
   const configFile = join(dir, 'jobs.json');
   writeFileSync(
     configFile,
@@ -210,7 +210,8 @@ test('experiment --jobs 2: each run done once by one of two processes, results i
   assert.equal(parallel.code, 0, parallel.output);
   const fitted = (job: number) =>
     parallel.output.split('\n').filter((l) => l.startsWith(`[job ${job}]`) && l.endsWith(': fitting')).length;
-  assert.ok(fitted(1) > 0 && fitted(2) > 0, `both jobs trained:\n${parallel.output}`);
+  // Which job claims which run depends on process start-up; on a loaded machine one job can claim them all.
+  t.diagnostic(`trainings per job: ${fitted(1)} and ${fitted(2)}`);
   assert.equal(fitted(1) + fitted(2), 6, 'three trainings x two seeds, each done once');
   // The process that trained content-delta also claimed its lexical twin and reused the model for it.
   assert.equal(parallel.output.match(/lexical seed \d: reusing the model/g)?.length, 2, parallel.output);

@@ -540,12 +540,13 @@ test('a client trickling a body is cut off; the connection cap holds; close is b
     const metrics = await metricsText(base);
     assert.match(metrics, /^deltarec_http_timed_out_requests_total 1$/m);
 
-    // An idle keep-alive connection is closed after the keep-alive timeout.
+    // An idle keep-alive connection is closed after the keep-alive timeout. The upper bound only has to tell our
+    // 300 ms from Node's default of 5 s (a loaded 2-core machine can fire the timer a second or more late).
     const idleStart = Date.now();
-    const idle = await rawRequest(base, `GET /health HTTP/1.1\r\nhost: ${host}\r\n\r\n`, 3000);
+    const idle = await rawRequest(base, `GET /health HTTP/1.1\r\nhost: ${host}\r\n\r\n`, 4500);
     const idleFor = Date.now() - idleStart;
     assert.match(idle, /^HTTP\/1\.1 200/);
-    assert.ok(idleFor >= 250 && idleFor < 2000, `idle keep-alive connection closed after ${idleFor} ms`);
+    assert.ok(idleFor >= 250 && idleFor < 4500, `idle keep-alive connection closed after ${idleFor} ms`);
 
     // A client that goes away in the middle of its body is counted as aborted.
     const leaver = await open();
