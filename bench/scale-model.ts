@@ -4,7 +4,7 @@
  *
  * - Data: the generator's `shop` preset (src/data/synthetic-presets.ts) with N catalog items and TRAIN_USERS users
  *   (the preset has 200,000; a subset keeps the build short), and 128-d topic vectors for every catalog item
- *   (`topicVectors`, as the `zvuk` preset's: cosine about 0.5 within a topic), used as the content.
+ *   (`topicVectors`: cosine about 0.5 within a topic), used as the content.
  * - Training: the protocol's split of those interactions (without its 3-core filter), d = 128, length 64, ONE epoch of the sampled softmax
  *   (k = 256, lazy Adam); validation as usual. A short training: the model is for measuring serving, not quality.
  * - The catalog items nobody interacted with are then appended as cold items (their content through the model's

@@ -2,10 +2,11 @@
  * Scale presets of the synthetic generator (synthetic.ts) for large-catalog training (docs/large-catalogs.md):
  *
  * - `zvuk`: shaped like the paper's Zvuk sample: 9,076 users, 131,085 tracks, about 3.2 M plays (mean length about
- *   357), and 128-d "audio" vectors with cluster structure: each track's vector is its latent topic's centroid plus
- *   noise (cosine about 0.5 to the centroid), and listening sessions walk over those topics, so vector similarity
- *   predicts co-listening (the topic successor chain adds order the vectors do not show). Few tracks are new during
- *   the timeline, tuned so about 13% of the test ground truth is cold under the protocol.
+ *   357) from the music-listening generator (synthetic-music.ts: topics, artists, albums, Zipf popularity, repeats,
+ *   album order, per-track successors, new releases), and 128-d "audio" vectors made of topic, artist and album
+ *   directions plus noise (musicVectors). About 13% of the test ground truth is cold under the protocol. With
+ *   `items` but no `topics`, topics scale with the catalog (one per 512 tracks), so a scaled-down preset keeps the
+ *   structure.
  * - `shop`: a 1,000,000-item shop catalog with text fields (title, description, category) and 200,000 users.
  *
  * Files: parquet or CSV. Zvuk parquet uses the Zvuk schema the `zvuk` recipe reads (interactions: user_id, track_id,
@@ -21,21 +22,25 @@ import {
   type SyntheticDataset,
   type SyntheticOptions,
 } from './synthetic.js';
+import {
+  DEFAULT_MUSIC_OPTIONS,
+  generateMusic,
+  musicVectors,
+  type MusicDataset,
+  type MusicOptions,
+} from './synthetic-music.js';
+import type { Catalog, Interactions } from './types.js';
 import { writeCatalogCsv, writeInteractionsCsv } from './writers.js';
 
 export type PresetName = 'zvuk' | 'shop';
-export const PRESETS: Record<PresetName, Partial<SyntheticOptions>> = {
-  zvuk: {
-    users: 9076,
-    items: 131085,
-    topics: 256,
-    meanLength: 357,
-    newItemShare: 0.08,
-    freshProbability: 0.13,
-    seed: 0,
-  },
+/** The options every generator takes (the `deltarec generate` flags). */
+export type CommonOptions = Pick<SyntheticOptions, 'users' | 'items' | 'topics' | 'meanLength' | 'seed'>;
+export const PRESETS: { zvuk: Partial<MusicOptions>; shop: Partial<SyntheticOptions> } = {
+  zvuk: DEFAULT_MUSIC_OPTIONS,
   shop: { users: 200000, items: 1000000, topics: 2000, meanLength: 10, seed: 0 },
 };
+/** Tracks per topic of the zvuk preset when `items` is given without `topics`. */
+const ZVUK_TRACKS_PER_TOPIC = 512;
 
 /** Dimension of the zvuk preset's track vectors. */
 export const ZVUK_VECTOR_DIM = 128;
@@ -68,7 +73,7 @@ export function topicVectors(itemTopic: Int32Array, topics: number, dim: number,
 /** Writes a generated dataset into dir (which the caller created and owns) as parquet or CSV. */
 export async function writeDataset(
   dir: string,
-  data: SyntheticDataset,
+  data: { interactions: Interactions; catalog: Catalog },
   format: 'csv' | 'parquet',
   vectors: Float32Array | null,
 ): Promise<string[]> {
@@ -172,12 +177,22 @@ export async function writeDataset(
 /** The dataset of a preset (options override the preset's), with the zvuk preset's vectors. */
 export function generatePreset(
   preset: PresetName | null,
-  options: Partial<SyntheticOptions>,
-): { data: SyntheticDataset; vectors: Float32Array | null; options: SyntheticOptions } {
-  const merged = { ...(preset ? PRESETS[preset] : {}), ...options };
-  const data = generateSynthetic(merged);
-  const full: SyntheticOptions = { ...DEFAULT_SYNTHETIC_OPTIONS, ...merged };
-  const vectors =
-    preset === 'zvuk' ? topicVectors(data.truth.itemTopic, full.topics, ZVUK_VECTOR_DIM, full.seed) : null;
-  return { data, vectors, options: full };
+  options: Partial<CommonOptions>,
+):
+  | { data: MusicDataset; vectors: Float32Array; options: MusicOptions }
+  | { data: SyntheticDataset; vectors: null; options: SyntheticOptions } {
+  if (preset === 'zvuk') {
+    const merged: MusicOptions = { ...DEFAULT_MUSIC_OPTIONS, ...options };
+    if (options.topics === undefined && options.items !== undefined) {
+      merged.topics = Math.max(2, Math.round(options.items / ZVUK_TRACKS_PER_TOPIC));
+    }
+    const data = generateMusic(merged);
+    return { data, vectors: musicVectors(data.truth, ZVUK_VECTOR_DIM, merged.seed), options: merged };
+  }
+  const full: SyntheticOptions = {
+    ...DEFAULT_SYNTHETIC_OPTIONS,
+    ...(preset ? PRESETS[preset] : {}),
+    ...options,
+  };
+  return { data: generateSynthetic(full), vectors: null, options: full };
 }

@@ -117,7 +117,7 @@ function makeWords(random: Random, count: number, taken: Set<string>): string[] 
 }
 
 /** Index of the first element of sorted[lo..hi) that is > value. */
-function upperBound(sorted: Float64Array, lo: number, hi: number, value: number): number {
+export function upperBound(sorted: Float64Array, lo: number, hi: number, value: number): number {
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     if (sorted[mid] <= value) lo = mid + 1;
@@ -126,13 +126,13 @@ function upperBound(sorted: Float64Array, lo: number, hi: number, value: number)
   return lo;
 }
 
-function grow<T extends Int32Array | Float64Array>(from: T, to: T): T {
+export function grow<T extends Int32Array | Float64Array>(from: T, to: T): T {
   to.set(from);
   return to;
 }
 
 /** Items grouped by a label, each group sorted by introduction time, with prefix sums of popularity. */
-class ItemGroups {
+export class ItemGroups {
   /** Group g holds items[start[g]..start[g + 1]). */
   readonly start: Int32Array;
   readonly items: Int32Array;
@@ -173,6 +173,36 @@ class ItemGroups {
       else b = mid;
     }
     return this.items[a];
+  }
+
+  /**
+   * An item of group g available at t (introduced at or before t), by popularity, other than previous (previous
+   * itself when it is the only one and orPrevious); only among the group's fresh items (introduced within
+   * freshWindow before t, and during the timeline) when freshWindow is not null. -1 when the group has no such item.
+   */
+  drawAvailable(
+    random: Random,
+    g: number,
+    t: number,
+    previous: number,
+    freshWindow: number | null,
+    orPrevious: boolean,
+  ): number {
+    let lo = this.start[g];
+    const available = upperBound(this.sortedIntro, lo, this.start[g + 1], t); // intro <= t
+    if (freshWindow !== null) {
+      lo = Math.max(
+        upperBound(this.sortedIntro, lo, available, 0),
+        upperBound(this.sortedIntro, lo, available, t - freshWindow),
+      );
+    }
+    if (available === lo) return -1;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const item = this.draw(random, g, lo, available);
+      if (item !== previous) return item;
+    }
+    const other = previous !== this.items[lo] ? this.items[lo] : available > lo + 1 ? this.items[lo + 1] : -1;
+    return other < 0 && orPrevious ? previous : other;
   }
 }
 
@@ -219,43 +249,18 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
           intro,
         )
       : null;
-  // An item of group g available at t, by popularity, other than previous (previous itself when it is the only one
-  // and orPrevious); only among the group's fresh items (introduced within freshWindow) when `fresh`. -1 when the
-  // group has no such item.
-  const drawFrom = (
-    groups: ItemGroups,
-    g: number,
-    t: number,
-    previous: number,
-    fresh: boolean,
-    orPrevious: boolean,
-  ): number => {
-    let lo = groups.start[g];
-    const available = upperBound(groups.sortedIntro, lo, groups.start[g + 1], t); // intro <= t
-    if (fresh) {
-      lo = Math.max(
-        upperBound(groups.sortedIntro, lo, available, 0),
-        upperBound(groups.sortedIntro, lo, available, t - o.freshWindow),
-      );
-    }
-    if (available === lo) return -1;
-    for (let attempt = 0; attempt < 4; attempt++) {
-      const item = groups.draw(random, g, lo, available);
-      if (item !== previous) return item;
-    }
-    const other =
-      previous !== groups.items[lo] ? groups.items[lo] : available > lo + 1 ? groups.items[lo + 1] : -1;
-    return other < 0 && orPrevious ? previous : other;
-  };
   // Within topic k: a fresh item with probability freshProbability (when there is one), of the user's style with
   // probability styleProbability (when there is one).
   const drawItem = (k: number, style: number, t: number, previous: number): number => {
     const fresh = random.nextFloat() < o.freshProbability;
     const ofStyle = byTopicStyle !== null && random.nextFloat() < o.styleProbability;
     for (const f of fresh ? [true, false] : [false]) {
-      const item = ofStyle ? drawFrom(byTopicStyle, k * S + style, t, previous, f, false) : -1;
+      const window = f ? o.freshWindow : null;
+      const item = ofStyle
+        ? byTopicStyle.drawAvailable(random, k * S + style, t, previous, window, false)
+        : -1;
       if (item >= 0) return item;
-      const any = drawFrom(byTopic, k, t, previous, f, true);
+      const any = byTopic.drawAvailable(random, k, t, previous, window, true);
       if (any >= 0) return any;
     }
     return -1;

@@ -3,8 +3,14 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { withNegativeNumbers } from '../options.js';
 import { writeDirectoryAtomically } from '../../data/store.js';
-import { DEFAULT_SYNTHETIC_OPTIONS, type SyntheticOptions } from '../../data/synthetic.js';
-import { generatePreset, PRESETS, writeDataset, type PresetName } from '../../data/synthetic-presets.js';
+import { DEFAULT_SYNTHETIC_OPTIONS } from '../../data/synthetic.js';
+import {
+  generatePreset,
+  PRESETS,
+  writeDataset,
+  type CommonOptions,
+  type PresetName,
+} from '../../data/synthetic-presets.js';
 
 export const summary =
   'write the built-in synthetic dataset (interactions.csv + items.csv), or a scale preset';
@@ -18,9 +24,11 @@ DIR/synthetic.json (the options used). Items have text from latent topics; seque
 topics with item popularity; items keep being introduced, so cold items appear after the split threshold.
 
   --preset P        a large-catalog preset (docs/large-catalogs.md); the options below override its settings:
-                      zvuk: 9,076 users, 131,085 tracks, ~3.2 M plays, 128-d track vectors with cluster structure
-                            that predicts co-listening (vectors.csv, or with --format parquet the Zvuk schema:
-                            zvuk-interactions.parquet + zvuk-track-vectors.parquet for the zvuk recipe)
+                      zvuk: 9,076 users, 131,085 tracks, ~3.2 M plays of music listening (artists, albums, Zipf
+                            popularity, repeats, album order, per-track successors, new releases), 128-d track vectors
+                            of topic + artist + album (vectors.csv, or with --format parquet the Zvuk schema:
+                            zvuk-interactions.parquet + zvuk-track-vectors.parquet for the zvuk recipe); with --items
+                            and no --topics, one topic per 512 tracks (a scaled-down zvuk keeps its structure)
                       shop: 1,000,000 items with text fields, 200,000 users, ~1.9 M interactions
   --format F        csv (default) or parquet (interactions.parquet + items.parquet)
   --users N         users (default ${d.users})
@@ -95,7 +103,7 @@ export async function run(args: string[]): Promise<number> {
     console.error(`deltarec generate: --format must be csv or parquet, got '${format}'`);
     return 2;
   }
-  const options: Partial<SyntheticOptions> = {};
+  const options: Partial<CommonOptions> = {};
   for (const [flag, key, integer] of [
     ['users', 'users', true],
     ['items', 'items', true],
