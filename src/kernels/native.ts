@@ -39,6 +39,7 @@ const KERNEL_NAMES = [
   'clipRowNorms',
   'topK',
   'scoreTopK',
+  'scoreTopKQuantized',
 ] as const;
 
 let addon: NativeAddon | null | undefined;
