@@ -356,5 +356,6 @@ for (const [key, value] of [
       0,
       `child run with ${key}=${value} failed:\n${result.stdout}\n${result.stderr}`,
     );
+    assert.match(result.stdout, /# pass [1-9]/, 'the child ran the tests');
   });
 }

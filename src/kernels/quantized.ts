@@ -97,25 +97,37 @@ export function quantizeRows(
 }
 
 function quantizeRow(matrix: Float32Array, j: number, d: number, out: QuantizedItems): void {
+  const { codes } = out;
   const dp = codeWidth(d);
   const row = j * d;
   let max = 0;
-  for (let p = 0; p < d; p++) max = Math.max(max, Math.abs(matrix[row + p]));
+  for (let p = 0; p < d; p++) {
+    const x = matrix[row + p];
+    if (x > max) max = x;
+    else if (-x > max) max = -x;
+    else if (Number.isNaN(x)) max = NaN;
+  }
+  // The row's group 0 byte; value p is at base + (p >> 2) * 256 + (p & 3).
   const base = Math.floor(j / PANEL_WIDTH) * PANEL_WIDTH * dp + (j % PANEL_WIDTH) * CODE_GROUP;
-  if (!Number.isFinite(max)) {
-    for (let p = 0; p < dp; p++) out.codes[codeOffset(base, p)] = 128;
+  const stride = PANEL_WIDTH * CODE_GROUP;
+  if (!(max < Infinity)) {
+    for (let p = 0; p < dp; p++) codes[base + (p >> 2) * stride + (p & 3)] = 128;
     out.scales[j] = NaN;
     out.residuals[j] = Infinity;
     out.norms[j] = Infinity;
     return;
   }
   const scale = Math.fround(max / 127);
+  const inverse = scale > 0 ? 1 / scale : 0;
   let residual = 0;
   let norm = 0;
   for (let p = 0; p < dp; p++) {
     const x = p < d ? matrix[row + p] : 0;
-    const c = scale > 0 ? Math.min(127, Math.max(-127, Math.floor(x / scale + 0.5))) : 0;
-    out.codes[codeOffset(base, p)] = c + 128;
+    // round(x / scale) clamped to -127..127; x * (1 / scale) may differ from x / scale in the last bit, which only
+    // moves a value across a rounding boundary: the residual below is computed from the code actually stored.
+    let c = Math.floor(x * inverse + 0.5);
+    c = c > 127 ? 127 : c < -127 ? -127 : c;
+    codes[base + (p >> 2) * stride + (p & 3)] = c + 128;
     const q = scale * c;
     residual += (x - q) * (x - q);
     norm += q * q;
