@@ -1188,7 +1188,6 @@ static void score_topk_quantized(int32_t* outIndices, float* outScores, int32_t*
     long p0, p1;
     split_range(npanels, tid, nt, p0, p1);
     alignas(64) int32_t block[MR * PW];
-    alignas(64) float lbs[PW], ubs[PW];
     for (long p = p0; p < p1; p++) {
       const uint8_t* panel = codes + p * PW * dp;
       const long j0 = p * PW;
@@ -1213,26 +1212,21 @@ static void score_topk_quantized(int32_t* outIndices, float* outScores, int32_t*
           float* list = best.data() + slot * k;
           long& count = best_count[slot];
           float worst = count == k ? list[k - 1] : -INFINITY;
-          const vf qn = splat(qnorm[r]), qe = splat(qerr[r]), qx = splat(qextra[r]);
+          const float qn = qnorm[r], qe = qerr[r], qx = qextra[r], tq = qt[r];
           const int32_t offset = 128 * qsum[r];
           // (||q|| + ||q - q^||) (norms + residuals) >= ||q|| ||x|| bounds every product and partial sum of the
-          // exact score; below 2^126 none overflows.
-          const float wide = 0x1p126f / (qnorm[r] + qerr[r]);
-          const float tq = qt[r];
+          // exact score; below 2^126 none overflows (else the item gets no bounds).
+          const float wide = 0x1p126f / (qn + qe);
+          const int32_t* dots = block + i * PW;
+          // Fast test: only the upper bounds, since lb > worst implies ub > worst. A panel where no eligible item
+          // can matter (every ub < worst, bounds finite) is done; this is nearly every panel once the list is full.
           vi any = vi{};
           for (long c = 0; c < PW; c += W) {
-            const vi dot = *reinterpret_cast<const viu*>(block + i * PW + c) - offset;
-            const vf a = __builtin_convertvector(dot, vf) * (tq * loadu(scales + j0 + c));
+            const vf a = __builtin_convertvector(*reinterpret_cast<const viu*>(dots + c) - offset, vf) *
+                         (tq * loadu(scales + j0 + c));
             const vf res = loadu(residuals + j0 + c), nrm = loadu(norms + j0 + c);
-            const vf e = ((qn * res + qe * nrm) + qx * (nrm + res)) + QTINY;
-            vf lb = a - e, ub = a + e;
-            // No bounds where a partial sum of the exact score could overflow, or on NaN.
-            const auto fits = (nrm + res) < wide;
-            lb = fits & (lb == lb) ? lb : splat(-INFINITY);
-            ub = fits & (ub == ub) ? ub : splat(INFINITY);
-            storeu(lbs + c, lb);
-            storeu(ubs + c, ub);
-            any |= (lb > worst) | (ub >= worst);
+            const vf ub = a + (((qn * res + qe * nrm) + qx * (nrm + res)) + QTINY);
+            any |= ~((ub < worst) & ((nrm + res) < wide));  // NaN counts as a hit
           }
           bool hit = false;
           for (int l = 0; l < W; l++) hit |= any[l] != 0;
@@ -1240,14 +1234,22 @@ static void score_topk_quantized(int32_t* outIndices, float* outScores, int32_t*
           auto& items_kept = cand_item[slot];
           auto& ubs_kept = cand_ub[slot];
           for (long q = 0; q < end; q++) {
-            if (!active[j0 + q]) continue;
-            if (lbs[q] > worst) {
-              insert_value(list, count, k, lbs[q]);
+            const long j = j0 + q;
+            if (!active[j]) continue;
+            // The same bounds, one item at a time (itemBounds in quantized.ts).
+            const float a = static_cast<float>(dots[q] - offset) * (tq * scales[j]);
+            const float res = residuals[j], nrm = norms[j];
+            const float e = ((qn * res + qe * nrm) + qx * (nrm + res)) + QTINY;
+            float lb = a - e, ub = a + e;
+            if (!((nrm + res) < wide) || lb != lb) lb = -INFINITY;
+            if (!((nrm + res) < wide) || ub != ub) ub = INFINITY;
+            if (lb > worst) {
+              insert_value(list, count, k, lb);
               if (count == k) worst = list[k - 1];
             }
-            if (ubs[q] >= worst) {
-              items_kept.push_back(static_cast<int32_t>(j0 + q));
-              ubs_kept.push_back(ubs[q]);
+            if (ub >= worst) {
+              items_kept.push_back(static_cast<int32_t>(j));
+              ubs_kept.push_back(ub);
             }
           }
           // Drop what the risen threshold excludes once the list is long (amortized: it at least halves).
