@@ -3,7 +3,7 @@
  * native call for the whole batch (`scoreTopK`: the matrix, kept in the panel layout of kernels/panels.ts, is
  * streamed once per batch and each request keeps its best candidates as they come; no batch x items score matrix
  * exists). Each request gets its top (k + its exclusions) and drops its excluded items from that list, which is
- * exact. On a large catalog (QUANTIZED_MIN_ITEMS and up) the same answer comes from `scoreTopKQuantized`
+ * exact. From QUANTIZED_MIN_ITEMS items on (native kernels) the same answer comes from `scoreTopKQuantized`
  * instead: an int8 copy of the matrix (kernels/quantized.ts, a quarter of the bytes) is streamed with a proven
  * error bound per item and only the items that can reach the top k are scored again in fp32, so the result is
  * identical (same items, scores and order); the fp32 panels are then not kept (the rescore reads the model's
@@ -85,11 +85,14 @@ export type AnswerCallback = (
 ) => void;
 
 /**
- * Catalogs from this many items on are scored with the int8 first pass (unless the Scorer is told otherwise). Below
- * it the fp32 matrix is small enough to stream quickly (24 MB at 50k items x d = 128) and the quantized copy would
- * only add memory; at 1M items the int8 pass cuts a batch's scoring time about threefold (docs/latency.md).
+ * Catalogs from this many items on are scored with the int8 first pass when the native kernels are loaded (unless
+ * the Scorer is told otherwise). It needed 2.4x less CPU per request than the fp32 path at batch 1 and as much at
+ * batch 8 on Beauty (12,101 items), 3.4x and 2.8x less at 1M items (bench/scoring.ts, docs/latency.md), and it
+ * replaces the fp32 panels (4d bytes per item) by d + 12 bytes; below this size either path takes microseconds.
+ * The TypeScript reference of the int8 pass is slower than that of the exact path, so without the addon the exact
+ * path is used.
  */
-export const QUANTIZED_MIN_ITEMS = 50_000;
+export const QUANTIZED_MIN_ITEMS = 1000;
 
 /** Columns of the transposed item matrix are padded to a multiple of this (every SIMD width of the kernels). */
 const COLUMN_ALIGN = 64;
@@ -123,14 +126,14 @@ export class Scorer {
   readonly inputWidth: number;
 
   /**
-   * `quantized`: score with the int8 first pass (same answers; never with fusion); by default from
-   * QUANTIZED_MIN_ITEMS items on, decided here once.
+   * `quantized`: score with the int8 first pass (same answers; never with fusion); by default with the native
+   * kernels from QUANTIZED_MIN_ITEMS items on, decided here once.
    */
   constructor(
     private readonly model: ScoringModel,
     readonly numWarm: number,
     private readonly fusion: ServingFusion | null = null,
-    quantized = model.numItems >= QUANTIZED_MIN_ITEMS,
+    quantized = kernels.name === 'native' && model.numItems >= QUANTIZED_MIN_ITEMS,
   ) {
     if (fusion && fusion.index.numItems !== model.numItems) {
       throw new Error(
