@@ -236,7 +236,8 @@ export interface Kernels {
   /**
    * Exactly `scoreTopK`'s answer (same items, same fp32 scores, same order), computed with an int8 first pass
    * (kernels/quantized.ts, where the layout and the proof are): codes, scales, residuals and norms are the int8
-   * copy of the item matrix made by `quantizeRows`; items is the same matrix row-major (n x d, fp32), from which
+   * copy of the item matrix made by `quantizeRows` (sized by `growQuantized`: per-row arrays padded to whole panels
+   * of 64 items); items is the same matrix row-major (n x d, fp32), from which
    * only the candidates (items whose error bound lets them reach the top k) are scored exactly.
    * outCandidates[r] = the number of items of row r scored exactly.
    */
