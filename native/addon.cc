@@ -420,6 +420,22 @@ Napi::Value ScoreTopKQuantized(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// quantizeItems(codes, scales, residuals, norms, matrix, from, to, d): the int8 copy of rows from .. to - 1.
+Napi::Value QuantizeItems(const Napi::CallbackInfo& info) {
+  Args a(info, "quantizeItems", 8);
+  long from = a.size(5, "from"), to = a.size(6, "to"), d = a.size(7, "d");
+  if (from > to) a.fail_range("from must be <= to");
+  const long panel = 64, dp = (d + 3) / 4 * 4;
+  uint8_t* codes = a.u8(0, "codes", D((to + panel - 1) / panel) * panel * dp);
+  float* scales = a.f32(1, "scales", D(to));
+  float* residuals = a.f32(2, "residuals", D(to));
+  float* norms = a.f32(3, "norms", D(to));
+  const float* matrix = a.f32(4, "matrix", D(to) * d);
+  std::lock_guard<std::mutex> g(call_mutex);
+  K->quantize_items(codes, scales, residuals, norms, matrix, from, to, d);
+  return info.Env().Undefined();
+}
+
 // fmaPeak(threads, seconds): GFLOP/s of a register-resident FMA loop run on `threads` threads at once.
 Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   Args a(info, "fmaPeak", 2);
@@ -463,6 +479,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("topK", Napi::Function::New(env, TopK));
   exports.Set("scoreTopK", Napi::Function::New(env, ScoreTopK));
   exports.Set("scoreTopKQuantized", Napi::Function::New(env, ScoreTopKQuantized));
+  exports.Set("quantizeItems", Napi::Function::New(env, QuantizeItems));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("isa", Napi::Function::New(env, Isa));
   exports.Set("threads", Napi::Function::New(env, Threads));

@@ -47,6 +47,8 @@ struct KernelTable {
                                const uint8_t* codes, const float* scales, const float* residuals, const float* norms,
                                const float* items, const uint8_t* active, const int32_t* limits, long rows, long n,
                                long d, long k);
+  void (*quantize_items)(uint8_t* codes, float* scales, float* residuals, float* norms, const float* matrix, long from,
+                         long to, long d);
 };
 
 const KernelTable* kernel_table_portable();

@@ -1303,6 +1303,47 @@ static void score_topk_quantized(int32_t* outIndices, float* outScores, int32_t*
   }
 }
 
+// quantize_items: the int8 copy of rows from .. to - 1 (quantizeRow in src/kernels/quantized.ts, the reference, which
+// this matches bit for bit: the same double operations in the same order, none contracted into an FMA).
+__attribute__((optimize("fp-contract=off"))) static void quantize_items(uint8_t* codes, float* scales,
+                                                                         float* residuals, float* norms,
+                                                                         const float* matrix, long from, long to,
+                                                                         long d) {
+  const long dp = (d + QG - 1) / QG * QG, stride = PW * QG;
+  for (long j = from; j < to; j++) {
+    const float* row = matrix + j * d;
+    double max = 0;
+    for (long p = 0; p < d; p++) {
+      const double x = row[p];
+      if (x > max) max = x;
+      else if (-x > max) max = -x;
+      else if (x != x) max = NAN;
+    }
+    uint8_t* base = codes + (j / PW) * PW * dp + (j % PW) * QG;
+    if (!(max < INFINITY)) {
+      for (long p = 0; p < dp; p++) base[(p >> 2) * stride + (p & 3)] = 128;
+      scales[j] = NAN;
+      residuals[j] = norms[j] = INFINITY;
+      continue;
+    }
+    const float scale = static_cast<float>(max / 127);
+    const double inverse = scale > 0 ? 1 / static_cast<double>(scale) : 0;
+    double residual = 0, norm = 0;
+    for (long p = 0; p < dp; p++) {
+      const double x = p < d ? row[p] : 0;
+      double c = std::floor(x * inverse + 0.5);
+      c = c > 127 ? 127 : c < -127 ? -127 : c;
+      base[(p >> 2) * stride + (p & 3)] = static_cast<uint8_t>(c + 128);
+      const double q = static_cast<double>(scale) * c;
+      residual += (x - q) * (x - q);
+      norm += q * q;
+    }
+    scales[j] = scale;
+    residuals[j] = static_cast<float>(std::sqrt(residual));
+    norms[j] = static_cast<float>(std::sqrt(norm));
+  }
+}
+
 static double fma_loop(double seconds) {
   constexpr int CHAINS = 2 * 4 * 2;  // enough independent chains to cover FMA latency on two ports
   vf acc[CHAINS];
@@ -1334,7 +1375,7 @@ const KernelTable* DR_TABLE_FN() {
       attention_bwd, relu_fwd,      relu_bwd,   gelu_fwd,      gelu_bwd,      dropout_fwd,
       dropout_bwd,   gather,        scatter_add, adam,         clip_rows,     topk,
       fma_loop,      sampled_loss,  sparse_adam,   score_topk,
-      score_topk_quantized,
+      score_topk_quantized, quantize_items,
   };
   return &table;
 }

@@ -331,6 +331,44 @@ test(
   },
 );
 
+test('quantizeItems: native codes, scales and norms equal the reference bit for bit', { skip }, () => {
+  for (const [n, d] of [
+    [300, 128],
+    [130, 37],
+  ]) {
+    const items = gaussian(n * d);
+    for (let j = 0; j < n; j++) {
+      const scale = 10 ** (rng.nextInt(41) - 20);
+      for (let p = 0; p < d; p++) items[j * d + p] *= scale;
+    }
+    items.fill(0, 3 * d, 4 * d);
+    items[5 * d + 2] = NaN;
+    items[6 * d] = -Infinity;
+    for (let p = 0; p < d; p += 3) items[7 * d + p] = 127.5 * 2 ** -10; // exactly half-way codes
+    items[7 * d + 1] = -127 * 2 ** -10;
+    const [a, b] = [ref, nat!].map((K) => {
+      const q = growQuantized(emptyQuantized(), n, d);
+      K.quantizeItems(q.codes, q.scales, q.residuals, q.norms, items, 0, 100, d);
+      K.quantizeItems(q.codes, q.scales, q.residuals, q.norms, items, 100, n, d);
+      return q;
+    });
+    assert.deepEqual(b.codes, a.codes, `codes n=${n} d=${d}`);
+    assert.deepEqual(b.scales, a.scales, `scales n=${n} d=${d}`);
+    assert.deepEqual(b.residuals, a.residuals, `residuals n=${n} d=${d}`);
+    assert.deepEqual(b.norms, a.norms, `norms n=${n} d=${d}`);
+  }
+  const q = growQuantized(emptyQuantized(), 10, 8);
+  assert.throws(
+    () =>
+      nat!.quantizeItems(q.codes.subarray(1), q.scales, q.residuals, q.norms, new Float32Array(80), 0, 10, 8),
+    /codes has length/,
+  );
+  assert.throws(
+    () => nat!.quantizeItems(q.codes, q.scales, q.residuals, q.norms, new Float32Array(79), 0, 10, 8),
+    /matrix has length/,
+  );
+});
+
 // Re-run this file with the other compiled instruction sets, and on AVX-512 without the VNNI path.
 for (const [key, value] of [
   ['DELTAREC_ISA', 'avx2'],

@@ -40,6 +40,7 @@ const KERNEL_NAMES = [
   'topK',
   'scoreTopK',
   'scoreTopKQuantized',
+  'quantizeItems',
 ] as const;
 
 let addon: NativeAddon | null | undefined;

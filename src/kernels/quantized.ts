@@ -71,6 +71,20 @@ export function growQuantized(q: QuantizedItems, n: number, d: number): Quantize
   };
 }
 
+/** Reference of `quantizeItems` (types.ts): quantizeRange with the copy's arrays passed one by one. */
+export function quantizeItemsReference(
+  codes: Uint8Array,
+  scales: Float32Array,
+  residuals: Float32Array,
+  norms: Float32Array,
+  matrix: Float32Array,
+  from: number,
+  to: number,
+  d: number,
+): void {
+  quantizeRange(matrix, from, to, d, { codes, scales, residuals, norms });
+}
+
 /** quantizeRows of rows from .. to - 1. */
 export function quantizeRange(
   matrix: Float32Array,

@@ -4,7 +4,7 @@
  * native float32 kernels; that is what the comparison tests rely on.
  */
 import { PANEL_WIDTH } from './panels.js';
-import { scoreTopKQuantizedReference } from './quantized.js';
+import { quantizeItemsReference, scoreTopKQuantizedReference } from './quantized.js';
 import type { Kernels } from './types.js';
 
 /** Rows of the output layer processed together: scratch is CE_CHUNK x numItems floats. */
@@ -642,4 +642,5 @@ export const referenceKernels: Kernels = {
   topK,
   scoreTopK,
   scoreTopKQuantized: scoreTopKQuantizedReference,
+  quantizeItems: quantizeItemsReference,
 };

@@ -258,4 +258,19 @@ export interface Kernels {
     d: number,
     k: number,
   ): void;
+
+  /**
+   * The int8 copy (kernels/quantized.ts) of rows from .. to - 1 of the row-major matrix (width d): codes at least
+   * codePanelLength(to, d) bytes, scales, residuals and norms at least `to` floats; other rows are not touched.
+   */
+  quantizeItems(
+    codes: Uint8Array,
+    scales: Float32Array,
+    residuals: Float32Array,
+    norms: Float32Array,
+    matrix: Float32Array,
+    from: number,
+    to: number,
+    d: number,
+  ): void;
 }
