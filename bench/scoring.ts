@@ -7,6 +7,11 @@
  * Reports the median of --repeats passes over --requests requests (default 512; the first pass warms up and is
  * dropped), the catalog product's rate in GFLOP/s (2 x items x d per request over the whole CPU time per request,
  * encoding and top-k included, so a lower bound) and, measured in the same run, the machine's one-thread FMA peak.
+ *
+ * This checkout is measured twice, side by side: the exact fp32 path (`scoreTopK`) and the int8 first pass with the
+ * exact rescore (`scoreTopKQuantized`, kernels/quantized.ts), which must return the same answers (checked on every
+ * batch). For each: CPU per request, the median scoring time per batch (the kernel call, wall clock) with the bytes
+ * it streams per second, and for the int8 pass the number of items rescored exactly per request (median, p99, max).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -49,7 +54,8 @@ interface Checkout {
 async function loadCheckout(
   root: string,
   name: string,
-): Promise<Checkout & { ids: string[]; numItems: number; d: number }> {
+  both = false,
+): Promise<Checkout & { ids: string[]; numItems: number; d: number; variants: Checkout[] }> {
   const models = await import(new URL('src/serve/models.ts', root).href);
   const scorer = await import(new URL('src/serve/scorer.ts', root).href);
   const engine = await import(new URL('src/serve/engine.ts', root).href);
@@ -63,17 +69,67 @@ async function loadCheckout(
       `scorer ready after ${((performance.now() - loadedAt[0]) / 1000).toFixed(2)} s more (CPU ${((cpuMs() - loadedAt[1]) / 1000).toFixed(2)} s); ` +
       `resident memory ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB`,
   );
+  // This checkout: both scoring paths on the same loaded model (scoring does not change it).
+  const variants: Checkout[] = [];
+  if (both) {
+    for (const quantized of [false, true]) {
+      const started = performance.now();
+      const v = new scorer.Scorer(loaded.model, loaded.numWarm, loaded.fusion, quantized);
+      const name = quantized ? 'int8 first pass' : 'exact fp32';
+      console.log(`  ${name}: scorer ready in ${((performance.now() - started) / 1000).toFixed(2)} s`);
+      variants.push(variant(name, v, engine.packBatch));
+    }
+  }
   return {
     name,
     ids: loaded.artifact.manifest.items.ids,
     numItems: loaded.model.numItems,
     d: loaded.model.config.d,
     score: (requests) => s.score(engine.packBatch(requests)),
+    variants,
   };
 }
 
-const own = await loadCheckout(new URL('../', import.meta.url).href, 'this checkout');
-const checkouts: Checkout[] = [own];
+interface Variant extends Checkout {
+  /** Per batch: the kernel call's wall time (ms); per request: items rescored exactly (int8 pass). */
+  batchMs: number[];
+  candidates: number[];
+  answers: [Int32Array, Float32Array][];
+}
+
+/** A Scorer that records its scoring time per batch, the candidates per request and the last answers. */
+function variant(
+  name: string,
+  s: {
+    scoreEach: (
+      batch: unknown,
+      answer: (r: number, i: Int32Array, sc: Float32Array, t: { score: number }) => void,
+    ) => void;
+    candidates: Int32Array;
+  },
+  packBatch: (requests: unknown[]) => unknown,
+): Variant {
+  const v: Variant = {
+    name,
+    batchMs: [],
+    candidates: [],
+    answers: [],
+    score: (requests) => {
+      let ms = 0;
+      v.answers = [];
+      s.scoreEach(packBatch(requests), (r, indices, scores, times) => {
+        ms = times.score;
+        v.answers[r] = [indices, scores];
+      });
+      v.batchMs.push(ms);
+      v.candidates.push(...s.candidates);
+    },
+  };
+  return v;
+}
+
+const own = await loadCheckout(new URL('../', import.meta.url).href, 'this checkout', !values.against);
+const checkouts: Checkout[] = values.against ? [own] : own.variants;
 if (values.against) {
   const root = `file://${values.against.replace(/\/?$/, '/')}`;
   checkouts.unshift(await loadCheckout(root, values.against));
@@ -104,8 +160,27 @@ function cpuMs(): number {
 }
 
 const results: Record<string, number | string> = { model: values.model, mean_history: meanLength };
+const quantile = (xs: number[], q: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))];
+const median = (xs: number[]) => quantile(xs, 0.5);
+const variants = checkouts as Variant[];
 for (const batch of values.batches!.split(',').map(Number)) {
   const times = new Map<Checkout, number[]>(checkouts.map((c) => [c, []]));
+  if (!values.against) {
+    // Both paths must give the same answers: items and scores, bit for bit.
+    for (let i = 0; i + batch <= requests.length; i += batch) {
+      for (const v of variants) v.score(requests.slice(i, i + batch));
+      const [a, b] = variants.map((v) => v.answers);
+      const same = (x: [Int32Array, Float32Array], y: [Int32Array, Float32Array]) =>
+        x[0].join() === y[0].join() && x[1].join() === y[1].join();
+      if (a.some((x, r) => !same(x, b[r])))
+        fail(`the int8 first pass answered batch ${i / batch} differently from the exact path`);
+    }
+    for (const v of variants) {
+      v.batchMs = [];
+      v.candidates = [];
+    }
+  }
   for (let repeat = 0; repeat <= Number(values.repeats); repeat++) {
     for (const checkout of checkouts) {
       const started = cpuMs();
@@ -117,13 +192,41 @@ for (const batch of values.batches!.split(',').map(Number)) {
       if (repeat > 0) times.get(checkout)!.push((cpuMs() - started) / scored);
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  if (!values.against) {
+    const dp = Math.ceil(own.d / 4) * 4;
+    const rows = own.numItems + 1;
+    for (const [v, bytes, key] of [
+      [variants[0], rows * own.d * 4, 'exact'],
+      [variants[1], rows * (dp + 12), 'int8'],
+    ] as const) {
+      const ms = median(v.batchMs.slice(v.batchMs.length / (Number(values.repeats) + 1))); // warm-up pass dropped
+      console.log(
+        `batch ${batch}, ${v.name}: scoring ${ms.toFixed(2)} ms per batch (median, wall), ${(bytes / 1e6 / ms).toFixed(1)} GB/s of the ${(bytes / 1e6).toFixed(0)} MB it streams`,
+      );
+      results[`${key}_score_ms_per_batch${batch}`] = Number(ms.toFixed(2));
+      results[`${key}_gbytes_per_s_batch${batch}`] = Number((bytes / 1e6 / ms).toFixed(1));
+    }
+    const c = variants[1].candidates;
+    console.log(
+      `batch ${batch}, int8 first pass: items rescored exactly per request: median ${median(c)}, p99 ${quantile(c, 0.99)}, max ${Math.max(...c)} (of ${own.numItems})`,
+    );
+    results[`int8_candidates_median_batch${batch}`] = median(c);
+    results[`int8_candidates_p99_batch${batch}`] = quantile(c, 0.99);
+    results[`int8_candidates_max_batch${batch}`] = Math.max(...c);
+    results[`int8_speedup_score_batch${batch}`] = Number(
+      (
+        (results[`exact_score_ms_per_batch${batch}`] as number) /
+        (results[`int8_score_ms_per_batch${batch}`] as number)
+      ).toFixed(2),
+    );
+  }
   const parts = checkouts.map((c) => `${c.name} ${median(times.get(c)!).toFixed(3)} ms`);
-  const ratio = checkouts.length === 2 ? median(times.get(checkouts[0])!) / median(times.get(own)!) : NaN;
+  const ratio =
+    checkouts.length === 2 ? median(times.get(checkouts[0])!) / median(times.get(checkouts[1])!) : NaN;
   console.log(
     `batch ${batch}, histories of ${meanLength.toFixed(1)} items on average: CPU per request ${parts.join(', ')}${checkouts.length === 2 ? `; ratio ${ratio.toFixed(2)}` : ''}`,
   );
-  const ms = median(times.get(own)!);
+  const ms = median(times.get(checkouts[checkouts.length - 1])!);
   const gflops = (2 * own.numItems * own.d) / (ms * 1e6);
   results[`cpu_ms_per_request_batch${batch}`] = Number(ms.toFixed(3));
   results[`score_gflops_batch${batch}`] = Number(gflops.toFixed(1));

@@ -17,6 +17,9 @@
  *    is printed and written to the JSON. --pin none lets them share every core.
  * 4. --cli FILE starts another checkout's src/cli/cli.ts instead of this one's (a before/after comparison under
  *    the same load and model).
+ *    --threads N sets DELTAREC_THREADS=N for the server (the native kernels' threads inside each scoring worker;
+ *    default: this process's DELTAREC_THREADS, else every core); written to the JSON as server_threads. With 2
+ *    CPUs, --pin auto leaves the server one CPU, so a 2-thread check needs --pin none.
  * 5. --json FILE writes the closed-loop p50_ms, p99_ms, rps, server_cpu_ms_per_request, the open-loop
  *    poisson_p50_ms_R / poisson_p99_ms_R per rate, and the same with a mode prefix (`inline_`, `workers2_`,
  *    `baseline_`) for the other modes.
@@ -87,6 +90,7 @@ const { values } = parseArgs({
     replicas: { type: 'string', default: '2' },
     'write-every-ms': { type: 'string', default: '500' },
     cli: { type: 'string' },
+    threads: { type: 'string' },
     data: {
       type: 'string',
       default: new URL('../../shared/data/amazon-beauty/', import.meta.url).pathname,
@@ -190,8 +194,11 @@ function spawnPinned(args: string[], cpusList: string | undefined): ChildProcess
   const [command, rest] = cpusList
     ? ['taskset', ['-c', cpusList, process.execPath, ...args]]
     : [process.execPath, args];
-  return spawn(command, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = values.threads ? { ...process.env, DELTAREC_THREADS: values.threads } : process.env;
+  return spawn(command, rest, { stdio: ['ignore', 'pipe', 'pipe'], env });
 }
+/** The server's native threads per scoring worker as configured (DELTAREC_THREADS), or 'all cores'. */
+const serverThreads = values.threads ?? process.env.DELTAREC_THREADS ?? 'all cores';
 
 async function startServer(modelDir: string, workers: number): Promise<{ child: ChildProcess; url: string }> {
   const args = ['--import', 'tsx', CLI, 'serve', '--model', modelDir, '--port', '0'];
@@ -418,8 +425,13 @@ async function main(): Promise<void> {
   const placement = pinning
     ? `server on CPU ${pinning.server}, load generators on CPU ${pinning.client} (taskset)`
     : 'server and load generators share every CPU (no pinning)';
+  const serverCpus = pinning ? cpus().length - 1 : cpus().length;
+  if (Number(serverThreads) > serverCpus)
+    log(
+      `warning: ${serverThreads} threads per scoring worker on ${serverCpus} CPU(s) for the server (--pin none?)`,
+    );
   log(
-    `${manifest.items.ids.length - 1} items, d = ${manifest.model.config.d}, ${kind}${lexicalWeight > 0 ? ` + lexical fusion ${lexicalWeight}` : ''}, ${bodies.length} distinct request bodies, ${cpus().length} CPUs; ${placement}`,
+    `server threads per scoring worker: ${serverThreads} (DELTAREC_THREADS); ${manifest.items.ids.length - 1} items, d = ${manifest.model.config.d}, ${kind}${lexicalWeight > 0 ? ` + lexical fusion ${lexicalWeight}` : ''}, ${bodies.length} distinct request bodies, ${cpus().length} CPUs; ${placement}`,
   );
 
   if (values.catalog === 'pg') {
@@ -522,6 +534,7 @@ async function main(): Promise<void> {
     rates: rates.join(','),
     train_epochs: items > 0 ? 1 : epochs,
     cpus: cpus().length,
+    server_threads: serverThreads,
     pinning: placement,
     load_average: round(loadavg()[0], 1),
     modes: modes.map((w) => (w === 'baseline' ? 'baseline' : w === 0 ? 'inline' : `workers=${w}`)).join(','),

@@ -396,6 +396,46 @@ Napi::Value ScoreTopK(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// scoreTopKQuantized: codes in panels of 64 items x dp bytes (dp = d rounded up to 4); scales, residuals and norms
+// padded to whole panels (the kernel reads them a panel at a time); items row-major n x d.
+Napi::Value ScoreTopKQuantized(const Napi::CallbackInfo& info) {
+  Args a(info, "scoreTopKQuantized", 15);
+  long rows = a.size(11, "rows"), n = a.size(12, "n"), d = a.size(13, "d"), k = a.size(14, "k");
+  if (d > 16384) a.fail_range("d must be at most 16384 (int32 sums of int8 products)");
+  const long panel = 64, dp = (d + 3) / 4 * 4;
+  const double padded = D((n + panel - 1) / panel) * panel;
+  int32_t* oi = a.i32(0, "outIndices", D(rows) * k);
+  float* os = a.f32(1, "outScores", D(rows) * k);
+  int32_t* oc = a.i32(2, "outCandidates", D(rows));
+  const float* states = a.f32(3, "states", D(rows) * d);
+  const uint8_t* codes = a.u8(4, "codes", padded * dp);
+  const float* scales = a.f32(5, "scales", padded);
+  const float* residuals = a.f32(6, "residuals", padded);
+  const float* norms = a.f32(7, "norms", padded);
+  const float* items = a.f32(8, "items", D(n) * d);
+  const uint8_t* active = a.u8(9, "active", D(n));
+  const int32_t* limits = a.i32(10, "limits", D(rows));
+  std::lock_guard<std::mutex> g(call_mutex);
+  K->score_topk_quantized(oi, os, oc, states, codes, scales, residuals, norms, items, active, limits, rows, n, d, k);
+  return info.Env().Undefined();
+}
+
+// quantizeItems(codes, scales, residuals, norms, matrix, from, to, d): the int8 copy of rows from .. to - 1.
+Napi::Value QuantizeItems(const Napi::CallbackInfo& info) {
+  Args a(info, "quantizeItems", 8);
+  long from = a.size(5, "from"), to = a.size(6, "to"), d = a.size(7, "d");
+  if (from > to) a.fail_range("from must be <= to");
+  const long panel = 64, dp = (d + 3) / 4 * 4;
+  uint8_t* codes = a.u8(0, "codes", D((to + panel - 1) / panel) * panel * dp);
+  float* scales = a.f32(1, "scales", D(to));
+  float* residuals = a.f32(2, "residuals", D(to));
+  float* norms = a.f32(3, "norms", D(to));
+  const float* matrix = a.f32(4, "matrix", D(to) * d);
+  std::lock_guard<std::mutex> g(call_mutex);
+  K->quantize_items(codes, scales, residuals, norms, matrix, from, to, d);
+  return info.Env().Undefined();
+}
+
 // fmaPeak(threads, seconds): GFLOP/s of a register-resident FMA loop run on `threads` threads at once.
 Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   Args a(info, "fmaPeak", 2);
@@ -438,6 +478,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("clipRowNorms", Napi::Function::New(env, ClipRowNorms));
   exports.Set("topK", Napi::Function::New(env, TopK));
   exports.Set("scoreTopK", Napi::Function::New(env, ScoreTopK));
+  exports.Set("scoreTopKQuantized", Napi::Function::New(env, ScoreTopKQuantized));
+  exports.Set("quantizeItems", Napi::Function::New(env, QuantizeItems));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("isa", Napi::Function::New(env, Isa));
   exports.Set("threads", Napi::Function::New(env, Threads));

@@ -43,6 +43,12 @@ struct KernelTable {
                       double maxNorm);
   void (*score_topk)(int32_t* outIndices, float* outScores, const float* states, const float* panels,
                      const uint8_t* active, const int32_t* limits, long rows, long n, long d, long k);
+  void (*score_topk_quantized)(int32_t* outIndices, float* outScores, int32_t* outCandidates, const float* states,
+                               const uint8_t* codes, const float* scales, const float* residuals, const float* norms,
+                               const float* items, const uint8_t* active, const int32_t* limits, long rows, long n,
+                               long d, long k);
+  void (*quantize_items)(uint8_t* codes, float* scales, float* residuals, float* norms, const float* matrix, long from,
+                         long to, long d);
 };
 
 const KernelTable* kernel_table_portable();

@@ -1019,6 +1019,331 @@ static void score_topk(int32_t* outIndices, float* outScores, const float* state
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// score_topk_quantized: score_topk's exact answer with an int8 first pass (layout, bounds and the proof of
+// exactness: src/kernels/quantized.ts). Threads take contiguous ranges of code panels; per row each keeps the k
+// largest lower bounds seen (its running k-th is a lower bound of the final threshold t, so an item whose upper
+// bound is below it can be dropped at once) and the items whose upper bound reaches that running threshold. Then,
+// per row, t comes from the threads' lists, and the kept items with ub >= t are scored exactly from the row-major
+// fp32 matrix, in item order, with score_topk's arithmetic (one fused multiply-add chain over p, as a lane of
+// `tile` accumulates) and insert_sorted, so scores, order and ties are score_topk's.
+constexpr long QG = 4;  // values per code group (CODE_GROUP)
+constexpr float QTINY = 0x1p-120f;
+
+typedef int32_t viu __attribute__((vector_size(W * 4), aligned(4)));
+
+// out (m x PW int32) = the panel's sums of (code + 128) x query code over dp = 4 G values (generic vector code).
+template <int M>
+static inline void qtile(long G, const int32_t* qc, long dp, const uint8_t* panel, int32_t* out) {
+  for (long c0 = 0; c0 < PW; c0 += NT) {
+    vi acc[M][NVMAX];
+    for (int i = 0; i < M; i++)
+      for (int v = 0; v < NVMAX; v++) acc[i][v] = vi{};
+    for (long g = 0; g < G; g++) {
+      const uint8_t* grp = panel + g * PW * QG + c0 * QG;
+      for (int v = 0; v < NVMAX; v++) {
+        const vu x = reinterpret_cast<vu>(*reinterpret_cast<const viu*>(grp + v * W * QG));
+        for (int b = 0; b < QG; b++) {
+          const vi xb = reinterpret_cast<vi>((x >> (8 * b)) & 255u);
+          for (int i = 0; i < M; i++) acc[i][v] += xb * qc[i * dp + g * QG + b];
+        }
+      }
+    }
+    for (int i = 0; i < M; i++)
+      for (int v = 0; v < NVMAX; v++) *reinterpret_cast<viu*>(out + i * PW + c0 + v * W) = acc[i][v];
+  }
+}
+static void qblock(int m, long G, const int32_t* qc, long dp, const uint8_t* panel, int32_t* out) {
+  switch (m) {
+#define DR_CASE(M) \
+  case M:          \
+    if constexpr (M <= MR) qtile<M>(G, qc, dp, panel, out); \
+    break;
+    DR_CASE(1) DR_CASE(2) DR_CASE(3) DR_CASE(4) DR_CASE(5) DR_CASE(6) DR_CASE(7) DR_CASE(8)
+#undef DR_CASE
+  }
+}
+
+#if DR_W == 16 && defined(__AVX512F__) && defined(__x86_64__)
+// The same with AVX-512 VNNI (vpdpbusd: 4 unsigned item bytes x 4 signed query bytes into each 32-bit lane), used
+// when the CPU has it (checked at run time; the rest of this file does not assume it).
+#define DR_HAS_VNNI_PATH 1
+template <int M>
+__attribute__((target("avx512vnni"))) static inline void qtile_vnni(long G, const int8_t* qb, long dp,
+                                                                     const uint8_t* panel, int32_t* out) {
+  __m512i acc[M][4];
+  for (int i = 0; i < M; i++)
+    for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_si512();
+  for (long g = 0; g < G; g++) {
+    const uint8_t* grp = panel + g * PW * QG;
+    __m512i x[4];
+    for (int v = 0; v < 4; v++) x[v] = _mm512_loadu_si512(grp + v * 64);
+    for (int i = 0; i < M; i++) {
+      int32_t word;
+      std::memcpy(&word, qb + i * dp + g * QG, 4);
+      const __m512i q = _mm512_set1_epi32(word);
+      for (int v = 0; v < 4; v++) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], x[v], q);
+    }
+  }
+  for (int i = 0; i < M; i++)
+    for (int v = 0; v < 4; v++) _mm512_storeu_si512(out + i * PW + v * 16, acc[i][v]);
+}
+__attribute__((target("avx512vnni"))) static void qblock_vnni(int m, long G, const int8_t* qb, long dp,
+                                                               const uint8_t* panel, int32_t* out) {
+  switch (m) {
+    case 1: qtile_vnni<1>(G, qb, dp, panel, out); break;
+    case 2: qtile_vnni<2>(G, qb, dp, panel, out); break;
+    case 3: qtile_vnni<3>(G, qb, dp, panel, out); break;
+    case 4: qtile_vnni<4>(G, qb, dp, panel, out); break;
+    case 5: qtile_vnni<5>(G, qb, dp, panel, out); break;
+    case 6: qtile_vnni<6>(G, qb, dp, panel, out); break;
+  }
+}
+static bool has_vnni() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    const char* off = std::getenv("DELTAREC_VNNI");  // for tests: 0 = the generic path
+    return __builtin_cpu_supports("avx512vnni") && !(off && off[0] == '0');
+  }();
+  return yes;
+}
+#endif
+
+// One sequential multiply-add chain over p, like a lane of `tile` (so the score equals score_topk's bit for bit):
+// fused where the vector code is contracted to FMA (-ffp-contract=fast with FMA hardware), which GCC does not
+// always do for this scalar loop, so it is written out.
+static inline float exact_score(const float* __restrict q, const float* __restrict x, long d) {
+  float s = 0.0f;
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+  for (long p = 0; p < d; p++) s = __builtin_fmaf(q[p], x[p], s);
+#else
+  for (long p = 0; p < d; p++) s += q[p] * x[p];
+#endif
+  return s;
+}
+
+// Inserts x into a descending list of values (count <= k).
+static inline void insert_value(float* list, long& count, long k, float x) {
+  long pos = count < k ? count++ : k - 1;
+  while (pos > 0 && x > list[pos - 1]) {
+    list[pos] = list[pos - 1];
+    pos--;
+  }
+  list[pos] = x;
+}
+
+static void score_topk_quantized(int32_t* outIndices, float* outScores, int32_t* outCandidates, const float* states,
+                                 const uint8_t* codes, const float* scales, const float* residuals, const float* norms,
+                                 const float* items, const uint8_t* active, const int32_t* limits, long rows, long n,
+                                 long d, long k) {
+  if (k <= 0 || rows <= 0) return;
+  const long dp = (d + QG - 1) / QG * QG, G = dp / QG;
+  const float slack = static_cast<float>((d + 16) * std::ldexp(1.0, -22));
+  // Query codes (quantizeQuery in quantized.ts): t, ||q||, ||q - q^||, sum of codes; as int8 and as int32.
+  std::vector<int8_t> qb(static_cast<size_t>(rows) * dp, 0);
+  std::vector<int32_t> qc(static_cast<size_t>(rows) * dp, 0);
+  std::vector<float> qt(rows), qnorm(rows), qerr(rows), qextra(rows);
+  std::vector<int32_t> qsum(rows, 0);
+  for (long r = 0; r < rows; r++) {
+    const float* q = states + r * d;
+    double max = 0;
+    for (long p = 0; p < d; p++) max = std::max(max, std::fabs(static_cast<double>(q[p])));
+    if (!std::isfinite(max)) {
+      qt[r] = 0;
+      qnorm[r] = qerr[r] = INFINITY;
+    } else {
+      const float t = static_cast<float>(max / 127);
+      double norm = 0, err = 0;
+      long sum = 0;
+      for (long p = 0; p < d; p++) {
+        const double b = t > 0 ? std::min(127.0, std::max(-127.0, std::floor(q[p] / static_cast<double>(t) + 0.5))) : 0;
+        qb[r * dp + p] = static_cast<int8_t>(b);
+        qc[r * dp + p] = static_cast<int32_t>(b);
+        sum += static_cast<long>(b);
+        norm += static_cast<double>(q[p]) * q[p];
+        const double e = q[p] - static_cast<double>(t) * b;
+        err += e * e;
+      }
+      qt[r] = t;
+      qnorm[r] = static_cast<float>(std::sqrt(norm));
+      qerr[r] = static_cast<float>(std::sqrt(err));
+      qsum[r] = static_cast<int32_t>(sum);
+    }
+    qextra[r] = slack * (qnorm[r] + qerr[r]);
+  }
+  long max_limit = 0;
+  for (long r = 0; r < rows; r++) max_limit = std::max(max_limit, std::min<long>(std::max(limits[r], 0), n));
+  const long npanels = (max_limit + PW - 1) / PW;
+  int nthreads = threads_for(0.5 * rows * max_limit * d);
+  if (nthreads > npanels) nthreads = static_cast<int>(std::max<long>(1, npanels));
+  // Per thread and row: the k largest lower bounds (descending) and the kept candidates (item, upper bound).
+  std::vector<float> best(static_cast<size_t>(nthreads) * rows * k);
+  std::vector<long> best_count(static_cast<size_t>(nthreads) * rows, 0);
+  std::vector<std::vector<int32_t>> cand_item(static_cast<size_t>(nthreads) * rows);
+  std::vector<std::vector<float>> cand_ub(static_cast<size_t>(nthreads) * rows);
+#if defined(DR_HAS_VNNI_PATH)
+  const bool vnni = has_vnni();
+#endif
+  parallel_run(nthreads, [&](int tid, int nt) {
+    long p0, p1;
+    split_range(npanels, tid, nt, p0, p1);
+    alignas(64) int32_t block[MR * PW];
+    for (long p = p0; p < p1; p++) {
+      const uint8_t* panel = codes + p * PW * dp;
+      const long j0 = p * PW;
+      if (p + 2 < p1) {
+        const char* ahead = reinterpret_cast<const char*>(panel + 2 * PW * dp);
+        for (long line = 0; line < PW * dp; line += 64) __builtin_prefetch(ahead + line, 0, 2);
+      }
+      for (long i0 = 0; i0 < rows; i0 += MR) {
+        const int m = static_cast<int>(std::min<long>(MR, rows - i0));
+#if defined(DR_HAS_VNNI_PATH)
+        if (vnni)
+          qblock_vnni(m, G, qb.data() + i0 * dp, dp, panel, block);
+        else
+#endif
+          qblock(m, G, qc.data() + i0 * dp, dp, panel, block);
+        for (int i = 0; i < m; i++) {
+          const long r = i0 + i;
+          long end = std::min<long>(std::max(limits[r], 0), n) - j0;
+          if (end <= 0) continue;
+          if (end > PW) end = PW;
+          const size_t slot = static_cast<size_t>(tid) * rows + r;
+          float* list = best.data() + slot * k;
+          long& count = best_count[slot];
+          float worst = count == k ? list[k - 1] : -INFINITY;
+          const float qn = qnorm[r], qe = qerr[r], qx = qextra[r], tq = qt[r];
+          const int32_t offset = 128 * qsum[r];
+          // (||q|| + ||q - q^||) (norms + residuals) >= ||q|| ||x|| bounds every product and partial sum of the
+          // exact score; below 2^126 none overflows (else the item gets no bounds).
+          const float wide = 0x1p126f / (qn + qe);
+          const int32_t* dots = block + i * PW;
+          // Fast test: only the upper bounds, since lb > worst implies ub > worst. A panel where no eligible item
+          // can matter (every ub < worst, bounds finite) is done; this is nearly every panel once the list is full.
+          vi any = vi{};
+          for (long c = 0; c < PW; c += W) {
+            const vf a = __builtin_convertvector(*reinterpret_cast<const viu*>(dots + c) - offset, vf) *
+                         (tq * loadu(scales + j0 + c));
+            const vf res = loadu(residuals + j0 + c), nrm = loadu(norms + j0 + c);
+            const vf ub = a + (((qn * res + qe * nrm) + qx * (nrm + res)) + QTINY);
+            any |= ~((ub < worst) & ((nrm + res) < wide));  // NaN counts as a hit
+          }
+          bool hit = false;
+          for (int l = 0; l < W; l++) hit |= any[l] != 0;
+          if (!hit) continue;
+          auto& items_kept = cand_item[slot];
+          auto& ubs_kept = cand_ub[slot];
+          for (long q = 0; q < end; q++) {
+            const long j = j0 + q;
+            if (!active[j]) continue;
+            // The same bounds, one item at a time (itemBounds in quantized.ts).
+            const float a = static_cast<float>(dots[q] - offset) * (tq * scales[j]);
+            const float res = residuals[j], nrm = norms[j];
+            const float e = ((qn * res + qe * nrm) + qx * (nrm + res)) + QTINY;
+            float lb = a - e, ub = a + e;
+            if (!((nrm + res) < wide) || lb != lb) lb = -INFINITY;
+            if (!((nrm + res) < wide) || ub != ub) ub = INFINITY;
+            if (lb > worst) {
+              insert_value(list, count, k, lb);
+              if (count == k) worst = list[k - 1];
+            }
+            if (ub >= worst) {
+              items_kept.push_back(static_cast<int32_t>(j));
+              ubs_kept.push_back(ub);
+            }
+          }
+          // Drop what the risen threshold excludes once the list is long (amortized: it at least halves).
+          if (static_cast<long>(items_kept.size()) > 4 * k + 1024) {
+            size_t w = 0;
+            for (size_t e = 0; e < items_kept.size(); e++)
+              if (ubs_kept[e] >= worst) {
+                items_kept[w] = items_kept[e];
+                ubs_kept[w++] = ubs_kept[e];
+              }
+            items_kept.resize(w);
+            ubs_kept.resize(w);
+          }
+        }
+      }
+    }
+  });
+  std::vector<float> merged;
+  for (long r = 0; r < rows; r++) {
+    merged.clear();
+    for (int t = 0; t < nthreads; t++) {
+      const size_t slot = static_cast<size_t>(t) * rows + r;
+      merged.insert(merged.end(), best.begin() + slot * k, best.begin() + slot * k + best_count[slot]);
+    }
+    float threshold = -INFINITY;
+    if (static_cast<long>(merged.size()) >= k) {
+      std::nth_element(merged.begin(), merged.begin() + (k - 1), merged.end(), std::greater<float>());
+      threshold = merged[k - 1];
+    }
+    int32_t* oi = outIndices + r * k;
+    float* os = outScores + r * k;
+    const float* q = states + r * d;
+    long c = 0, scored = 0;
+    for (int t = 0; t < nthreads; t++) {  // thread ranges in item order: candidates come in item order
+      const size_t slot = static_cast<size_t>(t) * rows + r;
+      const auto& kept = cand_item[slot];
+      const auto& ub = cand_ub[slot];
+      for (size_t e = 0; e < kept.size(); e++) {
+        if (!(ub[e] >= threshold)) continue;
+        scored++;
+        const float x = exact_score(q, items + static_cast<long>(kept[e]) * d, d);
+        if (!(x > -INFINITY) || (c == k && !(x > os[k - 1]))) continue;
+        insert_sorted(oi, os, c, k, x, kept[e]);
+      }
+    }
+    for (long e = c; e < k; e++) {
+      os[e] = -INFINITY;
+      oi[e] = -1;
+    }
+    outCandidates[r] = static_cast<int32_t>(scored);
+  }
+}
+
+// quantize_items: the int8 copy of rows from .. to - 1 (quantizeRow in src/kernels/quantized.ts, the reference, which
+// this matches bit for bit: the same double operations in the same order, none contracted into an FMA).
+__attribute__((optimize("fp-contract=off"))) static void quantize_items(uint8_t* codes, float* scales,
+                                                                         float* residuals, float* norms,
+                                                                         const float* matrix, long from, long to,
+                                                                         long d) {
+  const long dp = (d + QG - 1) / QG * QG, stride = PW * QG;
+  for (long j = from; j < to; j++) {
+    const float* row = matrix + j * d;
+    double max = 0;
+    for (long p = 0; p < d; p++) {
+      const double x = row[p];
+      if (x > max) max = x;
+      else if (-x > max) max = -x;
+      else if (x != x) max = NAN;
+    }
+    uint8_t* base = codes + (j / PW) * PW * dp + (j % PW) * QG;
+    if (!(max < INFINITY)) {
+      for (long p = 0; p < dp; p++) base[(p >> 2) * stride + (p & 3)] = 128;
+      scales[j] = NAN;
+      residuals[j] = norms[j] = INFINITY;
+      continue;
+    }
+    const float scale = static_cast<float>(max / 127);
+    const double inverse = scale > 0 ? 1 / static_cast<double>(scale) : 0;
+    double residual = 0, norm = 0;
+    for (long p = 0; p < dp; p++) {
+      const double x = p < d ? row[p] : 0;
+      double c = std::floor(x * inverse + 0.5);
+      c = c > 127 ? 127 : c < -127 ? -127 : c;
+      base[(p >> 2) * stride + (p & 3)] = static_cast<uint8_t>(c + 128);
+      const double q = static_cast<double>(scale) * c;
+      residual += (x - q) * (x - q);
+      norm += q * q;
+    }
+    scales[j] = scale;
+    residuals[j] = static_cast<float>(std::sqrt(residual));
+    norms[j] = static_cast<float>(std::sqrt(norm));
+  }
+}
+
 static double fma_loop(double seconds) {
   constexpr int CHAINS = 2 * 4 * 2;  // enough independent chains to cover FMA latency on two ports
   vf acc[CHAINS];
@@ -1050,6 +1375,7 @@ const KernelTable* DR_TABLE_FN() {
       attention_bwd, relu_fwd,      relu_bwd,   gelu_fwd,      gelu_bwd,      dropout_fwd,
       dropout_bwd,   gather,        scatter_add, adam,         clip_rows,     topk,
       fma_loop,      sampled_loss,  sparse_adam,   score_topk,
+      score_topk_quantized, quantize_items,
   };
   return &table;
 }

@@ -91,3 +91,52 @@ test('batched scoring equals per-request brute force, through appends and retire
     `batches of at most 4 (got ${engine.stats.maxBatch})`,
   );
 });
+
+test('the int8 first pass answers exactly as the fp32 path: same items, scores and order, through appends, retirements and re-encodings', () => {
+  // Two identical models (the scorers change their model on append), one scorer per path.
+  const build = () => {
+    const rng = new Random(8);
+    const numItems = 300;
+    const content = new Float32Array((numItems + 1) * d);
+    content.set(unitRows(numItems, rng), d);
+    // Near-ties and exact ties: blocks of duplicated and barely perturbed rows.
+    for (let j = 100; j < 160; j++) content.copyWithin(j * d, 99 * d, 100 * d);
+    for (let j = 160; j < 220; j++)
+      for (let p = 0; p < d; p++) content[j * d + p] = content[99 * d + p] * (1 + 1e-7 * (j - 160));
+    return new SASRec(sasrecConfig({ numItems, d, maxLength: 8, seed: 2 }), content);
+  };
+  const exact = new Scorer(build(), 280, null, false);
+  const quantized = new Scorer(build(), 280, null, true);
+  const rng = new Random(9);
+  const requests: ScoreRequest[] = Array.from({ length: 12 }, (_, r) => ({
+    history: Int32Array.from({ length: 1 + (r % 8) }, () => 1 + rng.nextInt(300)),
+    exclude: Int32Array.from({ length: r % 4 }, () => 1 + rng.nextInt(300)),
+    k: [1, 5, 20, 80, 400][r % 5], // 400: more than the eligible items
+    includeCold: r % 3 !== 0,
+    excludeSeen: r % 2 === 0,
+  }));
+  const check = (label: string) => {
+    const want = exact.score(packBatch(requests));
+    const got = quantized.score(packBatch(requests));
+    assert.deepEqual(got.resultOffsets, want.resultOffsets, `${label}: lengths`);
+    assert.deepEqual(got.indices, want.indices, `${label}: items`);
+    assert.deepEqual(got.scores, want.scores, `${label}: scores`);
+    const wanted = requests.map((q) => q.k).reduce((a, b) => a + b, 0);
+    assert.ok(
+      want.indices.length > 0 && want.indices.length < wanted,
+      `${label}: some requests run out of items`,
+    );
+    assert.equal(quantized.candidates.length, requests.length, `${label}: the quantized path was used`);
+  };
+  check('at load');
+  for (const s of [exact, quantized]) {
+    s.appendItems(unitRows(70, new Random(10)), 70); // opens another panel
+    s.retire([5, 100, 101, 301]);
+  }
+  check('after appends and retirements');
+  for (const s of [exact, quantized]) {
+    s.replaceItems(Int32Array.from([2, 100, 350]), unitRows(3, new Random(11))); // 100 retired: back again
+    s.retire(Array.from({ length: 360 }, (_, i) => i).filter((i) => i % 50 !== 7)); // all but a few
+  }
+  check('after re-encodings, and with all but a few items retired');
+});

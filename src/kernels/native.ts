@@ -39,6 +39,8 @@ const KERNEL_NAMES = [
   'clipRowNorms',
   'topK',
   'scoreTopK',
+  'scoreTopKQuantized',
+  'quantizeItems',
 ] as const;
 
 let addon: NativeAddon | null | undefined;

@@ -4,6 +4,7 @@
  * native float32 kernels; that is what the comparison tests rely on.
  */
 import { PANEL_WIDTH } from './panels.js';
+import { quantizeItemsReference, scoreTopKQuantizedReference } from './quantized.js';
 import type { Kernels } from './types.js';
 
 /** Rows of the output layer processed together: scratch is CE_CHUNK x numItems floats. */
@@ -640,4 +641,6 @@ export const referenceKernels: Kernels = {
   clipRowNorms,
   topK,
   scoreTopK,
+  scoreTopKQuantized: scoreTopKQuantizedReference,
+  quantizeItems: quantizeItemsReference,
 };

@@ -232,4 +232,45 @@ export interface Kernels {
     d: number,
     k: number,
   ): void;
+
+  /**
+   * Exactly `scoreTopK`'s answer (same items, same fp32 scores, same order), computed with an int8 first pass
+   * (kernels/quantized.ts, where the layout and the proof are): codes, scales, residuals and norms are the int8
+   * copy of the item matrix made by `quantizeRows` (sized by `growQuantized`: per-row arrays padded to whole panels
+   * of 64 items); items is the same matrix row-major (n x d, fp32), from which
+   * only the candidates (items whose error bound lets them reach the top k) are scored exactly.
+   * outCandidates[r] = the number of items of row r scored exactly.
+   */
+  scoreTopKQuantized(
+    outIndices: Int32Array,
+    outScores: Float32Array,
+    outCandidates: Int32Array,
+    states: Float32Array,
+    codes: Uint8Array,
+    scales: Float32Array,
+    residuals: Float32Array,
+    norms: Float32Array,
+    items: Float32Array,
+    active: Uint8Array,
+    limits: Int32Array,
+    rows: number,
+    n: number,
+    d: number,
+    k: number,
+  ): void;
+
+  /**
+   * The int8 copy (kernels/quantized.ts) of rows from .. to - 1 of the row-major matrix (width d): codes at least
+   * codePanelLength(to, d) bytes, scales, residuals and norms at least `to` floats; other rows are not touched.
+   */
+  quantizeItems(
+    codes: Uint8Array,
+    scales: Float32Array,
+    residuals: Float32Array,
+    norms: Float32Array,
+    matrix: Float32Array,
+    from: number,
+    to: number,
+    d: number,
+  ): void;
 }

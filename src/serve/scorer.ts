@@ -3,14 +3,20 @@
  * native call for the whole batch (`scoreTopK`: the matrix, kept in the panel layout of kernels/panels.ts, is
  * streamed once per batch and each request keeps its best candidates as they come; no batch x items score matrix
  * exists). Each request gets its top (k + its exclusions) and drops its excluded items from that list, which is
- * exact. With lexical fusion, which standardizes each request's scores over the whole catalog, the full score rows
- * are computed (one matmul against the transposed matrix) and the top-k selected per row. Histories are read in
+ * exact. From QUANTIZED_MIN_ITEMS items on (native kernels) the same answer comes from `scoreTopKQuantized`
+ * instead: an int8 copy of the matrix (kernels/quantized.ts, a quarter of the bytes) is streamed with a proven
+ * error bound per item and only the items that can reach the top k are scored again in fp32, so the result is
+ * identical (same items, scores and order); the fp32 panels are then not kept (the rescore reads the model's
+ * row-major matrix). With lexical fusion, which standardizes each request's scores over the whole catalog, the
+ * full score rows are computed (one matmul against the transposed matrix) and the top-k selected per row: every
+ * score is needed, so fused models always take the exact path. Histories are read in
  * place from the batch's packed arrays; every buffer is reused from batch to batch. Used by the service worker,
  * the inline service mode and batch scoring.
  */
 import type { CsrMatrix } from '../content/sparse.js';
 import { kernels } from '../kernels/index.js';
 import { packPanelRows, packPanels, panelLength } from '../kernels/panels.js';
+import { emptyQuantized, growQuantized, type QuantizedItems } from '../kernels/quantized.js';
 import { fuseRow, type LexicalIndex } from '../model/fusion.js';
 import { extend } from '../util/growable.js';
 
@@ -72,6 +78,16 @@ export type AnswerCallback = (
   times: BatchTimes,
 ) => void;
 
+/**
+ * Catalogs from this many items on are scored with the int8 first pass when the native kernels are loaded (unless
+ * the Scorer is told otherwise). It needed 2.4x less CPU per request than the fp32 path at batch 1 and as much at
+ * batch 8 on Beauty (12,101 items), 3.4x and 2.8x less at 1M items (bench/scoring.ts, docs/latency.md), and it
+ * replaces the fp32 panels (4d bytes per item) by d + 12 bytes; below this size either path takes microseconds.
+ * The TypeScript reference of the int8 pass is slower than that of the exact path, so without the addon the exact
+ * path is used.
+ */
+export const QUANTIZED_MIN_ITEMS = 1000;
+
 /** Columns of the transposed item matrix are padded to a multiple of this (every SIMD width of the kernels). */
 const COLUMN_ALIGN = 64;
 /** Spare columns, as a fraction of the rows, when appended rows outgrow the transposed matrix (refreshItems). */
@@ -82,6 +98,10 @@ export class Scorer {
    * up, zero padded), so that the matmul reads it in place rather than re-packing the n x d matrix on every call. */
   private items = new Float32Array(0);
   private columns = 0;
+  /** The int8 copy of the item matrix (scoreTopKQuantized), or null on the exact fp32 path. */
+  private quantized: QuantizedItems | null;
+  /** Per request of the last batch on the quantized path: how many items were scored exactly (for benchmarks). */
+  candidates = new Int32Array(0);
   /** 1 = the row may be returned (row 0, the padding, and retired rows are 0). */
   private active: Uint8Array;
   /** Per request in a batch: rows it may return (0 .. limit - 1). */
@@ -99,10 +119,15 @@ export class Scorer {
   /** Values per appended content row: d, or the full content width for content-map. */
   readonly inputWidth: number;
 
+  /**
+   * `quantized`: score with the int8 first pass (same answers; never with fusion); by default with the native
+   * kernels from QUANTIZED_MIN_ITEMS items on, decided here once.
+   */
   constructor(
     private readonly model: ScoringModel,
     readonly numWarm: number,
     private readonly fusion: ServingFusion | null = null,
+    quantized = kernels.name === 'native' && model.numItems >= QUANTIZED_MIN_ITEMS,
   ) {
     if (fusion && fusion.index.numItems !== model.numItems) {
       throw new Error(
@@ -111,6 +136,7 @@ export class Scorer {
     }
     this.d = model.config.d;
     this.inputWidth = model.config.contentDim ?? model.config.d;
+    this.quantized = quantized && !fusion ? emptyQuantized() : null;
     this.refreshItems();
     this.active = new Uint8Array(model.numItems + 1).fill(1);
     this.active[0] = 0;
@@ -159,7 +185,8 @@ export class Scorer {
     if (this.fusion) {
       this.fusion.index.replace(rows, this.fusion.rowsFor(Array.from(rows, (_, i) => fields[i])));
     }
-    if (!this.fusion) packPanelRows(this.model.itemEmbeddings(), rows, this.d, this.items);
+    if (this.quantized) for (const row of rows) this.quantizeRows(row, row + 1);
+    else if (!this.fusion) packPanelRows(this.model.itemEmbeddings(), rows, this.d, this.items);
     for (const row of rows) {
       if (this.fusion) this.refreshColumns(row, row + 1);
       if (!this.active[row]) {
@@ -171,13 +198,23 @@ export class Scorer {
   }
 
   /**
-   * Panel layout (scoreTopK): writes rows from..to into the panels, which grow by capacity (util/growable.ts), so
-   * an appended row costs O(d) amortized. Rows before `from` keep their place: a panel's position does not depend
-   * on the number of rows.
+   * Panel layout (scoreTopK, or the int8 panels of scoreTopKQuantized): writes rows from..to into the panels, which
+   * grow by capacity (util/growable.ts), so an appended row costs O(d) amortized. Rows before `from` keep their
+   * place: a panel's position does not depend on the number of rows.
    */
   private packRows(from: number, to: number): void {
+    if (this.quantized) {
+      this.quantized = growQuantized(this.quantized, to, this.d);
+      return this.quantizeRows(from, to);
+    }
     this.items = extend(this.items, panelLength(to, this.d));
     packPanels(this.model.itemEmbeddings(), to, this.d, this.items, from);
+  }
+
+  /** The int8 copy of rows from..to (1M items x d = 128: 1.4 s native, 2.2 s TypeScript on the loaded machine). */
+  private quantizeRows(from: number, to: number): void {
+    const { codes, scales, residuals, norms } = this.quantized!;
+    kernels.quantizeItems(codes, scales, residuals, norms, this.model.itemEmbeddings(), from, to, this.d);
   }
 
   /**
@@ -278,19 +315,41 @@ export class Scorer {
       this.topIndices = new Int32Array(count * width);
       this.topScores = new Float32Array(count * width);
     }
-    const { topIndices, topScores, excluded } = this;
-    kernels.scoreTopK(
-      topIndices,
-      topScores,
-      states,
-      this.items,
-      this.active,
-      this.limits,
-      count,
-      n,
-      d,
-      width,
-    );
+    const { topIndices, topScores, excluded, quantized } = this;
+    if (quantized) {
+      if (this.candidates.length !== count) this.candidates = new Int32Array(count);
+      const { codes, scales, residuals, norms } = quantized;
+      kernels.scoreTopKQuantized(
+        topIndices,
+        topScores,
+        this.candidates,
+        states,
+        codes,
+        scales,
+        residuals,
+        norms,
+        this.model.itemEmbeddings(),
+        this.active,
+        this.limits,
+        count,
+        n,
+        d,
+        width,
+      );
+    } else {
+      kernels.scoreTopK(
+        topIndices,
+        topScores,
+        states,
+        this.items,
+        this.active,
+        this.limits,
+        count,
+        n,
+        d,
+        width,
+      );
+    }
     const scored = performance.now();
     times.encode = encoded - started;
     times.score = scored - encoded;
