@@ -389,6 +389,12 @@ export async function runExperiment(
       elsewhere++;
       continue;
     }
+    // Checked again under the lock: another process may have written the run and released its lock between the
+    // check above and our claim (without this, a loaded machine trained one run twice).
+    if (existsSync(file)) {
+      await claim.release();
+      continue;
+    }
     // Claim the later runs that share this run's training too (they differ only in lexicalWeight), so that this
     // process, which will hold the trained model, is the one that evaluates them.
     let key = trainingKey(config, entry, seed);
