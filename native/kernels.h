@@ -32,7 +32,7 @@ struct KernelTable {
                double eps, double step, double weightDecay);
   void (*clip_rows)(float* x, long rows, long d, double maxNorm, long firstRow);
   void (*topk)(int32_t* outIndices, float* outScores, const float* scores, long rows, long n, long k);
-  // Runs a register-resident FMA loop on this thread for about `seconds`; returns the floating-point ops done.
+  // Runs a register-resident FMA loop on this thread for `seconds` of its CPU time; returns flop per CPU second.
   double (*fma_loop)(double seconds);
   double (*sampled_loss)(const float* hidden, const float* positives, const float* negatives, const int32_t* targets,
                          const int32_t* negativeIds, const float* correction, long rows, long d, long k, bool gbce,
