@@ -17,7 +17,7 @@
  * times one float32 product), and since q.x - q^.x^ = q.(x - x^) + (q - q^).x^, Cauchy-Schwarz gives
  *   |q.x - a_j| <= ||q|| residuals[j] + ||q - q^|| norms[j] + (rounding of a_j and of the exact fp32 score).
  */
-import { extend } from '../util/growable.js';
+import { extend, withRoom } from '../util/growable.js';
 import { PANEL_WIDTH } from './panels.js';
 
 /** Values per code group (one 32-bit lane of the VNNI product). */
@@ -53,6 +53,20 @@ export function emptyQuantized(): QuantizedItems {
     scales: new Float32Array(0),
     residuals: new Float32Array(0),
     norms: new Float32Array(0),
+  };
+}
+
+/**
+ * An int8 copy sized for n items of width d with spare room (util/growable.ts `withRoom`), so that the first
+ * appends after a load grow it in place; rows are written by quantizeRows.
+ */
+export function quantizedWithRoom(n: number, d: number): QuantizedItems {
+  const rows = paddedRows(n);
+  return {
+    codes: withRoom(Uint8Array, codePanelLength(n, d), codeWidth(d)),
+    scales: withRoom(Float32Array, rows),
+    residuals: withRoom(Float32Array, rows),
+    norms: withRoom(Float32Array, rows),
   };
 }
 

@@ -25,7 +25,7 @@
  */
 import { referenceKernels } from '../kernels/reference.js';
 import type { Kernels } from '../kernels/types.js';
-import { extend } from '../util/growable.js';
+import { copyWithRoom, extend, withRoom } from '../util/growable.js';
 import { hash32, Random } from '../util/random.js';
 
 export type EmbeddingStrategy = 'id' | 'content-init' | 'content-delta' | 'content-frozen' | 'content-map';
@@ -161,24 +161,29 @@ export class ItemEmbeddings {
         this.matrix = this.weight;
         break;
       }
+      // The tables of the strategies that can append items have spare room (util/growable.ts), so that the first
+      // append after a load writes its row like any other instead of moving the whole table.
       case 'content-init':
-        this.weight = Float32Array.from(content!.subarray(0, size));
+        this.weight = copyWithRoom(content!.subarray(0, size), d);
         this.matrix = this.weight;
         break;
       case 'content-delta':
-        this.content = Float32Array.from(content!.subarray(0, size));
-        this.weight = new Float32Array(size);
-        this.matrix = new Float32Array(size);
+        this.content = copyWithRoom(content!.subarray(0, size), d);
+        this.weight = withRoom(Float32Array, size, d);
+        this.matrix = withRoom(Float32Array, size, d);
         this.refresh();
         break;
       case 'content-frozen':
-        this.content = Float32Array.from(content!.subarray(0, size));
+        this.content = copyWithRoom(content!.subarray(0, size), d);
         this.matrix = this.content;
         break;
       case 'content-map': {
-        this.content = unitRows(content!.subarray(0, (numItems + 1) * width), width);
-        this.weight = new Float32Array(size);
-        this.matrix = new Float32Array(size);
+        this.content = unitRowsInPlace(
+          copyWithRoom(content!.subarray(0, (numItems + 1) * width), width),
+          width,
+        );
+        this.weight = withRoom(Float32Array, size, d);
+        this.matrix = withRoom(Float32Array, size, d);
         // Default map: seeded xavier-normal weight, zero bias (fit() starts it at the PCA projection instead).
         this.mapWeight = new Float32Array(width * d);
         this.mapBias = new Float32Array(d);
@@ -691,7 +696,11 @@ function deltaDropped(seed: number, r: number, threshold: number): boolean {
 
 /** A copy with every row scaled to unit L2 norm (all-zero rows stay zero): content-map's stored content. */
 function unitRows(vectors: Float32Array, width: number): Float32Array {
-  const out = Float32Array.from(vectors);
+  return unitRowsInPlace(Float32Array.from(vectors), width);
+}
+
+/** Scales each row of `out` (width values) to unit L2 norm in place (all-zero rows stay zero); returns `out`. */
+function unitRowsInPlace(out: Float32Array, width: number): Float32Array {
   for (let o = 0; o < out.length; o += width) {
     let s = 0;
     for (let j = 0; j < width; j++) s += out[o + j] * out[o + j];

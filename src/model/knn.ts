@@ -6,7 +6,7 @@
  */
 import type { CsrMatrix } from '../content/sparse.js';
 import { kernels } from '../kernels/index.js';
-import { extend } from '../util/growable.js';
+import { copyWithRoom, extend, withRoom } from '../util/growable.js';
 import type { Recommender } from './types.js';
 
 export interface ContentKnnOptions {
@@ -117,10 +117,12 @@ export class SparseCosineRows {
     if (x.rows < 2) throw new Error(`ContentKNN: the sparse matrix needs numItems + 1 >= 2 rows`);
     this.cols = x.cols;
     this.numRows = x.rows;
-    this.rowStart = x.indptr.slice(0, x.rows);
-    this.rowEnd = x.indptr.slice(1, x.rows + 1);
-    this.indices = x.indices.slice(0, x.indptr[x.rows]);
-    this.values = new Float32Array(this.indices.length);
+    // The row and pool arrays have spare room (util/growable.ts), so the first append does not move them.
+    this.rowStart = copyWithRoom(x.indptr.subarray(0, x.rows));
+    this.rowEnd = copyWithRoom(x.indptr.subarray(1, x.rows + 1));
+    const entriesPerRow = Math.max(1, Math.ceil(x.indptr[x.rows] / x.rows));
+    this.indices = copyWithRoom(x.indices.subarray(0, x.indptr[x.rows]), entriesPerRow);
+    this.values = withRoom(Float32Array, this.indices.length, entriesPerRow);
     this.used = this.indices.length;
     for (let r = 1; r < x.rows; r++) this.normalize(x.values, r);
     // Columns, excluding the padding row.

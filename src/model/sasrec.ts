@@ -29,7 +29,7 @@
  */
 import { kernels as defaultKernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/types.js';
-import { extend } from '../util/growable.js';
+import { extend, withRoom } from '../util/growable.js';
 import { hash32, Random } from '../util/random.js';
 import { ItemEmbeddings, type EmbeddingStrategy, type ParamGroup, type SparseRows } from './embeddings.js';
 import type { Recommender } from './types.js';
@@ -1318,8 +1318,8 @@ export class SASRec implements Recommender {
       t.rows = 0;
     } else if (t.rows < rows) {
       // Rows t.rows.. are new (all of them at first, the appended ones later); the tables grow by capacity.
-      t.itemK = t.itemK ? extend(t.itemK, rows * d) : new Float32Array(rows * d);
-      t.itemV = t.itemV ? extend(t.itemV, rows * d) : new Float32Array(rows * d);
+      t.itemK = t.itemK ? extend(t.itemK, rows * d) : withRoom(Float32Array, rows * d, d);
+      t.itemV = t.itemV ? extend(t.itemV, rows * d) : withRoom(Float32Array, rows * d, d);
       const e = this.items.matrix.subarray(t.rows * d, rows * d);
       const fresh = rows - t.rows;
       this.kernels.matmul(t.itemK.subarray(t.rows * d), e, w.wk, fresh, d, d, false, false, false);

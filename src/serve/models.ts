@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { loadArtifact, loadModel, type LoadedArtifact } from '../model/artifact.js';
 import { TfidfSvdEncoder } from '../content/tfidf.js';
 import { LexicalIndex, loadLexicalFusion } from '../model/fusion.js';
-import { extend } from '../util/growable.js';
+import { extend, withRoom } from '../util/growable.js';
 import type { ScoringModel, ServingFusion } from './scorer.js';
 
 /**
@@ -25,7 +25,7 @@ export class KnnScoringModel implements ScoringModel {
     }
     this.config = { d: dim, maxLength };
     this.numItems = vectors.length / dim - 1;
-    this.unit = new Float32Array(vectors.length);
+    this.unit = withRoom(Float32Array, vectors.length, dim); // spare room: the first append does not move it
     normalizeRows(vectors, this.unit, 1, this.numItems + 1, dim);
   }
 

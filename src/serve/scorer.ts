@@ -16,9 +16,9 @@
 import type { CsrMatrix } from '../content/sparse.js';
 import { kernels } from '../kernels/index.js';
 import { packPanelRows, packPanels, panelLength } from '../kernels/panels.js';
-import { emptyQuantized, growQuantized, type QuantizedItems } from '../kernels/quantized.js';
+import { growQuantized, quantizedWithRoom, type QuantizedItems } from '../kernels/quantized.js';
 import { fuseRow, type LexicalIndex } from '../model/fusion.js';
-import { extend } from '../util/growable.js';
+import { extend, withRoom } from '../util/growable.js';
 
 /** The part of SASRec the service needs (see MODEL_API.md). */
 export interface ScoringModel {
@@ -136,11 +136,12 @@ export class Scorer {
     }
     this.d = model.config.d;
     this.inputWidth = model.config.contentDim ?? model.config.d;
-    this.quantized = quantized && !fusion ? emptyQuantized() : null;
+    this.quantized = quantized && !fusion ? quantizedWithRoom(model.numItems + 1, this.d) : null;
     this.refreshItems();
-    this.active = new Uint8Array(model.numItems + 1).fill(1);
+    // Like the model's tables, the per-row tables have spare room: the first append does not move them.
+    this.active = withRoom(Uint8Array, model.numItems + 1).fill(1);
     this.active[0] = 0;
-    this.excluded = new Uint8Array(model.numItems + 1);
+    this.excluded = withRoom(Uint8Array, model.numItems + 1);
   }
 
   /**
@@ -207,7 +208,11 @@ export class Scorer {
       this.quantized = growQuantized(this.quantized, to, this.d);
       return this.quantizeRows(from, to);
     }
-    this.items = extend(this.items, panelLength(to, this.d));
+    // Made with spare room at the start (from = 0), so that the first append does not move the panels.
+    this.items =
+      from === 0
+        ? withRoom(Float32Array, panelLength(to, this.d), this.d)
+        : extend(this.items, panelLength(to, this.d));
     packPanels(this.model.itemEmbeddings(), to, this.d, this.items, from);
   }
 
@@ -228,7 +233,7 @@ export class Scorer {
     const d = this.d;
     const rows = this.model.numItems + 1;
     if (!this.fusion) return this.packRows(0, rows);
-    const spare = this.columns === 0 ? 0 : Math.ceil(rows * COLUMN_SLACK);
+    const spare = Math.ceil(rows * COLUMN_SLACK);
     const columns = Math.ceil((rows + spare) / COLUMN_ALIGN) * COLUMN_ALIGN;
     if (this.items.length !== d * columns) this.items = new Float32Array(d * columns);
     this.columns = columns;

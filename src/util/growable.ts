@@ -30,3 +30,34 @@ function withCapacity<T extends Growable>(like: T, length: number, capacity: num
   const Ctor = like.constructor as new (buffer: ArrayBufferLike, offset: number, length: number) => T;
   return new Ctor(new ArrayBuffer(capacity * like.BYTES_PER_ELEMENT), 0, length);
 }
+
+/**
+ * Spare room of a table made at load (`withRoom`), as a fraction of its rows, and at least ROOM_MIN_ROWS rows: the
+ * first appends after a load then write into it like any other, where a table made without room was moved whole
+ * by the first append (2.8 s at 1M items x d = 128). A fraction below GROWTH - 1 keeps the memory of a loaded model
+ * close to its size (+6%); once the room is used the table grows by GROWTH as any other.
+ */
+export const LOAD_ROOM = 1 / 16;
+const ROOM_MIN_ROWS = 64;
+
+interface GrowableConstructor<T> {
+  new (length: number): T;
+  new (buffer: ArrayBuffer, offset: number, length: number): T;
+}
+
+/**
+ * A zeroed view of `length` values (rows of `rowWidth` values) on a buffer with spare room for LOAD_ROOM more
+ * rows (at least ROOM_MIN_ROWS), for `extend` to lengthen in place.
+ */
+export function withRoom<T extends Growable>(Ctor: GrowableConstructor<T>, length: number, rowWidth = 1): T {
+  const rows = Math.ceil(length / rowWidth);
+  const room = Math.max(ROOM_MIN_ROWS, Math.ceil(rows * LOAD_ROOM)) * rowWidth;
+  return new Ctor(new Ctor(length + room).buffer as ArrayBuffer, 0, length);
+}
+
+/** A copy of `values` in a table with spare room (`withRoom`). */
+export function copyWithRoom<T extends Growable>(values: T, rowWidth = 1): T {
+  const copy = withRoom(values.constructor as GrowableConstructor<T>, values.length, rowWidth);
+  copy.set(values);
+  return copy;
+}
