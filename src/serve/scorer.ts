@@ -90,7 +90,7 @@ export const QUANTIZED_MIN_ITEMS = 1000;
 
 /** Columns of the transposed item matrix are padded to a multiple of this (every SIMD width of the kernels). */
 const COLUMN_ALIGN = 64;
-/** Spare columns, as a fraction of the rows, when appended rows outgrow the transposed matrix (refreshItems). */
+/** Spare columns of the transposed matrix, as a fraction of the rows (refreshItems). */
 const COLUMN_SLACK = 1 / 16;
 
 export class Scorer {
@@ -224,10 +224,10 @@ export class Scorer {
 
   /**
    * Transposed layout (lexical fusion): lays the whole item matrix out again (at the start, and when appended rows
-   * outgrow the spare columns). After appends the matrix gets COLUMN_SLACK spare columns, so that the next appends
-   * only write their own columns: one appended row costs O(d) amortized (the whole matrix moves once per rows x
-   * COLUMN_SLACK appends), and a batch multiplies at most that fraction (plus alignment) of zero columns more than
-   * the rows it scores.
+   * outgrow the spare columns). The matrix has COLUMN_SLACK spare columns from the start, so that appends (the
+   * first after a load too) only write their own columns: one appended row costs O(d) amortized (the whole matrix
+   * moves once per rows x COLUMN_SLACK appends), and a batch multiplies at most that fraction (plus alignment) of
+   * zero columns more than the rows it scores.
    */
   private refreshItems(): void {
     const d = this.d;
