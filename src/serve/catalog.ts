@@ -30,7 +30,11 @@ export class LiveCatalog {
     itemIds: readonly string[],
     readonly numWarm: number,
   ) {
+    // A copy with spare room, so that the first put after a load does not copy every id (74 ms at 1M ids): V8 grows
+    // an array's storage by about 1.5x on a push and keeps it when the length is set back.
     this.rowIds = [...itemIds];
+    this.rowIds.push('');
+    this.rowIds.length = itemIds.length;
     for (let i = 1; i < itemIds.length; i++) {
       this.items.set(itemIds[i], { index: i, added: false });
     }
