@@ -397,3 +397,28 @@ test('training continues after appendItems: the optimizer follows the grown item
   assert.ok(moved(warm + 3), 'an appended item trains');
   assert.ok(last < first, `${first} -> ${last}`);
 });
+
+test('warmupSteps scales the learning rate linearly: the first of 4 warmup steps moves every weight a quarter as far', async () => {
+  const firstStep = async (warmupSteps: number) => {
+    const model = makeModel();
+    const before = model.parameters().map((t) => Float32Array.from(t.data));
+    // One batch holds every sequence: one epoch is one step.
+    await train(model, trainData, { ...quiet, epochs: 1, batchSize: 300, warmupSteps });
+    return model.parameters().flatMap((t, i) => Array.from(t.data, (v, j) => v - before[i][j]));
+  };
+  const plain = await firstStep(0);
+  assert.deepEqual(await firstStep(1), plain, 'warmupSteps 1: the full rate from the first step');
+  const warm = await firstStep(4);
+  let compared = 0;
+  plain.forEach((step, i) => {
+    if (Math.abs(step) < 1e-5) return;
+    compared++;
+    assert.ok(Math.abs(warm[i] / step - 0.25) < 1e-2, `weight ${i}: ${warm[i]} vs ${step}`);
+  });
+  assert.ok(compared > 1000, `${compared} weights moved`);
+  for (const bad of [-1, 1.5])
+    await assert.rejects(
+      train(makeModel(), trainData, { ...quiet, epochs: 1, warmupSteps: bad }),
+      new RegExp(`^Error: train: warmupSteps must be an integer >= 0 \\(got ${bad}\\)$`),
+    );
+});

@@ -21,6 +21,11 @@ export interface TrainOptions extends AdamOptions {
   /** Maximum epochs (default 200; early stopping usually ends sooner). */
   epochs?: number;
   batchSize?: number; // 128
+  /**
+   * Linear learning-rate warmup: step s (1-based) uses lr * min(1, s / warmupSteps); 0 (default) is off. Meant for a
+   * warm start, whose fresh Adam moments otherwise take full-size steps from trained weights (docs/retraining.md).
+   */
+  warmupSteps?: number;
   /** Epochs without a validation improvement before stopping (default 5). */
   patience?: number;
   /** Shuffling and dropout seed (default: the model's config seed). */
@@ -153,8 +158,11 @@ export async function train(
   const patience = options.patience ?? 5;
   const seed = options.seed ?? model.config.seed;
   const onProgress = options.onProgress ?? ((p: EpochProgress) => process.stderr.write(p.line + '\n'));
+  const warmupSteps = options.warmupSteps ?? 0;
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new Error(`train: batchSize must be >= 1 (got ${batchSize})`);
+  if (!Number.isInteger(warmupSteps) || warmupSteps < 0)
+    throw new Error(`train: warmupSteps must be an integer >= 0 (got ${warmupSteps})`);
 
   // Sequences with at least one (input, target) pair.
   const usable: number[] = [];
@@ -207,6 +215,7 @@ export async function train(
         const batch = builder.fill(sequences, order, start, count);
         let real = 0;
         for (let r = 0; r < count; r++) real += batch.lengths[r];
+        if (warmupSteps > 0) optimizer.lrScale = Math.min(1, (optimizer.stepCount + 1) / warmupSteps);
         const loss = trainStep(model, optimizer, batch, stepSeed());
         if (!Number.isFinite(loss))
           throw new Error(`train: loss is ${loss} at epoch ${epoch}, step ${optimizer.stepCount}`);

@@ -82,6 +82,11 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
   --init-items I     with --init-from: where the trainable rows of the items the old model was trained on start:
                      old (their old rows) or fresh (as in a new model: only the dense weights are carried).
                      Default: fresh for content-delta and content-map (zero deltas), old for the others
+  --shrink L         with --init-from: shrink and perturb (Ash & Adams 2020): every carried value starts at
+  --perturb S        L x its old value + S x its initialization in a new model (same seed); both in [0, 1],
+                     default 1 and 0 (the old values as they are); e.g. --shrink 0.5 --perturb 0.5
+  --warmup-steps N   raise the learning rate linearly over the first N steps (default 0: off); for a warm start,
+                     whose fresh optimizer state otherwise takes full-size steps from trained weights
   --refit-projection with --init-from: fit the content projection (content-map: the map's start) on this split's
                      warm items instead of keeping the old model's
   --evaluate         also print test metrics (cold / warm / all)
@@ -112,6 +117,9 @@ export async function run(args: string[]): Promise<number> {
         'init-from': { type: 'string' },
         'refit-projection': { type: 'boolean' },
         'init-items': { type: 'string' },
+        shrink: { type: 'string' },
+        perturb: { type: 'string' },
+        'warmup-steps': { type: 'string' },
         evaluate: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...MODEL_ARGS,
@@ -179,6 +187,13 @@ export async function run(args: string[]): Promise<number> {
       throw new Error('--init-items applies to a warm start (--init-from DIR)');
     if (initItems !== undefined && initItems !== 'old' && initItems !== 'fresh')
       throw new Error(`--init-items must be old or fresh (got '${initItems}')`);
+    const shrink = unitOption(values.shrink, 'shrink');
+    const perturb = unitOption(values.perturb, 'perturb');
+    if ((shrink !== undefined || perturb !== undefined) && !values['init-from'])
+      throw new Error(
+        `--${shrink !== undefined ? 'shrink' : 'perturb'} applies to a warm start (--init-from DIR)`,
+      );
+    const warmupSteps = intOption(values['warmup-steps'], 'warmup-steps', 0);
     await checkModelOutput(values.out, values.force);
     const initFrom = values['init-from']
       ? await warmStartSource(values['init-from'], kind as ModelKind)
@@ -234,6 +249,9 @@ export async function run(args: string[]): Promise<number> {
       initFrom: initFrom?.model,
       refitProjection: values['refit-projection'],
       initItems,
+      shrink,
+      perturb,
+      warmupSteps,
     });
     if (model.warmStart) {
       const w = model.warmStart;
@@ -244,6 +262,10 @@ export async function run(args: string[]): Promise<number> {
           : `warm start from ${values['init-from']}: ${w.carried} items keep their trained rows; ${w.formerlyCold} ` +
               `formerly cold and ${w.unseen} new warm items start from content; the optimizer started fresh`,
       );
+      if (w.shrink !== 1 || w.perturb !== 0)
+        console.error(
+          `shrink and perturb: carried values = ${w.shrink} x old + ${w.perturb} x new initialization`,
+        );
     }
     if (model.training) {
       const t = model.training;
@@ -289,6 +311,13 @@ async function innerBacktest(dir: string, split: PreparedSplit): Promise<Prepare
     `${inner.note}: ${inner.split.numItems} items (${inner.split.numWarm} warm), ${inner.split.test.targets.length} test cases`,
   );
   return inner.split;
+}
+
+/** A number in [0, 1] (--shrink, --perturb). */
+function unitOption(value: string | undefined, name: string): number | undefined {
+  const n = floatOption(value, name);
+  if (n !== undefined && n > 1) throw new Error(`--${name} must be a number in [0, 1] (got '${value}')`);
+  return n;
 }
 
 /** The backtest table of --lexical-weight auto and --model auto. */
