@@ -131,6 +131,8 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
   perturb?: number;
   /** Linear learning-rate warmup over this many steps (default 0: off); see TrainOptions.warmupSteps. */
   warmupSteps?: number;
+  /** 'cosine': the learning rate decays to 0 over `epochs` (TrainOptions.lrSchedule); default 'constant'. */
+  lrSchedule?: 'constant' | 'cosine';
 }
 
 export interface FittedModel {
@@ -501,6 +503,7 @@ function trainOptionsFor(
     gradClip: options.gradClip,
     patience: options.patience,
     warmupSteps: options.warmupSteps,
+    lrSchedule: options.lrSchedule,
     seed: config.seed,
     validate: (m) => validationNdcg(m, split, { maxLength }),
     onProgress: options.onProgress,

@@ -80,6 +80,7 @@ test('train checks options before reading input; negative numbers get our messag
     [['--init-from', missing, '--shrink', '1.5'], "--shrink must be a number in [0, 1] (got '1.5')"],
     [['--init-from', missing, '--perturb', '-0.1'], "--perturb must be a number >= 0 (got '-0.1')"],
     [['--warmup-steps', '2.5'], "--warmup-steps must be an integer >= 0 (got '2.5')"],
+    [['--lr-schedule', 'linear'], "--lr-schedule must be constant or cosine (got 'linear')"],
   ];
   for (const [args, message] of cases) {
     // The split does not exist: only an option check can produce these messages.
@@ -211,6 +212,8 @@ test('train --init-from warm-starts from the backtest period; --lexical-weight a
       '0.4',
       '--warmup-steps',
       '3',
+      '--lr-schedule',
+      'cosine',
       '--out',
       join(dir, 'warm-old'),
     ]),

@@ -87,6 +87,8 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
                      default 1 and 0 (the old values as they are); e.g. --shrink 0.5 --perturb 0.5
   --warmup-steps N   raise the learning rate linearly over the first N steps (default 0: off); for a warm start,
                      whose fresh optimizer state otherwise takes full-size steps from trained weights
+  --lr-schedule S    constant (default) | cosine: the learning rate falls to 0 along a half cosine over --epochs
+                     (a fixed budget, e.g. --init-from ... --epochs 7; early stopping still applies)
   --refit-projection with --init-from: fit the content projection (content-map: the map's start) on this split's
                      warm items instead of keeping the old model's
   --evaluate         also print test metrics (cold / warm / all)
@@ -120,6 +122,7 @@ export async function run(args: string[]): Promise<number> {
         shrink: { type: 'string' },
         perturb: { type: 'string' },
         'warmup-steps': { type: 'string' },
+        'lr-schedule': { type: 'string' },
         evaluate: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...MODEL_ARGS,
@@ -194,6 +197,9 @@ export async function run(args: string[]): Promise<number> {
         `--${shrink !== undefined ? 'shrink' : 'perturb'} applies to a warm start (--init-from DIR)`,
       );
     const warmupSteps = intOption(values['warmup-steps'], 'warmup-steps', 0);
+    const lrSchedule = values['lr-schedule'];
+    if (lrSchedule !== undefined && lrSchedule !== 'constant' && lrSchedule !== 'cosine')
+      throw new Error(`--lr-schedule must be constant or cosine (got '${lrSchedule}')`);
     await checkModelOutput(values.out, values.force);
     const initFrom = values['init-from']
       ? await warmStartSource(values['init-from'], kind as ModelKind)
@@ -252,6 +258,7 @@ export async function run(args: string[]): Promise<number> {
       shrink,
       perturb,
       warmupSteps,
+      lrSchedule,
     });
     if (model.warmStart) {
       const w = model.warmStart;
