@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fit, type FitOptions, type FittedModel } from '../src/api.js';
 import { buildContent, backtestSplit } from '../src/eval/data.js';
+import { changedSequences } from '../src/data/changed.js';
 import { prepareSplit } from '../src/data/split.js';
+import type { PreparedSplit } from '../src/data/types.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
 import { SASRec, sasrecConfig } from '../src/model/sasrec.js';
 import { warmStart } from '../src/model/warm-start.js';
@@ -60,6 +62,34 @@ test('backtest with the same validation users: the inner model never trains on a
     () => prepareSplit(data.interactions, { protocol: 'leave-last-out', validationUsers: outerValidation }),
     /validationUsers needs the temporal protocol/,
   );
+});
+
+test('changedSequences keeps the new and the changed training sequences, matched by user and item ids', () => {
+  const result = changedSequences(split, inner);
+  const { train, trainUsers } = result.split;
+  const items = (s: PreparedSplit, u: number) =>
+    Array.from(s.train.items.subarray(s.train.offsets[u], s.train.offsets[u + 1]), (i) => s.itemIds[i]).join(
+      ' ',
+    );
+  const before = new Map(inner.trainUsers!.map((user, u) => [user, items(inner, u)]));
+  const after = new Map(split.trainUsers!.map((user, u) => [user, items(split, u)]));
+  let changed = 0;
+  let added = 0;
+  for (const [user, sequence] of after) {
+    if (!before.has(user)) added++;
+    else if (before.get(user) !== sequence) changed++;
+  }
+  assert.deepEqual([result.changed, result.added], [changed, added]);
+  assert.ok(changed > 0 && added > 0 && result.unchanged > 0, JSON.stringify(result));
+  assert.equal(result.unchanged, split.trainUsers!.length - changed - added);
+  assert.equal(trainUsers!.length, changed + added);
+  assert.equal(train.offsets.length, changed + added + 1);
+  trainUsers!.forEach((user, u) => {
+    assert.equal(items(result.split, u), after.get(user), `sequence of ${user}`);
+    assert.notEqual(before.get(user), after.get(user));
+  });
+  assert.equal(result.split.validation, split.validation, "validation and test are the split's own");
+  assert.equal(changedSequences(split, split).split.train.offsets.length, 1, 'nothing changed since itself');
 });
 
 test('warmStart copies dense weights and learned rows by id; others keep their start', async () => {

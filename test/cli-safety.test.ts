@@ -80,6 +80,7 @@ test('train checks options before reading input; negative numbers get our messag
     [['--init-from', missing, '--shrink', '1.5'], "--shrink must be a number in [0, 1] (got '1.5')"],
     [['--init-from', missing, '--perturb', '-0.1'], "--perturb must be a number >= 0 (got '-0.1')"],
     [['--warmup-steps', '2.5'], "--warmup-steps must be an integer >= 0 (got '2.5')"],
+    [['--train-changed', 'old-split'], '--train-changed applies to a warm start (--init-from DIR)'],
     [['--lr-schedule', 'linear'], "--lr-schedule must be constant or cosine (got 'linear')"],
   ];
   for (const [args, message] of cases) {
@@ -214,6 +215,8 @@ test('train --init-from warm-starts from the backtest period; --lexical-weight a
       '3',
       '--lr-schedule',
       'cosine',
+      '--train-changed',
+      innerSplit,
       '--out',
       join(dir, 'warm-old'),
     ]),
@@ -222,6 +225,10 @@ test('train --init-from warm-starts from the backtest period; --lexical-weight a
   assert.match(
     oldRows.err,
     /^warm start from .*old: \d+ items keep their trained rows; \d+ formerly cold and \d+ new warm items start from content; the optimizer started fresh$/m,
+  );
+  assert.match(
+    oldRows.err,
+    /^training on the sequences changed since .*: (\d+) of \d+ \(\d+ changed, \d+ new users; [1-9]\d* unchanged left out\)$/m,
   );
   assert.match(oldRows.err, /^shrink and perturb: carried values = 0.6 x old \+ 0.4 x new initialization$/m);
   assert.match(warm.err, /content: tfidf-svd on title\+description, 16 dims, the given encoder/);

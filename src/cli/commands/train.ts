@@ -21,6 +21,7 @@ import type { SplitOptions } from '../../data/split.js';
 import type { PreparedSplit } from '../../data/types.js';
 import type { ContentPart } from '../../model/artifact.js';
 import { loadSplit, readSplitManifest } from '../../data/store.js';
+import { changedSequences } from '../../data/changed.js';
 import type { CsrMatrix } from '../../content/sparse.js';
 import {
   MODEL_ARGS,
@@ -87,6 +88,9 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
                      default 1 and 0 (the old values as they are); e.g. --shrink 0.5 --perturb 0.5
   --warmup-steps N   raise the learning rate linearly over the first N steps (default 0: off); for a warm start,
                      whose fresh optimizer state otherwise takes full-size steps from trained weights
+  --train-changed DIR  with --init-from: train only on the sequences that are new or changed since the split DIR
+                     (the one the --init-from model was trained on); the others, which that model has seen as they
+                     are, are left out, so an epoch costs their share less (docs/retraining.md)
   --lr-schedule S    constant (default) | cosine: the learning rate falls to 0 along a half cosine over --epochs
                      (a fixed budget, e.g. --init-from ... --epochs 7; early stopping still applies)
   --refit-projection with --init-from: fit the content projection (content-map: the map's start) on this split's
@@ -123,6 +127,7 @@ export async function run(args: string[]): Promise<number> {
         perturb: { type: 'string' },
         'warmup-steps': { type: 'string' },
         'lr-schedule': { type: 'string' },
+        'train-changed': { type: 'string' },
         evaluate: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...MODEL_ARGS,
@@ -200,6 +205,8 @@ export async function run(args: string[]): Promise<number> {
     const lrSchedule = values['lr-schedule'];
     if (lrSchedule !== undefined && lrSchedule !== 'constant' && lrSchedule !== 'cosine')
       throw new Error(`--lr-schedule must be constant or cosine (got '${lrSchedule}')`);
+    if (values['train-changed'] !== undefined && !values['init-from'])
+      throw new Error('--train-changed applies to a warm start (--init-from DIR)');
     await checkModelOutput(values.out, values.force);
     const initFrom = values['init-from']
       ? await warmStartSource(values['init-from'], kind as ModelKind)
@@ -241,7 +248,18 @@ export async function run(args: string[]): Promise<number> {
       const textEncoder = built.encoder;
       encoder = textEncoder ? { kind: 'tfidf-svd', save: (dir: string) => textEncoder.save(dir) } : null;
     }
-    const model = await fit(split, {
+    const changed = values['train-changed']
+      ? changedSequences(split, await loadSplit(values['train-changed']))
+      : null;
+    if (changed) {
+      const kept = changed.changed + changed.added;
+      console.error(
+        `training on the sequences changed since ${values['train-changed']}: ${kept} of ` +
+          `${kept + changed.unchanged} (${changed.changed} changed, ${changed.added} new users; ` +
+          `${changed.unchanged} unchanged left out)`,
+      );
+    }
+    const model = await fit(changed?.split ?? split, {
       ...settings,
       model: kind,
       content: content ?? undefined,
