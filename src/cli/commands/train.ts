@@ -85,7 +85,7 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
                      Default: fresh for content-delta and content-map (zero deltas), old for the others
   --shrink L         with --init-from: shrink and perturb (Ash & Adams 2020): every carried value starts at
   --perturb S        L x its old value + S x its initialization in a new model (same seed); both in [0, 1],
-                     default 1 and 0 (the old values as they are); e.g. --shrink 0.5 --perturb 0.5
+                     default 1 and 0 (the old values as they are); e.g. --shrink 0.5 --perturb 0.01
   --warmup-steps N   raise the learning rate linearly over the first N steps (default 0: off); for a warm start,
                      whose fresh optimizer state otherwise takes full-size steps from trained weights
   --train-changed DIR  with --init-from: train only on the sequences that are new or changed since the split DIR
