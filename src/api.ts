@@ -39,7 +39,7 @@ import { initialContentMap, normalizeRows } from './model/content-map-init.js';
 import { ContentKNN } from './model/knn.js';
 import { SASRec, sasrecConfig, type EmbeddingStrategy, type SASRecConfig } from './model/sasrec.js';
 import type { Recommender } from './model/types.js';
-import { architectureOf, warmStart, type WarmStartResult } from './model/warm-start.js';
+import { architectureOf, checkShrinkPerturb, warmStart, type WarmStartResult } from './model/warm-start.js';
 import { train, type EpochProgress, type TrainOptions, type TrainResult } from './train/trainer.js';
 
 export const MODEL_KINDS = [
@@ -122,6 +122,17 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
    * item embedding).
    */
   initItems?: 'old' | 'fresh';
+  /**
+   * With initFrom: shrink and perturb (Ash & Adams 2020): every carried value starts at `shrink * old + perturb *
+   * new`, `new` being the value's own seeded initialization in a new model; both in [0, 1], default 1 and 0 (the
+   * old values as they are). docs/retraining.md.
+   */
+  shrink?: number;
+  perturb?: number;
+  /** Linear learning-rate warmup over this many steps (default 0: off); see TrainOptions.warmupSteps. */
+  warmupSteps?: number;
+  /** 'cosine': the learning rate decays to 0 over `epochs` (TrainOptions.lrSchedule); default 'constant'. */
+  lrSchedule?: 'constant' | 'cosine';
 }
 
 export interface FittedModel {
@@ -352,6 +363,7 @@ async function fitModel(split: PreparedSplit, options: VariantFitOptions): Promi
 
   const strategy = STRATEGY[kind];
   const old = options.initFrom ? warmSource(options.initFrom, kind) : null;
+  const perturbation = shrinkPerturb(options);
   const config = sasrecConfig({
     ...(old ? { ...architectureOf(old.config), deltaMax: old.config.deltaMax } : {}),
     ...pickConfig(options),
@@ -381,6 +393,7 @@ async function fitModel(split: PreparedSplit, options: VariantFitOptions): Promi
   const warm = old
     ? warmStart(model, split.itemIds, old, options.initFrom!.itemIds, options.initFrom!.numWarm, {
         carryRows: carriesRows(options),
+        ...perturbation,
       })
     : undefined;
   const training = await train(model, split.train, trainOptionsFor(split, options, config, config.maxLength));
@@ -450,6 +463,17 @@ function carriesRows(options: FitOptions): boolean {
   return (options.initItems ?? (withDelta ? 'fresh' : 'old')) === 'old';
 }
 
+/** FitOptions.shrink and perturb, checked (a warm start only). */
+function shrinkPerturb(options: FitOptions): { shrink?: number; perturb?: number } {
+  for (const name of ['shrink', 'perturb'] as const) {
+    const value = options[name];
+    if (value === undefined) continue;
+    if (!options.initFrom) throw new Error(`fit: ${name} applies to a warm start (initFrom)`);
+    checkShrinkPerturb(value, `fit: ${name}`);
+  }
+  return { shrink: options.shrink, perturb: options.perturb };
+}
+
 /** The old model's content projection, kept by a warm start; its input width must be the content's. */
 function keptProjection(initFrom: FittedModel, dim: number): ProjectionState {
   const projection = initFrom.projection;
@@ -478,6 +502,8 @@ function trainOptionsFor(
     weightDecay: options.weightDecay,
     gradClip: options.gradClip,
     patience: options.patience,
+    warmupSteps: options.warmupSteps,
+    lrSchedule: options.lrSchedule,
     seed: config.seed,
     validate: (m) => validationNdcg(m, split, { maxLength }),
     onProgress: options.onProgress,
@@ -520,7 +546,7 @@ async function fitContentMap(
         warmSource(initFrom, 'content-map'),
         initFrom.itemIds,
         initFrom.numWarm,
-        { keepMap, carryRows: carriesRows(options) },
+        { keepMap, carryRows: carriesRows(options), ...shrinkPerturb(options) },
       )
     : undefined;
   model.parametersChanged();

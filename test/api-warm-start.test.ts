@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fit, type FitOptions, type FittedModel } from '../src/api.js';
 import { buildContent, backtestSplit } from '../src/eval/data.js';
+import { changedSequences } from '../src/data/changed.js';
 import { prepareSplit } from '../src/data/split.js';
+import type { PreparedSplit } from '../src/data/types.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
 import { SASRec, sasrecConfig } from '../src/model/sasrec.js';
 import { warmStart } from '../src/model/warm-start.js';
@@ -62,6 +64,34 @@ test('backtest with the same validation users: the inner model never trains on a
   );
 });
 
+test('changedSequences keeps the new and the changed training sequences, matched by user and item ids', () => {
+  const result = changedSequences(split, inner);
+  const { train, trainUsers } = result.split;
+  const items = (s: PreparedSplit, u: number) =>
+    Array.from(s.train.items.subarray(s.train.offsets[u], s.train.offsets[u + 1]), (i) => s.itemIds[i]).join(
+      ' ',
+    );
+  const before = new Map(inner.trainUsers!.map((user, u) => [user, items(inner, u)]));
+  const after = new Map(split.trainUsers!.map((user, u) => [user, items(split, u)]));
+  let changed = 0;
+  let added = 0;
+  for (const [user, sequence] of after) {
+    if (!before.has(user)) added++;
+    else if (before.get(user) !== sequence) changed++;
+  }
+  assert.deepEqual([result.changed, result.added], [changed, added]);
+  assert.ok(changed > 0 && added > 0 && result.unchanged > 0, JSON.stringify(result));
+  assert.equal(result.unchanged, split.trainUsers!.length - changed - added);
+  assert.equal(trainUsers!.length, changed + added);
+  assert.equal(train.offsets.length, changed + added + 1);
+  trainUsers!.forEach((user, u) => {
+    assert.equal(items(result.split, u), after.get(user), `sequence of ${user}`);
+    assert.notEqual(before.get(user), after.get(user));
+  });
+  assert.equal(result.split.validation, split.validation, "validation and test are the split's own");
+  assert.equal(changedSequences(split, split).split.train.offsets.length, 1, 'nothing changed since itself');
+});
+
 test('warmStart copies dense weights and learned rows by id; others keep their start', async () => {
   const old = await fit(inner, {
     ...small,
@@ -111,6 +141,93 @@ test('warmStart copies dense weights and learned rows by id; others keep their s
   assert.throws(
     () => warmStart(other, split.itemIds, oldModel, old.itemIds, old.numWarm),
     /^Error: warm start: the old model's architecture differs \(d 16 -> 8, ffWidth 16 -> 8\)$/,
+  );
+});
+
+test('shrink and perturb: 1 and 0 are the plain warm start; otherwise shrink x old + perturb x the new start', async () => {
+  const old = await fit(inner, {
+    ...small,
+    epochs: 2,
+    model: 'content-delta',
+    content: innerContent.content!,
+  });
+  const oldModel = sasrecOf(old);
+  const config = { ...oldModel.config, numItems: split.numWarm };
+  const projected = new Float32Array((split.numWarm + 1) * 16).map((_, i) => (i < 16 ? 0 : Math.cos(i)));
+  const start = () => new SASRec(config, projected);
+  const plain = start();
+  warmStart(plain, split.itemIds, oldModel, old.itemIds, old.numWarm);
+  const identity = start();
+  const result = warmStart(identity, split.itemIds, oldModel, old.itemIds, old.numWarm, {
+    shrink: 1,
+    perturb: 0,
+  });
+  assert.deepEqual(identity.params.flat, plain.params.flat);
+  assert.deepEqual(identity.items.weight, plain.items.weight);
+  assert.equal(result.shrink, 1);
+  assert.equal(result.perturb, 0);
+
+  const init = start(); // the new model's own initialization: the same seed gives the same start
+  const mixed = start();
+  warmStart(mixed, split.itemIds, oldModel, old.itemIds, old.numWarm, { shrink: 0.5, perturb: 0.25 });
+  const expected = (o: number, s: number) => Math.fround(0.5 * o + 0.25 * s);
+  assert.ok(init.params.flat.some((v, i) => v !== oldModel.params.flat[i]));
+  mixed.params.flat.forEach((v, i) =>
+    assert.equal(v, expected(oldModel.params.flat[i], init.params.flat[i]), `dense value ${i}`),
+  );
+  // A layer-norm gain starts at 1 in a new model: 0.5 x old + 0.25.
+  const gamma = mixed.params.list.find((t) => t.name === 'final_ln.gamma')!.data;
+  const oldGamma = oldModel.params.list.find((t) => t.name === 'final_ln.gamma')!.data;
+  assert.equal(gamma[0], Math.fround(0.5 * oldGamma[0] + 0.25));
+  const before = oldIndex(old);
+  let shrunk = 0;
+  for (let i = 1; i <= split.numWarm; i++) {
+    const j = before.get(split.itemIds[i]);
+    const delta = row(mixed.items.weight!, i, 16);
+    if (j !== undefined && j <= old.numWarm) {
+      // A new model's delta starts at zero, so a carried delta is only shrunk.
+      const from = row(oldModel.items.weight!, j, 16);
+      delta.forEach((v, k) => assert.equal(v, Math.fround(0.5 * from[k])));
+      if (from.some((v) => v !== 0)) shrunk++;
+    } else
+      assert.ok(
+        delta.every((v) => v === 0),
+        `item ${split.itemIds[i]} keeps its start`,
+      );
+  }
+  assert.ok(shrunk > 0);
+
+  // Through fit: the same start (lr 1e-12 moves nothing measurably in the one epoch).
+  const viaFit = await fit(split, {
+    ...small,
+    model: 'content-delta',
+    content: outerContent.content!,
+    initFrom: old,
+    initItems: 'old',
+    shrink: 0.5,
+    perturb: 0.25,
+    lr: 1e-12,
+  });
+  assert.deepEqual(viaFit.warmStart, { ...result, shrink: 0.5, perturb: 0.25, rows: 'old' });
+  const b = sasrecOf(viaFit).params.flat;
+  assert.ok(b.every((v, i) => Math.abs(v - mixed.params.flat[i]) < 1e-6));
+
+  assert.throws(
+    () => warmStart(start(), split.itemIds, oldModel, old.itemIds, old.numWarm, { shrink: 1.5 }),
+    /^Error: warm start: shrink must be a number in \[0, 1\] \(got 1.5\)$/,
+  );
+  assert.throws(
+    () => warmStart(start(), split.itemIds, oldModel, old.itemIds, old.numWarm, { perturb: -0.1 }),
+    /^Error: warm start: perturb must be a number in \[0, 1\] \(got -0.1\)$/,
+  );
+  const base = { ...small, model: 'content-delta' as const, content: outerContent.content! };
+  await assert.rejects(
+    fit(split, { ...base, shrink: 0.5 }),
+    /^Error: fit: shrink applies to a warm start \(initFrom\)$/,
+  );
+  await assert.rejects(
+    fit(split, { ...base, initFrom: old, perturb: Number.NaN }),
+    /^Error: fit: perturb must be a number in \[0, 1\] \(got NaN\)$/,
   );
 });
 

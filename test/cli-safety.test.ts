@@ -75,6 +75,13 @@ test('train checks options before reading input; negative numbers get our messag
     [['--refit-projection'], '--refit-projection applies to a warm start (--init-from DIR)'],
     [['--init-items', 'fresh'], '--init-items applies to a warm start (--init-from DIR)'],
     [['--init-from', missing, '--init-items', 'new'], "--init-items must be old or fresh (got 'new')"],
+    [['--shrink', '0.5'], '--shrink applies to a warm start (--init-from DIR)'],
+    [['--perturb', '0.1'], '--perturb applies to a warm start (--init-from DIR)'],
+    [['--init-from', missing, '--shrink', '1.5'], "--shrink must be a number in [0, 1] (got '1.5')"],
+    [['--init-from', missing, '--perturb', '-0.1'], "--perturb must be a number >= 0 (got '-0.1')"],
+    [['--warmup-steps', '2.5'], "--warmup-steps must be an integer >= 0 (got '2.5')"],
+    [['--train-changed', 'old-split'], '--train-changed applies to a warm start (--init-from DIR)'],
+    [['--lr-schedule', 'linear'], "--lr-schedule must be constant or cosine (got 'linear')"],
   ];
   for (const [args, message] of cases) {
     // The split does not exist: only an option check can produce these messages.
@@ -200,6 +207,16 @@ test('train --init-from warm-starts from the backtest period; --lexical-weight a
       old,
       '--init-items',
       'old',
+      '--shrink',
+      '0.6',
+      '--perturb',
+      '0.4',
+      '--warmup-steps',
+      '3',
+      '--lr-schedule',
+      'cosine',
+      '--train-changed',
+      innerSplit,
       '--out',
       join(dir, 'warm-old'),
     ]),
@@ -209,6 +226,11 @@ test('train --init-from warm-starts from the backtest period; --lexical-weight a
     oldRows.err,
     /^warm start from .*old: \d+ items keep their trained rows; \d+ formerly cold and \d+ new warm items start from content; the optimizer started fresh$/m,
   );
+  assert.match(
+    oldRows.err,
+    /^training on the sequences changed since .*: (\d+) of \d+ \(\d+ changed, \d+ new users; [1-9]\d* unchanged left out\)$/m,
+  );
+  assert.match(oldRows.err, /^shrink and perturb: carried values = 0.6 x old \+ 0.4 x new initialization$/m);
   assert.match(warm.err, /content: tfidf-svd on title\+description, 16 dims, the given encoder/);
   const wrongKind = await capture(() =>
     trainCommand([

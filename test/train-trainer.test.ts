@@ -397,3 +397,60 @@ test('training continues after appendItems: the optimizer follows the grown item
   assert.ok(moved(warm + 3), 'an appended item trains');
   assert.ok(last < first, `${first} -> ${last}`);
 });
+
+test('warmupSteps scales the learning rate linearly: the first of 4 warmup steps moves every weight a quarter as far', async () => {
+  const firstStep = async (warmupSteps: number) => {
+    const model = makeModel();
+    const before = model.parameters().map((t) => Float32Array.from(t.data));
+    // One batch holds every sequence: one epoch is one step.
+    await train(model, trainData, { ...quiet, epochs: 1, batchSize: 300, warmupSteps });
+    return model.parameters().flatMap((t, i) => Array.from(t.data, (v, j) => v - before[i][j]));
+  };
+  const plain = await firstStep(0);
+  assert.deepEqual(await firstStep(1), plain, 'warmupSteps 1: the full rate from the first step');
+  const warm = await firstStep(4);
+  let compared = 0;
+  plain.forEach((step, i) => {
+    if (Math.abs(step) < 1e-5) return;
+    compared++;
+    assert.ok(Math.abs(warm[i] / step - 0.25) < 1e-2, `weight ${i}: ${warm[i]} vs ${step}`);
+  });
+  assert.ok(compared > 1000, `${compared} weights moved`);
+  for (const bad of [-1, 1.5])
+    await assert.rejects(
+      train(makeModel(), trainData, { ...quiet, epochs: 1, warmupSteps: bad }),
+      new RegExp(`^Error: train: warmupSteps must be an integer >= 0 \\(got ${bad}\\)$`),
+    );
+});
+
+test("lrSchedule 'cosine' decays the rate over all epochs: of 2 one-step epochs, the second moves half as far", async () => {
+  const steps = async (lrSchedule: 'constant' | 'cosine') => {
+    const model = makeModel();
+    const flat = () => model.parameters().flatMap((t) => Array.from(t.data));
+    const snapshots = [flat()];
+    // One batch holds every sequence: each epoch is one step.
+    await train(model, trainData, {
+      ...quiet,
+      epochs: 2,
+      batchSize: 300,
+      lrSchedule,
+      onProgress: () => snapshots.push(flat()),
+    });
+    return [1, 2].map((e) => snapshots[e].map((v, i) => v - snapshots[e - 1][i]));
+  };
+  const [constant1, constant2] = await steps('constant');
+  const [cosine1, cosine2] = await steps('cosine');
+  assert.deepEqual(cosine1, constant1, 'the first step has the full rate');
+  let compared = 0;
+  constant2.forEach((step, i) => {
+    if (Math.abs(step) < 1e-5) return;
+    compared++;
+    // Step 2 of 2: (1 + cos(pi / 2)) / 2 = 0.5; the same weights, batch and moments before it.
+    assert.ok(Math.abs(cosine2[i] / step - 0.5) < 1e-2, `weight ${i}: ${cosine2[i]} vs ${step}`);
+  });
+  assert.ok(compared > 1000, `${compared} weights moved`);
+  await assert.rejects(
+    train(makeModel(), trainData, { ...quiet, epochs: 1, lrSchedule: 'step' as 'cosine' }),
+    /^Error: train: lrSchedule must be constant or cosine \(got 'step'\)$/,
+  );
+});

@@ -29,6 +29,8 @@ export class Adam {
   readonly eps: number;
   readonly weightDecay: number;
   readonly gradClip: number;
+  /** Factor on lr for the next steps, set by a schedule (the trainer's warmup); 1 otherwise. */
+  lrScale = 1;
   /** Steps taken (1-based inside step()). */
   stepCount = 0;
   private groups: ParamGroup[];
@@ -118,7 +120,7 @@ export class Adam {
           rows,
           count,
           g.rowWidth,
-          this.lr,
+          this.lr * this.lrScale,
           this.beta1,
           this.beta2,
           this.eps,
@@ -138,7 +140,7 @@ export class Adam {
         this.m[i].subarray(from),
         this.v[i].subarray(from),
         n,
-        this.lr,
+        this.lr * this.lrScale,
         this.beta1,
         this.beta2,
         this.eps,

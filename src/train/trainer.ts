@@ -21,6 +21,17 @@ export interface TrainOptions extends AdamOptions {
   /** Maximum epochs (default 200; early stopping usually ends sooner). */
   epochs?: number;
   batchSize?: number; // 128
+  /**
+   * Linear learning-rate warmup: step s (1-based) uses lr * min(1, s / warmupSteps); 0 (default) is off. Meant for a
+   * warm start, whose fresh Adam moments otherwise take full-size steps from trained weights (docs/retraining.md).
+   */
+  warmupSteps?: number;
+  /**
+   * 'cosine': the learning rate falls from lr to 0 along a half cosine over all `epochs` (step s of S uses
+   * lr * (1 + cos(pi (s - 1) / S)) / 2, times the warmup factor); for a fixed epoch budget such as a warm start's.
+   * Default 'constant'.
+   */
+  lrSchedule?: 'constant' | 'cosine';
   /** Epochs without a validation improvement before stopping (default 5). */
   patience?: number;
   /** Shuffling and dropout seed (default: the model's config seed). */
@@ -153,8 +164,14 @@ export async function train(
   const patience = options.patience ?? 5;
   const seed = options.seed ?? model.config.seed;
   const onProgress = options.onProgress ?? ((p: EpochProgress) => process.stderr.write(p.line + '\n'));
+  const warmupSteps = options.warmupSteps ?? 0;
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new Error(`train: batchSize must be >= 1 (got ${batchSize})`);
+  if (!Number.isInteger(warmupSteps) || warmupSteps < 0)
+    throw new Error(`train: warmupSteps must be an integer >= 0 (got ${warmupSteps})`);
+  const lrSchedule = options.lrSchedule ?? 'constant';
+  if (lrSchedule !== 'constant' && lrSchedule !== 'cosine')
+    throw new Error(`train: lrSchedule must be constant or cosine (got '${String(lrSchedule)}')`);
 
   // Sequences with at least one (input, target) pair.
   const usable: number[] = [];
@@ -169,6 +186,7 @@ export async function train(
   const builder = new BatchBuilder(batchSize, model.config.maxLength);
   const optimizer = createOptimizer(model, options);
   const groups = model.paramGroups();
+  const totalSteps = epochs * Math.ceil(order.length / batchSize);
   const stepSeed = () => hash32(Math.imul(seed, 0x9e3779b1) ^ hash32(optimizer.stepCount + 1));
 
   let stopRequested = false;
@@ -207,6 +225,7 @@ export async function train(
         const batch = builder.fill(sequences, order, start, count);
         let real = 0;
         for (let r = 0; r < count; r++) real += batch.lengths[r];
+        optimizer.lrScale = lrScale(optimizer.stepCount + 1, warmupSteps, lrSchedule, totalSteps);
         const loss = trainStep(model, optimizer, batch, stepSeed());
         if (!Number.isFinite(loss))
           throw new Error(`train: loss is ${loss} at epoch ${epoch}, step ${optimizer.stepCount}`);
@@ -280,6 +299,17 @@ export async function train(
     seconds: (performance.now() - started) / 1000,
     sequences: order.length,
   };
+}
+
+/** The learning-rate factor of step s (1-based): linear warmup over warmupSteps, times the schedule's decay. */
+function lrScale(
+  s: number,
+  warmupSteps: number,
+  schedule: 'constant' | 'cosine',
+  totalSteps: number,
+): number {
+  const warmup = warmupSteps > 0 ? Math.min(1, s / warmupSteps) : 1;
+  return schedule === 'cosine' ? (warmup * (1 + Math.cos((Math.PI * (s - 1)) / totalSteps))) / 2 : warmup;
 }
 
 /** Occurrences of each item 1..numItems in the training sequences (index 0 and unknown items are not counted). */

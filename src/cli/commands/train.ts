@@ -21,6 +21,7 @@ import type { SplitOptions } from '../../data/split.js';
 import type { PreparedSplit } from '../../data/types.js';
 import type { ContentPart } from '../../model/artifact.js';
 import { loadSplit, readSplitManifest } from '../../data/store.js';
+import { changedSequences } from '../../data/changed.js';
 import type { CsrMatrix } from '../../content/sparse.js';
 import {
   MODEL_ARGS,
@@ -82,6 +83,16 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
   --init-items I     with --init-from: where the trainable rows of the items the old model was trained on start:
                      old (their old rows) or fresh (as in a new model: only the dense weights are carried).
                      Default: fresh for content-delta and content-map (zero deltas), old for the others
+  --shrink L         with --init-from: shrink and perturb (Ash & Adams 2020): every carried value starts at
+  --perturb S        L x its old value + S x its initialization in a new model (same seed); both in [0, 1],
+                     default 1 and 0 (the old values as they are); e.g. --shrink 0.5 --perturb 0.01
+  --warmup-steps N   raise the learning rate linearly over the first N steps (default 0: off); for a warm start,
+                     whose fresh optimizer state otherwise takes full-size steps from trained weights
+  --train-changed DIR  with --init-from: train only on the sequences that are new or changed since the split DIR
+                     (the one the --init-from model was trained on); the others, which that model has seen as they
+                     are, are left out, so an epoch costs their share less (docs/retraining.md)
+  --lr-schedule S    constant (default) | cosine: the learning rate falls to 0 along a half cosine over --epochs
+                     (a fixed budget, e.g. --init-from ... --epochs 7; early stopping still applies)
   --refit-projection with --init-from: fit the content projection (content-map: the map's start) on this split's
                      warm items instead of keeping the old model's
   --evaluate         also print test metrics (cold / warm / all)
@@ -112,6 +123,11 @@ export async function run(args: string[]): Promise<number> {
         'init-from': { type: 'string' },
         'refit-projection': { type: 'boolean' },
         'init-items': { type: 'string' },
+        shrink: { type: 'string' },
+        perturb: { type: 'string' },
+        'warmup-steps': { type: 'string' },
+        'lr-schedule': { type: 'string' },
+        'train-changed': { type: 'string' },
         evaluate: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...MODEL_ARGS,
@@ -179,6 +195,18 @@ export async function run(args: string[]): Promise<number> {
       throw new Error('--init-items applies to a warm start (--init-from DIR)');
     if (initItems !== undefined && initItems !== 'old' && initItems !== 'fresh')
       throw new Error(`--init-items must be old or fresh (got '${initItems}')`);
+    const shrink = unitOption(values.shrink, 'shrink');
+    const perturb = unitOption(values.perturb, 'perturb');
+    if ((shrink !== undefined || perturb !== undefined) && !values['init-from'])
+      throw new Error(
+        `--${shrink !== undefined ? 'shrink' : 'perturb'} applies to a warm start (--init-from DIR)`,
+      );
+    const warmupSteps = intOption(values['warmup-steps'], 'warmup-steps', 0);
+    const lrSchedule = values['lr-schedule'];
+    if (lrSchedule !== undefined && lrSchedule !== 'constant' && lrSchedule !== 'cosine')
+      throw new Error(`--lr-schedule must be constant or cosine (got '${lrSchedule}')`);
+    if (values['train-changed'] !== undefined && !values['init-from'])
+      throw new Error('--train-changed applies to a warm start (--init-from DIR)');
     await checkModelOutput(values.out, values.force);
     const initFrom = values['init-from']
       ? await warmStartSource(values['init-from'], kind as ModelKind)
@@ -220,7 +248,18 @@ export async function run(args: string[]): Promise<number> {
       const textEncoder = built.encoder;
       encoder = textEncoder ? { kind: 'tfidf-svd', save: (dir: string) => textEncoder.save(dir) } : null;
     }
-    const model = await fit(split, {
+    const changed = values['train-changed']
+      ? changedSequences(split, await loadSplit(values['train-changed']))
+      : null;
+    if (changed) {
+      const kept = changed.changed + changed.added;
+      console.error(
+        `training on the sequences changed since ${values['train-changed']}: ${kept} of ` +
+          `${kept + changed.unchanged} (${changed.changed} changed, ${changed.added} new users; ` +
+          `${changed.unchanged} unchanged left out)`,
+      );
+    }
+    const model = await fit(changed?.split ?? split, {
       ...settings,
       model: kind,
       content: content ?? undefined,
@@ -234,6 +273,10 @@ export async function run(args: string[]): Promise<number> {
       initFrom: initFrom?.model,
       refitProjection: values['refit-projection'],
       initItems,
+      shrink,
+      perturb,
+      warmupSteps,
+      lrSchedule,
     });
     if (model.warmStart) {
       const w = model.warmStart;
@@ -244,6 +287,10 @@ export async function run(args: string[]): Promise<number> {
           : `warm start from ${values['init-from']}: ${w.carried} items keep their trained rows; ${w.formerlyCold} ` +
               `formerly cold and ${w.unseen} new warm items start from content; the optimizer started fresh`,
       );
+      if (w.shrink !== 1 || w.perturb !== 0)
+        console.error(
+          `shrink and perturb: carried values = ${w.shrink} x old + ${w.perturb} x new initialization`,
+        );
     }
     if (model.training) {
       const t = model.training;
@@ -289,6 +336,13 @@ async function innerBacktest(dir: string, split: PreparedSplit): Promise<Prepare
     `${inner.note}: ${inner.split.numItems} items (${inner.split.numWarm} warm), ${inner.split.test.targets.length} test cases`,
   );
   return inner.split;
+}
+
+/** A number in [0, 1] (--shrink, --perturb). */
+function unitOption(value: string | undefined, name: string): number | undefined {
+  const n = floatOption(value, name);
+  if (n !== undefined && n > 1) throw new Error(`--${name} must be a number in [0, 1] (got '${value}')`);
+  return n;
 }
 
 /** The backtest table of --lexical-weight auto and --model auto. */
