@@ -8,15 +8,18 @@
  * z: the model's scores standardized per input (as in lexical fusion); profile: the normalized sum of the input's
  * sparse TF-IDF rows (the model's max length); last: the last input item's row alone; cold_i: 1 for an item without
  * a trained delta (index > numWarm). Ranks follow evaluate(): seen items and padding excluded, ties as rankOfTarget.
+ * A --model directory without a saved model gets the config's content-delta model trained on the period's training
+ * data with --seed (the names bench/fusion-gate.ts and bench/fusion-report.ts use: DIR/backtest-content-delta-seed0).
  *
  *   DELTAREC_THREADS=1 node --import tsx bench/fusion-candidates.ts --config experiments/beauty-cold.json \
  *     --model runs/cold2-models/test-content-delta-seed0 --period test --out runs/cand/test-seed0.bin \
  *     [--w 4,6,8 --wc 0,8 --b 0 --v 0,4 | --combos 8:0:0:0,6:8:0:4]
  */
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { load } from '../src/api.js';
+import { fit, load, save, type FitOptions } from '../src/api.js';
 import { prepareData } from '../src/eval/data.js';
 import { readExperimentConfig } from '../src/experiment/experiment.js';
 import { LexicalIndex } from '../src/model/fusion.js';
@@ -31,6 +34,7 @@ const { values } = parseArgs({
     b: { type: 'string', default: '0,0.5,1,2' },
     v: { type: 'string', default: '0,2,4,8' },
     combos: { type: 'string' },
+    seed: { type: 'string', default: '0' },
     out: { type: 'string' },
   },
 });
@@ -62,8 +66,23 @@ const data = await prepareData(
   log,
   values.period === 'backtest',
 );
-const period = values.period === 'backtest' ? data.backtest! : { split: data.split, lexical: data.lexical };
+const period =
+  values.period === 'backtest'
+    ? data.backtest!
+    : { split: data.split, lexical: data.lexical, content: data.content };
 const split = period.split;
+if (!existsSync(join(values.model, 'manifest.json'))) {
+  // Not saved yet: the config's content-delta model, trained on this period's training data (seed --seed).
+  const trained = await fit(split, {
+    ...(config.model as Partial<FitOptions>),
+    model: 'content-delta',
+    seed: Number(values.seed),
+    content: period.content!,
+    handleSigint: false,
+    onProgress: (p) => log(p.line),
+  });
+  await save(trained, values.model);
+}
 const model = await load(values.model);
 if (model.recommender.numItems !== split.numItems)
   throw new Error(`${values.model}: ${model.recommender.numItems} items, the split has ${split.numItems}`);
