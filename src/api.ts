@@ -14,6 +14,7 @@
  */
 import type { CsrMatrix } from './content/sparse.js';
 import {
+  checkFusionWeights,
   LexicalFusion,
   loadLexicalFusion,
   saveLexicalFusion,
@@ -74,6 +75,13 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
   lexicalWeight?: number | 'auto';
   /** (split.numItems + 1) sparse TF-IDF rows aligned with split.itemIds; needed when lexicalWeight is not 0. */
   lexicalRows?: CsrMatrix;
+  /**
+   * Cold-aware fusion (fusion.ts, issue 15; default 0; needs a numeric lexicalWeight): the cosine counts
+   * lexicalColdWeight more for items without a trained delta (cold at training time or added later).
+   */
+  lexicalColdWeight?: number;
+  /** Cold-aware fusion: adds lexicalLastWeight x cosine with the last input item's row alone (default 0). */
+  lexicalLastWeight?: number;
   /**
    * lexicalWeight or model 'auto': the backtest inside the training data (eval/data.ts backtestSplit: the interactions before
    * the split's threshold, split again), with content and sparse rows aligned with its items.
@@ -202,15 +210,25 @@ function contentWidth(split: PreparedSplit, content: Float32Array | undefined, k
 
 /** Trains (or builds) a model on split.train; early stopping on the split's validation users. */
 export async function fit(split: PreparedSplit, options: FitOptions): Promise<FittedModel> {
-  if (options.lexicalWeight === 'auto' || options.model === 'auto')
+  if (options.lexicalWeight === 'auto' || options.model === 'auto') {
+    if (options.lexicalColdWeight || options.lexicalLastWeight)
+      throw new Error(
+        `fit: lexicalColdWeight and lexicalLastWeight need a numeric lexicalWeight and a named model`,
+      );
     return fitChoosingOnBacktest(split, options);
+  }
   const weight = options.lexicalWeight ?? 0;
   checkLexicalWeight(weight, options.model);
-  if (weight > 0 && !options.lexicalRows)
+  const extra = { coldWeight: options.lexicalColdWeight ?? 0, lastWeight: options.lexicalLastWeight ?? 0 };
+  checkFusionWeights({ weight, ...extra, numWarm: split.numWarm }, 'fit');
+  const fused = weight > 0 || extra.coldWeight > 0 || extra.lastWeight > 0;
+  if (fused && !options.lexicalRows)
     throw new Error(`fit: lexicalWeight ${weight} needs lexicalRows (sparse TF-IDF rows of every item)`);
+  if (fused && options.model === 'knn')
+    throw new Error(`fit: lexical fusion applies to SASRec models, not knn`);
   if (options.autoModels) throw new Error(`fit: autoModels applies to model 'auto'`);
   const model = await fitModel(split, { ...options, model: options.model });
-  return weight > 0 ? withLexicalFusion(model, options.lexicalRows!, weight) : model;
+  return fused ? withLexicalFusion(model, options.lexicalRows!, weight, extra) : model;
 }
 
 /**
@@ -317,13 +335,30 @@ function checkLexicalWeight(weight: number, kind: ModelKind): void {
 
 /**
  * The same trained model with lexical fusion (fusion.ts): its scores standardized plus weight x cosine on `rows`
- * ((numItems + 1) sparse TF-IDF rows). Fusion needs no training, so one trained model serves every weight.
+ * ((numItems + 1) sparse TF-IDF rows), and the cold-aware terms of `extra` (default 0: plain fusion). Fusion needs
+ * no training, so one trained model serves every weight.
  */
-export function withLexicalFusion(model: FittedModel, rows: CsrMatrix, weight: number): FittedModel {
+export function withLexicalFusion(
+  model: FittedModel,
+  rows: CsrMatrix,
+  weight: number,
+  extra: { coldWeight?: number; lastWeight?: number } = {},
+): FittedModel {
   checkLexicalWeight(weight, model.kind);
+  const coldWeight = extra.coldWeight ?? 0;
+  const lastWeight = extra.lastWeight ?? 0;
+  checkFusionWeights({ weight, coldWeight, lastWeight, numWarm: model.numWarm }, 'withLexicalFusion');
   const base = unfused(model);
-  if (weight === 0) return { ...model, lexical: null, recommender: base };
-  const lexical = { rows, weight };
+  if (weight === 0 && coldWeight === 0 && lastWeight === 0)
+    return { ...model, lexical: null, recommender: base };
+  if (model.kind === 'knn')
+    throw new Error(`withLexicalFusion: lexical fusion applies to SASRec models, not knn`);
+  const lexical: LexicalFusionState = { rows, weight };
+  if (coldWeight > 0) {
+    lexical.coldWeight = coldWeight;
+    lexical.numWarm = model.numWarm;
+  }
+  if (lastWeight > 0) lexical.lastWeight = lastWeight;
   return { ...model, lexical, recommender: new LexicalFusion(base, lexical, model.maxLength) };
 }
 

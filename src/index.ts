@@ -38,6 +38,7 @@ export {
   recommend,
   save,
   withBorrowedDeltas,
+  withLexicalFusion,
 } from './api.js';
 export type {
   EvaluateOptions,

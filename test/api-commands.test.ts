@@ -210,6 +210,33 @@ test('deltarec train --lexical-weight saves a fused model that deltarec evaluate
   assert.match(negative.err, /lexical-weight/);
 });
 
+test('deltarec train --lexical-cold-weight --lexical-last-weight: saved with the model; misuse is named', async () => {
+  const modelDir = join(dir, 'cold-aware');
+  const args = ['--lexical-weight', '2', '--lexical-cold-weight', '3', '--lexical-last-weight', '1.5'];
+  const trained = await capture(() =>
+    trainCommand([...quickTrainArgs, ...args, '--out', modelDir, '--evaluate']),
+  );
+  assert.equal(trained.code, 0, trained.err);
+  assert.match(trained.out, /lexical 2, cold 3, last 1\.5/);
+  const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8'));
+  const state = await loadLexicalFusion(join(modelDir, 'lexical'));
+  assert.deepEqual([state.weight, state.coldWeight, state.lastWeight], [2, 3, 1.5]);
+  assert.equal(state.numWarm, manifest.items.num_warm);
+  const auto = await capture(() =>
+    trainCommand([
+      ...quickTrainArgs,
+      '--lexical-weight',
+      'auto',
+      '--lexical-cold-weight',
+      '1',
+      '--out',
+      join(dir, 'no'),
+    ]),
+  );
+  assert.equal(auto.code, 1);
+  assert.match(auto.err, /--lexical-cold-weight and --lexical-last-weight need a numeric --lexical-weight/);
+});
+
 test('deltarec train --fields NAME:WEIGHT --analyzer word+char: the saved encoder keeps both; bad specs are named', async () => {
   const modelDir = join(dir, 'text-signal');
   const trained = await capture(() =>

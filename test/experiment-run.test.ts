@@ -159,6 +159,13 @@ test('experiment: runs that differ only in lexicalWeight share one training per 
       models: [
         'content-delta',
         { name: 'content-delta-lexical', strategy: 'content-delta', lexicalWeight: 4 },
+        {
+          name: 'cold-aware',
+          strategy: 'content-delta',
+          lexicalWeight: 4,
+          lexicalColdWeight: 8,
+          lexicalLastWeight: 2,
+        },
       ],
     },
     'lexical.json',
@@ -167,14 +174,25 @@ test('experiment: runs that differ only in lexicalWeight share one training per 
     baseDir: dir,
     log: (l) => lines.push(l),
   });
-  assert.equal(outcome.ranRuns, 2);
+  assert.equal(outcome.ranRuns, 3);
   assert.equal(lines.filter((l) => l.endsWith(': fitting')).length, 1, lines.join('\n'));
   assert.ok(lines.some((l) => /content-delta-lexical seed 0: reusing the model trained/.test(l)));
+  assert.ok(lines.some((l) => /cold-aware seed 0: reusing the model trained/.test(l)));
   const run = (name: string) =>
     JSON.parse(readFileSync(join(dir, 'lexical', 'runs', `${name}-seed0.json`), 'utf8'));
-  const [plain, fused] = [run('content-delta'), run('content-delta-lexical')];
+  const [plain, fused, coldAware] = [run('content-delta'), run('content-delta-lexical'), run('cold-aware')];
   assert.deepEqual(fused.training, plain.training, 'the same trained model');
+  assert.deepEqual(coldAware.training, plain.training, 'the same trained model');
   assert.notDeepEqual(fused.metrics, plain.metrics, 'scored differently');
+  assert.notDeepEqual(coldAware.metrics, fused.metrics, 'the cold-aware terms score differently');
+  const bad = parseExperimentConfig(
+    { ...base, seeds: [0], models: [{ name: 'x', strategy: 'content-delta', lexicalColdWeight: 1 }] },
+    'bad.json',
+  );
+  await assert.rejects(
+    runExperiment(bad, join(dir, 'bad-cold'), { baseDir: dir, log: () => {} }),
+    /x: lexicalColdWeight needs a numeric lexicalWeight/,
+  );
 });
 
 /** Runs `deltarec experiment ARGS` from source in a child process with one kernel thread; resolves with its exit code and output. */

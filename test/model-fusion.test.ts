@@ -147,7 +147,7 @@ test('the service scores a fused model like the library, and a new item from tex
   const modelDir = join(dir, 'served');
   await save(fused, modelDir);
   const loaded = await loadScoringModel(modelDir);
-  assert.equal(loaded.fusion?.weight, 3);
+  assert.equal(loaded.fusion?.weights.weight, 3);
   const scorer = new Scorer(loaded.model, loaded.numWarm, loaded.fusion);
   const n = split.numItems;
   /** The served score of every item for one history (NaN for items not returned). */

@@ -161,7 +161,7 @@ test('the first appends after a load move no table: each writes its own row into
       const index = layout === 'lexical' ? new LexicalIndex(csr(sparseRows(n + 1, cols, 1), cols), 5) : null;
       const fusion: ServingFusion | null = index && {
         index,
-        weight: 0.5,
+        weights: { weight: 0.5 },
         rowsFor: () => csr([[[3, 1]]], cols),
       };
       const scorer = new Scorer(model, n, fusion, layout === 'int8');

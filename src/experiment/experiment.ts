@@ -90,6 +90,8 @@ const SETTING_KEYS = new Set([
   'gradClip',
   'patience',
   'lexicalWeight',
+  'lexicalColdWeight',
+  'lexicalLastWeight',
   'lexicalGrid',
   'autoModels',
   'loss',
@@ -329,7 +331,8 @@ function trainingKey(
 /** An entry's settings without those applied after training or used only by the backtest choice. */
 function trainingSettings<T extends Record<string, unknown>>(settings: T): T {
   const out = { ...settings };
-  for (const key of ['lexicalWeight', 'lexicalGrid', 'autoModels']) delete out[key];
+  for (const key of ['lexicalWeight', 'lexicalColdWeight', 'lexicalLastWeight', 'lexicalGrid', 'autoModels'])
+    delete out[key];
   return out;
 }
 
@@ -426,6 +429,22 @@ export async function runExperiment(
       if (weightSetting !== undefined && weightSetting !== 0 && !data.lexical) {
         throw new Error(`${entry.name}: lexicalWeight needs sparse text rows (content encoder 'tfidf-svd')`);
       }
+      const coldSetting = entrySettings.lexicalColdWeight;
+      const lastSetting = entrySettings.lexicalLastWeight;
+      for (const [key, v] of [
+        ['lexicalColdWeight', coldSetting],
+        ['lexicalLastWeight', lastSetting],
+      ] as const) {
+        if (v === undefined) continue;
+        if (typeof v !== 'number' || !(v >= 0) || !Number.isFinite(v))
+          throw new Error(`${entry.name}: ${key} must be a finite number >= 0`);
+        if (typeof weightSetting !== 'number' || choosesOnBacktest(config, entry))
+          throw new Error(
+            `${entry.name}: ${key} needs a numeric lexicalWeight (not 'auto') and a named model`,
+          );
+        if (v > 0 && !data.lexical)
+          throw new Error(`${entry.name}: ${key} needs sparse text rows (content encoder 'tfidf-svd')`);
+      }
       const prefix = `[${i + 1}/${todo.length}] ${entry.name} seed ${seed}`;
       let choice: LexicalChoice | undefined;
       let strategy = entry.strategy;
@@ -478,7 +497,9 @@ export async function runExperiment(
         trainedSeed = seed;
         trainedModels.set(key, trained);
       }
-      const model = lexicalWeight > 0 ? withLexicalFusion(trained, data.lexical!, lexicalWeight) : trained;
+      const extra = { coldWeight: coldSetting ?? 0, lastWeight: lastSetting ?? 0 };
+      const fused = lexicalWeight > 0 || extra.coldWeight > 0 || extra.lastWeight > 0;
+      const model = fused ? withLexicalFusion(trained, data.lexical!, lexicalWeight, extra) : trained;
       const t1 = performance.now();
       const mode = entry.evaluation ?? {};
       const result = evaluate(model, data.split, { ...mode, ks: config.evaluation.ks });

@@ -9,6 +9,14 @@
  * full-width representation, which ranks cold items far better than any 128-d projection (CONTENT.md); the profile
  * is the normalized sum of the input items' rows (ContentKNN). Cold items need only their text: a new item's row is
  * the fitted vectorizer applied to it.
+ *
+ * Cold-aware fusion (issue 15, optional terms, default 0): the lexical term becomes
+ *
+ *   weight * cos(profile, x_i) + lastWeight * cos(x_last, x_i) + [i > numWarm] * coldWeight * cos(profile, x_i)
+ *
+ * x_last: the last input item's row alone (the next item tends to resemble the last one more than the history's
+ * mean); items above numWarm have no trained delta (cold at training time, or added later), so their model score
+ * carries less of their own signal and their text counts coldWeight more.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -22,6 +30,26 @@ export interface LexicalFusionState {
   rows: CsrMatrix;
   /** Weight of the cosine term against the standardized model score (>= 0). */
   weight: number;
+  /** Extra weight of the cosine for items above numWarm (no trained delta); default 0. */
+  coldWeight?: number;
+  /** Weight of the cosine with the last input item's row alone; default 0. */
+  lastWeight?: number;
+  /** Items 1..numWarm have trained deltas (needed when coldWeight > 0). */
+  numWarm?: number;
+}
+
+/** A fusion state's weights (everything but the rows). */
+export type FusionWeights = Omit<LexicalFusionState, 'rows'>;
+
+/** Checks a fusion state's weights; `where` names the caller in the error. */
+export function checkFusionWeights(state: FusionWeights, where: string): void {
+  for (const key of ['weight', 'coldWeight', 'lastWeight'] as const) {
+    const v = state[key] ?? 0;
+    if (!(v >= 0) || !Number.isFinite(v))
+      throw new Error(`${where}: ${key} must be a finite number >= 0, got ${v}`);
+  }
+  if ((state.coldWeight ?? 0) > 0 && !(Number.isInteger(state.numWarm) && state.numWarm! >= 0))
+    throw new Error(`${where}: coldWeight needs numWarm (the count of items with trained deltas)`);
 }
 
 export class LexicalFusion implements Recommender {
@@ -34,8 +62,7 @@ export class LexicalFusion implements Recommender {
     readonly state: LexicalFusionState,
     maxLength?: number,
   ) {
-    if (!(state.weight >= 0) || !Number.isFinite(state.weight))
-      throw new Error(`LexicalFusion: weight must be a finite number >= 0, got ${state.weight}`);
+    checkFusionWeights(state, 'LexicalFusion');
     if (state.rows.rows !== model.numItems + 1) {
       throw new Error(
         `LexicalFusion: ${state.rows.rows} lexical rows for a model of ${model.numItems} items (expected numItems + 1)`,
@@ -51,9 +78,9 @@ export class LexicalFusion implements Recommender {
     if (this.similarity.length < inputs.length * width)
       this.similarity = new Float32Array(inputs.length * width);
     const similarity = this.similarity;
-    if (this.state.weight > 0) this.lexical.score(inputs, similarity);
+    const factor = this.lexical.fusionTerm(inputs, similarity, this.state);
     for (let b = 0; b < inputs.length; b++) {
-      fuseRow(out, b * width, width, similarity, b * width, this.state.weight);
+      fuseRow(out, b * width, width, similarity, b * width, factor);
       out[b * width] = -Infinity;
     }
   }
@@ -99,6 +126,7 @@ const LEXICAL_FILE = 'lexical.safetensors';
 
 /** Writes the fusion state to `dir` (one safetensors file: the CSR arrays, with the weight and width as metadata). */
 export async function saveLexicalFusion(dir: string, state: LexicalFusionState): Promise<void> {
+  checkFusionWeights(state, 'saveLexicalFusion');
   await mkdir(dir, { recursive: true });
   const { rows } = state;
   const bytes = encodeSafetensors(
@@ -107,7 +135,14 @@ export async function saveLexicalFusion(dir: string, state: LexicalFusionState):
       { name: 'indices', shape: [rows.indices.length], data: rows.indices },
       { name: 'values', shape: [rows.values.length], data: rows.values },
     ],
-    { format: 'deltarec-lexical-fusion', weight: String(state.weight), cols: String(rows.cols) },
+    {
+      format: 'deltarec-lexical-fusion',
+      weight: String(state.weight),
+      cols: String(rows.cols),
+      // Written only when set, so a plain fusion state keeps its bytes.
+      ...(state.coldWeight ? { coldWeight: String(state.coldWeight), numWarm: String(state.numWarm) } : {}),
+      ...(state.lastWeight ? { lastWeight: String(state.lastWeight) } : {}),
+    },
   );
   await writeFile(join(dir, LEXICAL_FILE), bytes);
 }
@@ -127,11 +162,27 @@ export async function loadLexicalFusion(dir: string): Promise<LexicalFusionState
   const cols = Number(metadata.cols);
   if (!Number.isFinite(weight) || !Number.isInteger(cols) || cols < 0)
     throw new Error(`${path}: metadata needs a numeric 'weight' and an integer 'cols'`);
+  const optional = (key: string) => (metadata[key] === undefined ? undefined : Number(metadata[key]));
+  const extra = {
+    coldWeight: optional('coldWeight'),
+    lastWeight: optional('lastWeight'),
+    numWarm: optional('numWarm'),
+  };
+  checkFusionWeights({ weight, ...extra }, path);
   if (indptr.length < 2 || indptr[indptr.length - 1] !== indices.length || indices.length !== values.length)
     throw new Error(`${path}: indptr, indices and values do not form a CSR matrix`);
   for (const c of indices)
     if (c < 0 || c >= cols) throw new Error(`${path}: column index ${c} outside 0..${cols - 1}`);
-  return { rows: { rows: indptr.length - 1, cols, indptr, indices, values }, weight };
+  const state: LexicalFusionState = {
+    rows: { rows: indptr.length - 1, cols, indptr, indices, values },
+    weight,
+  };
+  if (extra.coldWeight !== undefined) {
+    state.coldWeight = extra.coldWeight;
+    state.numWarm = extra.numWarm;
+  }
+  if (extra.lastWeight !== undefined) state.lastWeight = extra.lastWeight;
+  return state;
 }
 
 /**
@@ -140,6 +191,7 @@ export async function loadLexicalFusion(dir: string): Promise<LexicalFusionState
  */
 export class LexicalIndex {
   private readonly rows: SparseCosineRows;
+  private last = new Float32Array(0);
 
   constructor(
     rows: CsrMatrix,
@@ -159,6 +211,39 @@ export class LexicalIndex {
       throw new Error(`LexicalIndex.score: out has ${out.length} values, needs ${inputs.length} x ${width}`);
     this.rows.score(inputs, out, this.maxLength);
     for (let b = 0; b < inputs.length; b++) out[b * width] = -Infinity;
+  }
+
+  /**
+   * out (inputs.length x (numItems + 1)) = the fusion's lexical term of each item (module comment): weight x profile
+   * cosine, plus lastWeight x last-item cosine, plus coldWeight x profile cosine for items above numWarm; -Infinity
+   * at 0. Returns the factor fuseRow applies to out: 0 when every weight is 0 (out is not written), `weight` for
+   * plain fusion (out holds the bare cosines, so plain fusion keeps its exact float arithmetic), else 1.
+   */
+  fusionTerm(inputs: readonly Int32Array[], out: Float32Array, state: FusionWeights): number {
+    const { weight } = state;
+    const coldWeight = state.coldWeight ?? 0;
+    const lastWeight = state.lastWeight ?? 0;
+    if (coldWeight === 0 && lastWeight === 0) {
+      if (weight > 0) this.score(inputs, out);
+      return weight;
+    }
+    const width = this.rows.numRows;
+    this.score(inputs, out);
+    if (lastWeight > 0) {
+      if (this.last.length < inputs.length * width) this.last = new Float32Array(inputs.length * width);
+      this.rows.score(inputs, this.last, 1);
+    }
+    const firstCold = coldWeight > 0 ? state.numWarm! + 1 : width;
+    for (let b = 0; b < inputs.length; b++) {
+      const base = b * width;
+      for (let i = 1; i < width; i++) {
+        const cosine = out[base + i];
+        let term = (i >= firstCold ? weight + coldWeight : weight) * cosine;
+        if (lastWeight > 0) term += lastWeight * this.last[base + i];
+        out[base + i] = term;
+      }
+    }
+    return 1;
   }
 
   /** Replaces existing rows (rows[i] gets row i of `replacement`, same vocabulary). */

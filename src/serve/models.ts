@@ -101,9 +101,10 @@ export async function loadServingFusion(artifact: LoadedArtifact): Promise<Servi
   }
   const maxLength = Number(artifact.manifest.model.config.maxLength);
   const fields = encoder ? (encoder.info.fields.length > 0 ? encoder.info.fields : ['text']) : [];
+  const { rows, ...weights } = state;
   return {
-    weight: state.weight,
-    index: new LexicalIndex(state.rows, maxLength),
+    weights,
+    index: new LexicalIndex(rows, maxLength),
     rowsFor(items) {
       if (encoder) return encoder.encodeSparse(items.map((f) => fields.map((name) => f?.[name] ?? '')));
       return {

@@ -17,7 +17,7 @@ import type { CsrMatrix } from '../content/sparse.js';
 import { kernels } from '../kernels/index.js';
 import { packPanelRows, packPanels, panelLength } from '../kernels/panels.js';
 import { growQuantized, quantizedWithRoom, type QuantizedItems } from '../kernels/quantized.js';
-import { fuseRow, type LexicalIndex } from '../model/fusion.js';
+import { fuseRow, type FusionWeights, type LexicalIndex } from '../model/fusion.js';
 import { extend, withRoom } from '../util/growable.js';
 
 /** The part of SASRec the service needs (see MODEL_API.md). */
@@ -38,7 +38,8 @@ export interface ScoringModel {
  * weight x TF-IDF cosine is added. New items get their sparse row from their text fields (empty without text).
  */
 export interface ServingFusion {
-  readonly weight: number;
+  /** The fusion's weights (fusion.ts; numWarm: the items with trained deltas). */
+  readonly weights: FusionWeights;
   readonly index: LexicalIndex;
   /** Sparse rows of new items from their text fields (an item without fields gets an empty row). */
   rowsFor(fields: readonly (Record<string, string> | undefined)[]): CsrMatrix;
@@ -430,7 +431,7 @@ export class Scorer {
 
   /** Per request: the fusion formula of LexicalFusion over items 1..n-1. */
   private fuse(batch: ScoreBatch, scores: Float32Array, columns: number, n: number): void {
-    const { weight, index } = this.fusion!;
+    const { weights, index } = this.fusion!;
     const { inputOffsets, inputItems } = batch;
     const inputs = Array.from({ length: batch.count }, (_, r) =>
       inputItems.subarray(inputOffsets[r], inputOffsets[r + 1]),
@@ -438,7 +439,7 @@ export class Scorer {
     // With spare room, as the scores: the catalog grows by one row at a time.
     if (this.lexical.length < inputs.length * n)
       this.lexical = new Float32Array(Math.ceil(inputs.length * n * 1.25));
-    index.score(inputs, this.lexical);
-    for (let r = 0; r < inputs.length; r++) fuseRow(scores, r * columns, n, this.lexical, r * n, weight);
+    const factor = index.fusionTerm(inputs, this.lexical, weights);
+    for (let r = 0; r < inputs.length; r++) fuseRow(scores, r * columns, n, this.lexical, r * n, factor);
   }
 }

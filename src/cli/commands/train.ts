@@ -72,6 +72,11 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
                      model trained there scores every weight of --lexical-grid on that inner test period and the
                      best all-cases NDCG@10 wins (0 included). Costs one extra training on the shorter period;
                      the table is printed and stored in the model's manifest
+  --lexical-cold-weight W  cold-aware fusion (docs/cold-start.md): the cosine counts W more for items without a
+                     trained delta (cold at training time or added later); needs a numeric --lexical-weight
+  --lexical-last-weight W  cold-aware fusion: add W x cosine with the last history item's row alone; needs a
+                     numeric --lexical-weight (Beauty's backtest choice: --lexical-weight 6 --lexical-cold-weight
+                     8 --lexical-last-weight 4)
   --lexical-grid L   weights tried by --lexical-weight auto (default ${DEFAULT_LEXICAL_GRID.join(',')})
   --out MODELDIR     where to save the model (required). An existing directory is replaced only if it is a
                      deltarec model and holds nothing else (not a split, content, or a service's catalog.log)
@@ -117,6 +122,8 @@ export async function run(args: string[]): Promise<number> {
         'word-vectors': { type: 'string' },
         'lexical-weight': { type: 'string' },
         'lexical-grid': { type: 'string' },
+        'lexical-cold-weight': { type: 'string' },
+        'lexical-last-weight': { type: 'string' },
         'auto-models': { type: 'string' },
         out: { type: 'string' },
         force: { type: 'boolean' },
@@ -171,6 +178,15 @@ export async function run(args: string[]): Promise<number> {
         `--lexical-weight needs --items (the sparse text rows come from the built-in encoder), not --content, and a content model`,
       );
     }
+    const lexicalColdWeight = floatOption(values['lexical-cold-weight'], 'lexical-cold-weight');
+    const lexicalLastWeight = floatOption(values['lexical-last-weight'], 'lexical-last-weight');
+    if (
+      (lexicalColdWeight !== undefined || lexicalLastWeight !== undefined) &&
+      typeof lexicalWeight !== 'number'
+    )
+      throw new Error(
+        '--lexical-cold-weight and --lexical-last-weight need a numeric --lexical-weight (not auto)',
+      );
     const lexicalGrid = listOption(values['lexical-grid'])?.map((w) => floatOption(w, 'lexical-grid')!);
     if (lexicalGrid && !(autoWeight || (autoModel && lexicalWeight === undefined)))
       throw new Error('--lexical-grid applies to --lexical-weight auto and --model auto');
@@ -265,6 +281,8 @@ export async function run(args: string[]): Promise<number> {
       content: content ?? undefined,
       encoder,
       lexicalWeight,
+      lexicalColdWeight,
+      lexicalLastWeight,
       lexicalRows,
       lexicalBacktest,
       lexicalGrid,
@@ -302,7 +320,9 @@ export async function run(args: string[]): Promise<number> {
       const rows: Record<string, ReturnType<typeof toAggregated>> = {};
       if (model.lexical) {
         rows[model.kind] = toAggregated(evaluate(withLexicalFusion(model, model.lexical.rows, 0), split));
-        rows[`${model.kind} + lexical ${model.lexical.weight}`] = toAggregated(evaluate(model, split));
+        const { weight, coldWeight, lastWeight } = model.lexical;
+        const extra = (coldWeight ? `, cold ${coldWeight}` : '') + (lastWeight ? `, last ${lastWeight}` : '');
+        rows[`${model.kind} + lexical ${weight}${extra}`] = toAggregated(evaluate(model, split));
       } else rows[model.kind] = toAggregated(evaluate(model, split));
       console.log(resultsText(rows));
     }

@@ -146,7 +146,7 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
           strategy: info.strategy,
           items: live.activeCount,
           warm: live.numWarm,
-          lexical_weight: info.fusion ? info.fusion.weight : null,
+          lexical_weight: info.fusion ? info.fusion.weights.weight : null,
           text_fields: info.textFields,
         };
       }),
@@ -252,7 +252,10 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
     },
   });
 
-  /** weight x cosine of the history's TF-IDF profile with each id's row (the fused score's lexical term). */
+  /**
+   * The fused score's lexical term of each id (fusion.ts): weight x cosine of the history's TF-IDF profile with its
+   * row, plus coldWeight x that cosine for an item above numWarm, plus lastWeight x cosine with the last history row.
+   */
   function lexicalTerms(
     model: ModelEntry,
     fusion: NonNullable<ModelInfo['fusion']>,
@@ -266,11 +269,17 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
     const cols = fusion.saved.cols;
     const matrix = stack([emptyRows(1, cols), ...rows.map((r) => r ?? emptyRows(1, cols))], cols);
     const input = Int32Array.from(history, (_, i) => i + 1);
-    const scores = new Float32Array(matrix.rows);
-    new LexicalIndex(matrix, fusion.maxLength).score([input], scores);
-    return ids.map((_, i) =>
-      rows[history.length + i] ? fusion.weight * scores[history.length + 1 + i] : null,
-    );
+    const profile = new Float32Array(matrix.rows);
+    const last = new Float32Array(matrix.rows);
+    new LexicalIndex(matrix, fusion.maxLength).score([input], profile);
+    new LexicalIndex(matrix, 1).score([input], last);
+    const { weight, coldWeight = 0, lastWeight = 0, numWarm = 0 } = fusion.weights;
+    return ids.map((_, i) => {
+      const at = history.length + 1 + i;
+      if (!rows[at - 1]) return null;
+      const cold = coldWeight > 0 && wanted[at - 1]! > numWarm;
+      return (weight + (cold ? coldWeight : 0)) * profile[at] + (lastWeight > 0 ? lastWeight * last[at] : 0);
+    });
   }
 
   function rowOf(model: ModelEntry, fusion: NonNullable<ModelInfo['fusion']>, index: number): CsrMatrix {
