@@ -94,6 +94,7 @@ const SETTING_KEYS = new Set([
   'autoModels',
   'loss',
   'negatives',
+  'negativesPer',
   'sampler',
   'samplerPower',
   'gbceT',
