@@ -1,20 +1,21 @@
 /**
  * One catalog-size model in its own process (so its peak RSS is its own), driven by catalog-scale.bench.ts:
- *   node --import tsx bench/catalog-scale-worker.ts NUM_ITEMS LOSS
+ *   node --import tsx bench/catalog-scale-worker.ts NUM_ITEMS LOSS [NEGATIVES_PER]
  * Builds a content-delta SASRec (d = 128, 2 blocks, 1 head, max length 128, dropout 0.3, k = 256 negatives for the
- * sampled loss) over NUM_ITEMS items with random unit content and one batch of 128 full-length sequences of
+ * sampled loss, drawn per batch or, with NEGATIVES_PER = sequence, per sequence) over NUM_ITEMS items with random unit content and one batch of 128 full-length sequences of
  * uniformly random items, prints `ready`, then answers each stdin line: `step` times one training step (forward,
  * backward, Adam with the delta projection) and prints {"ms": ...}; `stats` prints peak RSS (MB) and the bytes of
  * item state per item.
  */
 import { createInterface } from 'node:readline';
 import { kernels } from '../src/kernels/index.js';
-import { SASRec, sasrecConfig, type Batch, type LossKind } from '../src/model/sasrec.js';
+import { SASRec, sasrecConfig, type Batch, type LossKind, type NegativesPer } from '../src/model/sasrec.js';
 import { createOptimizer, trainStep } from '../src/train/trainer.js';
 import { Random } from '../src/util/random.js';
 
 const numItems = Number(process.argv[2]);
 const loss = process.argv[3] as LossKind;
+const negativesPer = (process.argv[4] ?? 'batch') as NegativesPer;
 const D = 128;
 const T = 128;
 const BATCH = 128;
@@ -34,6 +35,7 @@ const config = sasrecConfig({
   strategy: 'content-delta',
   loss,
   negatives: 256,
+  negativesPer,
 });
 const model = new SASRec(config, content, kernels);
 const optimizer = createOptimizer(model, { lr: 1e-3 });

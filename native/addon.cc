@@ -156,6 +156,41 @@ Napi::Value SampledLoss(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), loss);
 }
 
+// sampledLoss per group of rows, each group with its own k negatives (Kernels.sampledLossGrouped).
+Napi::Value SampledLossGrouped(const Napi::CallbackInfo& info) {
+  Args a(info, "sampledLossGrouped", 18);
+  long groups = a.size(7, "groups"), d = a.size(8, "d"), k = a.size(9, "k");
+  if (k < 1) a.fail_range("k must be >= 1");
+  bool gbce = a.flag(10);
+  double beta = a.number(11, "beta"), bias = a.number(12, "bias"), scale = a.number(13, "scale");
+  const int32_t* starts = a.i32(6, "groupStarts", D(groups) + 1);
+  if (starts[0] != 0) a.fail_range("groupStarts[0] must be 0");
+  for (long g = 0; g < groups; g++)
+    if (starts[g + 1] < starts[g]) a.fail_range("groupStarts decreases at group " + std::to_string(g));
+  const long rows = starts[groups];
+  const float* h = a.f32(0, "hidden", D(rows) * d);
+  const float* p = a.f32(1, "positives", D(rows) * d);
+  const float* n = a.f32(2, "negatives", D(groups) * k * d);
+  const int32_t* t = a.i32(3, "targets", D(rows));
+  const int32_t* ids = a.i32(4, "negativeIds", D(groups) * k);
+  const float* corr = a.f32(5, "correction", D(groups) * k);
+  float* dh = a.f32(14, "dHidden", D(rows) * d);
+  float* dp = a.f32(15, "dPositives", D(rows) * d);
+  float* dn = a.f32(16, "dNegatives", D(groups) * k * d);
+  float* db = a.f32(17, "dBias", 1);
+  std::lock_guard<std::mutex> g(call_mutex);
+  double loss = 0, biasTotal = 0;
+  for (long q = 0; q < groups; q++) {
+    const long r0 = starts[q], cr = starts[q + 1] - r0, o = q * k;
+    float groupBias = 0;
+    loss += K->sampled_loss(h + r0 * d, p + r0 * d, n + o * d, t + r0, ids + o, corr + o, cr, d, k, gbce, beta, bias,
+                            scale, dh + r0 * d, dp + r0 * d, dn + o * d, &groupBias);
+    biasTotal += groupBias;
+  }
+  db[0] = static_cast<float>(biasTotal);
+  return Napi::Number::New(info.Env(), loss);
+}
+
 Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   Args a(info, "layerNormForward", 9);
   long rows = a.size(6, "rows"), d = a.size(7, "d");
@@ -460,6 +495,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("softmaxCrossEntropy", Napi::Function::New(env, SoftmaxCrossEntropy));
   exports.Set("sampledLoss", Napi::Function::New(env, SampledLoss));
+  exports.Set("sampledLossGrouped", Napi::Function::New(env, SampledLossGrouped));
   exports.Set("layerNormForward", Napi::Function::New(env, LayerNormForward));
   exports.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward));
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));

@@ -625,6 +625,7 @@ function pickConfig(o: FitOptions): Partial<SASRecConfig> {
     'seed',
     'loss',
     'negatives',
+    'negativesPer',
     'sampler',
     'samplerPower',
     'gbceT',

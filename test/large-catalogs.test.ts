@@ -92,6 +92,7 @@ test('loss options: fit with gbce and the popularity sampler, saved in the manif
     content: built.content!,
     loss: 'gbce' as const,
     negatives: 24,
+    negativesPer: 'sequence' as const,
     sampler: 'popularity' as const,
     samplerPower: 0.5,
     gbceT: 0.6,
@@ -100,12 +101,13 @@ test('loss options: fit with gbce and the popularity sampler, saved in the manif
   assert.ok(model.training!.history.every((h) => Number.isFinite(h.loss)));
   await save(model, join(dir, 'gbce'));
   const manifest = JSON.parse(readFileSync(join(dir, 'gbce', 'manifest.json'), 'utf8'));
-  for (const key of ['loss', 'negatives', 'sampler', 'samplerPower', 'gbceT'] as const) {
+  for (const key of ['loss', 'negatives', 'negativesPer', 'sampler', 'samplerPower', 'gbceT'] as const) {
     assert.equal(manifest.model.config[key], options[key], `manifest model.config.${key}`);
   }
   const loaded = await load(join(dir, 'gbce'));
   assert.equal(loaded.config!.loss, 'gbce');
   assert.equal(loaded.config!.negatives, 24);
+  assert.equal(loaded.config!.negativesPer, 'sequence');
   const history = [split.itemIds[1], split.itemIds[2]];
   assert.deepEqual(recommend(loaded, [history], { k: 10 }), recommend(model, [history], { k: 10 }));
   await assert.rejects(
@@ -113,18 +115,34 @@ test('loss options: fit with gbce and the popularity sampler, saved in the manif
     /loss must be one of full, sampled, gbce/,
   );
   await assert.rejects(fit(split, { ...options, gbceT: 2 }), /gbceT must be in \[0, 1\]/);
+  await assert.rejects(
+    fit(split, { ...options, negativesPer: 'position' as never }),
+    /negativesPer must be one of batch, sequence/,
+  );
 });
 
-test('deltarec train options: --loss, --negatives, --sampler, --sampler-power, --gbce-t', () => {
+test('deltarec train options: --loss, --negatives, --negatives-per, --sampler, --sampler-power, --gbce-t', () => {
   assert.deepEqual(
     modelSettings({
       loss: 'gbce',
       negatives: '512',
+      'negatives-per': 'sequence',
       sampler: 'popularity',
       'sampler-power': '0.75',
       'gbce-t': '0.5',
     }),
-    { loss: 'gbce', negatives: 512, sampler: 'popularity', samplerPower: 0.75, gbceT: 0.5 },
+    {
+      loss: 'gbce',
+      negatives: 512,
+      negativesPer: 'sequence',
+      sampler: 'popularity',
+      samplerPower: 0.75,
+      gbceT: 0.5,
+    },
+  );
+  assert.throws(
+    () => modelSettings({ 'negatives-per': 'position' }),
+    /--negatives-per must be one of batch, sequence/,
   );
   assert.throws(() => modelSettings({ loss: 'softmax' }), /--loss must be one of full, sampled, gbce/);
   assert.throws(() => modelSettings({ negatives: '0' }), /--negatives must be an integer >= 1/);

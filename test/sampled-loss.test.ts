@@ -4,8 +4,11 @@
  *   without accidental hits, with a zero (uniform) and a non-zero (popularity, logQ) correction;
  * - exact values: masked negatives leave the loss unchanged, gBCE's beta, no overflow at huge logits;
  * - native vs reference agreement over chunk and vector-width edges;
+ * - the grouped kernel (negatives per sequence): gradient checks, equal to one sampledLoss call per group, hits masked
+ *   only within their group, native vs reference;
  * - lazy Adam equals dense Adam on rows touched every step (kernels and the optimizer);
- * - model-level gradient checks of SASRec with a sampled loss (compact item gradient included).
+ * - model-level gradient checks of SASRec with a sampled loss (compact item gradient included), negatives per batch
+ *   and per sequence (rows drawn by several sequences get one summed compact gradient row).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -13,7 +16,14 @@ import { loadNativeKernels, referenceKernels } from '../src/kernels/index.js';
 import { sigmoid, softplus } from '../src/kernels/reference.js';
 import type { Kernels } from '../src/kernels/types.js';
 import type { EmbeddingStrategy, ParamGroup } from '../src/model/embeddings.js';
-import { gbceBeta, SASRec, sasrecConfig, type LossKind, type SamplerKind } from '../src/model/sasrec.js';
+import {
+  gbceBeta,
+  SASRec,
+  sasrecConfig,
+  type LossKind,
+  type NegativesPer,
+  type SamplerKind,
+} from '../src/model/sasrec.js';
 import { Adam } from '../src/train/optimizer.js';
 import { Random } from '../src/util/random.js';
 import { centralDifference, tinyBatch, unitContent } from './tiny-model.js';
@@ -210,6 +220,209 @@ test(
   },
 );
 
+interface GroupedCase extends Case {
+  groupStarts: Int32Array;
+  groups: number;
+}
+
+/**
+ * Groups of the given sizes (an empty one allowed), k negatives each. With `hits`: group 0 draws its own first
+ * target twice and group g > 0 draws group 0's first target (a hit only in group 0).
+ */
+function makeGroupedCase(
+  sizes: number[],
+  d: number,
+  k: number,
+  seed: number,
+  hits: boolean,
+  corrected: boolean,
+): GroupedCase {
+  const rows = sizes.reduce((a, b) => a + b, 0);
+  const groups = sizes.length;
+  const c = makeCase(rows, d, groups * k, seed, false, corrected);
+  const groupStarts = new Int32Array(groups + 1);
+  sizes.forEach((n, g) => (groupStarts[g + 1] = groupStarts[g] + n));
+  if (hits) {
+    c.negativeIds[0] = c.negativeIds[1] = c.targets[0];
+    for (let g = 1; g < groups; g++) c.negativeIds[g * k] = c.targets[0];
+  }
+  return { ...c, k, groupStarts, groups };
+}
+
+function runGrouped(kernels: Kernels, c: GroupedCase, gbce: boolean, beta: number, scale: number, bias = 0) {
+  const dHidden = new Float32Array(c.rows * c.d).fill(9);
+  const dPositives = new Float32Array(c.rows * c.d).fill(9);
+  const dNegatives = new Float32Array(c.groups * c.k * c.d).fill(9);
+  const dBias = Float32Array.of(9);
+  const loss = kernels.sampledLossGrouped(
+    c.hidden,
+    c.positives,
+    c.negatives,
+    c.targets,
+    c.negativeIds,
+    c.correction,
+    c.groupStarts,
+    c.groups,
+    c.d,
+    c.k,
+    gbce,
+    beta,
+    bias,
+    scale,
+    dHidden,
+    dPositives,
+    dNegatives,
+    dBias,
+  );
+  return { loss, dHidden, dPositives, dNegatives, dBias };
+}
+
+/** One sampledLoss call per group: the definition the grouped kernel must match. */
+function perGroup(
+  kernels: Kernels,
+  c: GroupedCase,
+  gbce: boolean,
+  beta: number,
+  scale: number,
+  bias: number,
+) {
+  const out = {
+    loss: 0,
+    dHidden: new Float32Array(c.rows * c.d),
+    dPositives: new Float32Array(c.rows * c.d),
+    dNegatives: new Float32Array(c.groups * c.k * c.d),
+    dBias: new Float32Array(1),
+  };
+  const { d, k } = c;
+  for (let g = 0; g < c.groups; g++) {
+    const [r0, r1] = [c.groupStarts[g], c.groupStarts[g + 1]];
+    const part: Case = {
+      rows: r1 - r0,
+      d,
+      k,
+      hidden: c.hidden.subarray(r0 * d, r1 * d),
+      positives: c.positives.subarray(r0 * d, r1 * d),
+      negatives: c.negatives.subarray(g * k * d, (g + 1) * k * d),
+      targets: c.targets.subarray(r0, r1),
+      negativeIds: c.negativeIds.subarray(g * k, (g + 1) * k),
+      correction: c.correction.subarray(g * k, (g + 1) * k),
+    };
+    const r = run(kernels, part, gbce, beta, scale, bias);
+    out.loss += r.loss;
+    out.dHidden.set(r.dHidden, r0 * d);
+    out.dPositives.set(r.dPositives, r0 * d);
+    out.dNegatives.set(r.dNegatives, g * k * d);
+    out.dBias[0] += r.dBias[0];
+  }
+  return out;
+}
+
+function assertClose(what: string, got: ArrayLike<number>, want: ArrayLike<number>, rel: number): void {
+  let diff = 0;
+  let size = 0;
+  for (let i = 0; i < want.length; i++) {
+    diff = Math.max(diff, Math.abs(got[i] - want[i]));
+    size = Math.max(size, Math.abs(want[i]));
+  }
+  assert.ok(diff <= rel * Math.max(size, 1e-4), `${what}: max diff ${diff} (max |want| ${size})`);
+}
+
+for (const kernels of IMPLS) {
+  for (const gbce of [false, true]) {
+    for (const hits of [false, true]) {
+      for (const corrected of [false, true]) {
+        const name = `${kernels.name} ${gbce ? 'gbce' : 'sampled softmax'}${hits ? ', accidental hits' : ''}${corrected ? ', logQ correction' : ''}`;
+        test(`sampledLossGrouped gradient check and per-group definition: ${name}`, () => {
+          const c = makeGroupedCase(
+            [2, 0, 3, 1],
+            8,
+            5,
+            31 + Number(hits) + 2 * Number(corrected),
+            hits,
+            corrected,
+          );
+          const beta = 0.37;
+          const scale = 0.5;
+          const bias = Float32Array.of(0.2);
+          const g = runGrouped(kernels, c, gbce, beta, scale, bias[0]);
+          const want = perGroup(kernels, c, gbce, beta, scale, bias[0]);
+          assert.ok(
+            Math.abs(g.loss - want.loss) <= 1e-6 * Math.abs(want.loss),
+            `loss ${g.loss} vs ${want.loss}`,
+          );
+          for (const key of ['dHidden', 'dPositives', 'dNegatives', 'dBias'] as const)
+            assertClose(`${name} ${key} vs per-group calls`, g[key], want[key], 1e-6);
+          const eps = kernels.name === 'native' ? 1e-2 : 1e-3;
+          const tol = kernels.name === 'native' ? 2e-3 : 1e-5;
+          const lossOf = () => scale * runGrouped(kernels, c, gbce, beta, scale, bias[0]).loss;
+          const model = { parametersChanged() {} };
+          for (const [param, grad, what] of [
+            [bias, g.dBias, 'bias'],
+            [c.hidden, g.dHidden, 'hidden'],
+            [c.positives, g.dPositives, 'positives'],
+            [c.negatives, g.dNegatives, 'negatives'],
+          ] as const) {
+            for (let i = 0; i < param.length; i++) {
+              const numeric = centralDifference(param, i, eps, model, lossOf);
+              assert.ok(
+                Math.abs(numeric - grad[i]) <= tol + 0.01 * Math.abs(numeric),
+                `${name} d${what}[${i}]: analytic ${grad[i]} vs numeric ${numeric}`,
+              );
+            }
+          }
+        });
+      }
+    }
+  }
+
+  test(`sampledLossGrouped ${kernels.name}: a hit is masked only in its own group`, () => {
+    // Two groups of one row, d = 1, k = 1: s+ = 2, the negative's logit 1. Group 0 draws group 1's target (6) and
+    // group 1 draws group 0's target (5): no hits. Then group 0 draws its own target: its negative is masked.
+    const c: GroupedCase = {
+      rows: 2,
+      d: 1,
+      k: 1,
+      groups: 2,
+      groupStarts: Int32Array.of(0, 1, 2),
+      hidden: Float32Array.of(1, 1),
+      positives: Float32Array.of(2, 2),
+      negatives: Float32Array.of(1, 1),
+      targets: Int32Array.of(5, 6),
+      negativeIds: Int32Array.of(6, 5),
+      correction: new Float32Array(2),
+    };
+    const one = Math.log(Math.exp(2) + Math.exp(1)) - 2;
+    const crossed = runGrouped(kernels, c, false, 1, 1);
+    assert.ok(Math.abs(crossed.loss - 2 * one) < 1e-6, `no hits: ${crossed.loss} vs ${2 * one}`);
+    const hit = runGrouped(kernels, { ...c, negativeIds: Int32Array.of(5, 5) }, false, 1, 1);
+    assert.ok(Math.abs(hit.loss - one) < 1e-6, `group 0 masked, group 1 not: ${hit.loss} vs ${one}`);
+    assert.equal(hit.dNegatives[0], 0, 'a masked negative gets no gradient');
+    assert.throws(
+      () => runGrouped(kernels, { ...c, groupStarts: Int32Array.of(0, 2, 1) }, false, 1, 1),
+      /groupStarts decreases at group 1/,
+    );
+  });
+}
+
+test(
+  'sampledLossGrouped: native agrees with the reference (a group over one chunk, an empty group)',
+  { skip: nativeSkip },
+  () => {
+    for (const gbce of [false, true]) {
+      const c = makeGroupedCase([1100, 0, 64, 7], 128, 300, 41, true, true);
+      const r = runGrouped(referenceKernels, c, gbce, 0.3, 1 / c.rows, 0.2);
+      const n = runGrouped(native!, c, gbce, 0.3, 1 / c.rows, 0.2);
+      const what = `${gbce ? 'gbce' : 'softmax'}`;
+      assert.ok(
+        Math.abs(n.loss - r.loss) <= 1e-4 * Math.max(1, Math.abs(r.loss)),
+        `${what}: loss ${n.loss} vs ${r.loss}`,
+      );
+      for (const key of ['dHidden', 'dPositives', 'dNegatives', 'dBias'] as const)
+        assertClose(`${what} ${key}`, n[key], r[key], 1e-4);
+    }
+  },
+);
+
 for (const kernels of IMPLS) {
   test(`lazy Adam (${kernels.name}): rows touched every step match dense Adam; untouched rows stay put`, () => {
     const rows = 12;
@@ -283,6 +496,7 @@ function tinySampledModel(
   loss: LossKind,
   sampler: SamplerKind,
   deltaDropout = 0,
+  negativesPer: NegativesPer = 'batch',
 ): SASRec {
   const config = sasrecConfig({
     numItems: NUM_ITEMS,
@@ -297,6 +511,7 @@ function tinySampledModel(
     seed: 3,
     loss,
     negatives: 12, // from 20 items: accidental hits and repeated negatives are certain
+    negativesPer,
     sampler,
     contentDim: strategy === 'content-map' ? 10 : undefined,
     deltaDropout,
@@ -317,18 +532,36 @@ function tinySampledModel(
 }
 
 for (const kernels of IMPLS) {
-  for (const [strategy, loss, sampler, deltaDropout] of [
-    ['content-delta', 'sampled', 'uniform', 0],
-    ['content-delta', 'gbce', 'popularity', 0.3],
-    ['id', 'sampled', 'popularity', 0],
-    ['content-map', 'gbce', 'uniform', 0],
+  for (const [strategy, loss, sampler, deltaDropout, per] of [
+    ['content-delta', 'sampled', 'uniform', 0, 'batch'],
+    ['content-delta', 'gbce', 'popularity', 0.3, 'batch'],
+    ['id', 'sampled', 'popularity', 0, 'batch'],
+    ['content-map', 'gbce', 'uniform', 0, 'batch'],
+    ['id', 'sampled', 'uniform', 0, 'sequence'],
+    ['id', 'gbce', 'popularity', 0, 'sequence'],
+    ['content-delta', 'sampled', 'popularity', 0.3, 'sequence'],
   ] as const) {
-    test(`SASRec ${strategy} with ${loss} loss, ${sampler} sampler (${kernels.name}): gradients match central differences`, () => {
-      const model = tinySampledModel(strategy, kernels, loss, sampler, deltaDropout);
+    test(`SASRec ${strategy} with ${loss} loss, ${sampler} sampler, negatives per ${per} (${kernels.name}): gradients match central differences`, () => {
+      const model = tinySampledModel(strategy, kernels, loss, sampler, deltaDropout, per);
       const batch = tinyBatch();
       const seed = 17;
       const lossOf = () => model.forwardBackward(batch, true, seed);
       lossOf();
+      if (per === 'sequence') {
+        // The precondition of the lazy-update check below: some item is a negative of several sequences this step,
+        // so its one compact gradient row sums their contributions.
+        const drawn = (model as unknown as { sampled: { negatives: Int32Array } }).sampled.negatives;
+        assert.equal(drawn.length, batch.size * 12, 'k negatives per sequence');
+        const bySequence = Array.from(
+          { length: batch.size },
+          (_, b) => new Set(drawn.subarray(b * 12, (b + 1) * 12)),
+        );
+        assert.ok(
+          bySequence[0].size > 0 &&
+            [...bySequence[0]].some((i) => bySequence[1].has(i) || bySequence[2].has(i)),
+          'an item drawn by two sequences',
+        );
+      }
       const groups = model.paramGroups();
       const snapshot = groups.map((g) => {
         if (!g.sparse) return Float64Array.from(g.grad);

@@ -2,7 +2,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ANALYZERS, type Analyzer } from '../content/tfidf.js';
-import { LOSS_KINDS, SAMPLER_KINDS } from '../model/sasrec.js';
+import { LOSS_KINDS, NEGATIVES_PER, SAMPLER_KINDS } from '../model/sasrec.js';
 
 /**
  * The arguments with every negative number that follows an option joined to it (`--lr -1` -> `--lr=-1`), so that
@@ -96,6 +96,7 @@ export const MODEL_ARGS = {
   'no-standardize': { type: 'boolean' },
   loss: { type: 'string' },
   negatives: { type: 'string' },
+  'negatives-per': { type: 'string' },
   sampler: { type: 'string' },
   'sampler-power': { type: 'string' },
   'gbce-t': { type: 'string' },
@@ -122,7 +123,9 @@ export const MODEL_ARGS_HELP = `model and training options (defaults: the paper'
   --loss L           full | sampled | gbce (full): sampled softmax and gSASRec's gBCE train on --negatives items
                      per batch with lazy item updates, so a step costs the same for any catalog size
                      (docs/large-catalogs.md)
-  --negatives K      negatives per batch for sampled / gbce (256)
+  --negatives K      negatives per batch (or per sequence) for sampled / gbce (256)
+  --negatives-per P  batch | sequence (batch): one draw of K negatives shared by the whole batch, or one per
+                     sequence (same cost per step, batch-size times more item rows learn from negatives)
   --sampler S        uniform | popularity (uniform); popularity draws by training frequency^power, logQ-corrected
   --sampler-power P  exponent of the popularity sampler (1)
   --gbce-t T         gBCE calibration t in [0, 1] (0.75)`;
@@ -146,6 +149,7 @@ export function modelSettings(values: Record<string, string | boolean | undefine
     standardize: values['no-standardize'] ? false : undefined,
     loss: s('loss'),
     negatives: intOption(s('negatives'), 'negatives', 1),
+    negativesPer: s('negatives-per'),
     sampler: s('sampler'),
     samplerPower: floatOption(s('sampler-power'), 'sampler-power'),
     gbceT: floatOption(s('gbce-t'), 'gbce-t'),
@@ -158,6 +162,11 @@ export function modelSettings(values: Record<string, string | boolean | undefine
   }
   if (out.sampler !== undefined && !(SAMPLER_KINDS as readonly unknown[]).includes(out.sampler)) {
     throw new Error(`--sampler must be one of ${SAMPLER_KINDS.join(', ')} (got '${String(out.sampler)}')`);
+  }
+  if (out.negativesPer !== undefined && !(NEGATIVES_PER as readonly unknown[]).includes(out.negativesPer)) {
+    throw new Error(
+      `--negatives-per must be one of ${NEGATIVES_PER.join(', ')} (got '${String(out.negativesPer)}')`,
+    );
   }
   if (out.gbceT !== undefined && (out.gbceT as number) > 1) {
     throw new Error(`--gbce-t must be in [0, 1] (got '${s('gbce-t')}')`);

@@ -96,6 +96,7 @@ const SETTING_KEYS = new Set([
   'autoModels',
   'loss',
   'negatives',
+  'negativesPer',
   'sampler',
   'samplerPower',
   'gbceT',

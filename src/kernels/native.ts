@@ -22,6 +22,7 @@ const KERNEL_NAMES = [
   'matmul',
   'softmaxCrossEntropy',
   'sampledLoss',
+  'sampledLossGrouped',
   'layerNormForward',
   'layerNormBackward',
   'attentionForward',

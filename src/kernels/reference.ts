@@ -246,6 +246,61 @@ function sampledLoss(
   return total;
 }
 
+function sampledLossGrouped(
+  hidden: Float32Array,
+  positives: Float32Array,
+  negatives: Float32Array,
+  targets: Int32Array,
+  negativeIds: Int32Array,
+  correction: Float32Array,
+  groupStarts: Int32Array,
+  groups: number,
+  d: number,
+  k: number,
+  gbce: boolean,
+  beta: number,
+  bias: number,
+  scale: number,
+  dHidden: Float32Array,
+  dPositives: Float32Array,
+  dNegatives: Float32Array,
+  dBias: Float32Array,
+): number {
+  if (groupStarts[0] !== 0) throw new RangeError('sampledLossGrouped: groupStarts[0] must be 0');
+  const groupBias = new Float32Array(1);
+  let total = 0;
+  let biasGrad = 0;
+  for (let g = 0; g < groups; g++) {
+    const r0 = groupStarts[g];
+    const r1 = groupStarts[g + 1];
+    if (r1 < r0) throw new RangeError(`sampledLossGrouped: groupStarts decreases at group ${g}`);
+    const rows = (a: Float32Array) => a.subarray(r0 * d, r1 * d);
+    const negs = (a: Float32Array) => a.subarray(g * k * d, (g + 1) * k * d);
+    total += sampledLoss(
+      rows(hidden),
+      rows(positives),
+      negs(negatives),
+      targets.subarray(r0, r1),
+      negativeIds.subarray(g * k, (g + 1) * k),
+      correction.subarray(g * k, (g + 1) * k),
+      r1 - r0,
+      d,
+      k,
+      gbce,
+      beta,
+      bias,
+      scale,
+      rows(dHidden),
+      rows(dPositives),
+      negs(dNegatives),
+      groupBias,
+    );
+    biasGrad += groupBias[0];
+  }
+  dBias[0] = biasGrad;
+  return total;
+}
+
 function layerNormForward(
   out: Float32Array,
   mean: Float32Array,
@@ -624,6 +679,7 @@ export const referenceKernels: Kernels = {
   matmul,
   softmaxCrossEntropy,
   sampledLoss,
+  sampledLossGrouped,
   layerNormForward,
   layerNormBackward,
   attentionForward,

@@ -71,6 +71,35 @@ export interface Kernels {
     dBias: Float32Array,
   ): number;
 
+  /**
+   * sampledLoss with its own k negatives per group of rows (negativesPer 'sequence': a group is one sequence's
+   * positions): rows groupStarts[g] .. groupStarts[g + 1] - 1 are scored against negatives g k .. g k + k - 1
+   * (negatives: groups k x d; negativeIds and correction: groups k), accidental hits masked within the group.
+   * groupStarts (groups + 1 entries) starts at 0 and never decreases; rows = groupStarts[groups]. Writes dHidden,
+   * dPositives (rows x d), dNegatives (groups k x d) and dBias[0] summed over the groups; returns sum_r CE_r.
+   * Equals sampledLoss called once per group.
+   */
+  sampledLossGrouped(
+    hidden: Float32Array,
+    positives: Float32Array,
+    negatives: Float32Array,
+    targets: Int32Array,
+    negativeIds: Int32Array,
+    correction: Float32Array,
+    groupStarts: Int32Array,
+    groups: number,
+    d: number,
+    k: number,
+    gbce: boolean,
+    beta: number,
+    bias: number,
+    scale: number,
+    dHidden: Float32Array,
+    dPositives: Float32Array,
+    dNegatives: Float32Array,
+    dBias: Float32Array,
+  ): number;
+
   /** out = (x - mean) * rstd * gamma + beta per row; saves mean and rstd (length rows). */
   layerNormForward(
     out: Float32Array,

@@ -65,11 +65,18 @@ export interface SASRecConfig {
   seed: number;
   /**
    * Training loss (docs/large-catalogs.md): 'full' softmax over the catalog (default, the paper's), 'sampled'
-   * softmax or 'gbce' (gSASRec) over `negatives` items drawn once per batch, with lazy item-table updates.
+   * softmax or 'gbce' (gSASRec) over `negatives` items drawn once per batch (or per sequence, `negativesPer`), with
+   * lazy item-table updates.
    */
   loss?: LossKind;
-  /** Negatives per batch for 'sampled' and 'gbce' (default 256). */
+  /** Negatives per batch (or per sequence) for 'sampled' and 'gbce' (default 256). */
   negatives?: number;
+  /**
+   * Who shares a draw of `negatives` negatives: 'batch' (default; one draw scored by every position of the batch)
+   * or 'sequence' (one draw per sequence, shared by its positions): the same logits per step, but batchSize times
+   * more distinct negative rows get a gradient (docs/large-catalogs.md).
+   */
+  negativesPer?: NegativesPer;
   /** Negative sampler: 'uniform' over the trained items (default) or 'popularity' (frequency^samplerPower). */
   sampler?: SamplerKind;
   /** Exponent of the popularity sampler (default 1). */
@@ -80,8 +87,10 @@ export interface SASRecConfig {
 
 export type LossKind = 'full' | 'sampled' | 'gbce';
 export type SamplerKind = 'uniform' | 'popularity';
+export type NegativesPer = 'batch' | 'sequence';
 export const LOSS_KINDS: readonly LossKind[] = ['full', 'sampled', 'gbce'];
 export const SAMPLER_KINDS: readonly SamplerKind[] = ['uniform', 'popularity'];
+export const NEGATIVES_PER: readonly NegativesPer[] = ['batch', 'sequence'];
 
 /**
  * gSASRec's gBCE exponent (Petrov and Macdonald, RecSys 2023): beta = alpha (t (1 - 1/alpha) + 1/alpha) with
@@ -341,17 +350,22 @@ class ActivationGrads {
 }
 
 /**
- * Per-step state of the sampled losses: the batch's negatives, and the compact item table of the rows the step
- * touches (inputs, targets, negatives), which is all the step reads or writes of the item table.
+ * Per-step state of the sampled losses: the step's negatives (k, or k per sequence: `groups` draws of k), and the
+ * compact item table of the rows the step touches (inputs, targets, negatives), which is all the step reads or
+ * writes of the item table.
  */
 class SampledStep {
   /** Slot of each item row in the compact table, -1 when not touched (reset after each step's rows). */
   readonly slotOf: Int32Array;
-  readonly negatives: Int32Array;
-  readonly negativeSlots: Int32Array;
-  readonly correction: Float32Array;
-  readonly negativeRows: Float32Array;
-  readonly dNegatives: Float32Array;
+  /** Draws of k negatives this step: 1 (negativesPer 'batch') or the batch's sequences ('sequence'). */
+  groups = 1;
+  /** Row offsets of the groups in the packed positions (groups + 1 entries; 'sequence' only). */
+  groupStarts = new Int32Array(0);
+  negatives = new Int32Array(0);
+  negativeSlots = new Int32Array(0);
+  correction = new Float32Array(0);
+  negativeRows = new Float32Array(0);
+  dNegatives = new Float32Array(0);
   /** The output bias's gradient when the model has none (sampled softmax: it cancels). */
   readonly dBias = new Float32Array(1);
   /** Touched rows and their compact gradient: the optimizer's view (ParamGroup.sparse), kept across rebuilds. */
@@ -363,15 +377,26 @@ class SampledStep {
   /** Popularity sampler: cumulative weights of items 1..numItems (cdf[i - 1] = sum of weights of 1..i). */
   cdf: Float64Array | null = null;
 
-  constructor(numItems: number, k: number, d: number, sparse?: SparseRows) {
+  constructor(numItems: number, sparse?: SparseRows) {
     this.sparse = sparse ?? { rows: new Int32Array(0), grad: new Float32Array(0), count: 0 };
     this.sparse.count = 0;
     this.slotOf = new Int32Array(numItems + 1).fill(-1);
-    this.negatives = new Int32Array(k);
-    this.negativeSlots = new Int32Array(k);
-    this.correction = new Float32Array(k);
-    this.negativeRows = new Float32Array(k * d);
-    this.dNegatives = new Float32Array(k * d);
+  }
+
+  /** Sizes the negative buffers for `groups` draws of k (views of length groups k; storage only grows). */
+  setNegatives(groups: number, k: number, d: number): void {
+    const n = groups * k;
+    this.groups = groups;
+    if (this.negativeSlots.length < n) {
+      this.negativeSlots = new Int32Array(n);
+      this.negativeRows = new Float32Array(n * d);
+      this.dNegatives = new Float32Array(n * d);
+    }
+    if (this.negatives.length !== n) {
+      this.negatives = new Int32Array(n);
+      this.correction = new Float32Array(n);
+    }
+    if (this.groupStarts.length < groups + 1) this.groupStarts = new Int32Array(groups + 1);
   }
 
   /** Forgets the previous step's rows (only those entries of slotOf are reset). */
@@ -805,19 +830,27 @@ export class SASRec implements Recommender {
     this.lazySparseRows();
     const s = this.sampled!;
     s.clear();
+    const perSequence = c.negativesPer === 'sequence';
+    s.setNegatives(perSequence ? batch.size : 1, k, c.d);
+    if (perSequence) {
+      // Packed positions are in sequence order (packRows): sequence b's are groupStarts[b] .. groupStarts[b + 1] - 1.
+      s.groupStarts[0] = 0;
+      for (let b = 0; b < batch.size; b++) s.groupStarts[b + 1] = s.groupStarts[b] + batch.lengths[b];
+    }
     this.drawNegatives(s, numItems, seed);
     const n = batch.size * batch.T;
-    s.reserve(2 * n + k, c.d);
+    const drawn = s.negatives.length;
+    s.reserve(2 * n + drawn, c.d);
     for (let i = 0; i < n; i++) {
       if (batch.inputs[i] > 0) s.slot(batch.inputs[i]);
       if (batch.targets[i] > 0) s.slot(batch.targets[i]);
     }
-    for (let j = 0; j < k; j++) s.negativeSlots[j] = s.slot(s.negatives[j]);
+    for (let j = 0; j < drawn; j++) s.negativeSlots[j] = s.slot(s.negatives[j]);
     return s;
   }
 
   /**
-   * k negatives (with replacement) from items 1..numItems, each with probability q_j per draw (uniform: 1 /
+   * k negatives per group (with replacement) from items 1..numItems, each with probability q_j per draw (uniform: 1 /
    * numItems; popularity: proportional to frequency^samplerPower), and the logQ correction subtracted from their
    * logits:
    * - sampled softmax: log(k q_j), the log of j's expected count in the sample, so that the sum over the negatives
@@ -828,10 +861,12 @@ export class SASRec implements Recommender {
    */
   private drawNegatives(s: SampledStep, numItems: number, seed: number): void {
     const rng = new Random(seed);
-    const k = s.negatives.length;
+    // Every group's draw is k independent draws, so the correction is the same per group as for one batch draw.
+    const total = s.negatives.length;
+    const k = total / s.groups;
     const base = this.config.loss === 'gbce' ? numItems : k;
     if ((this.config.sampler ?? 'uniform') === 'uniform') {
-      for (let j = 0; j < k; j++) s.negatives[j] = 1 + rng.nextInt(numItems);
+      for (let j = 0; j < total; j++) s.negatives[j] = 1 + rng.nextInt(numItems);
       s.correction.fill(Math.log(base / numItems));
       return;
     }
@@ -844,17 +879,17 @@ export class SASRec implements Recommender {
       }
       const power = this.config.samplerPower ?? 1;
       s.cdf = new Float64Array(numItems);
-      let total = 0;
+      let sum = 0;
       for (let i = 1; i <= numItems; i++) {
-        total += freq[i] > 0 ? Math.pow(freq[i], power) : 0;
-        s.cdf[i - 1] = total;
+        sum += freq[i] > 0 ? Math.pow(freq[i], power) : 0;
+        s.cdf[i - 1] = sum;
       }
-      if (!(total > 0)) throw new Error('the popularity sampler needs at least one item with frequency > 0');
+      if (!(sum > 0)) throw new Error('the popularity sampler needs at least one item with frequency > 0');
     }
     const cdf = s.cdf;
-    const total = cdf[numItems - 1];
-    for (let j = 0; j < k; j++) {
-      const x = rng.nextFloat() * total;
+    const weights = cdf[numItems - 1];
+    for (let j = 0; j < total; j++) {
+      const x = rng.nextFloat() * weights;
       // First i with cdf[i] > x; items of weight 0 are never drawn.
       let lo = 0;
       let hi = numItems - 1;
@@ -866,7 +901,7 @@ export class SASRec implements Recommender {
       const item = lo + 1;
       s.negatives[j] = item;
       const weight = cdf[lo] - (lo > 0 ? cdf[lo - 1] : 0);
-      s.correction[j] = Math.log((base * weight) / total);
+      s.correction[j] = Math.log((base * weight) / weights);
     }
   }
 
@@ -878,35 +913,64 @@ export class SASRec implements Recommender {
     const k = this.kernels;
     const c = this.config;
     const d = c.d;
-    const negatives = s.negatives.length;
+    const drawn = s.negatives.length;
+    const negatives = drawn / s.groups;
     s.reservePositions(rows, d);
     for (let r = 0; r < rows; r++) s.targetSlots[r] = s.slotOf[a.headTargets[r]];
     k.gather(s.positives, s.table, s.targetSlots, rows, d);
-    k.gather(s.negativeRows, s.table, s.negativeSlots, negatives, d);
+    k.gather(s.negativeRows, s.table, s.negativeSlots, drawn, d);
     const gbce = c.loss === 'gbce';
+    const beta = gbce ? gbceBeta(negatives, this.items.numItems, c.gbceT ?? 0.75) : 1;
     const bias = this.params.outputBias;
-    const loss = k.sampledLoss(
-      a.headOut,
-      s.positives,
-      s.negativeRows,
-      a.headTargets,
-      s.negatives,
-      s.correction,
-      rows,
-      d,
-      negatives,
-      gbce,
-      gbce ? gbceBeta(negatives, this.items.numItems, c.gbceT ?? 0.75) : 1,
-      bias ? bias[0] : 0,
-      1 / rows,
-      dHeadOut,
-      s.dPositives,
-      s.dNegatives,
-      this.grads.outputBias ?? s.dBias,
-    );
+    const dBias = this.grads.outputBias ?? s.dBias;
+    let loss: number;
+    if (c.negativesPer === 'sequence') {
+      if (s.groupStarts[s.groups] !== rows)
+        throw new Error('sampledHead: sequence offsets do not match the positions');
+      loss = k.sampledLossGrouped(
+        a.headOut,
+        s.positives,
+        s.negativeRows,
+        a.headTargets,
+        s.negatives,
+        s.correction,
+        s.groupStarts,
+        s.groups,
+        d,
+        negatives,
+        gbce,
+        beta,
+        bias ? bias[0] : 0,
+        1 / rows,
+        dHeadOut,
+        s.dPositives,
+        s.dNegatives,
+        dBias,
+      );
+    } else {
+      loss = k.sampledLoss(
+        a.headOut,
+        s.positives,
+        s.negativeRows,
+        a.headTargets,
+        s.negatives,
+        s.correction,
+        rows,
+        d,
+        negatives,
+        gbce,
+        beta,
+        bias ? bias[0] : 0,
+        1 / rows,
+        dHeadOut,
+        s.dPositives,
+        s.dNegatives,
+        dBias,
+      );
+    }
     const dE = s.sparse.grad;
     k.scatterAdd(dE, s.dPositives, s.targetSlots, rows, d);
-    k.scatterAdd(dE, s.dNegatives, s.negativeSlots, negatives, d);
+    k.scatterAdd(dE, s.dNegatives, s.negativeSlots, drawn, d);
     return loss;
   }
 
@@ -978,7 +1042,7 @@ export class SASRec implements Recommender {
     if (c.loss !== 'sampled' && c.loss !== 'gbce') return undefined;
     const numItems = this.items.numItems;
     if (!this.sampled || this.sampled.slotOf.length !== numItems + 1) {
-      this.sampled = new SampledStep(numItems, c.negatives ?? 256, c.d, this.sampled?.sparse);
+      this.sampled = new SampledStep(numItems, this.sampled?.sparse);
     }
     return this.sampled.sparse;
   }
@@ -1556,6 +1620,11 @@ function checkConfig(c: SASRecConfig): void {
   if (c.sampler !== undefined && !SAMPLER_KINDS.includes(c.sampler)) {
     throw new Error(
       `SASRec config: sampler must be one of ${SAMPLER_KINDS.join(', ')} (got '${String(c.sampler)}')`,
+    );
+  }
+  if (c.negativesPer !== undefined && !NEGATIVES_PER.includes(c.negativesPer)) {
+    throw new Error(
+      `SASRec config: negativesPer must be one of ${NEGATIVES_PER.join(', ')} (got '${String(c.negativesPer)}')`,
     );
   }
   if (c.samplerPower !== undefined && !(Number.isFinite(c.samplerPower) && c.samplerPower >= 0)) {
