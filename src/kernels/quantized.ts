@@ -19,6 +19,7 @@
  */
 import { extend, withRoom } from '../util/growable.js';
 import { PANEL_WIDTH } from './panels.js';
+import { insertTopK, padTopK } from './topk-list.js';
 
 /** Values per code group (one 32-bit lane of the VNNI product). */
 export const CODE_GROUP = 4;
@@ -303,21 +304,9 @@ export function scoreTopKQuantizedReference(
       candidates++;
       let s = 0;
       for (let p = 0; p < d; p++) s += q[p] * items[j * d + p];
-      const x = Math.fround(s);
-      if (!(x > -Infinity) || (found === k && !(x > outScores[oi + k - 1]))) continue;
-      let pos = found < k ? found++ : k - 1;
-      while (pos > 0 && x > outScores[oi + pos - 1]) {
-        outScores[oi + pos] = outScores[oi + pos - 1];
-        outIndices[oi + pos] = outIndices[oi + pos - 1];
-        pos--;
-      }
-      outScores[oi + pos] = x;
-      outIndices[oi + pos] = j;
+      found = insertTopK(outIndices, outScores, oi, found, k, Math.fround(s), j);
     }
-    for (let c = found; c < k; c++) {
-      outScores[oi + c] = -Infinity;
-      outIndices[oi + c] = -1;
-    }
+    padTopK(outIndices, outScores, oi, found, k);
     outCandidates[r] = candidates;
   }
 }

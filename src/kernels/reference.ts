@@ -5,6 +5,7 @@
  */
 import { PANEL_WIDTH } from './panels.js';
 import { quantizeItemsReference, scoreTopKQuantizedReference } from './quantized.js';
+import { insertTopK, padTopK } from './topk-list.js';
 import type { Kernels } from './types.js';
 
 /** Rows of the output layer processed together: scratch is CE_CHUNK x numItems floats. */
@@ -621,24 +622,8 @@ function topK(
   for (let r = 0; r < rows; r++) {
     const oi = r * k;
     let count = 0;
-    // Sorted insertion, best first; a later index only displaces strictly lower scores, so ties keep lower indices.
-    for (let j = 0; j < n; j++) {
-      const s = scores[r * n + j];
-      if (!(s > -Infinity)) continue; // also skips NaN
-      if (count === k && !(s > outScores[oi + k - 1])) continue;
-      let pos = count < k ? count++ : k - 1;
-      while (pos > 0 && s > outScores[oi + pos - 1]) {
-        outScores[oi + pos] = outScores[oi + pos - 1];
-        outIndices[oi + pos] = outIndices[oi + pos - 1];
-        pos--;
-      }
-      outScores[oi + pos] = s;
-      outIndices[oi + pos] = j;
-    }
-    for (let c = count; c < k; c++) {
-      outScores[oi + c] = -Infinity;
-      outIndices[oi + c] = -1;
-    }
+    for (let j = 0; j < n; j++) count = insertTopK(outIndices, outScores, oi, count, k, scores[r * n + j], j);
+    padTopK(outIndices, outScores, oi, count, k);
   }
 }
 
