@@ -26,7 +26,7 @@
  */
 import { Random } from '../util/random.js';
 import { makeIdMap } from './intern.js';
-import { grow, ItemGroups } from './synthetic.js';
+import { GeneratedLog, ItemGroups } from './synthetic.js';
 import type { Catalog, Interactions } from './types.js';
 
 export interface MusicOptions {
@@ -194,11 +194,7 @@ export function generateMusic(options: Partial<MusicOptions> = {}): MusicDataset
     return item >= 0 ? item : track;
   };
 
-  let capacity = Math.ceil(o.users * o.meanLength * 1.2) + 1024;
-  let users = new Int32Array(capacity);
-  let items = new Int32Array(capacity);
-  let times = new Float64Array(capacity);
-  let size = 0;
+  const log = new GeneratedLog(Math.ceil(o.users * o.meanLength * 1.2) + 1024);
   const span = o.days * 86400;
   const extraMean = Math.max(0, o.meanLength - 3);
   // Cumulative branch probabilities: repeat, album, successor, artist, topic (the rest is a jump).
@@ -221,18 +217,18 @@ export function generateMusic(options: Partial<MusicOptions> = {}): MusicDataset
     let t = random.nextFloat() * (1 - total * scale);
     const favouriteCount = 1 + random.nextInt(favourites.length);
     for (let f = 0; f < favouriteCount; f++) favourites[f] = random.nextWeighted(topicWeight);
-    const first = size;
+    const first = log.size;
     let previous = -1;
     for (let j = 0; j < length; j++) {
       t += gaps[j] * scale;
-      const played = size - first;
+      const played = log.size - first;
       const r = j === 0 ? 1 : random.nextFloat();
       let item = -1;
       if (r < cut[0] && played > 1) {
         // 2 or more plays back (the previous one would be a consecutive duplicate).
         const reach = random.nextFloat() < 0.5 ? Math.min(19, played - 1) : played - 1;
         const back = 2 + random.nextInt(reach);
-        item = items[size - back] - 1;
+        item = log.item(log.size - back) - 1;
       } else if (r < cut[1]) {
         if (previous + 1 < n && itemAlbum[previous + 1] === itemAlbum[previous]) item = previous + 1;
       } else if (r < cut[2]) {
@@ -246,22 +242,13 @@ export function generateMusic(options: Partial<MusicOptions> = {}): MusicDataset
       if (item < 0 || item === previous) {
         // A jump: half the time back to the artist of an earlier play, else a track of a favourite topic.
         if (played > 0 && random.nextFloat() < 0.5) {
-          item = drawArtist(itemArtist[items[first + random.nextInt(played)] - 1], t, previous);
+          item = drawArtist(itemArtist[log.item(first + random.nextInt(played)) - 1], t, previous);
         }
         if (item < 0) item = drawTopic(favourites[random.nextInt(favouriteCount)], t, previous);
         if (item < 0) continue; // nothing of the topic is released yet (tiny catalogs only)
       }
       previous = item;
-      if (size === capacity) {
-        capacity *= 2;
-        users = grow(users, new Int32Array(capacity));
-        items = grow(items, new Int32Array(capacity));
-        times = grow(times, new Float64Array(capacity));
-      }
-      users[size] = u;
-      items[size] = item + 1;
-      times[size] = o.startTime + Math.floor(t * span);
-      size++;
+      log.push(u, item + 1, o.startTime + Math.floor(t * span));
     }
   }
 
@@ -270,9 +257,7 @@ export function generateMusic(options: Partial<MusicOptions> = {}): MusicDataset
   const source = `synthetic-music(seed=${o.seed})`;
   return {
     interactions: {
-      users: users.slice(0, size),
-      items: items.slice(0, size),
-      timestamps: times.slice(0, size),
+      ...log.columns(),
       ratings: null,
       userIds: makeIdMap(userIds, false),
       itemIds: makeIdMap(itemIds, true),

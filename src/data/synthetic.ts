@@ -126,9 +126,48 @@ export function upperBound(sorted: Float64Array, lo: number, hi: number, value: 
   return lo;
 }
 
-export function grow<T extends Int32Array | Float64Array>(from: T, to: T): T {
-  to.set(from);
-  return to;
+/** Generated interactions in the order they are drawn (arrays doubled when full). */
+export class GeneratedLog {
+  private users: Int32Array;
+  private items: Int32Array;
+  private times: Float64Array;
+  size = 0;
+
+  constructor(capacity: number) {
+    this.users = new Int32Array(capacity);
+    this.items = new Int32Array(capacity);
+    this.times = new Float64Array(capacity);
+  }
+
+  /** The (1-based) item of entry i. */
+  item(i: number): number {
+    return this.items[i];
+  }
+
+  push(user: number, item: number, timestamp: number): void {
+    if (this.size === this.users.length) {
+      const double = <T extends Int32Array | Float64Array>(a: T): T => {
+        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.users = double(this.users);
+      this.items = double(this.items);
+      this.times = double(this.times);
+    }
+    this.users[this.size] = user;
+    this.items[this.size] = item;
+    this.times[this.size] = timestamp;
+    this.size++;
+  }
+
+  columns(): { users: Int32Array; items: Int32Array; timestamps: Float64Array } {
+    return {
+      users: this.users.slice(0, this.size),
+      items: this.items.slice(0, this.size),
+      timestamps: this.times.slice(0, this.size),
+    };
+  }
 }
 
 /** Items grouped by a label, each group sorted by introduction time, with prefix sums of popularity. */
@@ -267,11 +306,7 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
   };
 
   // Users: length, time window, topic walk.
-  let capacity = Math.max(1024, Math.ceil(o.users * o.meanLength * 1.2));
-  let users = new Int32Array(capacity);
-  let items = new Int32Array(capacity);
-  let times = new Float64Array(capacity);
-  let size = 0;
+  const log = new GeneratedLog(Math.max(1024, Math.ceil(o.users * o.meanLength * 1.2)));
   const span = o.days * 86400;
   const extraMean = Math.max(0, o.meanLength - 3);
   for (let u = 0; u < o.users; u++) {
@@ -295,16 +330,7 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
       const item = drawItem(topic, style, t, previous);
       if (item < 0) continue; // no item of this topic exists yet (tiny catalogs only)
       previous = item;
-      if (size === capacity) {
-        capacity *= 2;
-        users = grow(users, new Int32Array(capacity));
-        items = grow(items, new Int32Array(capacity));
-        times = grow(times, new Float64Array(capacity));
-      }
-      users[size] = u;
-      items[size] = item + 1;
-      times[size] = o.startTime + Math.floor(t * span);
-      size++;
+      log.push(u, item + 1, o.startTime + Math.floor(t * span));
     }
   }
 
@@ -339,9 +365,7 @@ export function generateSynthetic(options: Partial<SyntheticOptions> = {}): Synt
   const userIds = Array.from({ length: o.users }, (_, u) => `u${u + 1}`);
   return {
     interactions: {
-      users: users.slice(0, size),
-      items: items.slice(0, size),
-      timestamps: times.slice(0, size),
+      ...log.columns(),
       ratings: null,
       userIds: makeIdMap(userIds, false),
       itemIds: makeIdMap(itemIds, true),
