@@ -4,38 +4,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { evaluate, fit, load, save, withLexicalFusion } from '../src/api.js';
-import type { CsrMatrix } from '../src/content/sparse.js';
 import { prepareSplit } from '../src/data/split.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
 import { buildContent } from '../src/eval/data.js';
 import { encodeSafetensors } from '../src/model/artifact.js';
 import { LexicalFusion, loadLexicalFusion, saveLexicalFusion } from '../src/model/fusion.js';
-import type { Recommender } from '../src/model/types.js';
 import { loadContentEncoder } from '../src/serve/content.js';
 import { packBatch } from '../src/serve/engine.js';
 import { loadScoringModel } from '../src/serve/models.js';
 import { Scorer } from '../src/serve/scorer.js';
+import { fixed, rows } from './fusion-fixture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-fusion-cold-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-function fixed(scores: number[]): Recommender {
-  return {
-    numItems: scores.length - 1,
-    score(inputs, out) {
-      for (let b = 0; b < inputs.length; b++) out.set(scores, b * scores.length);
-    },
-  };
-}
-
-// Four items over three terms, unit rows: 1 = t0, 2 = t1, 3 = (t0 + t1) / sqrt 2, 4 = t2. Row 0 is padding.
-const rows: CsrMatrix = {
-  rows: 5,
-  cols: 3,
-  indptr: Int32Array.from([0, 0, 1, 2, 4, 5]),
-  indices: Int32Array.from([0, 1, 0, 1, 2]),
-  values: Float32Array.from([1, 1, Math.SQRT1_2, Math.SQRT1_2, 1]),
-};
 
 test('cold-aware fusion: profile, cold-item and last-item cosines, computed by hand', () => {
   // Items 1, 2 warm (numWarm 2), 3, 4 cold. Model scores 1..4: mean 2.5, population std sqrt(1.25).
