@@ -10,9 +10,10 @@
 
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Kernels } from '../kernels/types.js';
+import { withRoom } from '../util/growable.js';
 import { SASRec, type SASRecConfig } from './sasrec.js';
 
 export type TensorData = Float32Array | Float64Array | Int32Array | Uint32Array | Uint8Array | Int8Array;
@@ -119,17 +120,43 @@ export interface DecodedSafetensors {
   metadata: Record<string, string>;
 }
 
-/** Parses and validates a safetensors byte buffer; errors name `source` and the offending tensor. */
-export function decodeSafetensors(bytes: Uint8Array, source: string): DecodedSafetensors {
-  const fail = (message: string): never => {
+interface TensorEntry {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+  begin: number; // byte range in the data buffer after the header
+  end: number;
+}
+
+type Fail = (message: string) => never;
+
+function failFor(source: string): Fail {
+  return (message) => {
     throw new Error(`${source}: not a valid safetensors file: ${message}`);
   };
-  if (bytes.length < 8) fail(`file is ${bytes.length} bytes, shorter than the 8-byte header length`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLength = Number(view.getBigUint64(0, true));
+}
+
+/** The header length from the file's first 8 bytes, checked against the file's length. */
+function headerLengthOf(prefix: Uint8Array, fileLength: number, fail: Fail): number {
+  if (fileLength < 8) fail(`file is ${fileLength} bytes, shorter than the 8-byte header length`);
+  const headerLength = Number(new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true));
   if (headerLength > MAX_HEADER_BYTES) fail(`header length ${headerLength} exceeds ${MAX_HEADER_BYTES}`);
-  if (8 + headerLength > bytes.length) fail(`header length ${headerLength} runs past the end of the file`);
-  const headerText = Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLength).toString('utf8');
+  if (8 + headerLength > fileLength) fail(`header length ${headerLength} runs past the end of the file`);
+  return headerLength;
+}
+
+/**
+ * Parses and validates the JSON header against the data buffer's length: dtypes, shapes, byte ranges that match
+ * them, and a buffer indexed entirely, without holes or overlaps. Entries come back in file order.
+ */
+function parseHeader(
+  headerBytes: Uint8Array,
+  dataLength: number,
+  fail: Fail,
+): { entries: TensorEntry[]; metadata: Record<string, string> } {
+  const headerText = Buffer.from(headerBytes.buffer, headerBytes.byteOffset, headerBytes.length).toString(
+    'utf8',
+  );
   if (!headerText.startsWith('{')) fail('header does not start with "{"');
   let header: Record<string, unknown>;
   try {
@@ -137,10 +164,8 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): DecodedSaf
   } catch (error) {
     return fail(`header is not JSON (${(error as Error).message})`);
   }
-  const dataStart = 8 + headerLength;
-  const dataLength = bytes.length - dataStart;
   let metadata: Record<string, string> = {};
-  const entries: { name: string; dtype: Dtype; shape: number[]; begin: number; end: number }[] = [];
+  const entries: TensorEntry[] = [];
   for (const [name, raw] of Object.entries(header)) {
     if (name === '__metadata__') {
       if (typeof raw !== 'object' || raw === null || Object.values(raw).some((v) => typeof v !== 'string')) {
@@ -183,7 +208,15 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): DecodedSaf
     expected = e.end;
   }
   if (expected !== dataLength) fail(`data holds ${dataLength} bytes but tensors index ${expected}`);
+  return { entries, metadata };
+}
 
+/** Parses and validates a safetensors byte buffer; errors name `source` and the offending tensor. */
+export function decodeSafetensors(bytes: Uint8Array, source: string): DecodedSafetensors {
+  const fail = failFor(source);
+  const headerLength = headerLengthOf(bytes, bytes.length, fail);
+  const dataStart = 8 + headerLength;
+  const { entries, metadata } = parseHeader(bytes.subarray(8, dataStart), bytes.length - dataStart, fail);
   const tensors = new Map<string, { shape: number[]; data: TensorData }>();
   for (const e of entries) {
     // A view of the file's bytes where they are aligned for the type (always, for files written here: the header
@@ -198,6 +231,79 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): DecodedSaf
     tensors.set(e.name, { shape: e.shape, data });
   }
   return { tensors, metadata };
+}
+
+/**
+ * Makes the array a tensor is read into, of its dtype and product(shape) values (checked). The default is a plain
+ * typed array; loadArtifact gives item tables a buffer with spare room for appended rows.
+ */
+export type TensorAllocator = (name: string, dtype: Dtype, shape: readonly number[]) => TensorData;
+
+const READ_CHUNK_BYTES = 64 * 2 ** 20; // below the 2 GiB a single read() returns at most
+
+/** Reads target.length bytes at `position`, in chunks; a short file fails naming `what` and the missing bytes. */
+async function readExactly(
+  handle: FileHandle,
+  target: Uint8Array,
+  position: number,
+  what: string,
+  fail: Fail,
+): Promise<void> {
+  let done = 0;
+  while (done < target.length) {
+    const length = Math.min(target.length - done, READ_CHUNK_BYTES);
+    const { bytesRead } = await handle.read(target, done, length, position + done);
+    if (bytesRead === 0) {
+      fail(
+        `${what}: the file ends at byte ${position + done}, ${target.length - done} bytes short (truncated?)`,
+      );
+    }
+    done += bytesRead;
+  }
+}
+
+/**
+ * Reads and validates a safetensors file, each tensor straight from the file into its own array (`allocateTensor`'s),
+ * with positioned reads: no buffer of the whole file, so loading needs the memory of the tensors, not twice it.
+ * Validation and messages are decodeSafetensors's; errors name the file and the tensor.
+ */
+export async function readSafetensors(
+  path: string,
+  allocateTensor: TensorAllocator = (_name, dtype, shape) => allocate(dtype, product(shape)),
+): Promise<DecodedSafetensors> {
+  const fail = failFor(path);
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    throw new Error(
+      `${path}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      { cause: error },
+    );
+  }
+  try {
+    const fileLength = (await handle.stat()).size;
+    const prefix = new Uint8Array(8);
+    if (fileLength >= 8) await readExactly(handle, prefix, 0, 'header length', fail);
+    const headerLength = headerLengthOf(prefix, fileLength, fail);
+    const headerBytes = new Uint8Array(headerLength);
+    await readExactly(handle, headerBytes, 8, 'header', fail);
+    const dataStart = 8 + headerLength;
+    const { entries, metadata } = parseHeader(headerBytes, fileLength - dataStart, fail);
+    const tensors = new Map<string, { shape: number[]; data: TensorData }>();
+    for (const e of entries) {
+      const data = allocateTensor(e.name, e.dtype, e.shape);
+      if (dtypeOf(data) !== e.dtype || data.byteLength !== e.end - e.begin) {
+        throw new Error(`${path}: tensor '${e.name}': the allocator returned the wrong type or length`);
+      }
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      await readExactly(handle, bytes, dataStart + e.begin, `tensor '${e.name}'`, fail);
+      tensors.set(e.name, { shape: e.shape, data });
+    }
+    return { tensors, metadata };
+  } finally {
+    await handle.close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -432,18 +538,17 @@ function checkManifest(raw: unknown, source: string): ModelManifest {
   return m as ModelManifest;
 }
 
-async function readTensorFile(dir: string, name: string) {
-  const path = join(dir, name);
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (error) {
-    throw new Error(
-      `${path}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
-      { cause: error },
-    );
-  }
-  return decodeSafetensors(bytes, path);
+/**
+ * Reads an artifact's tensor file. Item tables ((numItems + 1) x width) are read into arrays with spare room
+ * (util/growable.ts `withRoom`), so the model can keep them as they are (SASRec.fromParameters `own`) and the
+ * first appends after a load still write in place.
+ */
+async function readTensorFile(dir: string, name: string, itemRows: number) {
+  return readSafetensors(join(dir, name), (_name, dtype, shape) =>
+    dtype === 'F32' && shape.length === 2 && shape[0] === itemRows
+      ? withRoom(Float32Array, product(shape), shape[1])
+      : allocate(dtype, product(shape)),
+  );
 }
 
 /**
@@ -470,7 +575,9 @@ export async function loadArtifact(
   const manifest = checkManifest(raw, manifestPath);
   const weights = new Map<string, Float32Array>();
   const decoded =
-    options.weights === false ? { tensors: [] } : await readTensorFile(root, manifest.model.weights);
+    options.weights === false
+      ? { tensors: [] }
+      : await readTensorFile(root, manifest.model.weights, manifest.items.ids.length);
   for (const [name, t] of decoded.tensors) {
     if (!(t.data instanceof Float32Array))
       throw new Error(`${join(root, manifest.model.weights)}: tensor '${name}' is not F32`);
@@ -496,6 +603,7 @@ export async function loadArtifact(
   return { dir: root, manifest, weights, ...states };
 }
 
+/** `weights` is empty: the model took the tensors it read (they are its tables now, not copies). */
 export interface LoadedModel extends LoadedArtifact {
   model: SASRec;
   itemIds: string[];
@@ -516,6 +624,7 @@ export async function loadModel(dir: string, kernels?: Kernels): Promise<LoadedM
       manifest.model.config as unknown as SASRecConfig,
       artifact.weights,
       kernels,
+      { own: true },
     );
   } catch (error) {
     throw new Error(`${artifact.dir}: weights do not match the manifest (${(error as Error).message})`, {
@@ -527,5 +636,6 @@ export async function loadModel(dir: string, kernels?: Kernels): Promise<LoadedM
       `${source}: 'items.ids' lists ${manifest.items.ids.length - 1} items but the weights hold ${model.numItems}`,
     );
   }
+  artifact.weights.clear(); // the model owns these arrays now
   return { ...artifact, model, itemIds: manifest.items.ids, numWarm: manifest.items.num_warm };
 }

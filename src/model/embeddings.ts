@@ -78,6 +78,15 @@ function hasDelta(strategy: EmbeddingStrategy): boolean {
  */
 export type BorrowSimilarity = (rows: Int32Array, out: Float32Array, warmItems: number) => void;
 
+/**
+ * The tensors of a saved model by name (`tensors()` names), to restore the item tables from (SASRec.fromParameters).
+ * `own`: the model may keep the arrays themselves as its tables (the caller gives them up); else each is copied once.
+ */
+export interface SavedTensors {
+  tensors: ReadonlyMap<string, Float32Array>;
+  own: boolean;
+}
+
 export class ItemEmbeddings {
   readonly strategy: EmbeddingStrategy;
   readonly d: number;
@@ -116,6 +125,7 @@ export class ItemEmbeddings {
     content?: Float32Array,
     contentDim?: number,
     deltaDropout = 0,
+    saved?: SavedTensors,
   ) {
     if (!EMBEDDING_STRATEGIES.includes(strategy)) {
       throw new Error(
@@ -151,8 +161,15 @@ export class ItemEmbeddings {
       );
     }
     this.deltaDropout = deltaDropout;
+    // A saved model's tables are taken from its tensors: as saved (content-map's content is not re-normalized) and
+    // without the initialization they would overwrite.
     switch (strategy) {
       case 'id': {
+        if (saved) {
+          this.weight = savedTable(saved, 'items', numItems + 1, d);
+          this.matrix = this.weight;
+          break;
+        }
         // Xavier-normal as pmixer's SASRec and RecTools initialize their embeddings; padding row zero.
         this.weight = new Float32Array(size);
         const rng = new Random(seed ^ 0x1e3d);
@@ -164,31 +181,41 @@ export class ItemEmbeddings {
       // The tables of the strategies that can append items have spare room (util/growable.ts), so that the first
       // append after a load writes its row like any other instead of moving the whole table.
       case 'content-init':
-        this.weight = copyWithRoom(content!.subarray(0, size), d);
+        this.weight = saved
+          ? savedTable(saved, 'items', numItems + 1, d)
+          : copyWithRoom(content!.subarray(0, size), d);
         this.matrix = this.weight;
         break;
       case 'content-delta':
-        this.content = copyWithRoom(content!.subarray(0, size), d);
-        this.weight = withRoom(Float32Array, size, d);
+        this.content = saved
+          ? savedTable(saved, 'content', numItems + 1, d)
+          : copyWithRoom(content!.subarray(0, size), d);
+        this.weight = saved ? savedTable(saved, 'delta', numItems + 1, d) : withRoom(Float32Array, size, d);
         this.matrix = withRoom(Float32Array, size, d);
-        this.refresh();
+        if (!saved) this.refresh(); // a saved model's E is built once, by SASRec.fromParameters
         break;
       case 'content-frozen':
-        this.content = copyWithRoom(content!.subarray(0, size), d);
+        this.content = saved
+          ? savedTable(saved, 'content', numItems + 1, d)
+          : copyWithRoom(content!.subarray(0, size), d);
         this.matrix = this.content;
         break;
       case 'content-map': {
-        this.content = unitRowsInPlace(
-          copyWithRoom(content!.subarray(0, (numItems + 1) * width), width),
-          width,
-        );
-        this.weight = withRoom(Float32Array, size, d);
+        this.content = saved
+          ? savedTable(saved, 'content', numItems + 1, width)
+          : unitRowsInPlace(copyWithRoom(content!.subarray(0, (numItems + 1) * width), width), width);
+        this.weight = saved ? savedTable(saved, 'delta', numItems + 1, d) : withRoom(Float32Array, size, d);
         this.matrix = withRoom(Float32Array, size, d);
+        this.mapWeightGrad = new Float32Array(width * d);
+        this.mapBiasGrad = new Float32Array(d);
+        if (saved) {
+          this.mapWeight = savedTensor(saved, 'map.weight', width, d).slice();
+          this.mapBias = savedTensor(saved, 'map.bias', 1, d).slice();
+          break;
+        }
         // Default map: seeded xavier-normal weight, zero bias (fit() starts it at the PCA projection instead).
         this.mapWeight = new Float32Array(width * d);
         this.mapBias = new Float32Array(d);
-        this.mapWeightGrad = new Float32Array(width * d);
-        this.mapBiasGrad = new Float32Array(d);
         const rng = new Random(seed ^ 0x3a9c);
         const std = Math.sqrt(2 / (width + d));
         for (let i = 0; i < this.mapWeight.length; i++) this.mapWeight[i] = rng.nextGaussian() * std;
@@ -672,6 +699,27 @@ export class ItemEmbeddings {
         ];
     }
   }
+}
+
+/** Tensor `name` of a saved model, checked to hold rows x width values. */
+function savedTensor(saved: SavedTensors, name: string, rows: number, width: number): Float32Array {
+  const data = saved.tensors.get(name);
+  if (!data) throw new Error(`missing tensor '${name}'`);
+  if (data.length !== rows * width) {
+    throw new Error(
+      `tensor '${name}' has ${data.length} values, expected ${rows * width} (shape ${rows} x ${width})`,
+    );
+  }
+  return data;
+}
+
+/**
+ * Tensor `name` of a saved model as an item table: the array itself when the model may own it and it starts its
+ * buffer (as `extend` needs; the loader reads item tables into buffers with spare room), else a copy with room.
+ */
+function savedTable(saved: SavedTensors, name: string, rows: number, width: number): Float32Array {
+  const data = savedTensor(saved, name, rows, width);
+  return saved.own && data.byteOffset === 0 ? data : copyWithRoom(data, width);
 }
 
 /** L2 norm of each of `rows` rows of width `width`. */

@@ -31,7 +31,13 @@ import { kernels as defaultKernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/types.js';
 import { extend, withRoom } from '../util/growable.js';
 import { hash32, Random } from '../util/random.js';
-import { ItemEmbeddings, type EmbeddingStrategy, type ParamGroup, type SparseRows } from './embeddings.js';
+import {
+  ItemEmbeddings,
+  type EmbeddingStrategy,
+  type ParamGroup,
+  type SavedTensors,
+  type SparseRows,
+} from './embeddings.js';
 import type { Recommender } from './types.js';
 
 export type { EmbeddingStrategy, ParamGroup } from './embeddings.js';
@@ -486,8 +492,14 @@ export class SASRec implements Recommender {
   /**
    * content: (numItems + 1) x d content vectors (unit-norm rows, row 0 zeros); required by the content-* strategies.
    * kernels: the numeric implementation (defaults to the active one; tests pass `referenceKernels`).
+   * saved: the item tables of a saved model (fromParameters); they replace the initial ones.
    */
-  constructor(config: SASRecConfig, content?: Float32Array, kernels: Kernels = defaultKernels) {
+  constructor(
+    config: SASRecConfig,
+    content?: Float32Array,
+    kernels: Kernels = defaultKernels,
+    saved?: SavedTensors,
+  ) {
     checkConfig(config);
     this.config = { ...config };
     this.kernels = kernels;
@@ -501,6 +513,7 @@ export class SASRec implements Recommender {
       content,
       c.contentDim,
       c.deltaDropout ?? 0,
+      saved,
     );
     this.params = new DenseTensors(c);
     this.grads = new DenseTensors(c);
@@ -1488,11 +1501,18 @@ export class SASRec implements Recommender {
     return [...this.items.tensors(), ...this.params.list];
   }
 
-  /** Rebuilds a model from `parameters()` tensors; numItems is taken from the item tensors (appended items count). */
+  /**
+   * Rebuilds a model from `parameters()` tensors; numItems is taken from the item tensors (appended items count).
+   * Every tensor is copied into the model once, except with `own: true`: the model then keeps the item tables
+   * ('items', 'content', 'delta') themselves as its tables, without a copy, and the caller gives them up (must not
+   * use or share them afterwards). loadModel does so with the tables it has just read (1 GB at 1M items, d = 128);
+   * it reads them into buffers with spare room (`withRoom`) so the first appended items still write in place.
+   */
   static fromParameters(
     config: SASRecConfig,
     tensors: Map<string, Float32Array>,
     kernels: Kernels = defaultKernels,
+    options: { own?: boolean } = {},
   ): SASRec {
     const itemName = config.strategy === 'id' || config.strategy === 'content-init' ? 'items' : 'content';
     const itemTable = tensors.get(itemName);
@@ -1506,12 +1526,18 @@ export class SASRec implements Recommender {
       );
     }
     const numItems = itemTable.length / width - 1;
-    const model = new SASRec(
-      { ...config, numItems },
-      config.strategy === 'id' ? undefined : itemTable,
-      kernels,
-    );
-    for (const t of model.parameters()) {
+    let model: SASRec;
+    try {
+      model = new SASRec(
+        { ...config, numItems },
+        config.strategy === 'id' ? undefined : itemTable,
+        kernels,
+        { tensors, own: options.own ?? false }, // the item tables (items.tensors()) are taken here
+      );
+    } catch (error) {
+      throw new Error(`fromParameters: ${(error as Error).message}`, { cause: error });
+    }
+    for (const t of model.params.list) {
       const src = tensors.get(t.name);
       if (!src) throw new Error(`fromParameters: missing tensor '${t.name}'`);
       if (src.length !== t.data.length) {

@@ -136,9 +136,9 @@ export async function loadScoringModel(dir: string): Promise<LoadedScoringModel>
     }
     return { artifact, model, numWarm: manifest.items.num_warm, strategy: 'knn', fusion: null };
   }
-  const loaded = await loadModel(dir); // validates the artifact and rejects kinds it does not know
-  // The model holds its own copies: drop the file's tensors (1 GB for a 1M-item content-delta model).
-  loaded.weights.clear();
+  // Validates the artifact and rejects kinds it does not know. The model takes the tensors as they were read from
+  // the file, without a copy (`loaded.weights` comes back empty).
+  const loaded = await loadModel(dir);
   const fusion = loaded.lexical ? await loadServingFusion(loaded) : null;
   return {
     artifact: loaded,
