@@ -19,6 +19,7 @@ import {
   type TensorData,
 } from '../src/model/artifact.js';
 import { SASRec, sasrecConfig, type SASRecConfig } from '../src/model/sasrec.js';
+import { KnnScoringModel, loadScoringModel } from '../src/serve/models.js';
 import { Random } from '../src/util/random.js';
 import { unitContent } from './tiny-model.js';
 
@@ -289,6 +290,42 @@ test('loadModel refuses a weights file cut short, naming the file', async () => 
       loadModel(dir),
       /m[/\\]model\.safetensors: not a valid safetensors file: tensor '.+': data_offsets \[\d+, \d+\] outside the data/,
     );
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a knn artifact loads for serving into the table it read, normalized in place, as a copy would be', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'deltarec-load-'));
+  try {
+    const dim = 6;
+    const vectors = unitContent(30, dim, 3).map((v, i) => v * (1 + (i % 5))); // rows of different norms
+    const dir = join(root, 'knn');
+    await saveModel(dir, {
+      kind: 'knn',
+      model: {
+        config: { dim, maxLength: 10 },
+        numItems: 30,
+        parameters: () => [{ name: 'content', shape: [31, dim], data: vectors }],
+      },
+      itemIds: ids(30),
+      numWarm: 30,
+    });
+    const loaded = await loadScoringModel(dir);
+    const expected = new KnnScoringModel(vectors.slice(), dim, 10);
+    const table = loaded.model.itemEmbeddings();
+    assert.ok(bytesOf(table).equals(bytesOf(expected.itemEmbeddings())));
+    assert.ok(table.buffer.byteLength > table.byteLength, 'spare room for appended items');
+    assert.equal(loaded.artifact.weights.size, 0);
+    // own: in place, padding row zeroed, the same rows as a copy; without own the caller's array is untouched.
+    const given = vectors.slice();
+    given.fill(1, 0, dim);
+    const copy = given.slice();
+    const copied = new KnnScoringModel(given, dim, 10);
+    assert.ok(bytesOf(given).equals(bytesOf(copy)), 'input untouched without own');
+    const owned = new KnnScoringModel(given, dim, 10, { own: true });
+    assert.equal(owned.itemEmbeddings(), given);
+    assert.ok(bytesOf(owned.itemEmbeddings()).equals(bytesOf(copied.itemEmbeddings())));
   } finally {
     await rm(root, { recursive: true, force: true });
   }

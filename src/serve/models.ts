@@ -19,13 +19,20 @@ export class KnnScoringModel implements ScoringModel {
   numItems: number;
   private unit: Float32Array;
 
-  constructor(vectors: Float32Array, dim: number, maxLength: number) {
+  /**
+   * `own`: the model may normalize `vectors` in place and keep them (the caller gives them up; loadScoringModel
+   * does with the table it read, which has spare room); else it normalizes a copy with room.
+   */
+  constructor(vectors: Float32Array, dim: number, maxLength: number, options: { own?: boolean } = {}) {
     if (vectors.length % dim !== 0 || vectors.length < 2 * dim) {
       throw new Error(`knn: ${vectors.length} values are not (numItems + 1) rows of width ${dim}`);
     }
     this.config = { d: dim, maxLength };
     this.numItems = vectors.length / dim - 1;
-    this.unit = withRoom(Float32Array, vectors.length, dim); // spare room: the first append does not move it
+    // Spare room: the first append does not move it. `extend` needs the table to start its buffer.
+    this.unit =
+      options.own && vectors.byteOffset === 0 ? vectors : withRoom(Float32Array, vectors.length, dim);
+    this.unit.fill(0, 0, dim); // the padding row
     normalizeRows(vectors, this.unit, 1, this.numItems + 1, dim);
   }
 
@@ -127,8 +134,8 @@ export async function loadScoringModel(dir: string): Promise<LoadedScoringModel>
     const dim = Number(manifest.model.config.dim);
     if (!vectors) throw new Error(`${artifact.dir}: knn artifact has no 'content' tensor`);
     const maxLength = Number(manifest.model.config.maxLength ?? 64);
-    const model = new KnnScoringModel(vectors, dim, maxLength);
-    artifact.weights.clear(); // the model holds its own unit rows
+    const model = new KnnScoringModel(vectors, dim, maxLength, { own: true });
+    artifact.weights.clear(); // the model owns the table (its unit rows now)
     if (model.numItems + 1 !== manifest.items.ids.length) {
       throw new Error(
         `${artifact.dir}: 'items.ids' lists ${manifest.items.ids.length - 1} items but the weights hold ${model.numItems}`,
