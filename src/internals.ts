@@ -28,9 +28,16 @@ export {
   encodeSafetensors,
   loadArtifact,
   loadModel,
+  readSafetensors,
   saveModel,
 } from './model/artifact.js';
-export type { LoadedArtifact, LoadedModel, ModelManifest, SaveModelInput } from './model/artifact.js';
+export type {
+  LoadedArtifact,
+  LoadedModel,
+  ModelManifest,
+  SaveModelInput,
+  TensorAllocator,
+} from './model/artifact.js';
 export { projectionPart } from './serve/content.js';
 export { TfidfVectorizer, tokenize } from './content/tfidf.js';
 export {
