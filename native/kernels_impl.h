@@ -1209,47 +1209,22 @@ __attribute__((optimize("fp-contract=off"))) static float panel_error(float qn, 
                                                                       float nmax) {
   return ((qn * rmax + qe * nmax) + qx * (nmax + rmax)) + QTINY;
 }
-// An upper bound of item_bounds' ub for every item of the panel whose dot is <= D: a = dot (t s_j) is at most
-// D cmax (D >= 0, cmax = t max s_j) or D cmin (D < 0, cmin = t min s_j), e at most E (panel_error).
-__attribute__((optimize("fp-contract=off"))) static float panel_ub(long D, float cmax, float cmin, float E) {
-  return static_cast<float>(D) * (D >= 0 ? cmax : cmin) + E;
-}
-// The largest D in lo - 1 .. hi with panel_ub(D) < worst (panel_ub grows with D): items of the panel with a dot <= D
-// cannot reach `worst`. A first guess from the real-valued solution, then a galloping and a binary search.
-static long panel_cut(float worst, float cmax, float cmin, float E, long lo, long hi) {
-  auto skip = [&](long D) { return panel_ub(D, cmax, cmin, E) < worst; };
-  if (!skip(lo)) return lo - 1;
-  if (skip(hi)) return hi;
-  long a = lo, b = hi;  // skip(a), !skip(b)
-  const double gap = static_cast<double>(worst) - E;
-  const double c = gap >= 0 ? cmax : cmin;
-  const double guess = c > 0 ? std::floor(gap / c) : static_cast<double>(lo);
-  const long g = static_cast<long>(std::min<double>(b - 1, std::max<double>(a, guess)));
-  if (skip(g)) {
-    a = g;
-    for (long step = 1; a + step < b; step *= 2) {
-      if (!skip(a + step)) {
-        b = a + step;
-        break;
-      }
-      a += step;
-    }
-  } else {
-    b = g;
-    for (long step = 1; b - step > a; step *= 2) {
-      if (skip(b - step)) {
-        a = b - step;
-        break;
-      }
-      b -= step;
-    }
+// The panel-wide test of one request against a panel: per item, a as item_bounds computes it, plus E (>= every
+// item's e: panel_error), so a + E < worst implies ub < worst (and lb < worst) for that item. reach[e] = -1 for the
+// items that may reach `worst` (NaN counts as reaching), 0 for the others; returns whether any may.
+__attribute__((optimize("fp-contract=off"))) static bool panel_reaches(const int32_t* dots, int32_t offset, float tq,
+                                                                       const float* scales, float E, float worst,
+                                                                       int32_t* reach) {
+  vi any = vi{};
+  for (long c = 0; c < PW; c += W) {
+    const vf a = __builtin_convertvector(*reinterpret_cast<const viu*>(dots + c) - offset, vf) * (tq * loadu(scales + c));
+    const vi m = ~((a + E) < worst);
+    *reinterpret_cast<viu*>(reach + c) = m;
+    any |= m;
   }
-  while (b - a > 1) {
-    const long mid = a + (b - a) / 2;
-    if (skip(mid)) a = mid;
-    else b = mid;
-  }
-  return a;
+  bool hit = false;
+  for (int l = 0; l < W; l++) hit |= any[l] != 0;
+  return hit;
 }
 
 // scan_quantized: one step of score_topk_quantized over items from .. to - 1, for requests whose state persists
@@ -1260,12 +1235,13 @@ static long panel_cut(float worst, float cmax, float cmin, float E, long lo, lon
 //   outIndices / outScores [offsets[r] ..], outCount[r]: the best exact scores so far, ranked by score, then index;
 //   outCandidates[r]: items scored exactly so far.
 // Each eligible item (j < limits[r], active) of the range gets its bounds; its lb joins `lower` when it beats w, and
-// when ub >= w it is scored exactly at once (exact_score: score_topk's arithmetic) and joins the exact list. Since
-// w only rises and never exceeds t, every item with ub >= t is scored, in whatever order the ranges come, so once
-// every item has been covered the exact list is score_topk's answer (the proof: quantized.ts).
-// Panel-wide test first: from a panel's largest scale, residual and norm (and smallest scale), panel_cut gives the
-// largest integer dot whose ub cannot reach w for any item of the panel, so one integer comparison per item and
-// request discards nearly every item; only the others get their own bounds (item_bounds).
+// it is kept while ub >= w; at the end of the call the kept items with ub >= w (w as it stands then) are scored
+// exactly (exact_score: score_topk's arithmetic) and join the exact list. Since w only rises and never exceeds t,
+// every item with ub >= t is scored, in whatever order the ranges come, so once every item has been covered the
+// exact list is score_topk's answer (the proof: quantized.ts).
+// Panel-wide test first (panel_reaches): each item's approximate score plus the largest error bound of its panel
+// (from the panel's largest residual and norm), against w: this discards nearly every item at a few vector
+// operations per 16 items and request; only the others get their own bounds (item_bounds).
 // Threads take contiguous ranges of panels, each with its own lists (starting empty, admitting against the larger
 // of the row's shared w and its own), merged into the row's lists at the end.
 static void scan_quantized(float* lower, int32_t* lowerCount, int32_t* outIndices, float* outScores,
@@ -1285,11 +1261,11 @@ static void scan_quantized(float* lower, int32_t* lowerCount, int32_t* outIndice
   int nthreads = threads_for(0.5 * rows * (end_item - from) * d);
   if (nthreads > npanels) nthreads = static_cast<int>(std::max<long>(1, npanels));
   const long total = offsets[rows];
-  const long dot_max = 127L * 127L * dp;
-  std::vector<float> t_lower(static_cast<size_t>(nthreads) * total), t_scores(static_cast<size_t>(nthreads) * total);
-  std::vector<int32_t> t_indices(static_cast<size_t>(nthreads) * total);
-  std::vector<long> t_lcount(static_cast<size_t>(nthreads) * rows, 0), t_count(static_cast<size_t>(nthreads) * rows, 0),
-      t_cand(static_cast<size_t>(nthreads) * rows, 0);
+  std::vector<float> t_lower(static_cast<size_t>(nthreads) * total);
+  std::vector<long> t_lcount(static_cast<size_t>(nthreads) * rows, 0);
+  // Per thread and row: the kept items and their upper bounds, in item order.
+  std::vector<std::vector<int32_t>> kept_item(static_cast<size_t>(nthreads) * rows);
+  std::vector<std::vector<float>> kept_ub(static_cast<size_t>(nthreads) * rows);
 #if defined(DR_HAS_VNNI_PATH)
   const bool vnni = has_vnni();
 #endif
@@ -1299,12 +1275,9 @@ static void scan_quantized(float* lower, int32_t* lowerCount, int32_t* outIndice
     p0 += p_first;
     p1 += p_first;
     float* lists = t_lower.data() + static_cast<size_t>(tid) * total;
-    float* best = t_scores.data() + static_cast<size_t>(tid) * total;
-    int32_t* best_i = t_indices.data() + static_cast<size_t>(tid) * total;
     long* lcount = t_lcount.data() + static_cast<size_t>(tid) * rows;
-    long* count = t_count.data() + static_cast<size_t>(tid) * rows;
-    long* cand = t_cand.data() + static_cast<size_t>(tid) * rows;
     alignas(64) int32_t block[MR * PW];
+    alignas(64) int32_t reach[PW];
     for (long p = p0; p < p1; p++) {
       const uint8_t* panel = codes + p * PW * dp;
       const long j0 = p * PW;
@@ -1312,28 +1285,24 @@ static void scan_quantized(float* lower, int32_t* lowerCount, int32_t* outIndice
         const char* ahead = reinterpret_cast<const char*>(panel + 2 * PW * dp);
         for (long line = 0; line < PW * dp; line += 64) __builtin_prefetch(ahead + line, 0, 2);
       }
-      // The panel's largest scale, residual and norm and smallest scale; a non-finite one (NaN rows, padding that
-      // holds anything) turns the panel-wide test off.
-      vf smax = vf{}, smin = splat(INFINITY), rmax = vf{}, nmax = vf{};
+      // The panel's largest residual and norm; a NaN or infinite one (a non-finite row, padding that holds
+      // anything) turns the panel-wide test off (E = Infinity: every item is looked at).
+      vf rmax = vf{}, nmax = vf{};
       vi bad = vi{};
       for (long c = 0; c < PW; c += W) {
-        const vf s = loadu(scales + j0 + c), res = loadu(residuals + j0 + c), nrm = loadu(norms + j0 + c);
-        bad |= ~((s == s) & (res == res) & (nrm == nrm));
-        smax = vmax(smax, s);
-        smin = vmin(smin, s);
+        const vf res = loadu(residuals + j0 + c), nrm = loadu(norms + j0 + c);
+        bad |= ~((res == res) & (nrm == nrm));
         rmax = vmax(rmax, res);
         nmax = vmax(nmax, nrm);
       }
-      float s_hi = 0, s_lo = INFINITY, r_hi = 0, n_hi = 0;
+      float r_hi = 0, n_hi = 0;
       bool finite = true;
       for (int l = 0; l < W; l++) {
-        s_hi = std::max(s_hi, smax[l]);
-        s_lo = std::min(s_lo, smin[l]);
         r_hi = std::max(r_hi, rmax[l]);
         n_hi = std::max(n_hi, nmax[l]);
         finite &= bad[l] == 0;
       }
-      finite &= s_hi < INFINITY && r_hi < INFINITY && n_hi < INFINITY;
+      finite &= r_hi < INFINITY && n_hi < INFINITY;
       for (long i0 = 0; i0 < rows; i0 += MR) {
         const int m = static_cast<int>(std::min<long>(MR, rows - i0));
         bool needed = false;
@@ -1358,20 +1327,12 @@ static void scan_quantized(float* lower, int32_t* lowerCount, int32_t* outIndice
           const int32_t offset = 128 * qs.sum[r];
           const float wide = 0x1p126f / (qn + qe);
           const int32_t* dots = block + i * PW;
-          // Items with a raw dot (codes + 128) <= cut cannot reach w; cut below every dot: look at every item.
-          long cut = -dot_max - 1;
-          if (finite && worst > -INFINITY && qx < INFINITY && (n_hi + r_hi) < wide)
-            cut = panel_cut(worst, tq * s_hi, tq * s_lo, panel_error(qn, qe, qx, r_hi, n_hi), -dot_max, dot_max);
-          if (cut >= dot_max) continue;
-          const vi limit_v = vi{} + static_cast<int32_t>(cut + offset);
-          vi hit = vi{};
-          for (long c = 0; c < PW; c += W) hit |= *reinterpret_cast<const viu*>(dots + c) > limit_v;
-          bool any = false;
-          for (int l = 0; l < W; l++) any |= hit[l] != 0;
-          if (!any) continue;
-          const float* q = states + r * d;
+          const float E = finite && (n_hi + r_hi) < wide ? panel_error(qn, qe, qx, r_hi, n_hi) : INFINITY;
+          if (!panel_reaches(dots, offset, tq, scales + j0, E, worst, reach)) continue;
+          auto& items_kept = kept_item[static_cast<size_t>(tid) * rows + r];
+          auto& ubs_kept = kept_ub[static_cast<size_t>(tid) * rows + r];
           for (long e = 0; e < end; e++) {
-            if (dots[e] <= cut + offset) continue;
+            if (!reach[e]) continue;
             const long j = j0 + e;
             if (!active[j]) continue;
             float lb, ub;
@@ -1381,10 +1342,20 @@ static void scan_quantized(float* lower, int32_t* lowerCount, int32_t* outIndice
               if (lcount[r] == k) worst = std::max(list[k - 1], shared);
             }
             if (ub >= worst) {
-              cand[r]++;
-              const float x = exact_score(q, items + j * d, d);
-              insert_ranked(best_i + offsets[r], best + offsets[r], count[r], k, x, static_cast<int32_t>(j));
+              items_kept.push_back(static_cast<int32_t>(j));
+              ubs_kept.push_back(ub);
             }
+          }
+          // Drop what the risen threshold excludes once the list is long (amortized: it at least halves).
+          if (static_cast<long>(items_kept.size()) > 4 * k + 1024) {
+            size_t w = 0;
+            for (size_t e = 0; e < items_kept.size(); e++)
+              if (ubs_kept[e] >= worst) {
+                items_kept[w] = items_kept[e];
+                ubs_kept[w++] = ubs_kept[e];
+              }
+            items_kept.resize(w);
+            ubs_kept.resize(w);
           }
         }
       }
@@ -1401,9 +1372,17 @@ static void scan_quantized(float* lower, int32_t* lowerCount, int32_t* outIndice
         if (lc == k && !(x > list[k - 1])) break;  // each list is sorted, best first
         insert_value(list, lc, k, x);
       }
-      for (long e = 0; e < t_count[slot]; e++)
-        insert_ranked(outIndices + offsets[r], outScores + offsets[r], c, k, t_scores[base + e], t_indices[base + e]);
-      outCandidates[r] += static_cast<int32_t>(t_cand[slot]);
+    }
+    const float worst = k > 0 && lc == k ? list[k - 1] : -INFINITY;
+    const float* q = states + r * d;
+    for (int t = 0; t < nthreads; t++) {
+      const size_t slot = static_cast<size_t>(t) * rows + r;
+      for (size_t e = 0; e < kept_item[slot].size(); e++) {
+        if (!(kept_ub[slot][e] >= worst)) continue;
+        outCandidates[r]++;
+        const int32_t j = kept_item[slot][e];
+        insert_ranked(outIndices + offsets[r], outScores + offsets[r], c, k, exact_score(q, items + j * d, d), j);
+      }
     }
     lowerCount[r] = static_cast<int32_t>(lc);
     outCount[r] = static_cast<int32_t>(c);

@@ -320,12 +320,13 @@ export function scoreTopKQuantizedReference(
  * requests whose state persists between calls. Per row r (width k = offsets[r + 1] - offsets[r]) the state is the k
  * largest lower bounds seen so far (`lower`, lowerCount[r] of them, descending; once full, its k-th is the running
  * threshold w) and the best exact scores so far (outIndices / outScores, outCount[r], ranked by insertRanked).
- * Each eligible item in the range gets its bounds (itemBounds); its lb joins `lower` when it beats w, and when
- * ub >= w it is scored exactly at once and joins the exact list. Why the list is exact once every eligible item has
- * been covered, in any order: w only rises and never exceeds the final t (the k-th largest lb of all eligible
- * items), so every item with ub >= t was scored exactly, and those include the exact top k and every item tied with
- * its last entry (scoreTopKQuantizedReference); the exact list is the top k of a set of items that holds them all,
- * ranked by score and then index, which is scoreTopK's answer whatever else the set holds.
+ * Each eligible item in the range gets its bounds (itemBounds); its lb joins `lower` when it beats w; at the end of
+ * the call, the items of the range with ub >= w (w as it stands then) are scored exactly and join the exact list.
+ * Why the list is exact once every eligible item has been covered, in any order: w only rises and never exceeds
+ * the final t (the k-th largest lb of all eligible items), so every item with ub >= t was scored exactly, and those
+ * include the exact top k and every item tied with its last entry (scoreTopKQuantizedReference); the exact list is
+ * the top k of a set of items that holds them all, ranked by score and then index, which is scoreTopK's answer
+ * whatever else the set holds.
  */
 export function scanQuantizedReference(
   lower: Float32Array,
@@ -357,12 +358,16 @@ export function scanQuantizedReference(
     const q = states.subarray(r * d, r * d + d);
     const query = quantizeQuery(q, d);
     let [count, found] = [lowerCount[r], outCount[r]];
+    const upper = new Float32Array(end - from).fill(NaN); // NaN: not eligible (never >= w)
     for (let j = from; j < end; j++) {
       if (!active[j]) continue;
       const [lb, ub] = itemBounds(query, quantized, j, d);
       count = insertLower(lower, o, count, k, lb);
-      const worst = count === k ? lower[o + k - 1] : -Infinity;
-      if (!(ub >= worst)) continue;
+      upper[j - from] = ub;
+    }
+    const worst = count === k ? lower[o + k - 1] : -Infinity;
+    for (let j = from; j < end; j++) {
+      if (!(upper[j - from] >= worst)) continue;
       outCandidates[r]++;
       let s = 0;
       for (let p = 0; p < d; p++) s += q[p] * items[j * d + p];

@@ -293,7 +293,8 @@ export interface Kernels {
    * scan, serve/scan.ts): scores items from .. to - 1 (from a multiple of 64, to <= n) for each row of states.
    * Row r's state is entries offsets[r] .. offsets[r + 1] - 1 (its width k_r) of: lower (its k_r largest lower bounds
    * so far, descending; lowerCount[r] of them), outIndices / outScores (its best exact scores so far, ranked by
-   * score descending then index ascending; outCount[r] of them); outCandidates[r] counts the items scored exactly.
+   * score descending then index ascending; outCount[r] of them); outCandidates[r] counts the items scored exactly
+   * (those of the range whose upper bound reaches the k_r-th lower bound at the end of the call).
    * Start a request with both counts 0; once calls have covered every item below limits[r] once, in any order and
    * any split into ranges, its list is `scoreTopKQuantized`'s answer for k = k_r (kernels/quantized.ts,
    * `scanQuantizedReference`). Arrays are updated in place.
