@@ -56,6 +56,15 @@ function randomRequests(count: number, seed: number): ScoreRequest[] {
 
 /** One request alone: the full forward's state, float64 scores of every row, masked, sorted. */
 function reference(request: ScoreRequest): { ids: number[]; scores: Float64Array } {
+  return referenceOn(model, request, new Set());
+}
+
+/** reference() on a given model, with retired rows. */
+function referenceOn(
+  model: SASRec,
+  request: ScoreRequest,
+  retired: Set<number>,
+): { ids: number[]; scores: Float64Array } {
   const d = model.config.d;
   const state = new Float32Array(d);
   model.encodeAllPositions([request.history], state);
@@ -67,7 +76,12 @@ function reference(request: ScoreRequest): { ids: number[]; scores: Float64Array
     for (let j = 0; j < d; j++) s += state[j] * e[i * d + j];
     scores[i] = s;
   }
-  const banned = new Set([0, ...request.exclude, ...(request.excludeSeen ? request.history : [])]);
+  const banned = new Set([
+    0,
+    ...retired,
+    ...request.exclude,
+    ...(request.excludeSeen ? request.history : []),
+  ]);
   const limit = request.includeCold ? n : numWarm + 1;
   const ids = Array.from({ length: limit }, (_, i) => i)
     .filter((i) => !banned.has(i))
@@ -101,7 +115,7 @@ function assertSameAnswer(got: ScoreResponse, request: ScoreRequest, what: strin
   return ties;
 }
 
-async function checkEngine(backends: ScoreBackend[], what: string): Promise<void> {
+async function checkEngine(backends: ScoreBackend[], what: string, scans = false): Promise<void> {
   const engine = new ScoringEngine(backends, { maxBatch: 64, batchBudgetMs: 50 });
   try {
     const requests = randomRequests(1000, 11);
@@ -111,10 +125,12 @@ async function checkEngine(backends: ScoreBackend[], what: string): Promise<void
     answers.forEach((answer, r) => (ties += assertSameAnswer(answer, requests[r], `${what} request ${r}`)));
     assert.ok(ties <= 5, `${what}: ${ties} near-tie swaps`);
     assert.equal(engine.stats.requests, 1000);
-    assert.ok(
-      engine.stats.maxBatch > 1,
-      `${what}: requests were batched (largest batch ${engine.stats.maxBatch})`,
-    );
+    if (scans) assert.equal(engine.stats.batches, 1000, `${what}: each request was sent at once`);
+    else
+      assert.ok(
+        engine.stats.maxBatch > 1,
+        `${what}: requests were batched (largest batch ${engine.stats.maxBatch})`,
+      );
     for (const { stages } of answers) {
       for (const [stage, seconds] of Object.entries(stages))
         assert.ok(seconds >= 0 && seconds < 60, `${what}: stage ${stage} took ${seconds} s`);
@@ -137,6 +153,65 @@ test('two scoring workers (native kernels running concurrently in two threads) g
   const workers = [new WorkerBackend(dir), new WorkerBackend(dir)];
   await Promise.all(workers.map((w) => w.ready));
   await checkEngine(workers, 'two workers');
+});
+
+test('a worker answering by the shared scan (int8 path, chunks of 64 items) gives the same answers', async () => {
+  const worker = new WorkerBackend(dir, { quantized: true, chunk: 64 });
+  await worker.ready;
+  assert.ok(worker.scans, 'the worker scans');
+  await checkEngine([worker], 'scanning worker', true);
+});
+
+test('two scanning workers share the requests and give the same answers', async () => {
+  const workers = [0, 1].map(() => new WorkerBackend(dir, { quantized: true, chunk: 128 }));
+  await Promise.all(workers.map((w) => w.ready));
+  await checkEngine(workers, 'two scanning workers', true);
+});
+
+test('the shared scan keeps catalog changes in order with requests', async () => {
+  // Requests sent before a change do not see it, requests sent after it do, while requests are in the scan.
+  const local = (await loadScoringModel(dir)).model as SASRec;
+  const worker = new WorkerBackend(dir, { quantized: true, chunk: 64 });
+  await worker.ready;
+  const engine = new ScoringEngine([worker]);
+  try {
+    const width = local.config.contentDim ?? local.config.d;
+    const rng = new Random(5);
+    const expect = (requests: ScoreRequest[], retired: Set<number>) =>
+      requests.map((request) => {
+        const want = referenceOn(local, request, retired);
+        return { request, want };
+      });
+    const before = expect(randomRequests(60, 21), new Set());
+    const pending = before.map(({ request }) => engine.recommend(request));
+    // A burst of changes while those are in the scan: 70 rows appended (strong ones), the best row of the first
+    // request retired.
+    const vectors = Float32Array.from({ length: 70 * width }, () => rng.nextGaussian());
+    engine.append(vectors, 70);
+    local.appendItems(vectors, 70);
+    const retired = new Set([before[0].want.ids[0]]);
+    engine.retire(before[0].want.ids[0]);
+    const after = expect(
+      randomRequests(60, 22).map((r) => ({ ...r, includeCold: true })),
+      retired,
+    );
+    pending.push(...after.map(({ request }) => engine.recommend(request)));
+    const answers = await Promise.all(pending);
+    let appearsNew = 0;
+    [...before, ...after].forEach(({ request, want }, i) => {
+      const got = answers[i];
+      assert.deepEqual(Array.from(got.indices), want.ids, `request ${i}: items`);
+      for (let e = 0; e < want.ids.length; e++)
+        assert.ok(
+          Math.abs(got.scores[e] - want.scores[want.ids[e]]) <= 1e-5 * Math.max(1, Math.abs(got.scores[e])),
+          `request ${i} rank ${e}: score ${got.scores[e]} vs ${want.scores[want.ids[e]]}`,
+        );
+      if (i >= before.length && got.indices.some((j) => j > local.numItems - 70)) appearsNew++;
+    });
+    assert.ok(appearsNew > 0, 'appended rows reach the answers of later requests');
+  } finally {
+    await engine.close();
+  }
 });
 
 test('batched answers equal one-at-a-time full-forward answers over 1,000 histories (inline)', async () => {
