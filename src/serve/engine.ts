@@ -320,6 +320,8 @@ export interface EngineOptions {
    * the measured cost of a batch of one when that is more. Default 2.
    */
   batchBudgetMs?: number;
+  /** Scoring workers on the int8 path answer by a shared scan (serve/scan.ts; read by runtime.ts). Default true. */
+  scan?: boolean;
   /** Starts a backend in place of one that stopped (a crashed worker); without it a stopped backend stays down. */
   restart?: () => Promise<ScoreBackend>;
   /** Where a stopped backend and its restart are reported (the service: stderr). */
