@@ -111,6 +111,8 @@ function cases(): Case[] {
   out.push(plain('random d=128', 7, 3000, 128, 10));
   out.push(plain('random odd d', 5, 1001, 37, 25));
   out.push(plain('tiny', 2, 3, 4, 1));
+  // 17 rows, d a multiple of 64: AMX tiles of 16 rows where the CPU has them (a full one and a partial one).
+  out.push(plain('many rows d=64', 17, 3000, 64, 12));
   out.push(plain('k larger than the catalog', 3, 50, 16, 80));
   // Near-ties: every row is one base row plus a perturbation far below the int8 step; duplicates of some rows.
   {
@@ -512,15 +514,18 @@ test(
   },
 );
 
-// Re-run this file with the other compiled instruction sets, and on AVX-512 without the VNNI path.
+// Re-run this file with the other compiled instruction sets, and on AVX-512 without the VNNI path and without AMX.
 for (const [key, value] of [
   ['DELTAREC_ISA', 'avx2'],
   ['DELTAREC_ISA', 'portable'],
   ['DELTAREC_VNNI', '0'],
+  ['DELTAREC_AMX', '0'],
 ]) {
   const childSkip =
     skip ||
-    (process.env.DELTAREC_ISA || process.env.DELTAREC_VNNI ? 'already a child run' : false) ||
+    (process.env.DELTAREC_ISA || process.env.DELTAREC_VNNI || process.env.DELTAREC_AMX
+      ? 'already a child run'
+      : false) ||
     (value === 'avx2' && addon?.isa() === 'portable' ? 'CPU lacks AVX2' : false);
   test(`the native kernel with ${key}=${value} equals the exact path too`, { skip: childSkip }, () => {
     const file = fileURLToPath(import.meta.url);
