@@ -52,8 +52,6 @@ export class SharedScan {
   private readonly active: Joined[] = [];
   /** The next chunk to scan. */
   private position = 0;
-  /** Per request of the last answer: items scored exactly (for benchmarks). */
-  lastCandidates = 0;
   // Packed arrays of the requests being scanned, reused from step to step.
   private states = new Float32Array(0);
   private limits = new Int32Array(0);
@@ -169,7 +167,6 @@ export class SharedScan {
       0,
       request.width,
     );
-    this.lastCandidates = request.candidates;
     request.answer(indices, scores, {
       encode: request.encodeMs,
       score: scanned - request.joined,
