@@ -302,7 +302,10 @@ export interface EngineStats {
   batches: number;
   requests: number;
   maxBatch: number;
-  /** Estimated compute time per request in milliseconds (moving average over batches), used to size batches. */
+  /**
+   * Estimated compute time per request in milliseconds (moving average over batches), used to size batches; not
+   * updated by scanning backends (their requests share passes).
+   */
   requestCostMs: number;
   /**
    * Compute time of a batch of one request in milliseconds (moving average over such batches; 0 before the first):
@@ -554,13 +557,15 @@ export class ScoringEngine {
     };
     backend.score(packBatch(group.map((g) => g.request)), answer).then(
       (ms) => {
+        // A scanning backend's time is a pass shared with other requests, not the batch's cost: no estimate.
+        if (backend.scans) return this.pump();
         const cost = this.stats.requestCostMs;
         this.stats.requestCostMs = cost + COST_SMOOTHING * (ms / group.length - cost);
         if (group.length === 1) {
           const single = this.stats.singleBatchMs;
           this.stats.singleBatchMs = single === 0 ? ms : single + COST_SMOOTHING * (ms - single);
         }
-        if (!backend.scans) this.idle.push(backend);
+        this.idle.push(backend);
         this.pump();
       },
       (error: Error) => {
