@@ -7,10 +7,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import type { Worker } from 'node:worker_threads';
 import type { SASRec } from '../src/model/sasrec.js';
 import {
   InlineBackend,
   ScoringEngine,
+  ScoringUnavailableError,
   WorkerBackend,
   type ScoreBackend,
   type ScoreRequest,
@@ -209,6 +211,42 @@ test('the shared scan keeps catalog changes in order with requests', async () =>
       if (i >= before.length && got.indices.some((j) => j > local.numItems - 70)) appearsNew++;
     });
     assert.ok(appearsNew > 0, 'appended rows reach the answers of later requests');
+  } finally {
+    await engine.close();
+  }
+});
+
+test('a scanning worker that crashes on a change answers the requests before it first, and is replaced', async () => {
+  const start = async () => {
+    const worker = new WorkerBackend(dir, { quantized: true, chunk: 64 });
+    await worker.ready;
+    return worker;
+  };
+  const first = await start();
+  const engine = new ScoringEngine([first], { restart: start });
+  try {
+    const requests = randomRequests(40, 31);
+    const pending = requests.map((r) =>
+      engine.recommend(r).then(
+        (answer) => answer,
+        (error: Error) => error,
+      ),
+    );
+    // A change the worker cannot apply throws in its thread; it waits until the requests in the scan are answered.
+    (first as unknown as { worker: Worker }).worker.postMessage({ type: 'changes', changes: null });
+    const outcomes = await Promise.all(pending);
+    outcomes.forEach((outcome, i) => {
+      assert.ok(!(outcome instanceof Error), `request ${i} posted before the change: ${String(outcome)}`);
+      assertSameAnswer(outcome as ScoreResponse, requests[i], `before the crash, request ${i}`);
+    });
+    // Requests sent now reach the crashing worker or its replacement: answered, or 503 (retry).
+    const during = await engine.recommend(requests[0]).catch((error: Error) => error);
+    if (during instanceof Error) assert.ok(during instanceof ScoringUnavailableError, during.message);
+    for (let i = 0; i < 200 && engine.health.restarts < 1; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(engine.health.restarts, 1);
+    // The new worker scans too and answers exactly.
+    const answers = await Promise.all(requests.slice(0, 10).map((r) => engine.recommend(r)));
+    answers.forEach((answer, i) => assertSameAnswer(answer, requests[i], `after the restart, request ${i}`));
   } finally {
     await engine.close();
   }
