@@ -8,9 +8,10 @@
  * dropped), the catalog product's rate in GFLOP/s (2 x items x d per request over the whole CPU time per request,
  * encoding and top-k included, so a lower bound) and, measured in the same run, the machine's one-thread FMA peak.
  *
- * This checkout is measured twice, side by side: the exact fp32 path (`scoreTopK`) and the int8 first pass with the
- * exact rescore (`scoreTopKQuantized`, kernels/quantized.ts), which must return the same answers (checked on every
- * batch). For each: CPU per request, the median scoring time per batch (the kernel call, wall clock) with the bytes
+ * This checkout is measured three times, side by side: the exact fp32 path (`scoreTopK`), the int8 first pass with
+ * the exact rescore (`scoreTopKQuantized`, kernels/quantized.ts) and the shared scan of the scoring worker
+ * (serve/scan.ts: the batch's requests join at once and it runs one pass in chunks), which must return the same
+ * answers (checked on every batch). For each: CPU per request, the median scoring time per batch (the kernel call, wall clock) with the bytes
  * it streams per second, and for the int8 pass the number of items rescored exactly per request (median, p99, max).
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -59,6 +60,7 @@ async function loadCheckout(
   const models = await import(new URL('src/serve/models.ts', root).href);
   const scorer = await import(new URL('src/serve/scorer.ts', root).href);
   const engine = await import(new URL('src/serve/engine.ts', root).href);
+  const scan = both ? await import(new URL('src/serve/scan.ts', root).href) : null;
   const wall = performance.now();
   const cpu = cpuMs();
   const loaded = await models.loadScoringModel(values.model);
@@ -79,6 +81,25 @@ async function loadCheckout(
       console.log(`  ${name}: scorer ready in ${((performance.now() - started) / 1000).toFixed(2)} s`);
       variants.push(variant(name, v, engine.packBatch));
     }
+    // The shared scan (serve/scan.ts) on the int8 scorer: the batch's requests join at once, one pass in chunks.
+    const int8 = new scorer.Scorer(loaded.model, loaded.numWarm, loaded.fusion, true);
+    const shared = new scan.SharedScan(int8);
+    variants.push(
+      variant(
+        'shared scan',
+        {
+          candidates: new Int32Array(0),
+          scoreEach: (batch, answer) => {
+            const started = performance.now();
+            shared.join(batch, (r: number, i: Int32Array, sc: Float32Array) =>
+              answer(r, i, sc, { score: performance.now() - started }),
+            );
+            while (shared.size > 0) shared.step();
+          },
+        },
+        engine.packBatch,
+      ),
+    );
   }
   return {
     name,
@@ -170,11 +191,13 @@ for (const batch of values.batches!.split(',').map(Number)) {
     // Both paths must give the same answers: items and scores, bit for bit.
     for (let i = 0; i + batch <= requests.length; i += batch) {
       for (const v of variants) v.score(requests.slice(i, i + batch));
-      const [a, b] = variants.map((v) => v.answers);
+      const [a, ...others] = variants.map((v) => v.answers);
       const same = (x: [Int32Array, Float32Array], y: [Int32Array, Float32Array]) =>
         x[0].join() === y[0].join() && x[1].join() === y[1].join();
-      if (a.some((x, r) => !same(x, b[r])))
-        fail(`the int8 first pass answered batch ${i / batch} differently from the exact path`);
+      others.forEach((b, o) => {
+        if (a.some((x, r) => !same(x, b[r])))
+          fail(`${variants[o + 1].name} answered batch ${i / batch} differently from the exact path`);
+      });
     }
     for (const v of variants) {
       v.batchMs = [];
@@ -198,6 +221,7 @@ for (const batch of values.batches!.split(',').map(Number)) {
     for (const [v, bytes, key] of [
       [variants[0], rows * own.d * 4, 'exact'],
       [variants[1], rows * (dp + 12), 'int8'],
+      [variants[2], rows * (dp + 12), 'scan'],
     ] as const) {
       const ms = median(v.batchMs.slice(v.batchMs.length / (Number(values.repeats) + 1))); // warm-up pass dropped
       console.log(
@@ -226,7 +250,14 @@ for (const batch of values.batches!.split(',').map(Number)) {
   console.log(
     `batch ${batch}, histories of ${meanLength.toFixed(1)} items on average: CPU per request ${parts.join(', ')}${checkouts.length === 2 ? `; ratio ${ratio.toFixed(2)}` : ''}`,
   );
-  const ms = median(times.get(checkouts[checkouts.length - 1])!);
+  // This checkout's int8 pass (or the last checkout with --against); each variant also under its own key.
+  const ms = median(times.get(values.against ? checkouts[checkouts.length - 1] : checkouts[1])!);
+  if (!values.against)
+    (['exact', 'int8', 'scan'] as const).forEach((key, v) => {
+      results[`${key}_cpu_ms_per_request_batch${batch}`] = Number(
+        median(times.get(checkouts[v])!).toFixed(3),
+      );
+    });
   const gflops = (2 * own.numItems * own.d) / (ms * 1e6);
   results[`cpu_ms_per_request_batch${batch}`] = Number(ms.toFixed(3));
   results[`score_gflops_batch${batch}`] = Number(gflops.toFixed(1));

@@ -17,6 +17,10 @@
  *    is printed and written to the JSON. --pin none lets them share every core.
  * 4. --cli FILE starts another checkout's src/cli/cli.ts instead of this one's (a before/after comparison under
  *    the same load and model).
+ *    --scan on|off|on,off: the scoring workers' mode on the int8 path (catalogs from 1,000 items): on (default),
+ *    the shared scan requests join at any time (src/serve/scan.ts); off, batches of one pass each; on,off measures
+ *    both, one after the other (JSON keys of the second prefixed `workers1_batches_`). The JSON's `measures` says
+ *    what its unprefixed keys measure.
  *    --threads N sets DELTAREC_THREADS=N for the server (the native kernels' threads inside each scoring worker;
  *    default: this process's DELTAREC_THREADS, else every core); written to the JSON as server_threads. With 2
  *    CPUs, --pin auto leaves the server one CPU, so a 2-thread check needs --pin none.
@@ -91,6 +95,7 @@ const { values } = parseArgs({
     'write-every-ms': { type: 'string', default: '500' },
     cli: { type: 'string' },
     threads: { type: 'string' },
+    scan: { type: 'string', default: 'on' },
     data: {
       type: 'string',
       default: new URL('../../shared/data/amazon-beauty/', import.meta.url).pathname,
@@ -200,9 +205,14 @@ function spawnPinned(args: string[], cpusList: string | undefined): ChildProcess
 /** The server's native threads per scoring worker as configured (DELTAREC_THREADS), or 'all cores'. */
 const serverThreads = values.threads ?? process.env.DELTAREC_THREADS ?? 'all cores';
 
-async function startServer(modelDir: string, workers: number): Promise<{ child: ChildProcess; url: string }> {
+async function startServer(
+  modelDir: string,
+  workers: number,
+  scan: string,
+): Promise<{ child: ChildProcess; url: string }> {
   const args = ['--import', 'tsx', CLI, 'serve', '--model', modelDir, '--port', '0'];
   args.push('--workers', String(workers), '--catalog', `${CACHE}/bench-catalog.log`);
+  if (scan === 'off') args.push('--scan', 'off'); // (only then: another checkout's CLI may not know the option)
   return waitForListening(spawnPinned(args, pinning?.server));
 }
 
@@ -439,21 +449,29 @@ async function main(): Promise<void> {
     return;
   }
   const results: Record<string, number | string> = {};
-  // Scoring modes (worker counts; 0 = inline), then the HTTP floor: the same Fastify stack answering a constant.
-  const modes: (number | 'baseline')[] = [...values.workers!.split(',').map(Number)];
-  if (!values['no-baseline']) modes.push('baseline');
-  for (const workers of modes) {
+  // Scoring modes (worker counts, 0 = inline; workers with each --scan setting: on, the shared scan of the int8
+  // path, off, batches), then the HTTP floor: the same Fastify stack answering a constant.
+  const scans = values.scan!.split(',');
+  if (scans.some((x) => x !== 'on' && x !== 'off')) throw new Error(`--scan must be on, off or on,off`);
+  const modes: { workers: number | 'baseline'; scan: string }[] = values
+    .workers!.split(',')
+    .map(Number)
+    .flatMap((workers) =>
+      workers === 0 ? [{ workers, scan: 'on' }] : scans.map((scan) => ({ workers, scan })),
+    );
+  if (!values['no-baseline']) modes.push({ workers: 'baseline', scan: 'on' });
+  for (const [index, { workers, scan }] of modes.entries()) {
     await rm(`${CACHE}/bench-catalog.log`, { force: true });
     const spawned = performance.now();
     const { child, url } =
-      workers === 'baseline' ? await startBaseline() : await startServer(modelDir, workers);
+      workers === 'baseline' ? await startBaseline() : await startServer(modelDir, workers, scan);
     const startupSeconds = (performance.now() - spawned) / 1000;
     const mode =
       workers === 'baseline'
         ? 'baseline'
         : workers === 0
           ? 'inline'
-          : `${workers} worker${workers > 1 ? 's' : ''}`;
+          : `${workers} worker${workers > 1 ? 's' : ''}${scan === 'off' ? ', batches' : ''}`;
     try {
       // Warm-up of server and client (JIT, buffers, and fetch, which the health probe below loads on first use).
       const warmProbe = { stop: false };
@@ -469,7 +487,7 @@ async function main(): Promise<void> {
       const healthMs = await health;
       const client = process.cpuUsage(clientBefore);
       const clientCpuMs = (client.user + client.system) / 1000 / closed.requests;
-      const label = mode.padEnd(9);
+      const label = mode.padEnd(18);
       console.log(
         `${label} listening ${startupSeconds.toFixed(2)} s after the process started (node, tsx and the model's load)`,
       );
@@ -477,9 +495,9 @@ async function main(): Promise<void> {
         `${label} closed loop, ${connections} connections: p50 ${closed.p50_ms.toFixed(2)} ms, p99 ${closed.p99_ms.toFixed(2)} ms, ${closed.rps.toFixed(0)} req/s (${closed.errors} errors); CPU per request: server ${closed.serverCpuMs.toFixed(3)} ms, autocannon ${clientCpuMs.toFixed(3)} ms; GET /health p99 ${healthMs.toFixed(2)} ms`,
       );
       const prefix =
-        workers === modes[0]
+        index === 0
           ? ''
-          : `${workers === 'baseline' ? 'baseline' : workers === 0 ? 'inline' : `workers${workers}`}_`;
+          : `${workers === 'baseline' ? 'baseline' : workers === 0 ? 'inline' : `workers${workers}${scan === 'off' ? '_batches' : ''}`}_`;
       Object.assign(results, {
         [`${prefix}startup_s`]: round(startupSeconds),
         [`${prefix}p50_ms`]: round(closed.p50_ms),
@@ -537,7 +555,13 @@ async function main(): Promise<void> {
     server_threads: serverThreads,
     pinning: placement,
     load_average: round(loadavg()[0], 1),
-    modes: modes.map((w) => (w === 'baseline' ? 'baseline' : w === 0 ? 'inline' : `workers=${w}`)).join(','),
+    modes: modes
+      .map(({ workers: w, scan }) =>
+        w === 'baseline' ? 'baseline' : w === 0 ? 'inline' : `workers=${w} scan=${scan}`,
+      )
+      .join(','),
+    // What the unprefixed keys measure.
+    measures: `${modes[0].workers === 0 ? 'inline scoring' : `${modes[0].workers} scoring worker(s), ${modes[0].scan === 'on' ? 'shared scan (int8 path; plain batches below 1,000 items)' : 'batches (--scan off)'}`}, ${serverThreads} kernel thread(s) per worker, exact scoring; closed loop ${connections} connections, Poisson open loops at ${rates.join(', ')} req/s, ${seconds} s each`,
   });
   if (values.json) {
     await writeFile(values.json, JSON.stringify(results, null, 2) + '\n');
@@ -635,7 +659,7 @@ async function compareCatalogs(
     );
 
   await rm(`${CACHE}/bench-catalog.log`, { force: true });
-  const file = await startServer(modelDir, Number(workers));
+  const file = await startServer(modelDir, Number(workers), values.scan!.split(',')[0]);
   try {
     const r = await loadWithWrites(file.url, bodies, seconds, connections, 'file');
     report('file log, 1 process', r);

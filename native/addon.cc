@@ -455,6 +455,48 @@ Napi::Value ScoreTopKQuantized(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// scanQuantized(lower, lowerCount, outIndices, outScores, outCount, outCandidates, offsets, states, codes, scales,
+// residuals, norms, items, active, limits, rows, n, d, from, to): one step of the shared scan (kernels/types.ts).
+// Row r's lists are entries offsets[r] .. offsets[r + 1] - 1; `from` is a multiple of the panel width.
+Napi::Value ScanQuantized(const Napi::CallbackInfo& info) {
+  Args a(info, "scanQuantized", 20);
+  long rows = a.size(15, "rows"), n = a.size(16, "n"), d = a.size(17, "d"), from = a.size(18, "from"),
+       to = a.size(19, "to");
+  if (d > 16384) a.fail_range("d must be at most 16384 (int32 sums of int8 products)");
+  const long panel = 64, dp = (d + 3) / 4 * 4;
+  if (from % panel != 0) a.fail_range("from must be a multiple of 64");
+  if (from > to || to > n) a.fail_range("from <= to <= n is required");
+  const int32_t* offsets = a.i32(6, "offsets", D(rows) + 1);
+  if (offsets[0] != 0) a.fail_range("offsets[0] must be 0");
+  for (long r = 0; r < rows; r++)
+    if (offsets[r + 1] < offsets[r]) a.fail_range("offsets must not decrease");
+  const double total = offsets[rows];
+  float* lower = a.f32(0, "lower", total);
+  int32_t* lowerCount = a.i32(1, "lowerCount", D(rows));
+  int32_t* oi = a.i32(2, "outIndices", total);
+  float* os = a.f32(3, "outScores", total);
+  int32_t* outCount = a.i32(4, "outCount", D(rows));
+  int32_t* oc = a.i32(5, "outCandidates", D(rows));
+  for (long r = 0; r < rows; r++) {
+    const long width = offsets[r + 1] - offsets[r];
+    if (lowerCount[r] < 0 || lowerCount[r] > width || outCount[r] < 0 || outCount[r] > width)
+      a.fail_range("lowerCount and outCount must lie in 0 .. the row's width");
+  }
+  const double padded = D((n + panel - 1) / panel) * panel;
+  const float* states = a.f32(7, "states", D(rows) * d);
+  const uint8_t* codes = a.u8(8, "codes", padded * dp);
+  const float* scales = a.f32(9, "scales", padded);
+  const float* residuals = a.f32(10, "residuals", padded);
+  const float* norms = a.f32(11, "norms", padded);
+  const float* items = a.f32(12, "items", D(n) * d);
+  const uint8_t* active = a.u8(13, "active", D(n));
+  const int32_t* limits = a.i32(14, "limits", D(rows));
+  std::lock_guard<std::mutex> g(call_mutex);
+  K->scan_quantized(lower, lowerCount, oi, os, outCount, oc, offsets, states, codes, scales, residuals, norms, items,
+                    active, limits, rows, n, d, from, to);
+  return info.Env().Undefined();
+}
+
 // quantizeItems(codes, scales, residuals, norms, matrix, from, to, d): the int8 copy of rows from .. to - 1.
 Napi::Value QuantizeItems(const Napi::CallbackInfo& info) {
   Args a(info, "quantizeItems", 8);
@@ -515,6 +557,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("scoreTopK", Napi::Function::New(env, ScoreTopK));
   exports.Set("scoreTopKQuantized", Napi::Function::New(env, ScoreTopKQuantized));
   exports.Set("quantizeItems", Napi::Function::New(env, QuantizeItems));
+  exports.Set("scanQuantized", Napi::Function::New(env, ScanQuantized));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("isa", Napi::Function::New(env, Isa));
   exports.Set("threads", Napi::Function::New(env, Threads));

@@ -49,6 +49,10 @@ struct KernelTable {
                                long d, long k);
   void (*quantize_items)(uint8_t* codes, float* scales, float* residuals, float* norms, const float* matrix, long from,
                          long to, long d);
+  void (*scan_quantized)(float* lower, int32_t* lowerCount, int32_t* outIndices, float* outScores, int32_t* outCount,
+                         int32_t* outCandidates, const int32_t* offsets, const float* states, const uint8_t* codes,
+                         const float* scales, const float* residuals, const float* norms, const float* items,
+                         const uint8_t* active, const int32_t* limits, long rows, long n, long d, long from, long to);
 };
 
 const KernelTable* kernel_table_portable();

@@ -12,7 +12,10 @@
 #include <vector>
 
 #if defined(__AVX512F__)
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 #include "kernels.h"
@@ -1021,13 +1024,9 @@ static void score_topk(int32_t* outIndices, float* outScores, const float* state
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// score_topk_quantized: score_topk's exact answer with an int8 first pass (layout, bounds and the proof of
-// exactness: src/kernels/quantized.ts). Threads take contiguous ranges of code panels; per row each keeps the k
-// largest lower bounds seen (its running k-th is a lower bound of the final threshold t, so an item whose upper
-// bound is below it can be dropped at once) and the items whose upper bound reaches that running threshold. Then,
-// per row, t comes from the threads' lists, and the kept items with ub >= t are scored exactly from the row-major
-// fp32 matrix, in item order, with score_topk's arithmetic (one fused multiply-add chain over p, as a lane of
-// `tile` accumulates) and insert_sorted, so scores, order and ties are score_topk's.
+// The int8 first pass (layout, bounds and the proof of exactness: src/kernels/quantized.ts): qtile computes a panel's
+// integer dot products for a few requests, scan_quantized (below) keeps per request the running threshold and the
+// exact scores of the items that can reach it, score_topk_quantized runs it over the whole catalog.
 constexpr long QG = 4;  // values per code group (CODE_GROUP)
 constexpr float QTINY = 0x1p-120f;
 
@@ -1079,6 +1078,10 @@ __attribute__((target("avx512vnni"))) static inline void qtile_vnni(long G, cons
     const uint8_t* grp = panel + g * PW * QG;
     __m512i x[4];
     for (int v = 0; v < 4; v++) x[v] = _mm512_loadu_si512(grp + v * 64);
+    // The same lines of the panel 4 ahead, a few per step rather than a whole panel at once: the stream then keeps
+    // going while the products run (1M items, one thread: 4 requests 13.5 ms a pass instead of 17.6, 1 request 11.0
+    // instead of 13.5; 2, 4 or 8 panels ahead measured alike).
+    for (int v = 0; v < 4; v++) __builtin_prefetch(grp + 4 * PW * dp + v * 64, 0, 2);
     for (int i = 0; i < M; i++) {
       int32_t word;
       std::memcpy(&word, qb + i * dp + g * QG, 4);
@@ -1108,6 +1111,67 @@ static bool has_vnni() {
   }();
   return yes;
 }
+
+// The same with AMX (Sapphire Rapids and later: tile registers, `tdpbsud`: a 16 x 64 block of signed query bytes
+// times a 64 x 16 block of unsigned item bytes in one instruction), used when the CPU has it and Linux grants this
+// process the tile state (checked at run time). 16 query rows at a time (rows beyond the batch are zero codes);
+// dp must be a multiple of 64. The panel layout is already the B-tile layout: 16 code groups of 16 items x 4 bytes,
+// rows 256 bytes apart.
+#define DR_HAS_AMX_PATH 1
+static bool has_amx() {
+  static const bool yes = [] {
+    const char* off = std::getenv("DELTAREC_AMX");  // for tests: 0 = the VNNI or generic path
+    if (off && off[0] == '0') return false;
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25))) return false;
+    constexpr long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+  }();
+  return yes;
+}
+struct alignas(64) TileConfig {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+// Tiles 0-3: the dot products of 16 rows x 16 items (int32); 4: 16 rows x 64 query bytes; 6, 7: 64 x 16 item bytes.
+__attribute__((target("amx-tile,amx-int8"))) static void amx_begin() {
+  TileConfig config{};
+  config.palette = 1;
+  for (int t = 0; t < 8; t++) {
+    config.colsb[t] = 64;
+    config.rows[t] = 16;
+  }
+  // GCC 12 does not see that ldtilecfg reads the config and drops the stores above without this.
+  asm volatile("" : : "r"(&config) : "memory");
+  _tile_loadconfig(&config);
+}
+__attribute__((target("amx-tile,amx-int8"))) static void amx_end() { _tile_release(); }
+// out (16 x PW int32, rows PW apart) = the panel's sums of query code x (item code + 128) for 16 query rows
+// (qb: 16 rows dp apart).
+__attribute__((target("amx-tile,amx-int8"))) static void qblock_amx(long dp, const int8_t* qb, const uint8_t* panel,
+                                                                     int32_t* out) {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (long kb = 0; kb < dp / 64; kb++) {
+    const uint8_t* b = panel + kb * 16 * PW * QG;
+    _tile_loadd(4, qb + kb * 64, dp);
+    _tile_loadd(6, b, PW * QG);
+    _tile_dpbsud(0, 4, 6);
+    _tile_loadd(7, b + 64, PW * QG);
+    _tile_dpbsud(1, 4, 7);
+    _tile_loadd(6, b + 128, PW * QG);
+    _tile_dpbsud(2, 4, 6);
+    _tile_loadd(7, b + 192, PW * QG);
+    _tile_dpbsud(3, 4, 7);
+  }
+  _tile_stored(0, out, PW * 4);
+  _tile_stored(1, out + 16, PW * 4);
+  _tile_stored(2, out + 32, PW * 4);
+  _tile_stored(3, out + 48, PW * 4);
+}
 #endif
 
 // One sequential multiply-add chain over p, like a lane of `tile` (so the score equals score_topk's bit for bit):
@@ -1133,120 +1197,233 @@ static inline void insert_value(float* list, long& count, long k, float x) {
   list[pos] = x;
 }
 
-static void score_topk_quantized(int32_t* outIndices, float* outScores, int32_t* outCandidates, const float* states,
-                                 const uint8_t* codes, const float* scales, const float* residuals, const float* norms,
-                                 const float* items, const uint8_t* active, const int32_t* limits, long rows, long n,
-                                 long d, long k) {
-  if (k <= 0 || rows <= 0) return;
-  const long dp = (d + QG - 1) / QG * QG, G = dp / QG;
+// Inserts score x of item j into a list ranked by score descending, then index ascending (count <= k): the order
+// score_topk's item-order scan gives, whatever order the items come in. -Infinity and NaN are never inserted.
+static inline void insert_ranked(int32_t* oi, float* os, long& count, long k, float x, int32_t j) {
+  if (!(x > -INFINITY) || (count == k && !(x > os[k - 1] || (x == os[k - 1] && j < oi[k - 1])))) return;
+  long pos = count < k ? count++ : k - 1;
+  while (pos > 0 && (x > os[pos - 1] || (x == os[pos - 1] && j < oi[pos - 1]))) {
+    os[pos] = os[pos - 1];
+    oi[pos] = oi[pos - 1];
+    pos--;
+  }
+  os[pos] = x;
+  oi[pos] = j;
+}
+
+// Query codes of user states (quantizeQuery in quantized.ts): t, ||q||, ||q - q^||, the sum of the codes; the codes
+// as int8 (VNNI) and as int32 (generic code).
+struct QueryCodes {
+  std::vector<int8_t> b8;
+  std::vector<int32_t> b32;
+  std::vector<float> t, norm, err, extra;
+  std::vector<int32_t> sum;
+};
+static void quantize_queries(const float* states, long rows, long d, long dp, QueryCodes& q) {
   const float slack = static_cast<float>((d + 16) * std::ldexp(1.0, -22));
-  // Query codes (quantizeQuery in quantized.ts): t, ||q||, ||q - q^||, sum of codes; as int8 and as int32.
-  std::vector<int8_t> qb(static_cast<size_t>(rows) * dp, 0);
-  std::vector<int32_t> qc(static_cast<size_t>(rows) * dp, 0);
-  std::vector<float> qt(rows), qnorm(rows), qerr(rows), qextra(rows);
-  std::vector<int32_t> qsum(rows, 0);
+  q.b8.assign(static_cast<size_t>((rows + 15) / 16 * 16) * dp, 0);  // whole AMX tiles of 16 rows
+  q.b32.assign(static_cast<size_t>(rows) * dp, 0);
+  q.t.assign(rows, 0);
+  q.norm.assign(rows, 0);
+  q.err.assign(rows, 0);
+  q.extra.assign(rows, 0);
+  q.sum.assign(rows, 0);
   for (long r = 0; r < rows; r++) {
-    const float* q = states + r * d;
+    const float* s = states + r * d;
     double max = 0;
-    for (long p = 0; p < d; p++) max = std::max(max, std::fabs(static_cast<double>(q[p])));
+    for (long p = 0; p < d; p++) max = std::max(max, std::fabs(static_cast<double>(s[p])));
     if (!std::isfinite(max)) {
-      qt[r] = 0;
-      qnorm[r] = qerr[r] = INFINITY;
+      q.t[r] = 0;
+      q.norm[r] = q.err[r] = INFINITY;
     } else {
       const float t = static_cast<float>(max / 127);
       double norm = 0, err = 0;
       long sum = 0;
       for (long p = 0; p < d; p++) {
-        const double b = t > 0 ? std::min(127.0, std::max(-127.0, std::floor(q[p] / static_cast<double>(t) + 0.5))) : 0;
-        qb[r * dp + p] = static_cast<int8_t>(b);
-        qc[r * dp + p] = static_cast<int32_t>(b);
+        const double b = t > 0 ? std::min(127.0, std::max(-127.0, std::floor(s[p] / static_cast<double>(t) + 0.5))) : 0;
+        q.b8[r * dp + p] = static_cast<int8_t>(b);
+        q.b32[r * dp + p] = static_cast<int32_t>(b);
         sum += static_cast<long>(b);
-        norm += static_cast<double>(q[p]) * q[p];
-        const double e = q[p] - static_cast<double>(t) * b;
+        norm += static_cast<double>(s[p]) * s[p];
+        const double e = s[p] - static_cast<double>(t) * b;
         err += e * e;
       }
-      qt[r] = t;
-      qnorm[r] = static_cast<float>(std::sqrt(norm));
-      qerr[r] = static_cast<float>(std::sqrt(err));
-      qsum[r] = static_cast<int32_t>(sum);
+      q.t[r] = t;
+      q.norm[r] = static_cast<float>(std::sqrt(norm));
+      q.err[r] = static_cast<float>(std::sqrt(err));
+      q.sum[r] = static_cast<int32_t>(sum);
     }
-    qextra[r] = slack * (qnorm[r] + qerr[r]);
+    q.extra[r] = slack * (q.norm[r] + q.err[r]);
   }
-  long max_limit = 0;
-  for (long r = 0; r < rows; r++) max_limit = std::max(max_limit, std::min<long>(std::max(limits[r], 0), n));
-  const long npanels = (max_limit + PW - 1) / PW;
-  int nthreads = threads_for(0.5 * rows * max_limit * d);
+}
+
+// The bounds' arithmetic (itemBounds in quantized.ts), in separate float operations, never contracted into FMAs:
+// each operation's result then only grows when its operands grow (rounding is monotone), which the panel-wide test
+// below relies on. dot: sum of item code x query code (without the +128 offset); ts = t s_j.
+__attribute__((optimize("fp-contract=off"))) static void item_bounds(int32_t dot, float ts, float res, float nrm,
+                                                                     float qn, float qe, float qx, float wide,
+                                                                     float& lb, float& ub) {
+  const float a = static_cast<float>(dot) * ts;
+  const float e = ((qn * res + qe * nrm) + qx * (nrm + res)) + QTINY;
+  lb = a - e;
+  ub = a + e;
+  // (||q|| + ||q - q^||) (norms + residuals) >= ||q|| ||x|| bounds every product and partial sum of the exact
+  // score; below 2^126 none overflows (else the item gets no bounds).
+  if (!((nrm + res) < wide) || lb != lb) lb = -INFINITY;
+  if (!((nrm + res) < wide) || ub != ub) ub = INFINITY;
+}
+// e of item_bounds for a panel's largest residual and norm: >= every item's e (same operations, larger operands).
+__attribute__((optimize("fp-contract=off"))) static float panel_error(float qn, float qe, float qx, float rmax,
+                                                                      float nmax) {
+  return ((qn * rmax + qe * nmax) + qx * (nmax + rmax)) + QTINY;
+}
+// The panel-wide test of one request against a panel: per item, a as item_bounds computes it, plus E (>= every
+// item's e: panel_error), so a + E < worst implies ub < worst (and lb < worst) for that item. reach[e] = -1 for the
+// items that may reach `worst` (NaN counts as reaching), 0 for the others; returns whether any may.
+__attribute__((optimize("fp-contract=off"))) static bool panel_reaches(const int32_t* dots, int32_t offset, float tq,
+                                                                       const float* scales, float E, float worst,
+                                                                       int32_t* reach) {
+  vi any = vi{};
+  for (long c = 0; c < PW; c += W) {
+    const vf a = __builtin_convertvector(*reinterpret_cast<const viu*>(dots + c) - offset, vf) * (tq * loadu(scales + c));
+    const vi m = ~((a + E) < worst);
+    *reinterpret_cast<viu*>(reach + c) = m;
+    any |= m;
+  }
+  bool hit = false;
+  for (int l = 0; l < W; l++) hit |= any[l] != 0;
+  return hit;
+}
+
+// scan_quantized: one step of score_topk_quantized over items from .. to - 1, for requests whose state persists
+// between calls (the shared scan of the scoring worker, src/serve/scan.ts; score_topk_quantized is one call over the
+// whole catalog). Per row r, with k_r = offsets[r+1] - offsets[r]:
+//   lower[offsets[r] ..], lowerCount[r]: the k_r largest lower bounds seen so far, descending (its k_r-th, once
+//     full, is the running threshold w: a lower bound of the final t);
+//   outIndices / outScores [offsets[r] ..], outCount[r]: the best exact scores so far, ranked by score, then index;
+//   outCandidates[r]: items scored exactly so far.
+// Each eligible item (j < limits[r], active) of the range gets its bounds; its lb joins `lower` when it beats w, and
+// it is kept while ub >= w; at the end of the call the kept items with ub >= w (w as it stands then) are scored
+// exactly (exact_score: score_topk's arithmetic) and join the exact list. Since w only rises and never exceeds t,
+// every item with ub >= t is scored, in whatever order the ranges come, so once every item has been covered the
+// exact list is score_topk's answer (the proof: quantized.ts).
+// Panel-wide test first (panel_reaches): each item's approximate score plus the largest error bound of its panel
+// (from the panel's largest residual and norm), against w: this discards nearly every item at a few vector
+// operations per 16 items and request; only the others get their own bounds (item_bounds).
+// Threads take contiguous ranges of panels, each with its own lists (starting empty, admitting against the larger
+// of the row's shared w and its own), merged into the row's lists at the end.
+static void scan_quantized(float* lower, int32_t* lowerCount, int32_t* outIndices, float* outScores,
+                           int32_t* outCount, int32_t* outCandidates, const int32_t* offsets, const float* states,
+                           const uint8_t* codes, const float* scales, const float* residuals, const float* norms,
+                           const float* items, const uint8_t* active, const int32_t* limits, long rows, long n, long d,
+                           long from, long to) {
+  if (rows <= 0 || from >= to) return;
+  const long dp = (d + QG - 1) / QG * QG, G = dp / QG;
+  QueryCodes qs;
+  quantize_queries(states, rows, d, dp, qs);
+  long end_item = from;
+  for (long r = 0; r < rows; r++)
+    if (offsets[r + 1] > offsets[r]) end_item = std::max(end_item, std::min<long>({std::max(limits[r], 0), n, to}));
+  if (end_item <= from) return;
+  const long p_first = from / PW, npanels = (end_item + PW - 1) / PW - p_first;
+  int nthreads = threads_for(0.5 * rows * (end_item - from) * d);
   if (nthreads > npanels) nthreads = static_cast<int>(std::max<long>(1, npanels));
-  // Per thread and row: the k largest lower bounds (descending) and the kept candidates (item, upper bound).
-  std::vector<float> best(static_cast<size_t>(nthreads) * rows * k);
-  std::vector<long> best_count(static_cast<size_t>(nthreads) * rows, 0);
-  std::vector<std::vector<int32_t>> cand_item(static_cast<size_t>(nthreads) * rows);
-  std::vector<std::vector<float>> cand_ub(static_cast<size_t>(nthreads) * rows);
+  const long total = offsets[rows];
+  std::vector<float> t_lower(static_cast<size_t>(nthreads) * total);
+  std::vector<long> t_lcount(static_cast<size_t>(nthreads) * rows, 0);
+  // Per thread and row: the kept items and their upper bounds, in item order.
+  std::vector<std::vector<int32_t>> kept_item(static_cast<size_t>(nthreads) * rows);
+  std::vector<std::vector<float>> kept_ub(static_cast<size_t>(nthreads) * rows);
 #if defined(DR_HAS_VNNI_PATH)
   const bool vnni = has_vnni();
+  // From 12 rows on: below, AMX's fixed cost per panel (16 rows computed, 4 KB of products stored) outweighs its
+  // faster products (1M items x d = 128, one thread, against VNNI with its interleaved prefetch: 20.6 against
+  // 17.4 ms for 8 rows, equal for 12, 24.2 against 26.4 for 16).
+  const bool amx = rows >= 12 && dp % 64 == 0 && has_amx();
+#else
+  const bool vnni = false, amx = false;
 #endif
+  // Query rows per register tile: 16 for AMX.
+  const long tile_rows = amx ? 16 : MR;
   parallel_run(nthreads, [&](int tid, int nt) {
     long p0, p1;
     split_range(npanels, tid, nt, p0, p1);
-    alignas(64) int32_t block[MR * PW];
+    p0 += p_first;
+    p1 += p_first;
+#if defined(DR_HAS_AMX_PATH)
+    if (amx) amx_begin();
+#endif
+    float* lists = t_lower.data() + static_cast<size_t>(tid) * total;
+    long* lcount = t_lcount.data() + static_cast<size_t>(tid) * rows;
+    alignas(64) int32_t block[16 * PW];
+    alignas(64) int32_t reach[PW];
     for (long p = p0; p < p1; p++) {
       const uint8_t* panel = codes + p * PW * dp;
       const long j0 = p * PW;
-      if (p + 2 < p1) {
+      if (!(vnni && !amx) && p + 2 < p1) {  // (qtile_vnni prefetches as it goes)
         const char* ahead = reinterpret_cast<const char*>(panel + 2 * PW * dp);
         for (long line = 0; line < PW * dp; line += 64) __builtin_prefetch(ahead + line, 0, 2);
       }
-      for (long i0 = 0; i0 < rows; i0 += MR) {
-        const int m = static_cast<int>(std::min<long>(MR, rows - i0));
-#if defined(DR_HAS_VNNI_PATH)
-        if (vnni)
-          qblock_vnni(m, G, qb.data() + i0 * dp, dp, panel, block);
+      // The panel's largest residual and norm; a NaN or infinite one (a non-finite row, padding that holds
+      // anything) turns the panel-wide test off (E = Infinity: every item is looked at).
+      vf rmax = vf{}, nmax = vf{};
+      vi bad = vi{};
+      for (long c = 0; c < PW; c += W) {
+        const vf res = loadu(residuals + j0 + c), nrm = loadu(norms + j0 + c);
+        bad |= ~((res == res) & (nrm == nrm));
+        rmax = vmax(rmax, res);
+        nmax = vmax(nmax, nrm);
+      }
+      float r_hi = 0, n_hi = 0;
+      bool finite = true;
+      for (int l = 0; l < W; l++) {
+        r_hi = std::max(r_hi, rmax[l]);
+        n_hi = std::max(n_hi, nmax[l]);
+        finite &= bad[l] == 0;
+      }
+      finite &= r_hi < INFINITY && n_hi < INFINITY;
+      for (long i0 = 0; i0 < rows; i0 += tile_rows) {
+        const int m = static_cast<int>(std::min<long>(tile_rows, rows - i0));
+        bool needed = false;
+        for (int i = 0; i < m; i++) needed |= std::min<long>(std::max(limits[i0 + i], 0), n) > j0;
+        if (!needed) continue;
+#if defined(DR_HAS_AMX_PATH)
+        if (amx)
+          qblock_amx(dp, qs.b8.data() + i0 * dp, panel, block);
         else
 #endif
-          qblock(m, G, qc.data() + i0 * dp, dp, panel, block);
+#if defined(DR_HAS_VNNI_PATH)
+        if (vnni)
+          qblock_vnni(m, G, qs.b8.data() + i0 * dp, dp, panel, block);
+        else
+#endif
+          qblock(m, G, qs.b32.data() + i0 * dp, dp, panel, block);
         for (int i = 0; i < m; i++) {
           const long r = i0 + i;
-          long end = std::min<long>(std::max(limits[r], 0), n) - j0;
-          if (end <= 0) continue;
+          const long k = offsets[r + 1] - offsets[r];
+          long end = std::min<long>({std::max(limits[r], 0), n, to}) - j0;
+          if (end <= 0 || k == 0) continue;
           if (end > PW) end = PW;
-          const size_t slot = static_cast<size_t>(tid) * rows + r;
-          float* list = best.data() + slot * k;
-          long& count = best_count[slot];
-          float worst = count == k ? list[k - 1] : -INFINITY;
-          const float qn = qnorm[r], qe = qerr[r], qx = qextra[r], tq = qt[r];
-          const int32_t offset = 128 * qsum[r];
-          // (||q|| + ||q - q^||) (norms + residuals) >= ||q|| ||x|| bounds every product and partial sum of the
-          // exact score; below 2^126 none overflows (else the item gets no bounds).
+          float* list = lists + offsets[r];
+          const float shared = lowerCount[r] == k ? lower[offsets[r] + k - 1] : -INFINITY;
+          float worst = lcount[r] == k ? std::max(list[k - 1], shared) : shared;
+          const float qn = qs.norm[r], qe = qs.err[r], qx = qs.extra[r], tq = qs.t[r];
+          const int32_t offset = 128 * qs.sum[r];
           const float wide = 0x1p126f / (qn + qe);
           const int32_t* dots = block + i * PW;
-          // Fast test: only the upper bounds, since lb > worst implies ub > worst. A panel where no eligible item
-          // can matter (every ub < worst, bounds finite) is done; this is nearly every panel once the list is full.
-          vi any = vi{};
-          for (long c = 0; c < PW; c += W) {
-            const vf a = __builtin_convertvector(*reinterpret_cast<const viu*>(dots + c) - offset, vf) *
-                         (tq * loadu(scales + j0 + c));
-            const vf res = loadu(residuals + j0 + c), nrm = loadu(norms + j0 + c);
-            const vf ub = a + (((qn * res + qe * nrm) + qx * (nrm + res)) + QTINY);
-            any |= ~((ub < worst) & ((nrm + res) < wide));  // NaN counts as a hit
-          }
-          bool hit = false;
-          for (int l = 0; l < W; l++) hit |= any[l] != 0;
-          if (!hit) continue;
-          auto& items_kept = cand_item[slot];
-          auto& ubs_kept = cand_ub[slot];
-          for (long q = 0; q < end; q++) {
-            const long j = j0 + q;
+          const float E = finite && (n_hi + r_hi) < wide ? panel_error(qn, qe, qx, r_hi, n_hi) : INFINITY;
+          if (!panel_reaches(dots, offset, tq, scales + j0, E, worst, reach)) continue;
+          auto& items_kept = kept_item[static_cast<size_t>(tid) * rows + r];
+          auto& ubs_kept = kept_ub[static_cast<size_t>(tid) * rows + r];
+          for (long e = 0; e < end; e++) {
+            if (!reach[e]) continue;
+            const long j = j0 + e;
             if (!active[j]) continue;
-            // The same bounds, one item at a time (itemBounds in quantized.ts).
-            const float a = static_cast<float>(dots[q] - offset) * (tq * scales[j]);
-            const float res = residuals[j], nrm = norms[j];
-            const float e = ((qn * res + qe * nrm) + qx * (nrm + res)) + QTINY;
-            float lb = a - e, ub = a + e;
-            if (!((nrm + res) < wide) || lb != lb) lb = -INFINITY;
-            if (!((nrm + res) < wide) || ub != ub) ub = INFINITY;
+            float lb, ub;
+            item_bounds(dots[e] - offset, tq * scales[j], residuals[j], norms[j], qn, qe, qx, wide, lb, ub);
             if (lb > worst) {
-              insert_value(list, count, k, lb);
-              if (count == k) worst = list[k - 1];
+              insert_value(list, lcount[r], k, lb);
+              if (lcount[r] == k) worst = std::max(list[k - 1], shared);
             }
             if (ub >= worst) {
               items_kept.push_back(static_cast<int32_t>(j));
@@ -1267,41 +1444,56 @@ static void score_topk_quantized(int32_t* outIndices, float* outScores, int32_t*
         }
       }
     }
+#if defined(DR_HAS_AMX_PATH)
+    if (amx) amx_end();
+#endif
   });
-  std::vector<float> merged;
   for (long r = 0; r < rows; r++) {
-    merged.clear();
+    const long k = offsets[r + 1] - offsets[r];
+    long lc = lowerCount[r], c = outCount[r];
+    float* list = lower + offsets[r];
     for (int t = 0; t < nthreads; t++) {
-      const size_t slot = static_cast<size_t>(t) * rows + r;
-      merged.insert(merged.end(), best.begin() + slot * k, best.begin() + slot * k + best_count[slot]);
-    }
-    float threshold = -INFINITY;
-    if (static_cast<long>(merged.size()) >= k) {
-      std::nth_element(merged.begin(), merged.begin() + (k - 1), merged.end(), std::greater<float>());
-      threshold = merged[k - 1];
-    }
-    int32_t* oi = outIndices + r * k;
-    float* os = outScores + r * k;
-    const float* q = states + r * d;
-    long c = 0, scored = 0;
-    for (int t = 0; t < nthreads; t++) {  // thread ranges in item order: candidates come in item order
-      const size_t slot = static_cast<size_t>(t) * rows + r;
-      const auto& kept = cand_item[slot];
-      const auto& ub = cand_ub[slot];
-      for (size_t e = 0; e < kept.size(); e++) {
-        if (!(ub[e] >= threshold)) continue;
-        scored++;
-        const float x = exact_score(q, items + static_cast<long>(kept[e]) * d, d);
-        if (!(x > -INFINITY) || (c == k && !(x > os[k - 1]))) continue;
-        insert_sorted(oi, os, c, k, x, kept[e]);
+      const size_t slot = static_cast<size_t>(t) * rows + r, base = static_cast<size_t>(t) * total + offsets[r];
+      for (long e = 0; e < t_lcount[slot]; e++) {
+        const float x = t_lower[base + e];
+        if (lc == k && !(x > list[k - 1])) break;  // each list is sorted, best first
+        insert_value(list, lc, k, x);
       }
     }
-    for (long e = c; e < k; e++) {
-      os[e] = -INFINITY;
-      oi[e] = -1;
+    const float worst = k > 0 && lc == k ? list[k - 1] : -INFINITY;
+    const float* q = states + r * d;
+    for (int t = 0; t < nthreads; t++) {
+      const size_t slot = static_cast<size_t>(t) * rows + r;
+      for (size_t e = 0; e < kept_item[slot].size(); e++) {
+        if (!(kept_ub[slot][e] >= worst)) continue;
+        outCandidates[r]++;
+        const int32_t j = kept_item[slot][e];
+        insert_ranked(outIndices + offsets[r], outScores + offsets[r], c, k, exact_score(q, items + j * d, d), j);
+      }
     }
-    outCandidates[r] = static_cast<int32_t>(scored);
+    lowerCount[r] = static_cast<int32_t>(lc);
+    outCount[r] = static_cast<int32_t>(c);
   }
+}
+
+// score_topk_quantized: score_topk's exact answer with an int8 first pass: scan_quantized over the whole catalog
+// from empty lists, the lists then padded (-Infinity, index -1) to k.
+static void score_topk_quantized(int32_t* outIndices, float* outScores, int32_t* outCandidates, const float* states,
+                                 const uint8_t* codes, const float* scales, const float* residuals, const float* norms,
+                                 const float* items, const uint8_t* active, const int32_t* limits, long rows, long n,
+                                 long d, long k) {
+  if (k <= 0 || rows <= 0) return;
+  std::vector<float> lower(static_cast<size_t>(rows) * k);
+  std::vector<int32_t> lower_count(rows, 0), count(rows, 0), offsets(rows + 1);
+  for (long r = 0; r <= rows; r++) offsets[r] = static_cast<int32_t>(r * k);
+  for (long r = 0; r < rows; r++) outCandidates[r] = 0;
+  scan_quantized(lower.data(), lower_count.data(), outIndices, outScores, count.data(), outCandidates, offsets.data(),
+                 states, codes, scales, residuals, norms, items, active, limits, rows, n, d, 0, n);
+  for (long r = 0; r < rows; r++)
+    for (long e = count[r]; e < k; e++) {
+      outScores[r * k + e] = -INFINITY;
+      outIndices[r * k + e] = -1;
+    }
 }
 
 // quantize_items: the int8 copy of rows from .. to - 1 (quantizeRow in src/kernels/quantized.ts, the reference, which
@@ -1387,7 +1579,7 @@ const KernelTable* DR_TABLE_FN() {
       attention_bwd, relu_fwd,      relu_bwd,   gelu_fwd,      gelu_bwd,      dropout_fwd,
       dropout_bwd,   gather,        scatter_add, adam,         clip_rows,     topk,
       fma_loop,      sampled_loss,  sparse_adam,   score_topk,
-      score_topk_quantized, quantize_items,
+      score_topk_quantized, quantize_items, scan_quantized,
   };
   return &table;
 }

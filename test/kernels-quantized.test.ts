@@ -111,6 +111,8 @@ function cases(): Case[] {
   out.push(plain('random d=128', 7, 3000, 128, 10));
   out.push(plain('random odd d', 5, 1001, 37, 25));
   out.push(plain('tiny', 2, 3, 4, 1));
+  // 17 rows, d a multiple of 64: AMX tiles of 16 rows where the CPU has them (a full one and a partial one).
+  out.push(plain('many rows d=64', 17, 3000, 64, 12));
   out.push(plain('k larger than the catalog', 3, 50, 16, 80));
   // Near-ties: every row is one base row plus a perturbation far below the int8 step; duplicates of some rows.
   {
@@ -155,8 +157,10 @@ function cases(): Case[] {
     c.limits = Int32Array.from({ length: rows }, (_, r) => [n, 0, 1, 70, 1000, n][r]);
     out.push(c);
   }
-  // Large enough for the native kernel to split the panels over threads.
-  out.push(plain('threads', 8, 60000, 128, 20));
+  // Large enough for the native kernel to split the panels over threads (with AMX tiles where the CPU has them, and
+  // with d = 120, which AMX does not take, on VNNI).
+  out.push(plain('threads', 16, 60000, 128, 20));
+  out.push(plain('threads d=120', 14, 60000, 120, 20));
   return out;
 }
 
@@ -198,7 +202,7 @@ test('itemBounds: the exact fp32 scores (reference and native) lie within [lb, u
 
 test('scoreTopKQuantized (reference) equals scoreTopK (reference) on random and adversarial data', () => {
   for (const c of cases()) {
-    if (c.name === 'threads') continue; // the reference scores 60k items per row twice: slow, and no threads
+    if (c.name.startsWith('threads')) continue; // the reference scores 60k items per row twice: slow, and no threads
     assertSameAsExact(ref, c);
   }
 });
@@ -209,7 +213,7 @@ test(
   () => {
     for (const c of cases()) {
       const candidates = assertSameAsExact(nat!, c);
-      if (c.name === 'threads') {
+      if (c.name.startsWith('threads')) {
         for (const count of candidates) assert.ok(count >= c.k && count < c.n / 20, `candidates ${count}`);
       }
     }
@@ -369,15 +373,161 @@ test('quantizeItems: native codes, scales and norms equal the reference bit for 
   );
 });
 
-// Re-run this file with the other compiled instruction sets, and on AVX-512 without the VNNI path.
+/**
+ * Runs `scanQuantized` of K over the case in chunks of `chunk` items (a multiple of 64), starting at chunk `start`
+ * and wrapping around, with row r's width ks[r]; returns each row's list padded to its width.
+ */
+function scanInChunks(
+  K: Kernels,
+  c: Case,
+  ks: number[],
+  chunk: number,
+  start: number,
+  q = quantize(c.items, c.n, c.d),
+) {
+  const { states, items, active, limits, rows, n, d } = c;
+  const offsets = new Int32Array(rows + 1);
+  ks.forEach((k, r) => (offsets[r + 1] = offsets[r] + k));
+  const total = offsets[rows];
+  const lower = new Float32Array(total).fill(5);
+  const idx = new Int32Array(total).fill(7);
+  const sc = new Float32Array(total).fill(7);
+  const [lowerCount, count, candidates] = [0, 0, 0].map(() => new Int32Array(rows));
+  const chunks = Math.ceil(n / chunk);
+  for (let i = 0; i < chunks; i++) {
+    const from = ((start + i) % chunks) * chunk;
+    const to = Math.min(n, from + chunk);
+    K.scanQuantized(
+      lower,
+      lowerCount,
+      idx,
+      sc,
+      count,
+      candidates,
+      offsets,
+      states,
+      q.codes,
+      q.scales,
+      q.residuals,
+      q.norms,
+      items,
+      active,
+      limits,
+      rows,
+      n,
+      d,
+      from,
+      to,
+    );
+  }
+  return ks.map((k, r) => {
+    const o = offsets[r];
+    for (let e = count[r]; e < k; e++) [idx[o + e], sc[o + e]] = [-1, -Infinity];
+    return { indices: idx.subarray(o, o + k), scores: sc.subarray(o, o + k), candidates: candidates[r] };
+  });
+}
+
+/** scanQuantized in chunks from several starts, rows of different widths: each row's list is scoreTopK's. */
+function assertScanSameAsExact(K: Kernels, c: Case): void {
+  const { states, items, active, limits, rows, n, d } = c;
+  const ks = Array.from({ length: rows }, (_, r) => Math.max(1, c.k - 3 * r));
+  const kmax = Math.max(...ks);
+  const panels = new Float32Array(panelLength(n, d));
+  packPanels(items, n, d, panels);
+  const exactIdx = new Int32Array(rows * kmax);
+  const exactSc = new Float32Array(rows * kmax);
+  K.scoreTopK(exactIdx, exactSc, states, panels, active, limits, rows, n, d, kmax);
+  const q = quantize(items, n, d);
+  const panelsTotal = Math.ceil(n / 64);
+  for (const chunkPanels of [1, 3, Math.max(1, Math.ceil(panelsTotal / 2)), panelsTotal]) {
+    const chunks = Math.ceil(panelsTotal / chunkPanels);
+    for (const start of new Set([0, chunks - 1, rng.nextInt(chunks)])) {
+      const lists = scanInChunks(K, c, ks, chunkPanels * 64, start, q);
+      lists.forEach((list, r) => {
+        const label = `${K.name} ${c.name}, chunks of ${chunkPanels * 64} from ${start}, row ${r}`;
+        assert.deepEqual(list.indices, exactIdx.subarray(r * kmax, r * kmax + ks[r]), `${label}: indices`);
+        assert.deepEqual(list.scores, exactSc.subarray(r * kmax, r * kmax + ks[r]), `${label}: scores`);
+      });
+    }
+  }
+}
+
+test('scanQuantized (reference) in chunks, from any start, equals scoreTopK (reference)', () => {
+  for (const c of cases()) {
+    if (c.name.startsWith('threads')) continue;
+    assertScanSameAsExact(ref, c);
+  }
+});
+
+test(
+  'scanQuantized (native) in chunks, from any start, equals scoreTopK (native); candidates are few',
+  { skip },
+  () => {
+    for (const c of cases()) {
+      assertScanSameAsExact(nat!, c);
+      if (c.name.startsWith('threads')) {
+        for (const list of scanInChunks(nat!, c, new Array<number>(c.rows).fill(c.k), 4096, 5))
+          assert.ok(list.candidates >= c.k && list.candidates < c.n / 20, `candidates ${list.candidates}`);
+      }
+    }
+  },
+);
+
+test(
+  'scanQuantized (native): rows appended, re-encoded and retired between two scans are in the second',
+  { skip },
+  () => {
+    // Rows appended after a request started are beyond its limit; a request started after a change sees it.
+    const [n0, n1, d, k] = [3000, 3500, 32, 12];
+    const items = gaussian(n1 * d);
+    let q = growQuantized(emptyQuantized(), n0, d);
+    quantizeRange(items, 0, n0, d, q);
+    const active = allActive(n1);
+    const base: Case = {
+      name: 'changes',
+      states: gaussian(2 * d),
+      items,
+      active,
+      limits: new Int32Array([n0, n0]),
+      rows: 2,
+      n: n0,
+      d,
+      k,
+    };
+    const before = scanInChunks(nat!, base, [k, k], 640, 2, q);
+    q = growQuantized(q, n1, d);
+    quantizeRange(items, n0, n1, d, q);
+    items.set(gaussian(d, 4), 17 * d); // re-encoded: likely in the top now
+    quantizeRows(items, [17], d, q);
+    active[before[0].indices[0]] = 0; // the old best retired
+    const after: Case = { ...base, limits: new Int32Array([n1, n1]), n: n1 };
+    assertSameAsExact(nat!, after, q);
+    assertScanSameAsExact(nat!, after); // from a fresh quantization, which the grown one equals
+    const lists = scanInChunks(nat!, after, [k, k], 640, 3, q);
+    const panels = new Float32Array(panelLength(n1, d));
+    packPanels(items, n1, d, panels);
+    const [idx, sc] = [new Int32Array(2 * k), new Float32Array(2 * k)];
+    nat!.scoreTopK(idx, sc, after.states, panels, active, after.limits, 2, n1, d, k);
+    lists.forEach((list, r) => {
+      assert.deepEqual(list.indices, idx.subarray(r * k, r * k + k));
+      assert.deepEqual(list.scores, sc.subarray(r * k, r * k + k));
+    });
+    assert.ok(!lists[0].indices.includes(before[0].indices[0]), 'the retired row is gone');
+  },
+);
+
+// Re-run this file with the other compiled instruction sets, and on AVX-512 without the VNNI path and without AMX.
 for (const [key, value] of [
   ['DELTAREC_ISA', 'avx2'],
   ['DELTAREC_ISA', 'portable'],
   ['DELTAREC_VNNI', '0'],
+  ['DELTAREC_AMX', '0'],
 ]) {
   const childSkip =
     skip ||
-    (process.env.DELTAREC_ISA || process.env.DELTAREC_VNNI ? 'already a child run' : false) ||
+    (process.env.DELTAREC_ISA || process.env.DELTAREC_VNNI || process.env.DELTAREC_AMX
+      ? 'already a child run'
+      : false) ||
     (value === 'avx2' && addon?.isa() === 'portable' ? 'CPU lacks AVX2' : false);
   test(`the native kernel with ${key}=${value} equals the exact path too`, { skip: childSkip }, () => {
     const file = fileURLToPath(import.meta.url);

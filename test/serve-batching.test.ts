@@ -7,10 +7,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import type { Worker } from 'node:worker_threads';
 import type { SASRec } from '../src/model/sasrec.js';
 import {
   InlineBackend,
   ScoringEngine,
+  ScoringUnavailableError,
   WorkerBackend,
   type ScoreBackend,
   type ScoreRequest,
@@ -56,6 +58,15 @@ function randomRequests(count: number, seed: number): ScoreRequest[] {
 
 /** One request alone: the full forward's state, float64 scores of every row, masked, sorted. */
 function reference(request: ScoreRequest): { ids: number[]; scores: Float64Array } {
+  return referenceOn(model, request, new Set());
+}
+
+/** reference() on a given model, with retired rows. */
+function referenceOn(
+  model: SASRec,
+  request: ScoreRequest,
+  retired: Set<number>,
+): { ids: number[]; scores: Float64Array } {
   const d = model.config.d;
   const state = new Float32Array(d);
   model.encodeAllPositions([request.history], state);
@@ -67,7 +78,12 @@ function reference(request: ScoreRequest): { ids: number[]; scores: Float64Array
     for (let j = 0; j < d; j++) s += state[j] * e[i * d + j];
     scores[i] = s;
   }
-  const banned = new Set([0, ...request.exclude, ...(request.excludeSeen ? request.history : [])]);
+  const banned = new Set([
+    0,
+    ...retired,
+    ...request.exclude,
+    ...(request.excludeSeen ? request.history : []),
+  ]);
   const limit = request.includeCold ? n : numWarm + 1;
   const ids = Array.from({ length: limit }, (_, i) => i)
     .filter((i) => !banned.has(i))
@@ -101,7 +117,7 @@ function assertSameAnswer(got: ScoreResponse, request: ScoreRequest, what: strin
   return ties;
 }
 
-async function checkEngine(backends: ScoreBackend[], what: string): Promise<void> {
+async function checkEngine(backends: ScoreBackend[], what: string, scans = false): Promise<void> {
   const engine = new ScoringEngine(backends, { maxBatch: 64, batchBudgetMs: 50 });
   try {
     const requests = randomRequests(1000, 11);
@@ -111,10 +127,12 @@ async function checkEngine(backends: ScoreBackend[], what: string): Promise<void
     answers.forEach((answer, r) => (ties += assertSameAnswer(answer, requests[r], `${what} request ${r}`)));
     assert.ok(ties <= 5, `${what}: ${ties} near-tie swaps`);
     assert.equal(engine.stats.requests, 1000);
-    assert.ok(
-      engine.stats.maxBatch > 1,
-      `${what}: requests were batched (largest batch ${engine.stats.maxBatch})`,
-    );
+    if (scans) assert.equal(engine.stats.batches, 1000, `${what}: each request was sent at once`);
+    else
+      assert.ok(
+        engine.stats.maxBatch > 1,
+        `${what}: requests were batched (largest batch ${engine.stats.maxBatch})`,
+      );
     for (const { stages } of answers) {
       for (const [stage, seconds] of Object.entries(stages))
         assert.ok(seconds >= 0 && seconds < 60, `${what}: stage ${stage} took ${seconds} s`);
@@ -137,6 +155,101 @@ test('two scoring workers (native kernels running concurrently in two threads) g
   const workers = [new WorkerBackend(dir), new WorkerBackend(dir)];
   await Promise.all(workers.map((w) => w.ready));
   await checkEngine(workers, 'two workers');
+});
+
+test('a worker answering by the shared scan (int8 path, chunks of 64 items) gives the same answers', async () => {
+  const worker = new WorkerBackend(dir, { quantized: true, chunk: 64 });
+  await worker.ready;
+  assert.ok(worker.scans, 'the worker scans');
+  await checkEngine([worker], 'scanning worker', true);
+});
+
+test('two scanning workers share the requests and give the same answers', async () => {
+  const workers = [0, 1].map(() => new WorkerBackend(dir, { quantized: true, chunk: 128 }));
+  await Promise.all(workers.map((w) => w.ready));
+  await checkEngine(workers, 'two scanning workers', true);
+});
+
+test('the shared scan keeps catalog changes in order with requests', async () => {
+  // Requests sent before a change do not see it, requests sent after it do, while requests are in the scan.
+  const local = (await loadScoringModel(dir)).model as SASRec;
+  const worker = new WorkerBackend(dir, { quantized: true, chunk: 64 });
+  await worker.ready;
+  const engine = new ScoringEngine([worker]);
+  try {
+    const width = local.config.contentDim ?? local.config.d;
+    const rng = new Random(5);
+    const expect = (requests: ScoreRequest[], retired: Set<number>) =>
+      requests.map((request) => {
+        const want = referenceOn(local, request, retired);
+        return { request, want };
+      });
+    const before = expect(randomRequests(60, 21), new Set());
+    const pending = before.map(({ request }) => engine.recommend(request));
+    // A burst of changes while those are in the scan: 70 rows appended (strong ones), the best row of the first
+    // request retired.
+    const vectors = Float32Array.from({ length: 70 * width }, () => rng.nextGaussian());
+    engine.append(vectors, 70);
+    local.appendItems(vectors, 70);
+    const retired = new Set([before[0].want.ids[0]]);
+    engine.retire(before[0].want.ids[0]);
+    const after = expect(
+      randomRequests(60, 22).map((r) => ({ ...r, includeCold: true })),
+      retired,
+    );
+    pending.push(...after.map(({ request }) => engine.recommend(request)));
+    const answers = await Promise.all(pending);
+    let appearsNew = 0;
+    [...before, ...after].forEach(({ want }, i) => {
+      const got = answers[i];
+      assert.deepEqual(Array.from(got.indices), want.ids, `request ${i}: items`);
+      for (let e = 0; e < want.ids.length; e++)
+        assert.ok(
+          Math.abs(got.scores[e] - want.scores[want.ids[e]]) <= 1e-5 * Math.max(1, Math.abs(got.scores[e])),
+          `request ${i} rank ${e}: score ${got.scores[e]} vs ${want.scores[want.ids[e]]}`,
+        );
+      if (i >= before.length && got.indices.some((j) => j > local.numItems - 70)) appearsNew++;
+    });
+    assert.ok(appearsNew > 0, 'appended rows reach the answers of later requests');
+  } finally {
+    await engine.close();
+  }
+});
+
+test('a scanning worker that crashes on a change answers the requests before it first, and is replaced', async () => {
+  const start = async () => {
+    const worker = new WorkerBackend(dir, { quantized: true, chunk: 64 });
+    await worker.ready;
+    return worker;
+  };
+  const first = await start();
+  const engine = new ScoringEngine([first], { restart: start });
+  try {
+    const requests = randomRequests(40, 31);
+    const pending = requests.map((r) =>
+      engine.recommend(r).then(
+        (answer) => answer,
+        (error: Error) => error,
+      ),
+    );
+    // A change the worker cannot apply throws in its thread; it waits until the requests in the scan are answered.
+    (first as unknown as { worker: Worker }).worker.postMessage({ type: 'changes', changes: null });
+    const outcomes = await Promise.all(pending);
+    outcomes.forEach((outcome, i) => {
+      assert.ok(!(outcome instanceof Error), `request ${i} posted before the change: ${String(outcome)}`);
+      assertSameAnswer(outcome as ScoreResponse, requests[i], `before the crash, request ${i}`);
+    });
+    // Requests sent now reach the crashing worker or its replacement: answered, or 503 (retry).
+    const during = await engine.recommend(requests[0]).catch((error: Error) => error);
+    if (during instanceof Error) assert.ok(during instanceof ScoringUnavailableError, during.message);
+    for (let i = 0; i < 200 && engine.health.restarts < 1; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(engine.health.restarts, 1);
+    // The new worker scans too and answers exactly.
+    const answers = await Promise.all(requests.slice(0, 10).map((r) => engine.recommend(r)));
+    answers.forEach((answer, i) => assertSameAnswer(answer, requests[i], `after the restart, request ${i}`));
+  } finally {
+    await engine.close();
+  }
 });
 
 test('batched answers equal one-at-a-time full-forward answers over 1,000 histories (inline)', async () => {

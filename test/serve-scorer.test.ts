@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SASRec, sasrecConfig } from '../src/model/sasrec.js';
 import { packBatch, ScoringEngine, InlineBackend, type ScoreRequest } from '../src/serve/engine.js';
+import { SharedScan } from '../src/serve/scan.js';
 import { Scorer } from '../src/serve/scorer.js';
 import { Random } from '../src/util/random.js';
 
@@ -92,29 +93,46 @@ test('batched scoring equals per-request brute force, through appends and retire
   );
 });
 
-test('the int8 first pass answers exactly as the fp32 path: same items, scores and order, through appends, retirements and re-encodings', () => {
-  // Two identical models (the scorers change their model on append), one scorer per path.
-  const build = () => {
-    const rng = new Random(8);
-    const numItems = 300;
-    const content = new Float32Array((numItems + 1) * d);
-    content.set(unitRows(numItems, rng), d);
-    // Near-ties and exact ties: blocks of duplicated and barely perturbed rows.
-    for (let j = 100; j < 160; j++) content.copyWithin(j * d, 99 * d, 100 * d);
-    for (let j = 160; j < 220; j++)
-      for (let p = 0; p < d; p++) content[j * d + p] = content[99 * d + p] * (1 + 1e-7 * (j - 160));
-    return new SASRec(sasrecConfig({ numItems, d, maxLength: 8, seed: 2 }), content);
-  };
-  const exact = new Scorer(build(), 280, null, false);
-  const quantized = new Scorer(build(), 280, null, true);
+/** A model with near-ties and exact ties: blocks of duplicated and barely perturbed rows. */
+function tiedModel(): SASRec {
+  const rng = new Random(8);
+  const numItems = 300;
+  const content = new Float32Array((numItems + 1) * d);
+  content.set(unitRows(numItems, rng), d);
+  for (let j = 100; j < 160; j++) content.copyWithin(j * d, 99 * d, 100 * d);
+  for (let j = 160; j < 220; j++)
+    for (let p = 0; p < d; p++) content[j * d + p] = content[99 * d + p] * (1 + 1e-7 * (j - 160));
+  return new SASRec(sasrecConfig({ numItems, d, maxLength: 8, seed: 2 }), content);
+}
+
+function tiedRequests(): ScoreRequest[] {
   const rng = new Random(9);
-  const requests: ScoreRequest[] = Array.from({ length: 12 }, (_, r) => ({
+  return Array.from({ length: 12 }, (_, r) => ({
     history: Int32Array.from({ length: 1 + (r % 8) }, () => 1 + rng.nextInt(300)),
     exclude: Int32Array.from({ length: r % 4 }, () => 1 + rng.nextInt(300)),
     k: [1, 5, 20, 80, 400][r % 5], // 400: more than the eligible items
     includeCold: r % 3 !== 0,
     excludeSeen: r % 2 === 0,
   }));
+}
+
+/** The same catalog changes on every scorer: appends and retirements, then re-encodings and mass retirements. */
+const changes = [
+  (s: Scorer) => {
+    s.appendItems(unitRows(70, new Random(10)), 70); // opens another panel
+    s.retire([5, 100, 101, 301]);
+  },
+  (s: Scorer) => {
+    s.replaceItems(Int32Array.from([2, 100, 350]), unitRows(3, new Random(11))); // 100 retired: back again
+    s.retire(Array.from({ length: 360 }, (_, i) => i).filter((i) => i % 50 !== 7)); // all but a few
+  },
+];
+
+test('the int8 first pass answers exactly as the fp32 path: same items, scores and order, through appends, retirements and re-encodings', () => {
+  // Two identical models (the scorers change their model on append), one scorer per path.
+  const exact = new Scorer(tiedModel(), 280, null, false);
+  const quantized = new Scorer(tiedModel(), 280, null, true);
+  const requests = tiedRequests();
   const check = (label: string) => {
     const want = exact.score(packBatch(requests));
     const got = quantized.score(packBatch(requests));
@@ -129,14 +147,46 @@ test('the int8 first pass answers exactly as the fp32 path: same items, scores a
     assert.equal(quantized.candidates.length, requests.length, `${label}: the quantized path was used`);
   };
   check('at load');
-  for (const s of [exact, quantized]) {
-    s.appendItems(unitRows(70, new Random(10)), 70); // opens another panel
-    s.retire([5, 100, 101, 301]);
-  }
+  for (const s of [exact, quantized]) changes[0](s);
   check('after appends and retirements');
-  for (const s of [exact, quantized]) {
-    s.replaceItems(Int32Array.from([2, 100, 350]), unitRows(3, new Random(11))); // 100 retired: back again
-    s.retire(Array.from({ length: 360 }, (_, i) => i).filter((i) => i % 50 !== 7)); // all but a few
-  }
+  for (const s of [exact, quantized]) changes[1](s);
   check('after re-encodings, and with all but a few items retired');
+});
+
+test('the shared scan answers exactly as the fp32 path, whichever chunk a request joins at, through catalog changes', () => {
+  const exact = new Scorer(tiedModel(), 280, null, false);
+  const quantized = new Scorer(tiedModel(), 280, null, true);
+  const scan = new SharedScan(quantized, 64); // 5 to 6 chunks
+  const requests = tiedRequests();
+  const check = (label: string, perStep: number) => {
+    const want = exact.score(packBatch(requests));
+    const got: [Int32Array, Float32Array][] = [];
+    // perStep requests join before each step: they start at different chunks and overlap in the scan.
+    let steps = 0;
+    for (let r = 0; r < requests.length; r += perStep) {
+      const group = requests.slice(r, r + perStep);
+      scan.join(packBatch(group), (i, indices, scores) => (got[r + i] = [indices, scores]));
+      scan.step();
+      steps++;
+    }
+    assert.ok(scan.size > 1, `${label}: requests overlap in the scan (${scan.size} in it)`);
+    while (scan.size > 0) {
+      scan.step();
+      steps++;
+    }
+    const chunks = Math.ceil(quantized.rows / 64);
+    assert.ok(steps < chunks + requests.length, `${label}: ${steps} steps for ${chunks} chunks`);
+    requests.forEach((_, r) => {
+      const [from, to] = [want.resultOffsets[r], want.resultOffsets[r + 1]];
+      assert.deepEqual(got[r][0], want.indices.subarray(from, to), `${label}, request ${r}: items`);
+      assert.deepEqual(got[r][1], want.scores.subarray(from, to), `${label}, request ${r}: scores`);
+    });
+  };
+  check('at load, one request per step', 1);
+  check('at load, three per step', 3);
+  for (const s of [exact, quantized]) changes[0](s);
+  check('after appends and retirements', 2);
+  for (const s of [exact, quantized]) changes[1](s);
+  check('after re-encodings, and with all but a few items retired', 1);
+  assert.throws(() => new SharedScan(exact), /not on the int8 path/);
 });

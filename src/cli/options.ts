@@ -42,6 +42,13 @@ export function floatOption(
   return n;
 }
 
+/** 'on' or 'off' as a boolean. */
+export function onOff(value: string | undefined, name: string): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (value !== 'on' && value !== 'off') throw new Error(`--${name} must be on or off (got '${value}')`);
+  return value === 'on';
+}
+
 /** A number in [0, 1). */
 export function fractionOption(value: string | undefined, name: string): number | undefined {
   const n = floatOption(value, name);

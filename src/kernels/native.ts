@@ -42,6 +42,7 @@ const KERNEL_NAMES = [
   'scoreTopK',
   'scoreTopKQuantized',
   'quantizeItems',
+  'scanQuantized',
 ] as const;
 
 let addon: NativeAddon | null | undefined;

@@ -19,7 +19,7 @@
  */
 import { extend, withRoom } from '../util/growable.js';
 import { PANEL_WIDTH } from './panels.js';
-import { insertTopK, padTopK } from './topk-list.js';
+import { insertRanked, insertTopK, padTopK } from './topk-list.js';
 
 /** Values per code group (one 32-bit lane of the VNNI product). */
 export const CODE_GROUP = 4;
@@ -239,6 +239,18 @@ export function itemBounds(query: QueryCodes, items: QuantizedItems, j: number, 
   return [fits && !Number.isNaN(lb) ? lb : -Infinity, fits && !Number.isNaN(ub) ? ub : Infinity];
 }
 
+/** Inserts x into the descending list list[o .. o + count) of at most k values; returns the new count. */
+function insertLower(list: Float32Array, o: number, count: number, k: number, x: number): number {
+  if (!(x > -Infinity) || (count === k && !(x > list[o + k - 1]))) return count;
+  let pos = count < k ? count++ : k - 1;
+  while (pos > 0 && x > list[o + pos - 1]) {
+    list[o + pos] = list[o + pos - 1];
+    pos--;
+  }
+  list[o + pos] = x;
+  return count;
+}
+
 /**
  * Reference of `scoreTopKQuantized` (types.ts). Per row r of states, over the eligible items (j < limits[r],
  * active[j] != 0):
@@ -285,15 +297,7 @@ export function scoreTopKQuantizedReference(
     for (let j = 0; j < limit; j++) {
       if (!active[j]) continue;
       [lower[j], upper[j]] = itemBounds(query, quantized, j, d);
-      // The k largest lower bounds so far, best first.
-      const x = lower[j];
-      if (!(x > -Infinity) || (count === k && !(x > best[k - 1]))) continue;
-      let pos = count < k ? count++ : k - 1;
-      while (pos > 0 && x > best[pos - 1]) {
-        best[pos] = best[pos - 1];
-        pos--;
-      }
-      best[pos] = x;
+      count = insertLower(best, 0, count, k, lower[j]); // the k largest lower bounds so far, best first
     }
     const threshold = count === k ? best[k - 1] : -Infinity;
     const oi = r * k;
@@ -308,5 +312,68 @@ export function scoreTopKQuantizedReference(
     }
     padTopK(outIndices, outScores, oi, found, k);
     outCandidates[r] = candidates;
+  }
+}
+
+/**
+ * Reference of `scanQuantized` (types.ts): one step of scoreTopKQuantizedReference over items from .. to - 1 for
+ * requests whose state persists between calls. Per row r (width k = offsets[r + 1] - offsets[r]) the state is the k
+ * largest lower bounds seen so far (`lower`, lowerCount[r] of them, descending; once full, its k-th is the running
+ * threshold w) and the best exact scores so far (outIndices / outScores, outCount[r], ranked by insertRanked).
+ * Each eligible item in the range gets its bounds (itemBounds); its lb joins `lower` when it beats w; at the end of
+ * the call, the items of the range with ub >= w (w as it stands then) are scored exactly and join the exact list.
+ * Why the list is exact once every eligible item has been covered, in any order: w only rises and never exceeds
+ * the final t (the k-th largest lb of all eligible items), so every item with ub >= t was scored exactly, and those
+ * include the exact top k and every item tied with its last entry (scoreTopKQuantizedReference); the exact list is
+ * the top k of a set of items that holds them all, ranked by score and then index, which is scoreTopK's answer
+ * whatever else the set holds.
+ */
+export function scanQuantizedReference(
+  lower: Float32Array,
+  lowerCount: Int32Array,
+  outIndices: Int32Array,
+  outScores: Float32Array,
+  outCount: Int32Array,
+  outCandidates: Int32Array,
+  offsets: Int32Array,
+  states: Float32Array,
+  codes: Uint8Array,
+  scales: Float32Array,
+  residuals: Float32Array,
+  norms: Float32Array,
+  items: Float32Array,
+  active: Uint8Array,
+  limits: Int32Array,
+  rows: number,
+  n: number,
+  d: number,
+  from: number,
+  to: number,
+): void {
+  const quantized: QuantizedItems = { codes, scales, residuals, norms };
+  for (let r = 0; r < rows; r++) {
+    const [o, k] = [offsets[r], offsets[r + 1] - offsets[r]];
+    const end = Math.min(Math.max(limits[r], 0), n, to);
+    if (k === 0 || end <= from) continue;
+    const q = states.subarray(r * d, r * d + d);
+    const query = quantizeQuery(q, d);
+    let [count, found] = [lowerCount[r], outCount[r]];
+    const upper = new Float32Array(end - from).fill(NaN); // NaN: not eligible (never >= w)
+    for (let j = from; j < end; j++) {
+      if (!active[j]) continue;
+      const [lb, ub] = itemBounds(query, quantized, j, d);
+      count = insertLower(lower, o, count, k, lb);
+      upper[j - from] = ub;
+    }
+    const worst = count === k ? lower[o + k - 1] : -Infinity;
+    for (let j = from; j < end; j++) {
+      if (!(upper[j - from] >= worst)) continue;
+      outCandidates[r]++;
+      let s = 0;
+      for (let p = 0; p < d; p++) s += q[p] * items[j * d + p];
+      found = insertRanked(outIndices, outScores, o, found, k, Math.fround(s), j);
+    }
+    lowerCount[r] = count;
+    outCount[r] = found;
   }
 }

@@ -4,7 +4,7 @@
  * native float32 kernels; that is what the comparison tests rely on.
  */
 import { PANEL_WIDTH } from './panels.js';
-import { quantizeItemsReference, scoreTopKQuantizedReference } from './quantized.js';
+import { quantizeItemsReference, scanQuantizedReference, scoreTopKQuantizedReference } from './quantized.js';
 import { insertTopK, padTopK } from './topk-list.js';
 import type { Kernels } from './types.js';
 
@@ -684,4 +684,5 @@ export const referenceKernels: Kernels = {
   scoreTopK,
   scoreTopKQuantized: scoreTopKQuantizedReference,
   quantizeItems: quantizeItemsReference,
+  scanQuantized: scanQuantizedReference,
 };

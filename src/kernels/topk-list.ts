@@ -41,3 +41,30 @@ export function padTopK(
     outIndices[oi + c] = -1;
   }
 }
+
+/**
+ * Inserts score x of item j into the list of `count` entries, ranked by score descending and then index ascending,
+ * and returns the new count: the list `insertTopK` gives in item order, whatever order the items come in.
+ * -Infinity and NaN are never inserted.
+ */
+export function insertRanked(
+  outIndices: Int32Array,
+  outScores: Float32Array,
+  oi: number,
+  count: number,
+  k: number,
+  x: number,
+  j: number,
+): number {
+  const before = (e: number) => x > outScores[e] || (x === outScores[e] && j < outIndices[e]);
+  if (!(x > -Infinity) || (count === k && !before(oi + k - 1))) return count;
+  let pos = count < k ? count++ : k - 1;
+  while (pos > 0 && before(oi + pos - 1)) {
+    outScores[oi + pos] = outScores[oi + pos - 1];
+    outIndices[oi + pos] = outIndices[oi + pos - 1];
+    pos--;
+  }
+  outScores[oi + pos] = x;
+  outIndices[oi + pos] = j;
+  return count;
+}

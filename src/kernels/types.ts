@@ -289,6 +289,40 @@ export interface Kernels {
   ): void;
 
   /**
+   * One step of `scoreTopKQuantized` for requests whose state persists between calls (the scoring worker's shared
+   * scan, serve/scan.ts): scores items from .. to - 1 (from a multiple of 64, to <= n) for each row of states.
+   * Row r's state is entries offsets[r] .. offsets[r + 1] - 1 (its width k_r) of: lower (its k_r largest lower bounds
+   * so far, descending; lowerCount[r] of them), outIndices / outScores (its best exact scores so far, ranked by
+   * score descending then index ascending; outCount[r] of them); outCandidates[r] counts the items scored exactly
+   * (those of the range whose upper bound reaches the k_r-th lower bound at the end of the call).
+   * Start a request with both counts 0; once calls have covered every item below limits[r] once, in any order and
+   * any split into ranges, its list is `scoreTopKQuantized`'s answer for k = k_r (kernels/quantized.ts,
+   * `scanQuantizedReference`). Arrays are updated in place.
+   */
+  scanQuantized(
+    lower: Float32Array,
+    lowerCount: Int32Array,
+    outIndices: Int32Array,
+    outScores: Float32Array,
+    outCount: Int32Array,
+    outCandidates: Int32Array,
+    offsets: Int32Array,
+    states: Float32Array,
+    codes: Uint8Array,
+    scales: Float32Array,
+    residuals: Float32Array,
+    norms: Float32Array,
+    items: Float32Array,
+    active: Uint8Array,
+    limits: Int32Array,
+    rows: number,
+    n: number,
+    d: number,
+    from: number,
+    to: number,
+  ): void;
+
+  /**
    * The int8 copy (kernels/quantized.ts) of rows from .. to - 1 of the row-major matrix (width d): codes at least
    * codePanelLength(to, d) bytes, scales, residuals and norms at least `to` floats; other rows are not touched.
    */

@@ -9,12 +9,16 @@
  *
  * Backends: worker threads (the default: the event loop never scores), or inline (scoring runs on the event loop
  * in a setImmediate callback, one batch at a time, so the loop is busy for at most one batch; no thread hand-offs).
+ * A worker on the int8 path answers by a shared scan (serve/scan.ts): it takes requests at any time (they join its
+ * scan at the next chunk), so the engine sends each request at once, to the scanning worker with the fewest
+ * requests in flight, instead of queueing it until a backend is free.
  * Catalog changes (appended rows, retired rows) are queued and sent to every backend, in order, before the
  * next batch, so a change acknowledged before a request is visible to that request.
  */
 import { Worker } from 'node:worker_threads';
 import { extend } from '../util/growable.js';
 import { Scorer, type BatchTimes, type ScoreBatch } from './scorer.js';
+import type { WorkerOptions } from './worker.js';
 
 export interface ScoreRequest {
   history: Int32Array; // rows, most recent last
@@ -83,6 +87,8 @@ export interface ScoreBackend {
   readonly failure: Error | null;
   /** Resolves with the failure when the backend stops scoring (a crashed worker); absent where it cannot. */
   readonly stopped?: Promise<Error>;
+  /** Takes batches while others are being scored (a worker's shared scan): the engine dispatches at once. */
+  readonly scans?: boolean;
   /**
    * Scores a batch, calling `answer` for each request as soon as it is ready; resolves with the batch's compute
    * time in milliseconds once every request is answered.
@@ -160,7 +166,7 @@ export class InlineBackend implements ScoreBackend {
 
 /** A message from the scoring worker (worker.ts). Times are absolute (timeOrigin + now), in milliseconds. */
 export type WorkerReply =
-  | { type: 'ready' }
+  | { type: 'ready'; scan: boolean }
   | {
       type: 'answer';
       id: number;
@@ -186,17 +192,21 @@ export function absoluteNow(): number {
  * Starts the scoring worker. From the compiled package it is worker.js; when running the TypeScript sources under
  * tsx (development, tests), worker threads do not inherit tsx's loader, so a bootstrap registers it first.
  */
-function startWorker(modelDir: string): Worker {
+function startWorker(modelDir: string, options: WorkerOptions): Worker {
+  const workerData = { modelDir, options };
   if (!import.meta.url.endsWith('.ts')) {
-    return new Worker(new URL('./worker.js', import.meta.url), { workerData: { modelDir } });
+    return new Worker(new URL('./worker.js', import.meta.url), { workerData });
   }
   const tsx = import.meta.resolve('tsx/esm/api');
   const worker = new URL('./worker.ts', import.meta.url).href;
   const bootstrap = `(async () => { (await import(${JSON.stringify(tsx)})).register(); await import(${JSON.stringify(worker)}); })()`;
-  return new Worker(bootstrap, { eval: true, workerData: { modelDir } });
+  return new Worker(bootstrap, { eval: true, workerData });
 }
 
-/** Runs src/serve/worker.ts: loads the model artifact itself and scores batches it is sent. */
+/**
+ * Runs src/serve/worker.ts: loads the model artifact itself and scores batches it is sent (options: see
+ * WorkerOptions; by default the int8 path and its shared scan from QUANTIZED_MIN_ITEMS items on).
+ */
 export class WorkerBackend implements ScoreBackend {
   private readonly worker: Worker;
   private readonly pending = new Map<
@@ -205,18 +215,22 @@ export class WorkerBackend implements ScoreBackend {
   >();
   private nextId = 1;
   failure: Error | null = null;
+  /** Set from the worker's ready message: it answers by a shared scan. */
+  scans = false;
   readonly ready: Promise<void>;
   readonly stopped: Promise<Error>;
   private onStop: (error: Error) => void = () => {};
 
-  constructor(modelDir: string) {
+  constructor(modelDir: string, options: WorkerOptions = {}) {
     this.stopped = new Promise((resolve) => (this.onStop = resolve));
-    this.worker = startWorker(modelDir);
+    this.worker = startWorker(modelDir, options);
     const thread = this.worker.threadId; // -1 once the thread is gone
     this.ready = new Promise((resolve, reject) => {
       this.worker.on('message', (message: WorkerReply) => {
-        if (message.type === 'ready') resolve();
-        else if (message.type === 'fatal') reject(new Error(message.message));
+        if (message.type === 'ready') {
+          this.scans = message.scan;
+          resolve();
+        } else if (message.type === 'fatal') reject(new Error(message.message));
         else this.settle(message);
       });
       this.worker.on('error', (cause) => {
@@ -288,7 +302,10 @@ export interface EngineStats {
   batches: number;
   requests: number;
   maxBatch: number;
-  /** Estimated compute time per request in milliseconds (moving average over batches), used to size batches. */
+  /**
+   * Estimated compute time per request in milliseconds (moving average over batches), used to size batches; not
+   * updated by scanning backends (their requests share passes).
+   */
   requestCostMs: number;
   /**
    * Compute time of a batch of one request in milliseconds (moving average over such batches; 0 before the first):
@@ -306,6 +323,8 @@ export interface EngineOptions {
    * the measured cost of a batch of one when that is more. Default 2.
    */
   batchBudgetMs?: number;
+  /** Scoring workers on the int8 path answer by a shared scan (serve/scan.ts; read by runtime.ts). Default true. */
+  scan?: boolean;
   /** Starts a backend in place of one that stopped (a crashed worker); without it a stopped backend stays down. */
   restart?: () => Promise<ScoreBackend>;
   /** Where a stopped backend and its restart are reported (the service: stderr). */
@@ -335,6 +354,8 @@ const COST_SMOOTHING = 0.2;
 export class ScoringEngine {
   private readonly queue: Queued[] = [];
   private readonly idle: ScoreBackend[];
+  /** Requests sent to each scanning backend and not answered yet. */
+  private readonly inFlight = new Map<ScoreBackend, number>();
   private appended: Float32Array[] = [];
   private appendedCount = 0;
   private appendedFields: (Record<string, string> | undefined)[] = [];
@@ -497,6 +518,14 @@ export class ScoringEngine {
 
   private pump(): void {
     this.flushChanges();
+    const scanning = this.backends.filter((b) => b.scans && !b.failure);
+    if (scanning.length > 0 && this.queue.length > 0) {
+      // They join its scan at the next chunk: no reason to wait (see the file comment).
+      const load = (b: ScoreBackend) => this.inFlight.get(b) ?? 0;
+      const backend = scanning.reduce((a, b) => (load(b) < load(a) ? b : a));
+      while (this.queue.length > 0) this.dispatch(backend, this.queue.splice(0, this.maxBatch));
+      return;
+    }
     while (this.idle.length > 0 && this.queue.length > 0) {
       const share = Math.ceil(this.queue.length / this.idle.length);
       this.dispatch(this.idle.pop()!, this.queue.splice(0, Math.min(share, this.batchCap())));
@@ -508,7 +537,11 @@ export class ScoringEngine {
     this.stats.requests += group.length;
     this.stats.maxBatch = Math.max(this.stats.maxBatch, group.length);
     const dispatched = performance.now();
+    if (backend.scans) this.inFlight.set(backend, (this.inFlight.get(backend) ?? 0) + group.length);
+    let answered = 0;
     const answer: BackendAnswer = (r, indices, scores, times) => {
+      answered++;
+      if (backend.scans) this.inFlight.set(backend, this.inFlight.get(backend)! - 1);
       const queued = group[r];
       queued.resolve({
         indices,
@@ -524,6 +557,8 @@ export class ScoringEngine {
     };
     backend.score(packBatch(group.map((g) => g.request)), answer).then(
       (ms) => {
+        // A scanning backend's time is a pass shared with other requests, not the batch's cost: no estimate.
+        if (backend.scans) return this.pump();
         const cost = this.stats.requestCostMs;
         this.stats.requestCostMs = cost + COST_SMOOTHING * (ms / group.length - cost);
         if (group.length === 1) {
@@ -535,7 +570,9 @@ export class ScoringEngine {
       },
       (error: Error) => {
         for (const g of group) g.reject(error); // no effect on the requests already answered
-        if (!backend.failure) this.idle.push(backend); // a stopped one is replaced (watch)
+        if (backend.scans)
+          this.inFlight.set(backend, this.inFlight.get(backend)! - (group.length - answered));
+        else if (!backend.failure) this.idle.push(backend); // a stopped one is replaced (watch)
         this.pump();
       },
     );

@@ -75,7 +75,8 @@ export async function loadRuntime(
   } else {
     // The main thread only needs the artifact: workers load the model themselves.
     artifact = await loadArtifact(modelDir, { weights: false });
-    const started = Array.from({ length: workers }, () => new WorkerBackend(artifact.dir));
+    const workerOptions = { scan: engineOptions.scan };
+    const started = Array.from({ length: workers }, () => new WorkerBackend(artifact.dir, workerOptions));
     backends = started;
     try {
       await Promise.all(started.map((w) => w.ready));
@@ -86,7 +87,7 @@ export async function loadRuntime(
     // A worker that crashes is replaced by a new one on the same directory (the engine replays the changes).
     const dir = artifact.dir;
     restart = async () => {
-      const worker = new WorkerBackend(dir);
+      const worker = new WorkerBackend(dir, workerOptions);
       try {
         await worker.ready;
       } catch (error) {

@@ -107,6 +107,8 @@ export class Scorer {
   private active: Uint8Array;
   /** Per request in a batch: rows it may return (0 .. limit - 1). */
   private limits = new Int32Array(0);
+  /** Per request in a batch: the length of its list (k plus its exclusions). */
+  private widths = new Int32Array(0);
   /** Items excluded from the request being answered (reset after each request). */
   private excluded = new Uint8Array(0);
   private retired: number[] = [];
@@ -297,31 +299,134 @@ export class Scorer {
     else this.scoreTopK(batch, answer);
   }
 
+  /** Whether batches take the int8 first pass (then the shared scan, serve/scan.ts, can answer them). */
+  get quantizedPath(): boolean {
+    return this.quantized !== null;
+  }
+
+  /** Rows of the item matrix: the items and the padding row 0. */
+  get rows(): number {
+    return this.model.numItems + 1;
+  }
+
+  /**
+   * Encodes a batch's histories into states (count x d) and writes each request's limit (it may return rows
+   * 0 .. limit - 1) and list width (k plus what its exclusions can take out of the list, so that k rows remain).
+   */
+  prepare(batch: ScoreBatch, states: Float32Array, limits: Int32Array, widths: Int32Array): void {
+    const { count, inputOffsets, excludeOffsets } = batch;
+    const n = this.rows;
+    this.model.encodePacked(inputOffsets, batch.inputItems, count, states);
+    for (let r = 0; r < count; r++) {
+      limits[r] = batch.includeCold[r] ? n : Math.min(n, this.numWarm + 1);
+      let excluded = excludeOffsets[r + 1] - excludeOffsets[r];
+      if (batch.excludeSeen[r]) excluded += inputOffsets[r + 1] - inputOffsets[r];
+      widths[r] = Math.min(n, batch.k[r] + excluded);
+    }
+  }
+
+  /**
+   * Request r's answer from its ranked list (entries from .. to - 1 of indices / scores; index -1 ends it): the
+   * first k rows it does not exclude.
+   */
+  answerFrom(
+    batch: ScoreBatch,
+    r: number,
+    indices: Int32Array,
+    scores: Float32Array,
+    from: number,
+    to: number,
+  ): [Int32Array, Float32Array] {
+    const { inputOffsets, inputItems, excludeOffsets, excludeItems } = batch;
+    const excluded = this.excluded;
+    for (let j = excludeOffsets[r]; j < excludeOffsets[r + 1]; j++) excluded[excludeItems[j]] = 1;
+    if (batch.excludeSeen[r]) {
+      for (let j = inputOffsets[r]; j < inputOffsets[r + 1]; j++) excluded[inputItems[j]] = 1;
+    }
+    const k = batch.k[r];
+    const outIndices = new Int32Array(k);
+    const outScores = new Float32Array(k);
+    let found = 0;
+    for (let e = from; e < to && found < k; e++) {
+      const item = indices[e];
+      if (item < 0) break;
+      if (excluded[item]) continue;
+      outIndices[found] = item;
+      outScores[found++] = scores[e];
+    }
+    for (let j = excludeOffsets[r]; j < excludeOffsets[r + 1]; j++) excluded[excludeItems[j]] = 0;
+    for (let j = inputOffsets[r]; j < inputOffsets[r + 1]; j++) excluded[inputItems[j]] = 0;
+    return [outIndices.slice(0, found), outScores.slice(0, found)];
+  }
+
+  /**
+   * One step of the shared scan (kernels `scanQuantized`, on the int8 path only): items from .. to - 1 for `rows`
+   * requests whose states, limits and lists are the given arrays (see the kernel).
+   */
+  scanRange(
+    lists: {
+      lower: Float32Array;
+      lowerCount: Int32Array;
+      indices: Int32Array;
+      scores: Float32Array;
+      count: Int32Array;
+      candidates: Int32Array;
+      offsets: Int32Array;
+    },
+    states: Float32Array,
+    limits: Int32Array,
+    rows: number,
+    from: number,
+    to: number,
+  ): void {
+    if (!this.quantized) throw new Error('scanRange: the scorer is not on the int8 path');
+    const { codes, scales, residuals, norms } = this.quantized;
+    kernels.scanQuantized(
+      lists.lower,
+      lists.lowerCount,
+      lists.indices,
+      lists.scores,
+      lists.count,
+      lists.candidates,
+      lists.offsets,
+      states,
+      codes,
+      scales,
+      residuals,
+      norms,
+      this.model.itemEmbeddings(),
+      this.active,
+      limits,
+      rows,
+      this.rows,
+      this.d,
+      from,
+      to,
+    );
+  }
+
   /** scoreTopK for the whole batch, then per request its exclusions dropped from its list. */
   private scoreTopK(batch: ScoreBatch, answer: AnswerCallback): void {
-    const { count, inputOffsets, inputItems, excludeOffsets, excludeItems } = batch;
+    const { count } = batch;
     const d = this.d;
-    const n = this.model.numItems + 1;
+    const n = this.rows;
     const times = this.times;
     const started = performance.now();
     if (this.states.length < count * d) this.states = new Float32Array(count * d);
-    if (this.limits.length < count) this.limits = new Int32Array(count);
-    const states = this.states.subarray(0, count * d);
-    this.model.encodePacked(inputOffsets, inputItems, count, states);
-    const encoded = performance.now();
-    // Each request's list is long enough to still hold k items after its exclusions are dropped.
-    let width = 0;
-    for (let r = 0; r < count; r++) {
-      this.limits[r] = batch.includeCold[r] ? n : Math.min(n, this.numWarm + 1);
-      let excluded = excludeOffsets[r + 1] - excludeOffsets[r];
-      if (batch.excludeSeen[r]) excluded += inputOffsets[r + 1] - inputOffsets[r];
-      width = Math.max(width, Math.min(n, batch.k[r] + excluded));
+    if (this.limits.length < count) {
+      this.limits = new Int32Array(count);
+      this.widths = new Int32Array(count);
     }
+    const states = this.states.subarray(0, count * d);
+    this.prepare(batch, states, this.limits, this.widths);
+    const encoded = performance.now();
+    let width = 0;
+    for (let r = 0; r < count; r++) width = Math.max(width, this.widths[r]);
     if (this.topIndices.length < count * width) {
       this.topIndices = new Int32Array(count * width);
       this.topScores = new Float32Array(count * width);
     }
-    const { topIndices, topScores, excluded, quantized } = this;
+    const { topIndices, topScores, quantized } = this;
     if (quantized) {
       if (this.candidates.length !== count) this.candidates = new Int32Array(count);
       const { codes, scales, residuals, norms } = quantized;
@@ -359,27 +464,10 @@ export class Scorer {
     const scored = performance.now();
     times.encode = encoded - started;
     times.score = scored - encoded;
-
     for (let r = 0; r < count; r++) {
-      for (let j = excludeOffsets[r]; j < excludeOffsets[r + 1]; j++) excluded[excludeItems[j]] = 1;
-      if (batch.excludeSeen[r]) {
-        for (let j = inputOffsets[r]; j < inputOffsets[r + 1]; j++) excluded[inputItems[j]] = 1;
-      }
-      const k = batch.k[r];
-      const indices = new Int32Array(k);
-      const scores = new Float32Array(k);
-      let found = 0;
-      for (let e = r * width; e < (r + 1) * width && found < k; e++) {
-        const item = topIndices[e];
-        if (item < 0) break;
-        if (excluded[item]) continue;
-        indices[found] = item;
-        scores[found++] = topScores[e];
-      }
-      for (let j = excludeOffsets[r]; j < excludeOffsets[r + 1]; j++) excluded[excludeItems[j]] = 0;
-      for (let j = inputOffsets[r]; j < inputOffsets[r + 1]; j++) excluded[inputItems[j]] = 0;
+      const [indices, scores] = this.answerFrom(batch, r, topIndices, topScores, r * width, (r + 1) * width);
       times.topk = performance.now() - scored;
-      answer(r, indices.slice(0, found), scores.slice(0, found), times);
+      answer(r, indices, scores, times);
     }
   }
 

@@ -56,6 +56,8 @@ export interface ServiceOptions {
   maxBatch?: number;
   /** Estimated compute time one scoring batch may take, in milliseconds (see engine.ts). Default 2. */
   batchBudgetMs?: number;
+  /** Scoring workers on the int8 path answer by a shared scan (serve/scan.ts). Default true. */
+  scan?: boolean;
   /** Largest accepted request body in bytes. Default 256 KiB. */
   bodyLimit?: number;
   /** Largest k. Default 1000. */
@@ -220,6 +222,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   const engineOptions = {
     maxBatch: options.maxBatch,
     batchBudgetMs: options.batchBudgetMs,
+    scan: options.scan,
     report: reportError, // a crashed scoring worker and its restart
   };
   let current: ModelRuntime = await loadRuntime(options.modelDir, workers, engineOptions);

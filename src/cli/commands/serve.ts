@@ -5,7 +5,7 @@ import { readCatalog } from '../../data/readers.js';
 import { isLoopback, loadToken } from '../../serve/access.js';
 import { createService, type Service } from '../../serve/server.js';
 import { installExplorer } from '../../serve/ui/explorer.js';
-import { floatOption, intOption, withNegativeNumbers } from '../options.js';
+import { floatOption, intOption, onOff, withNegativeNumbers } from '../options.js';
 
 export const summary = 'serve recommendations over HTTP with a live, durable item catalog';
 
@@ -36,6 +36,8 @@ options:
   --max-batch N      most requests scored together (default 64)
   --batch-budget-ms X  estimated compute time one scoring batch may take (default 2): a free worker takes what
                      is queued, up to this budget, never waiting for a batch to fill
+  --scan on|off      on the int8 path (catalogs from 1,000 items), workers answer by a shared scan of the catalog
+                     that requests join at any time (default on; off: batches, one pass each; docs/latency.md)
   --body-limit N     largest request body in bytes (default 262144)
   --max-k N          largest k (default 1000)
   --max-items N      most history items per request (default 512)
@@ -73,6 +75,7 @@ export async function run(args: string[]): Promise<number> {
         workers: { type: 'string' },
         'max-batch': { type: 'string' },
         'batch-budget-ms': { type: 'string' },
+        scan: { type: 'string' },
         'body-limit': { type: 'string' },
         'max-k': { type: 'string' },
         'max-items': { type: 'string' },
@@ -178,6 +181,7 @@ export async function run(args: string[]): Promise<number> {
           workers: intOption(values.workers, 'workers', 0) ?? 1,
           maxBatch: intOption(values['max-batch'], 'max-batch', 1) ?? 64,
           batchBudgetMs: floatOption(values['batch-budget-ms'], 'batch-budget-ms', 0.01) ?? 2,
+          scan: onOff(values.scan, 'scan') ?? true,
           bodyLimit: intOption(values['body-limit'], 'body-limit', 64) ?? 256 * 1024,
           maxK: intOption(values['max-k'], 'max-k', 1) ?? 1000,
           maxItems: intOption(values['max-items'], 'max-items', 1) ?? 512,
