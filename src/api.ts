@@ -141,6 +141,10 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
   warmupSteps?: number;
   /** 'cosine': the learning rate decays to 0 over `epochs` (TrainOptions.lrSchedule); default 'constant'. */
   lrSchedule?: 'constant' | 'cosine';
+  /** Factors on lr by parameter group, e.g. `{ dense: 0.2 }` (AdamOptions.lrScales); default none (all at lr). */
+  lrScales?: Readonly<Record<string, number>>;
+  /** Weight averaging: validate, keep and save an EMA of the weights with this decay (TrainOptions.ema); 0: off. */
+  ema?: number;
 }
 
 export interface FittedModel {
@@ -539,6 +543,8 @@ function trainOptionsFor(
     patience: options.patience,
     warmupSteps: options.warmupSteps,
     lrSchedule: options.lrSchedule,
+    lrScales: options.lrScales,
+    ema: options.ema,
     seed: config.seed,
     validate: (m) => validationNdcg(m, split, { maxLength }),
     onProgress: options.onProgress,

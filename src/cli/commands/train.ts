@@ -96,6 +96,12 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
   --train-changed DIR  with --init-from: train only on the sequences that are new or changed since the split DIR
                      (the one the --init-from model was trained on); the others, which that model has seen as they
                      are, are left out, so an epoch costs their share less (docs/retraining.md)
+  --dense-lr-scale F the dense weights (positions, blocks, final layer norm) learn at F x --lr, the item rows at
+                     --lr (default 1); e.g. --init-from ... --dense-lr-scale 0.2: carried weights move slowly
+                     while fresh deltas learn at the full rate. F = 0 freezes the dense weights
+  --ema DECAY        weight averaging: validate, keep and save an exponential moving average of the weights,
+                     updated every step with decay min(DECAY, (1 + t) / (10 + t)); in [0, 1), default 0 (off);
+                     e.g. 0.995 averages over about 200 steps
   --lr-schedule S    constant (default) | cosine: the learning rate falls to 0 along a half cosine over --epochs
                      (a fixed budget, e.g. --init-from ... --epochs 7; early stopping still applies)
   --refit-projection with --init-from: fit the content projection (content-map: the map's start) on this split's
@@ -134,6 +140,8 @@ export async function run(args: string[]): Promise<number> {
         perturb: { type: 'string' },
         'warmup-steps': { type: 'string' },
         'lr-schedule': { type: 'string' },
+        'dense-lr-scale': { type: 'string' },
+        ema: { type: 'string' },
         'train-changed': { type: 'string' },
         evaluate: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -221,6 +229,10 @@ export async function run(args: string[]): Promise<number> {
     const lrSchedule = values['lr-schedule'];
     if (lrSchedule !== undefined && lrSchedule !== 'constant' && lrSchedule !== 'cosine')
       throw new Error(`--lr-schedule must be constant or cosine (got '${lrSchedule}')`);
+    const denseLrScale = floatOption(values['dense-lr-scale'], 'dense-lr-scale');
+    const ema = floatOption(values.ema, 'ema');
+    if (ema !== undefined && !(ema >= 0 && ema < 1))
+      throw new Error(`--ema must be a decay in [0, 1) (got '${values.ema}')`);
     if (values['train-changed'] !== undefined && !values['init-from'])
       throw new Error('--train-changed applies to a warm start (--init-from DIR)');
     await checkModelOutput(values.out, values.force);
@@ -295,6 +307,8 @@ export async function run(args: string[]): Promise<number> {
       perturb,
       warmupSteps,
       lrSchedule,
+      lrScales: denseLrScale === undefined ? undefined : { dense: denseLrScale },
+      ema,
     });
     if (model.warmStart) {
       const w = model.warmStart;
