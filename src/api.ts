@@ -145,6 +145,11 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
   lrScales?: Readonly<Record<string, number>>;
   /** Weight averaging: validate, keep and save an EMA of the weights with this decay (TrainOptions.ema); 0: off. */
   ema?: number;
+  /**
+   * Replay: each epoch trains the sequences flagged in `always` (e.g. `changedSequences(split, old).mask`) plus a new
+   * sample of `fraction` of the others (TrainOptions.replay); default: every sequence every epoch.
+   */
+  replay?: { always: Uint8Array; fraction: number };
 }
 
 export interface FittedModel {
@@ -545,6 +550,7 @@ function trainOptionsFor(
     lrSchedule: options.lrSchedule,
     lrScales: options.lrScales,
     ema: options.ema,
+    replay: options.replay,
     seed: config.seed,
     validate: (m) => validationNdcg(m, split, { maxLength }),
     onProgress: options.onProgress,

@@ -84,6 +84,11 @@ test('train checks options before reading input; negative numbers get our messag
     [['--lr-schedule', 'linear'], "--lr-schedule must be constant or cosine (got 'linear')"],
     [['--dense-lr-scale', '-0.5'], "--dense-lr-scale must be a number >= 0 (got '-0.5')"],
     [['--ema', '1'], "--ema must be a decay in [0, 1) (got '1')"],
+    [['--replay', '0.2'], '--replay applies to --train-changed DIR'],
+    [
+      ['--init-from', missing, '--train-changed', 'old', '--replay', '2'],
+      "--replay must be a number in [0, 1] (got '2')",
+    ],
   ];
   for (const [args, message] of cases) {
     // The split does not exist: only an option check can produce these messages.

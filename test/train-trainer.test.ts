@@ -13,7 +13,7 @@ import { loadNativeKernels, referenceKernels } from '../src/kernels/index.js';
 import type { Kernels } from '../src/kernels/types.js';
 import { SASRec, sasrecConfig, type SASRecConfig } from '../src/model/sasrec.js';
 import { loadCheckpoint } from '../src/train/checkpoint.js';
-import { BatchBuilder, createOptimizer, train, trainStep } from '../src/train/trainer.js';
+import { BatchBuilder, createOptimizer, replayOrder, train, trainStep } from '../src/train/trainer.js';
 import { Random } from '../src/util/random.js';
 
 const NUM_ITEMS = 40;
@@ -560,4 +560,59 @@ test('ema: validation, the kept weights and the checkpoint are the running avera
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('replayOrder: every always-id each epoch plus a new sample of the others, without repeats', () => {
+  const always = Int32Array.from([3, 7, 9]);
+  const others = Int32Array.from({ length: 20 }, (_, i) => 100 + i);
+  const rng = new Random(5);
+  const order = new Int32Array(always.length + 4);
+  const sampled = new Set<number>();
+  for (let epoch = 0; epoch < 5; epoch++) {
+    replayOrder(always, others, rng, order);
+    assert.deepEqual(Array.from(order.subarray(0, 3)), [3, 7, 9]);
+    const sample = Array.from(order.subarray(3));
+    assert.equal(new Set(sample).size, 4, `epoch ${epoch}: no repeats`);
+    for (const id of sample) {
+      assert.ok(id >= 100 && id < 120, `epoch ${epoch}: ${id} is one of the others`);
+      sampled.add(id);
+    }
+  }
+  assert.ok(sampled.size > 4, `a new sample each epoch (${sampled.size} distinct ids in 5 epochs)`);
+});
+
+test('replay: with fraction 0 an epoch trains exactly the flagged sequences; the epoch size counts the sample', async () => {
+  const flagged = Uint8Array.from({ length: 300 }, (_, s) => (s % 3 === 0 ? 1 : 0));
+  const keep = Array.from(flagged.keys()).filter((s) => flagged[s] === 1);
+  const offsets = new Int32Array(keep.length + 1);
+  const items: number[] = [];
+  keep.forEach((s, r) => {
+    items.push(...trainData.items.subarray(trainData.offsets[s], trainData.offsets[s + 1]));
+    offsets[r + 1] = items.length;
+  });
+  const restricted = { offsets, items: Int32Array.from(items) };
+  const a = makeModel();
+  const b = makeModel();
+  await train(a, trainData, { ...quiet, epochs: 1, replay: { always: flagged, fraction: 0 } });
+  const onSubset = await train(b, restricted, { ...quiet, epochs: 1 });
+  assertSameWeights(snapshot(a), snapshot(b), 'replay with fraction 0 = training on the flagged sequences');
+  const half = await train(makeModel(), trainData, {
+    ...quiet,
+    epochs: 1,
+    replay: { always: flagged, fraction: 0.5 },
+  });
+  assert.equal(onSubset.sequences, 100);
+  assert.equal(half.sequences, 100 + 100, '100 flagged + half of the 200 others');
+  await assert.rejects(
+    train(makeModel(), trainData, {
+      ...quiet,
+      epochs: 1,
+      replay: { always: flagged.subarray(1), fraction: 0 },
+    }),
+    /^Error: train: replay.always has 299 flags for 300 sequences$/,
+  );
+  await assert.rejects(
+    train(makeModel(), trainData, { ...quiet, epochs: 1, replay: { always: flagged, fraction: 2 } }),
+    /^Error: train: replay.fraction must be in \[0, 1\] \(got 2\)$/,
+  );
 });

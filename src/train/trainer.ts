@@ -40,6 +40,12 @@ export interface TrainOptions extends AdamOptions {
    * average. The training loss is the live weights'. 0 (default) is off; e.g. 0.995 averages over about 200 steps.
    */
   ema?: number;
+  /**
+   * Replay (a warm start's fine-tuning, docs/retraining.md): each epoch trains on every sequence s with
+   * `always[s] = 1` plus a new seeded sample of `fraction` of the others (e.g. the unchanged sequences an old model has
+   * seen), shuffled together; an epoch is then that many sequences. Off by default (every sequence, every epoch).
+   */
+  replay?: { always: Uint8Array; fraction: number };
   /** Epochs without a validation improvement before stopping (default 5). */
   patience?: number;
   /** Shuffling and dropout seed (default: the model's config seed). */
@@ -190,10 +196,26 @@ export async function train(
     if (sequences.offsets[s + 1] - sequences.offsets[s] >= 2) usable.push(s);
   }
   if (usable.length === 0) throw new Error('train: no training sequence has 2 or more items');
-  const order = Int32Array.from(usable);
+  const replay = options.replay;
+  if (replay) {
+    if (replay.always.length !== sequences.offsets.length - 1)
+      throw new Error(
+        `train: replay.always has ${replay.always.length} flags for ${sequences.offsets.length - 1} sequences`,
+      );
+    if (!(replay.fraction >= 0 && replay.fraction <= 1))
+      throw new Error(`train: replay.fraction must be in [0, 1] (got ${replay.fraction})`);
+  }
+  // With replay: the sequences trained every epoch, and the others a sample of which joins each epoch.
+  const always = replay ? Int32Array.from(usable.filter((s) => replay.always[s] === 1)) : null;
+  const others = replay ? Int32Array.from(usable.filter((s) => replay.always[s] !== 1)) : null;
+  const replayed = replay ? Math.round(replay.fraction * others!.length) : 0;
+  const order = replay ? new Int32Array(always!.length + replayed) : Int32Array.from(usable);
+  if (order.length === 0) throw new Error('train: replay leaves no sequence to train on');
   if (model.config.sampler === 'popularity')
     model.setItemFrequencies(itemFrequencies(sequences, model.numItems));
   const rng = new Random(seed);
+  // The replay sample has its own stream, so the shuffles of the epoch order are those of a run without replay.
+  const replayRng = new Random(hash32(seed ^ 0x5eed7e91));
   const builder = new BatchBuilder(batchSize, model.config.maxLength);
   const optimizer = createOptimizer(model, options);
   const groups = model.paramGroups();
@@ -228,6 +250,7 @@ export async function train(
   try {
     for (let epoch = 1; epoch <= epochs && !stopRequested; epoch++) {
       const epochStart = performance.now();
+      if (replay) replayOrder(always!, others!, replayRng, order);
       rng.shuffle(order);
       let lossSum = 0;
       let positions = 0;
@@ -358,6 +381,16 @@ class WeightAverage {
     });
     model.parametersChanged();
   }
+}
+
+/**
+ * Replay: fills `order` with every id of `always`, then the first order.length - always.length ids of `others` after a
+ * seeded shuffle (a new sample each call; the caller shuffles `order`).
+ */
+export function replayOrder(always: Int32Array, others: Int32Array, rng: Random, order: Int32Array): void {
+  rng.shuffle(others);
+  order.set(always);
+  order.set(others.subarray(0, order.length - always.length), always.length);
 }
 
 /** The learning-rate factor of step s (1-based): linear warmup over warmupSteps, times the schedule's decay. */

@@ -102,6 +102,9 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
   --ema DECAY        weight averaging: validate, keep and save an exponential moving average of the weights,
                      updated every step with decay min(DECAY, (1 + t) / (10 + t)); in [0, 1), default 0 (off);
                      e.g. 0.995 averages over about 200 steps
+  --replay F         with --train-changed: each epoch also trains a new seeded sample of F (in [0, 1]) of the
+                     unchanged sequences, shuffled in with the changed ones (e.g. 0.2); an epoch is then the
+                     changed sequences plus that sample
   --lr-schedule S    constant (default) | cosine: the learning rate falls to 0 along a half cosine over --epochs
                      (a fixed budget, e.g. --init-from ... --epochs 7; early stopping still applies)
   --refit-projection with --init-from: fit the content projection (content-map: the map's start) on this split's
@@ -142,6 +145,7 @@ export async function run(args: string[]): Promise<number> {
         'lr-schedule': { type: 'string' },
         'dense-lr-scale': { type: 'string' },
         ema: { type: 'string' },
+        replay: { type: 'string' },
         'train-changed': { type: 'string' },
         evaluate: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -235,6 +239,9 @@ export async function run(args: string[]): Promise<number> {
       throw new Error(`--ema must be a decay in [0, 1) (got '${values.ema}')`);
     if (values['train-changed'] !== undefined && !values['init-from'])
       throw new Error('--train-changed applies to a warm start (--init-from DIR)');
+    const replay = unitOption(values.replay, 'replay');
+    if (replay !== undefined && values['train-changed'] === undefined)
+      throw new Error('--replay applies to --train-changed DIR');
     await checkModelOutput(values.out, values.force);
     const initFrom = values['init-from']
       ? await warmStartSource(values['init-from'], kind as ModelKind)
@@ -284,10 +291,12 @@ export async function run(args: string[]): Promise<number> {
       console.error(
         `training on the sequences changed since ${values['train-changed']}: ${kept} of ` +
           `${kept + changed.unchanged} (${changed.changed} changed, ${changed.added} new users; ` +
-          `${changed.unchanged} unchanged left out)`,
+          (replay === undefined
+            ? `${changed.unchanged} unchanged left out)`
+            : `${changed.unchanged} unchanged, a new sample of ${replay} of them each epoch)`),
       );
     }
-    const model = await fit(changed?.split ?? split, {
+    const model = await fit(changed && replay === undefined ? changed.split : split, {
       ...settings,
       model: kind,
       content: content ?? undefined,
@@ -309,6 +318,7 @@ export async function run(args: string[]): Promise<number> {
       lrSchedule,
       lrScales: denseLrScale === undefined ? undefined : { dense: denseLrScale },
       ema,
+      replay: changed && replay !== undefined ? { always: changed.mask, fraction: replay } : undefined,
     });
     if (model.warmStart) {
       const w = model.warmStart;
