@@ -141,6 +141,15 @@ export interface FitOptions extends Partial<Omit<SASRecConfig, 'numItems' | 'str
   warmupSteps?: number;
   /** 'cosine': the learning rate decays to 0 over `epochs` (TrainOptions.lrSchedule); default 'constant'. */
   lrSchedule?: 'constant' | 'cosine';
+  /** Factors on lr by parameter group, e.g. `{ dense: 0.2 }` (AdamOptions.lrScales); default none (all at lr). */
+  lrScales?: Readonly<Record<string, number>>;
+  /** Weight averaging: validate, keep and save an EMA of the weights with this decay (TrainOptions.ema); 0: off. */
+  ema?: number;
+  /**
+   * Replay: each epoch trains the sequences flagged in `always` (e.g. `changedSequences(split, old).mask`) plus a new
+   * sample of `fraction` of the others (TrainOptions.replay); default: every sequence every epoch.
+   */
+  replay?: { always: Uint8Array; fraction: number };
 }
 
 export interface FittedModel {
@@ -539,6 +548,9 @@ function trainOptionsFor(
     patience: options.patience,
     warmupSteps: options.warmupSteps,
     lrSchedule: options.lrSchedule,
+    lrScales: options.lrScales,
+    ema: options.ema,
+    replay: options.replay,
     seed: config.seed,
     validate: (m) => validationNdcg(m, split, { maxLength }),
     onProgress: options.onProgress,

@@ -4,8 +4,12 @@
  * leaves old items' content rows where they were, and mismatches are refused with clear messages.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { fit, type FitOptions, type FittedModel } from '../src/api.js';
+import { fit, load, save, type FitOptions, type FittedModel } from '../src/api.js';
+import { validationNdcg } from '../src/eval/evaluate.js';
 import { buildContent, backtestSplit } from '../src/eval/data.js';
 import { changedSequences } from '../src/data/changed.js';
 import { prepareSplit } from '../src/data/split.js';
@@ -312,4 +316,58 @@ test('fit with initFrom refuses another kind, another architecture, knn and a co
     fit(split, { ...base, model: 'content-delta', content: other.content! }),
     /^Error: fit: content has 20 dims but initFrom's projection takes 24 \(encode the items with initFrom's text encoder, or use refitProjection\)$/,
   );
+});
+
+test('fit passes lrScales, replay and ema to training: frozen dense weights, the replayed epoch, the saved average', async () => {
+  const old = await fit(inner, {
+    ...small,
+    epochs: 2,
+    model: 'content-delta',
+    content: innerContent.content!,
+  });
+  const options: FitOptions = {
+    ...small,
+    model: 'content-delta',
+    content: outerContent.content!,
+    initFrom: old,
+  };
+  const frozen = await fit(split, { ...options, lrScales: { dense: 0 } });
+  assert.deepEqual(
+    sasrecOf(frozen).params.flat,
+    sasrecOf(old).params.flat,
+    'dense weights exactly as carried',
+  );
+  assert.ok(
+    sasrecOf(frozen).items.weight!.some((v) => v !== 0),
+    'the deltas (started at zero) trained',
+  );
+  const changed = changedSequences(split, inner);
+  const replayed = await fit(split, { ...options, replay: { always: changed.mask, fraction: 0.5 } });
+  const usable = (flags: number) => {
+    let n = 0;
+    for (let s = 0; s < changed.mask.length; s++)
+      if (changed.mask[s] === flags && split.train.offsets[s + 1] - split.train.offsets[s] >= 2) n++;
+    return n;
+  };
+  assert.equal(replayed.training!.sequences, usable(1) + Math.round(0.5 * usable(0)));
+  const dir = await mkdtemp(join(tmpdir(), 'deltarec-ema-fit-'));
+  try {
+    const averaged = await fit(split, { ...options, epochs: 2, patience: 2, ema: 0.9 });
+    await save(averaged, join(dir, 'model'));
+    const loaded = await load(join(dir, 'model'));
+    assert.equal(
+      validationNdcg(loaded.recommender, split, { maxLength: loaded.maxLength }),
+      averaged.training!.bestMetric,
+      'the saved model is the validated average',
+    );
+    const plain = await fit(split, { ...options, epochs: 2, patience: 2 });
+    assert.deepEqual(
+      averaged.training!.history.map((h) => h.loss),
+      plain.training!.history.map((h) => h.loss),
+      'the same training losses',
+    );
+    assert.notDeepEqual(sasrecOf(averaged).params.flat, sasrecOf(plain).params.flat);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -82,6 +82,13 @@ test('train checks options before reading input; negative numbers get our messag
     [['--warmup-steps', '2.5'], "--warmup-steps must be an integer >= 0 (got '2.5')"],
     [['--train-changed', 'old-split'], '--train-changed applies to a warm start (--init-from DIR)'],
     [['--lr-schedule', 'linear'], "--lr-schedule must be constant or cosine (got 'linear')"],
+    [['--dense-lr-scale', '-0.5'], "--dense-lr-scale must be a number >= 0 (got '-0.5')"],
+    [['--ema', '1'], "--ema must be a decay in [0, 1) (got '1')"],
+    [['--replay', '0.2'], '--replay applies to --train-changed DIR'],
+    [
+      ['--init-from', missing, '--train-changed', 'old', '--replay', '2'],
+      "--replay must be a number in [0, 1] (got '2')",
+    ],
   ];
   for (const [args, message] of cases) {
     // The split does not exist: only an option check can produce these messages.
@@ -215,6 +222,10 @@ test('train --init-from warm-starts from the backtest period; --lexical-weight a
       '3',
       '--lr-schedule',
       'cosine',
+      '--dense-lr-scale',
+      '0.5',
+      '--ema',
+      '0.9',
       '--train-changed',
       innerSplit,
       '--out',

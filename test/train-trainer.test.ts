@@ -13,7 +13,7 @@ import { loadNativeKernels, referenceKernels } from '../src/kernels/index.js';
 import type { Kernels } from '../src/kernels/types.js';
 import { SASRec, sasrecConfig, type SASRecConfig } from '../src/model/sasrec.js';
 import { loadCheckpoint } from '../src/train/checkpoint.js';
-import { BatchBuilder, createOptimizer, train, trainStep } from '../src/train/trainer.js';
+import { BatchBuilder, createOptimizer, replayOrder, train, trainStep } from '../src/train/trainer.js';
 import { Random } from '../src/util/random.js';
 
 const NUM_ITEMS = 40;
@@ -452,5 +452,167 @@ test("lrSchedule 'cosine' decays the rate over all epochs: of 2 one-step epochs,
   await assert.rejects(
     train(makeModel(), trainData, { ...quiet, epochs: 1, lrSchedule: 'step' as 'cosine' }),
     /^Error: train: lrSchedule must be constant or cosine \(got 'step'\)$/,
+  );
+});
+
+/** Every trainable value of the model, group by group, as one flat array per group. */
+function groupValues(model: SASRec): Float32Array[] {
+  return model.paramGroups().map((g) => Float32Array.from(g.param));
+}
+
+test('lrScales: a group scaled by 0.5 takes half the first step, 0 freezes it, the others step as with no scales', async () => {
+  const firstStep = async (lrScales?: Record<string, number>) => {
+    const model = makeModel({ strategy: 'content-delta' });
+    const before = groupValues(model);
+    // One batch holds every sequence: one epoch is one step.
+    await train(model, trainData, { ...quiet, epochs: 1, batchSize: 300, lrScales });
+    return groupValues(model).map((after, i) => after.map((v, j) => v - before[i][j]));
+  };
+  const [plainDense, plainDelta] = await firstStep();
+  const [sameDense, sameDelta] = await firstStep({});
+  assert.deepEqual([sameDense, sameDelta], [plainDense, plainDelta], 'no scales: the default, bit for bit');
+  const [halfDense, halfDelta] = await firstStep({ dense: 0.5 });
+  assert.deepEqual(halfDelta, plainDelta, 'the delta steps at the full rate');
+  let compared = 0;
+  plainDense.forEach((step, i) => {
+    if (Math.abs(step) < 1e-5) return;
+    compared++;
+    assert.ok(Math.abs(halfDense[i] / step - 0.5) < 1e-2, `dense weight ${i}: ${halfDense[i]} vs ${step}`);
+  });
+  assert.ok(compared > 1000, `${compared} dense weights moved`);
+  const [frozenDense, frozenDelta] = await firstStep({ dense: 0 });
+  assert.ok(
+    frozenDense.every((v) => v === 0),
+    'dense weights frozen',
+  );
+  assert.ok(
+    frozenDelta.some((v) => v !== 0),
+    'the delta still learns',
+  );
+  await assert.rejects(
+    train(makeModel(), trainData, { ...quiet, epochs: 1, lrScales: { dense: -1 } }),
+    /^Error: Adam: the lr scale of group 'dense' must be a number >= 0 \(got -1\)$/,
+  );
+  await assert.rejects(
+    train(makeModel(), trainData, { ...quiet, epochs: 1, lrScales: { blocks: 0.5 } }),
+    /^Error: Adam: lr scale for 'blocks', which is not a parameter group \(dense, items\)$/,
+  );
+});
+
+test('ema: validation, the kept weights and the checkpoint are the running average; the live training is unchanged', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'deltarec-ema-'));
+  try {
+    const run = async (ema: number) => {
+      const model = makeModel({ strategy: 'content-delta' });
+      const live = [groupValues(model)];
+      const validated: Float32Array[][] = [];
+      const losses: number[] = [];
+      const checkpointPath = join(dir, `ema-${ema}.safetensors`);
+      // One step per epoch; the validation score rises every epoch, so the last epoch is the best.
+      const result = await train(model, trainData, {
+        ...quiet,
+        epochs: 3,
+        batchSize: 300,
+        ema,
+        checkpointPath,
+        validate: (m) => {
+          validated.push(groupValues(m));
+          return validated.length;
+        },
+        onProgress: (p) => {
+          live.push(groupValues(model));
+          losses.push(p.loss);
+        },
+      });
+      return { model, live, validated, losses, result, checkpointPath };
+    };
+    const plain = await run(0);
+    plain.validated.forEach((v, e) =>
+      assertSameWeights(v, plain.live[e + 1], `ema 0: epoch ${e + 1} validates the live weights`),
+    );
+    const averaged = await run(0.5);
+    assert.deepEqual(averaged.losses, plain.losses, 'the same live training');
+    averaged.live.forEach((w, e) => assertSameWeights(w, plain.live[e], `live weights after epoch ${e}`));
+    // average_t = average_{t-1} + (1 - min(0.5, (1 + t) / (10 + t))) (live_t - average_{t-1}), average_0 = start.
+    let expected = plain.live[0].map((g) => Float64Array.from(g));
+    for (let t = 1; t <= 3; t++) {
+      const rate = 1 - Math.min(0.5, (1 + t) / (10 + t));
+      expected = expected.map((a, i) => a.map((v, j) => v + rate * (plain.live[t][i][j] - v)));
+      averaged.validated[t - 1].forEach((g, i) => {
+        let worst = 0;
+        g.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - expected[i][j]))));
+        assert.ok(worst < 1e-6, `epoch ${t}, group ${i}: off by ${worst}`);
+      });
+    }
+    assert.ok(
+      averaged.validated[2].some((g, i) => g.some((v, j) => v !== plain.live[3][i][j])),
+      'the average differs from the live weights',
+    );
+    assert.equal(averaged.result.bestEpoch, 3);
+    assertSameWeights(groupValues(averaged.model), averaged.validated[2], 'the model keeps the best average');
+    const { model: saved } = await loadCheckpoint(averaged.checkpointPath, referenceKernels);
+    assertSameWeights(groupValues(saved), averaged.validated[2], 'the checkpoint holds the average');
+    for (const bad of [-0.1, 1])
+      await assert.rejects(
+        train(makeModel(), trainData, { ...quiet, epochs: 1, ema: bad }),
+        new RegExp(`^Error: train: ema must be a decay in \\[0, 1\\) \\(got ${bad}\\)$`),
+      );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('replayOrder: every always-id each epoch plus a new sample of the others, without repeats', () => {
+  const always = Int32Array.from([3, 7, 9]);
+  const others = Int32Array.from({ length: 20 }, (_, i) => 100 + i);
+  const rng = new Random(5);
+  const order = new Int32Array(always.length + 4);
+  const sampled = new Set<number>();
+  for (let epoch = 0; epoch < 5; epoch++) {
+    replayOrder(always, others, rng, order);
+    assert.deepEqual(Array.from(order.subarray(0, 3)), [3, 7, 9]);
+    const sample = Array.from(order.subarray(3));
+    assert.equal(new Set(sample).size, 4, `epoch ${epoch}: no repeats`);
+    for (const id of sample) {
+      assert.ok(id >= 100 && id < 120, `epoch ${epoch}: ${id} is one of the others`);
+      sampled.add(id);
+    }
+  }
+  assert.ok(sampled.size > 4, `a new sample each epoch (${sampled.size} distinct ids in 5 epochs)`);
+});
+
+test('replay: with fraction 0 an epoch trains exactly the flagged sequences; the epoch size counts the sample', async () => {
+  const flagged = Uint8Array.from({ length: 300 }, (_, s) => (s % 3 === 0 ? 1 : 0));
+  const keep = Array.from(flagged.keys()).filter((s) => flagged[s] === 1);
+  const offsets = new Int32Array(keep.length + 1);
+  const items: number[] = [];
+  keep.forEach((s, r) => {
+    items.push(...trainData.items.subarray(trainData.offsets[s], trainData.offsets[s + 1]));
+    offsets[r + 1] = items.length;
+  });
+  const restricted = { offsets, items: Int32Array.from(items) };
+  const a = makeModel();
+  const b = makeModel();
+  await train(a, trainData, { ...quiet, epochs: 1, replay: { always: flagged, fraction: 0 } });
+  const onSubset = await train(b, restricted, { ...quiet, epochs: 1 });
+  assertSameWeights(snapshot(a), snapshot(b), 'replay with fraction 0 = training on the flagged sequences');
+  const half = await train(makeModel(), trainData, {
+    ...quiet,
+    epochs: 1,
+    replay: { always: flagged, fraction: 0.5 },
+  });
+  assert.equal(onSubset.sequences, 100);
+  assert.equal(half.sequences, 100 + 100, '100 flagged + half of the 200 others');
+  await assert.rejects(
+    train(makeModel(), trainData, {
+      ...quiet,
+      epochs: 1,
+      replay: { always: flagged.subarray(1), fraction: 0 },
+    }),
+    /^Error: train: replay.always has 299 flags for 300 sequences$/,
+  );
+  await assert.rejects(
+    train(makeModel(), trainData, { ...quiet, epochs: 1, replay: { always: flagged, fraction: 2 } }),
+    /^Error: train: replay.fraction must be in \[0, 1\] \(got 2\)$/,
   );
 });

@@ -14,6 +14,8 @@ export interface ChangedSequences {
   added: number;
   /** Sequences left out: the same item ids in the same order in both splits. */
   unchanged: number;
+  /** One flag per training sequence of the newer split: 1 when it is new or changed (kept above), else 0. */
+  mask: Uint8Array;
 }
 
 export function changedSequences(split: PreparedSplit, older: PreparedSplit): ChangedSequences {
@@ -22,6 +24,7 @@ export function changedSequences(split: PreparedSplit, older: PreparedSplit): Ch
   const before = new Map<string, number>();
   older.trainUsers.forEach((user, s) => before.set(user, s));
   const keep: number[] = [];
+  const mask = new Uint8Array(split.trainUsers.length);
   let changed = 0;
   let added = 0;
   for (let s = 0; s < split.trainUsers.length; s++) {
@@ -30,6 +33,7 @@ export function changedSequences(split: PreparedSplit, older: PreparedSplit): Ch
     else if (!sameItems(split, s, older, o)) changed++;
     else continue;
     keep.push(s);
+    mask[s] = 1;
   }
   const offsets = new Int32Array(keep.length + 1);
   let length = 0;
@@ -44,6 +48,7 @@ export function changedSequences(split: PreparedSplit, older: PreparedSplit): Ch
     changed,
     added,
     unchanged: split.trainUsers.length - keep.length,
+    mask,
   };
 }
 

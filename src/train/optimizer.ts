@@ -20,6 +20,12 @@ export interface AdamOptions {
   weightDecay?: number;
   /** Rescale all gradients together to at most this global L2 norm before the step; 0 (off) by default. */
   gradClip?: number;
+  /**
+   * Per-group factors on lr, by parameter-group name ('dense', 'delta', 'items', 'map.weight', 'map.bias'); a group
+   * not named uses lr. 0 freezes a group. Discriminative fine-tuning of a warm start: carried dense weights at a
+   * fraction of the rate that fresh item rows learn at (docs/retraining.md).
+   */
+  lrScales?: Readonly<Record<string, number>>;
 }
 
 export class Adam {
@@ -29,6 +35,7 @@ export class Adam {
   readonly eps: number;
   readonly weightDecay: number;
   readonly gradClip: number;
+  readonly lrScales: Readonly<Record<string, number>>;
   /** Factor on lr for the next steps, set by a schedule (the trainer's warmup); 1 otherwise. */
   lrScale = 1;
   /** Steps taken (1-based inside step()). */
@@ -53,6 +60,15 @@ export class Adam {
     this.eps = options.eps ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0;
     this.gradClip = options.gradClip ?? 0;
+    this.lrScales = { ...options.lrScales };
+    for (const [name, scale] of Object.entries(this.lrScales)) {
+      if (!(Number.isFinite(scale) && scale >= 0))
+        throw new Error(`Adam: the lr scale of group '${name}' must be a number >= 0 (got ${scale})`);
+      if (!groups.some((g) => g.name === name))
+        throw new Error(
+          `Adam: lr scale for '${name}', which is not a parameter group (${groups.map((g) => g.name).join(', ')})`,
+        );
+    }
     if (!(this.lr > 0)) throw new Error(`Adam: lr must be > 0 (got ${this.lr})`);
     if (!(this.beta1 >= 0 && this.beta1 < 1 && this.beta2 >= 0 && this.beta2 < 1)) {
       throw new Error(`Adam: betas must be in [0, 1) (got ${this.beta1}, ${this.beta2})`);
@@ -108,6 +124,7 @@ export class Adam {
     }
     for (let i = 0; i < this.groups.length; i++) {
       const g = this.groups[i];
+      const lr = this.lr * this.lrScale * (this.lrScales[g.name] ?? 1);
       if (g.sparse) {
         const { rows, grad, count } = g.sparse;
         const n = count * g.rowWidth;
@@ -120,7 +137,7 @@ export class Adam {
           rows,
           count,
           g.rowWidth,
-          this.lr * this.lrScale,
+          lr,
           this.beta1,
           this.beta2,
           this.eps,
@@ -140,7 +157,7 @@ export class Adam {
         this.m[i].subarray(from),
         this.v[i].subarray(from),
         n,
-        this.lr * this.lrScale,
+        lr,
         this.beta1,
         this.beta2,
         this.eps,

@@ -12,6 +12,7 @@
  * Logits are always computed at non-padding positions only.
  */
 import type { Sequences } from '../data/types.js';
+import type { ParamGroup } from '../model/embeddings.js';
 import type { Batch, SASRec } from '../model/sasrec.js';
 import { hash32, Random } from '../util/random.js';
 import { saveCheckpoint } from './checkpoint.js';
@@ -32,6 +33,19 @@ export interface TrainOptions extends AdamOptions {
    * Default 'constant'.
    */
   lrSchedule?: 'constant' | 'cosine';
+  /**
+   * Weight averaging: an exponential moving average of the weights, updated after every step with decay
+   * min(ema, (1 + t) / (10 + t)) at the t-th step (the usual ramp, so the average follows the early steps), is what
+   * `validate` scores, what the best epoch keeps and what the checkpoint holds; the model ends with the best epoch's
+   * average. The training loss is the live weights'. 0 (default) is off; e.g. 0.995 averages over about 200 steps.
+   */
+  ema?: number;
+  /**
+   * Replay (a warm start's fine-tuning, docs/retraining.md): each epoch trains on every sequence s with
+   * `always[s] = 1` plus a new seeded sample of `fraction` of the others (e.g. the unchanged sequences an old model has
+   * seen), shuffled together; an epoch is then that many sequences. Off by default (every sequence, every epoch).
+   */
+  replay?: { always: Uint8Array; fraction: number };
   /** Epochs without a validation improvement before stopping (default 5). */
   patience?: number;
   /** Shuffling and dropout seed (default: the model's config seed). */
@@ -169,6 +183,9 @@ export async function train(
     throw new Error(`train: batchSize must be >= 1 (got ${batchSize})`);
   if (!Number.isInteger(warmupSteps) || warmupSteps < 0)
     throw new Error(`train: warmupSteps must be an integer >= 0 (got ${warmupSteps})`);
+  const emaDecay = options.ema ?? 0;
+  if (!(Number.isFinite(emaDecay) && emaDecay >= 0 && emaDecay < 1))
+    throw new Error(`train: ema must be a decay in [0, 1) (got ${emaDecay})`);
   const lrSchedule = options.lrSchedule ?? 'constant';
   if (lrSchedule !== 'constant' && lrSchedule !== 'cosine')
     throw new Error(`train: lrSchedule must be constant or cosine (got '${String(lrSchedule)}')`);
@@ -179,15 +196,32 @@ export async function train(
     if (sequences.offsets[s + 1] - sequences.offsets[s] >= 2) usable.push(s);
   }
   if (usable.length === 0) throw new Error('train: no training sequence has 2 or more items');
-  const order = Int32Array.from(usable);
+  const replay = options.replay;
+  if (replay) {
+    if (replay.always.length !== sequences.offsets.length - 1)
+      throw new Error(
+        `train: replay.always has ${replay.always.length} flags for ${sequences.offsets.length - 1} sequences`,
+      );
+    if (!(replay.fraction >= 0 && replay.fraction <= 1))
+      throw new Error(`train: replay.fraction must be in [0, 1] (got ${replay.fraction})`);
+  }
+  // With replay: the sequences trained every epoch, and the others a sample of which joins each epoch.
+  const always = replay ? Int32Array.from(usable.filter((s) => replay.always[s] === 1)) : null;
+  const others = replay ? Int32Array.from(usable.filter((s) => replay.always[s] !== 1)) : null;
+  const replayed = replay ? Math.round(replay.fraction * others!.length) : 0;
+  const order = replay ? new Int32Array(always!.length + replayed) : Int32Array.from(usable);
+  if (order.length === 0) throw new Error('train: replay leaves no sequence to train on');
   if (model.config.sampler === 'popularity')
     model.setItemFrequencies(itemFrequencies(sequences, model.numItems));
   const rng = new Random(seed);
+  // The replay sample has its own stream, so the shuffles of the epoch order are those of a run without replay.
+  const replayRng = new Random(hash32(seed ^ 0x5eed7e91));
   const builder = new BatchBuilder(batchSize, model.config.maxLength);
   const optimizer = createOptimizer(model, options);
   const groups = model.paramGroups();
   const totalSteps = epochs * Math.ceil(order.length / batchSize);
   const stepSeed = () => hash32(Math.imul(seed, 0x9e3779b1) ^ hash32(optimizer.stepCount + 1));
+  const average = emaDecay > 0 ? new WeightAverage(groups) : null;
 
   let stopRequested = false;
   const onAbort = () => (stopRequested = true);
@@ -216,6 +250,7 @@ export async function train(
   try {
     for (let epoch = 1; epoch <= epochs && !stopRequested; epoch++) {
       const epochStart = performance.now();
+      if (replay) replayOrder(always!, others!, replayRng, order);
       rng.shuffle(order);
       let lossSum = 0;
       let positions = 0;
@@ -227,6 +262,7 @@ export async function train(
         for (let r = 0; r < count; r++) real += batch.lengths[r];
         optimizer.lrScale = lrScale(optimizer.stepCount + 1, warmupSteps, lrSchedule, totalSteps);
         const loss = trainStep(model, optimizer, batch, stepSeed());
+        average?.update(emaDecay);
         if (!Number.isFinite(loss))
           throw new Error(`train: loss is ${loss} at epoch ${epoch}, step ${optimizer.stepCount}`);
         lossSum += loss * real;
@@ -242,19 +278,30 @@ export async function train(
       }
       const trainSeconds = (performance.now() - epochStart) / 1000;
       const loss = lossSum / positions;
-      // Higher is better: validation NDCG@10, or without validate the negated training loss.
-      const metric = options.validate ? await options.validate(model) : null;
-      const score = metric ?? -loss;
-      const improved = bestScore === null || score > bestScore;
-      if (improved) {
-        bestScore = score;
-        bestMetric = metric;
-        bestEpoch = epoch;
-        bestLoss = loss;
-        best = groups.map((g) => Float32Array.from(g.param));
-      }
-      if (improved && options.checkpointPath) {
-        await saveCheckpoint(options.checkpointPath, model, { epoch: String(epoch), metric: String(metric) });
+      // With weight averaging, the average is validated, kept and saved; the live weights come back after.
+      average?.swap(model);
+      let metric: number | null;
+      let improved: boolean;
+      try {
+        // Higher is better: validation NDCG@10, or without validate the negated training loss.
+        metric = options.validate ? await options.validate(model) : null;
+        const score = metric ?? -loss;
+        improved = bestScore === null || score > bestScore;
+        if (improved) {
+          bestScore = score;
+          bestMetric = metric;
+          bestEpoch = epoch;
+          bestLoss = loss;
+          best = groups.map((g) => Float32Array.from(g.param));
+        }
+        if (improved && options.checkpointPath) {
+          await saveCheckpoint(options.checkpointPath, model, {
+            epoch: String(epoch),
+            metric: String(metric),
+          });
+        }
+      } finally {
+        average?.swap(model);
       }
       const seconds = (performance.now() - epochStart) / 1000;
       epochsDone = epoch;
@@ -299,6 +346,51 @@ export async function train(
     seconds: (performance.now() - started) / 1000,
     sequences: order.length,
   };
+}
+
+/** Exponential moving average of a model's trainable tensors (TrainOptions.ema). */
+class WeightAverage {
+  private readonly average: Float32Array[];
+  private updates = 0;
+
+  constructor(private readonly groups: ParamGroup[]) {
+    this.average = groups.map((g) => Float32Array.from(g.param));
+  }
+
+  /** average = decay * average + (1 - decay) * weights, with the ramp min(decay, (1 + t) / (10 + t)). */
+  update(decay: number): void {
+    this.updates++;
+    const rate = 1 - Math.min(decay, (1 + this.updates) / (10 + this.updates));
+    this.groups.forEach((g, i) => {
+      const a = this.average[i];
+      const p = g.param;
+      for (let j = 0; j < a.length; j++) a[j] += rate * (p[j] - a[j]);
+    });
+  }
+
+  /** Exchanges the model's weights and the average (call twice to restore). */
+  swap(model: SASRec): void {
+    this.groups.forEach((g, i) => {
+      const a = this.average[i];
+      const p = g.param;
+      for (let j = 0; j < a.length; j++) {
+        const v = p[j];
+        p[j] = a[j];
+        a[j] = v;
+      }
+    });
+    model.parametersChanged();
+  }
+}
+
+/**
+ * Replay: fills `order` with every id of `always`, then the first order.length - always.length ids of `others` after a
+ * seeded shuffle (a new sample each call; the caller shuffles `order`).
+ */
+export function replayOrder(always: Int32Array, others: Int32Array, rng: Random, order: Int32Array): void {
+  rng.shuffle(others);
+  order.set(always);
+  order.set(others.subarray(0, order.length - always.length), always.length);
 }
 
 /** The learning-rate factor of step s (1-based): linear warmup over warmupSteps, times the schedule's decay. */

@@ -96,6 +96,15 @@ encoder and content projection, so \`deltarec serve\` can add new items from tex
   --train-changed DIR  with --init-from: train only on the sequences that are new or changed since the split DIR
                      (the one the --init-from model was trained on); the others, which that model has seen as they
                      are, are left out, so an epoch costs their share less (docs/retraining.md)
+  --dense-lr-scale F the dense weights (positions, blocks, final layer norm) learn at F x --lr, the item rows at
+                     --lr (default 1); e.g. --init-from ... --dense-lr-scale 0.2: carried weights move slowly
+                     while fresh deltas learn at the full rate. F = 0 freezes the dense weights
+  --ema DECAY        weight averaging: validate, keep and save an exponential moving average of the weights,
+                     updated every step with decay min(DECAY, (1 + t) / (10 + t)); in [0, 1), default 0 (off);
+                     e.g. 0.995 averages over about 200 steps
+  --replay F         with --train-changed: each epoch also trains a new seeded sample of F (in [0, 1]) of the
+                     unchanged sequences, shuffled in with the changed ones (e.g. 0.2); an epoch is then the
+                     changed sequences plus that sample
   --lr-schedule S    constant (default) | cosine: the learning rate falls to 0 along a half cosine over --epochs
                      (a fixed budget, e.g. --init-from ... --epochs 7; early stopping still applies)
   --refit-projection with --init-from: fit the content projection (content-map: the map's start) on this split's
@@ -134,6 +143,9 @@ export async function run(args: string[]): Promise<number> {
         perturb: { type: 'string' },
         'warmup-steps': { type: 'string' },
         'lr-schedule': { type: 'string' },
+        'dense-lr-scale': { type: 'string' },
+        ema: { type: 'string' },
+        replay: { type: 'string' },
         'train-changed': { type: 'string' },
         evaluate: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -221,8 +233,15 @@ export async function run(args: string[]): Promise<number> {
     const lrSchedule = values['lr-schedule'];
     if (lrSchedule !== undefined && lrSchedule !== 'constant' && lrSchedule !== 'cosine')
       throw new Error(`--lr-schedule must be constant or cosine (got '${lrSchedule}')`);
+    const denseLrScale = floatOption(values['dense-lr-scale'], 'dense-lr-scale');
+    const ema = floatOption(values.ema, 'ema');
+    if (ema !== undefined && !(ema >= 0 && ema < 1))
+      throw new Error(`--ema must be a decay in [0, 1) (got '${values.ema}')`);
     if (values['train-changed'] !== undefined && !values['init-from'])
       throw new Error('--train-changed applies to a warm start (--init-from DIR)');
+    const replay = unitOption(values.replay, 'replay');
+    if (replay !== undefined && values['train-changed'] === undefined)
+      throw new Error('--replay applies to --train-changed DIR');
     await checkModelOutput(values.out, values.force);
     const initFrom = values['init-from']
       ? await warmStartSource(values['init-from'], kind as ModelKind)
@@ -272,10 +291,12 @@ export async function run(args: string[]): Promise<number> {
       console.error(
         `training on the sequences changed since ${values['train-changed']}: ${kept} of ` +
           `${kept + changed.unchanged} (${changed.changed} changed, ${changed.added} new users; ` +
-          `${changed.unchanged} unchanged left out)`,
+          (replay === undefined
+            ? `${changed.unchanged} unchanged left out)`
+            : `${changed.unchanged} unchanged, a new sample of ${replay} of them each epoch)`),
       );
     }
-    const model = await fit(changed?.split ?? split, {
+    const model = await fit(changed && replay === undefined ? changed.split : split, {
       ...settings,
       model: kind,
       content: content ?? undefined,
@@ -295,6 +316,9 @@ export async function run(args: string[]): Promise<number> {
       perturb,
       warmupSteps,
       lrSchedule,
+      lrScales: denseLrScale === undefined ? undefined : { dense: denseLrScale },
+      ema,
+      replay: changed && replay !== undefined ? { always: changed.mask, fraction: replay } : undefined,
     });
     if (model.warmStart) {
       const w = model.warmStart;
