@@ -418,7 +418,7 @@ async function warmStartSource(
       `--init-from ${dir} is a '${model.kind}' model; a warm start needs the same kind as --model '${kind}'`,
     );
   }
-  const { encoder } = await loadArtifact(dir);
+  const { encoder } = await loadArtifact(dir, { weights: false }); // the weights were read by load() above
   return { model, encoder: encoder?.kind === 'tfidf-svd' ? await TfidfSvdEncoder.load(encoder.dir) : null };
 }
 
