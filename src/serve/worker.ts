@@ -58,9 +58,18 @@ function postError(id: number, error: unknown): void {
   port.postMessage({ type: 'error', id, message: (error as Error).message } satisfies WorkerReply);
 }
 
-try {
+/**
+ * Loads the model and keeps only the scorer. In a function of its own so that the loaded artifact (its manifest
+ * lists every item id: a million strings at 1M items) is garbage once it returns; held by the module's frame, it
+ * made every full collection of this thread take 60-150 ms instead of 5-10 (the service's latency tail).
+ */
+async function loadScorer(): Promise<Scorer> {
   const loaded = await loadScoringModel(modelDir);
-  const scorer = new Scorer(loaded.model, loaded.numWarm, loaded.fusion, options.quantized);
+  return new Scorer(loaded.model, loaded.numWarm, loaded.fusion, options.quantized);
+}
+
+try {
+  const scorer = await loadScorer();
   const scan =
     scorer.quantizedPath && options.scan !== false
       ? new SharedScan(scorer, options.chunk ?? SCAN_CHUNK)
