@@ -27,6 +27,10 @@ const encoder = outerContent.encoder!;
 const innerContent = buildContent(inner, { catalog: data.catalog, encoder }, { dim: 24 });
 const small = { d: 16, maxLength: 16, epochs: 1, patience: 1, handleSigint: false, onProgress: () => {} };
 
+/** The old model of most warm starts here: content-delta trained 2 epochs on the inner (backtest) split. */
+const oldContentDelta = () =>
+  fit(inner, { ...small, epochs: 2, model: 'content-delta', content: innerContent.content! });
+
 function sasrecOf(model: FittedModel): SASRec {
   return model.recommender as SASRec;
 }
@@ -97,12 +101,7 @@ test('changedSequences keeps the new and the changed training sequences, matched
 });
 
 test('warmStart copies dense weights and learned rows by id; others keep their start', async () => {
-  const old = await fit(inner, {
-    ...small,
-    epochs: 2,
-    model: 'content-delta',
-    content: innerContent.content!,
-  });
+  const old = await oldContentDelta();
   const oldModel = sasrecOf(old);
   const config = { ...oldModel.config, numItems: split.numWarm };
   const projected = new Float32Array((split.numWarm + 1) * 16).map((_, i) => (i < 16 ? 0 : Math.sin(i)));
@@ -149,12 +148,7 @@ test('warmStart copies dense weights and learned rows by id; others keep their s
 });
 
 test('shrink and perturb: 1 and 0 are the plain warm start; otherwise shrink x old + perturb x the new start', async () => {
-  const old = await fit(inner, {
-    ...small,
-    epochs: 2,
-    model: 'content-delta',
-    content: innerContent.content!,
-  });
+  const old = await oldContentDelta();
   const oldModel = sasrecOf(old);
   const config = { ...oldModel.config, numItems: split.numWarm };
   const projected = new Float32Array((split.numWarm + 1) * 16).map((_, i) => (i < 16 ? 0 : Math.cos(i)));
@@ -319,12 +313,7 @@ test('fit with initFrom refuses another kind, another architecture, knn and a co
 });
 
 test('fit passes lrScales, replay and ema to training: frozen dense weights, the replayed epoch, the saved average', async () => {
-  const old = await fit(inner, {
-    ...small,
-    epochs: 2,
-    model: 'content-delta',
-    content: innerContent.content!,
-  });
+  const old = await oldContentDelta();
   const options: FitOptions = {
     ...small,
     model: 'content-delta',
