@@ -1,6 +1,8 @@
 /** Shared by the lexical fusion tests: a recommender with fixed scores and four items' unit TF-IDF rows. */
 import type { CsrMatrix } from '../src/content/sparse.js';
 import type { Recommender } from '../src/model/types.js';
+import { packBatch } from '../src/serve/engine.js';
+import type { Scorer } from '../src/serve/scorer.js';
 
 /** A recommender that returns fixed scores for every input. */
 export function fixed(scores: number[]): Recommender {
@@ -20,3 +22,12 @@ export const rows: CsrMatrix = {
   indices: Int32Array.from([0, 1, 0, 1, 2]),
   values: Float32Array.from([1, 1, Math.SQRT1_2, Math.SQRT1_2, 1]),
 };
+
+/** The served score of every item 1..items for one history (NaN for items not returned). */
+export function servedScores(scorer: Scorer, history: Int32Array, items: number): Float64Array {
+  const request = { history, exclude: new Int32Array(0), k: items, includeCold: true, excludeSeen: false };
+  const result = scorer.score(packBatch([request]));
+  const byItem = new Float64Array(items + 1).fill(NaN);
+  result.indices.forEach((item, i) => (byItem[item] = result.scores[i]));
+  return byItem;
+}

@@ -10,10 +10,9 @@ import { buildContent } from '../src/eval/data.js';
 import { encodeSafetensors } from '../src/model/artifact.js';
 import { LexicalFusion, loadLexicalFusion, saveLexicalFusion } from '../src/model/fusion.js';
 import { loadContentEncoder } from '../src/serve/content.js';
-import { packBatch } from '../src/serve/engine.js';
 import { loadScoringModel } from '../src/serve/models.js';
 import { Scorer } from '../src/serve/scorer.js';
-import { fixed, rows } from './fusion-fixture.js';
+import { fixed, rows, servedScores } from './fusion-fixture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-fusion-cold-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -124,13 +123,7 @@ test('fit with cold-aware fusion: saved, loaded, served like the library; a new 
   assert.equal(loaded.fusion?.weights.coldWeight, 2);
   const scorer = new Scorer(loaded.model, loaded.numWarm, loaded.fusion);
   const n = split.numItems;
-  const scoresOf = (history: Int32Array, items: number) => {
-    const request = { history, exclude: new Int32Array(0), k: items, includeCold: true, excludeSeen: false };
-    const result = scorer.score(packBatch([request]));
-    const byItem = new Float64Array(items + 1).fill(NaN);
-    result.indices.forEach((item, i) => (byItem[item] = result.scores[i]));
-    return byItem;
-  };
+  const scoresOf = (history: Int32Array, items: number) => servedScores(scorer, history, items);
   const history = split.test.inputs.items.subarray(0, 4);
   const expected = new Float32Array(n + 1);
   fused.recommender.score([history], expected);

@@ -9,10 +9,9 @@ import { generateSynthetic } from '../src/data/synthetic.js';
 import { buildContent, prepareData } from '../src/eval/data.js';
 import { LexicalFusion, loadLexicalFusion, saveLexicalFusion } from '../src/model/fusion.js';
 import { loadContentEncoder } from '../src/serve/content.js';
-import { packBatch } from '../src/serve/engine.js';
 import { loadScoringModel } from '../src/serve/models.js';
 import { Scorer } from '../src/serve/scorer.js';
-import { fixed, rows } from './fusion-fixture.js';
+import { fixed, rows, servedScores } from './fusion-fixture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deltarec-fusion-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -130,14 +129,7 @@ test('the service scores a fused model like the library, and a new item from tex
   assert.equal(loaded.fusion?.weights.weight, 3);
   const scorer = new Scorer(loaded.model, loaded.numWarm, loaded.fusion);
   const n = split.numItems;
-  /** The served score of every item for one history (NaN for items not returned). */
-  const scoresOf = (history: Int32Array, items: number) => {
-    const request = { history, exclude: new Int32Array(0), k: items, includeCold: true, excludeSeen: false };
-    const result = scorer.score(packBatch([request]));
-    const byItem = new Float64Array(items + 1).fill(NaN);
-    result.indices.forEach((item, i) => (byItem[item] = result.scores[i]));
-    return byItem;
-  };
+  const scoresOf = (history: Int32Array, items: number) => servedScores(scorer, history, items);
   const history = split.test.inputs.items.subarray(0, 4);
   const expected = new Float32Array(n + 1);
   fused.recommender.score([history], expected);
