@@ -157,12 +157,20 @@ export function createOptimizer(model: SASRec, options: AdamOptions = {}): Adam 
 
 /**
  * One training step: forward, backward, optimizer step (with the delta projection). Returns the batch's mean
- * cross-entropy. dropoutSeed defaults to one derived from the optimizer's step count and the model seed.
+ * cross-entropy. dropoutSeed defaults to one derived from the optimizer's step count and the model seed;
+ * beforeUpdate runs between the backward pass and the optimizer step (the touched rows are known, not yet changed).
  */
-export function trainStep(model: SASRec, optimizer: Adam, batch: Batch, dropoutSeed?: number): number {
+export function trainStep(
+  model: SASRec,
+  optimizer: Adam,
+  batch: Batch,
+  dropoutSeed?: number,
+  beforeUpdate?: () => void,
+): number {
   const seed =
     dropoutSeed ?? hash32(Math.imul(model.config.seed, 0x9e3779b1) ^ hash32(optimizer.stepCount + 1));
   const loss = model.forwardBackward(batch, true, seed);
+  beforeUpdate?.();
   optimizer.step();
   model.parametersChanged();
   return loss;
@@ -221,7 +229,8 @@ export async function train(
   const groups = model.paramGroups();
   const totalSteps = epochs * Math.ceil(order.length / batchSize);
   const stepSeed = () => hash32(Math.imul(seed, 0x9e3779b1) ^ hash32(optimizer.stepCount + 1));
-  const average = emaDecay > 0 ? new WeightAverage(groups) : null;
+  const average = emaDecay > 0 ? new WeightAverage(groups, emaDecay) : null;
+  const beforeUpdate = average ? () => average.beforeStep() : undefined;
 
   let stopRequested = false;
   const onAbort = () => (stopRequested = true);
@@ -261,8 +270,8 @@ export async function train(
         let real = 0;
         for (let r = 0; r < count; r++) real += batch.lengths[r];
         optimizer.lrScale = lrScale(optimizer.stepCount + 1, warmupSteps, lrSchedule, totalSteps);
-        const loss = trainStep(model, optimizer, batch, stepSeed());
-        average?.update(emaDecay);
+        const loss = trainStep(model, optimizer, batch, stepSeed(), beforeUpdate);
+        average?.afterStep();
         if (!Number.isFinite(loss))
           throw new Error(`train: loss is ${loss} at epoch ${epoch}, step ${optimizer.stepCount}`);
         lossSum += loss * real;
@@ -348,29 +357,95 @@ export async function train(
   };
 }
 
-/** Exponential moving average of a model's trainable tensors (TrainOptions.ema). */
-class WeightAverage {
+/**
+ * Exponential moving average of a model's trainable tensors (TrainOptions.ema): after the t-th step
+ * average = decay_t average + (1 - decay_t) weights with decay_t = min(decay, (1 + t) / (10 + t)).
+ *
+ * Dense groups are averaged in every step. Groups with sparse rows (an item table under a sampled loss, updated by
+ * lazy Adam) are averaged lazily, so a step costs its touched rows, never the catalog: a row that no step changes
+ * keeps its live value w, and over a gap of untouched steps s+1..t the dense average reaches
+ * w + (decay_{s+1} ... decay_t) (average_s - w) exactly. Each row keeps L at its last catch-up, where L is the
+ * running float64 sum of log(decay_t); a row is caught up with exp(L_now - L_row) just before the optimizer changes it
+ * (`beforeStep`) and every row is caught up before the average is read (`swap`). See docs/large-catalogs.md.
+ *
+ * Per step: trainStep(model, optimizer, batch, seed, () => average.beforeStep()); average.afterStep().
+ */
+export class WeightAverage {
   private readonly average: Float32Array[];
+  /** Per group: L at each row's last catch-up (lazy groups), or null (dense groups). */
+  private readonly caughtUp: (Float64Array | null)[];
   private updates = 0;
+  /** L: the sum of log(decay_t) over the steps so far. */
+  private logDecay = 0;
+  /**
+   * Rows of lazy groups read or written so far (caught up, averaged): per step twice the touched rows, whatever the
+   * table's size; every row when the average is read.
+   */
+  lazyRowVisits = 0;
 
-  constructor(private readonly groups: ParamGroup[]) {
+  constructor(
+    private readonly groups: ParamGroup[],
+    private readonly decay: number,
+  ) {
     this.average = groups.map((g) => Float32Array.from(g.param));
+    this.caughtUp = groups.map((g) => (g.sparse ? new Float64Array(g.param.length / g.rowWidth) : null));
   }
 
-  /** average = decay * average + (1 - decay) * weights, with the ramp min(decay, (1 + t) / (10 + t)). */
-  update(decay: number): void {
-    this.updates++;
-    const rate = 1 - Math.min(decay, (1 + this.updates) / (10 + this.updates));
+  /** Catches up the rows the coming optimizer step changes (lazy groups), while they still hold their old values. */
+  beforeStep(): void {
     this.groups.forEach((g, i) => {
-      const a = this.average[i];
-      const p = g.param;
-      for (let j = 0; j < a.length; j++) a[j] += rate * (p[j] - a[j]);
+      const caughtUp = this.caughtUp[i];
+      if (!caughtUp) return;
+      const { rows, count } = g.sparse!;
+      for (let u = 0; u < count; u++) this.catchUp(i, rows[u]);
+      this.lazyRowVisits += count;
     });
   }
 
-  /** Exchanges the model's weights and the average (call twice to restore). */
-  swap(model: SASRec): void {
+  /** Averages in the step's new weights: every row of dense groups, the touched rows of lazy groups. */
+  afterStep(): void {
+    this.updates++;
+    const rate = 1 - Math.min(this.decay, (1 + this.updates) / (10 + this.updates));
+    this.logDecay += Math.log1p(-rate);
     this.groups.forEach((g, i) => {
+      const a = this.average[i];
+      const p = g.param;
+      const caughtUp = this.caughtUp[i];
+      if (!caughtUp) {
+        for (let j = 0; j < a.length; j++) a[j] += rate * (p[j] - a[j]);
+        return;
+      }
+      const { rows, count } = g.sparse!;
+      const width = g.rowWidth;
+      for (let u = 0; u < count; u++) {
+        const r = rows[u];
+        for (let j = r * width; j < (r + 1) * width; j++) a[j] += rate * (p[j] - a[j]);
+        caughtUp[r] = this.logDecay;
+      }
+      this.lazyRowVisits += count;
+    });
+  }
+
+  /** Brings row r of lazy group i up to date: average = w + exp(L - L_r) (average - w), in float64. */
+  private catchUp(i: number, r: number): void {
+    const caughtUp = this.caughtUp[i]!;
+    if (caughtUp[r] === this.logDecay) return;
+    const factor = Math.exp(this.logDecay - caughtUp[r]);
+    caughtUp[r] = this.logDecay;
+    const a = this.average[i];
+    const p = this.groups[i].param;
+    const width = this.groups[i].rowWidth;
+    for (let j = r * width; j < (r + 1) * width; j++) a[j] = p[j] + factor * (a[j] - p[j]);
+  }
+
+  /** Exchanges the model's weights and the average, caught up in full (call twice to restore). */
+  swap(model: Pick<SASRec, 'parametersChanged'>): void {
+    this.groups.forEach((g, i) => {
+      const caughtUp = this.caughtUp[i];
+      if (caughtUp) {
+        for (let r = 0; r < caughtUp.length; r++) this.catchUp(i, r);
+        this.lazyRowVisits += caughtUp.length;
+      }
       const a = this.average[i];
       const p = g.param;
       for (let j = 0; j < a.length; j++) {
