@@ -359,14 +359,17 @@ export async function train(
 
 /**
  * Exponential moving average of a model's trainable tensors (TrainOptions.ema): after the t-th step
- * average = decay_t average + (1 - decay_t) weights with decay_t = min(decay, (1 + t) / (10 + t)).
+ * average_t = decay_t average_{t-1} + (1 - decay_t) weights_t with decay_t = min(decay, (1 + t) / (10 + t)).
  *
  * Dense groups are averaged in every step. Groups with sparse rows (an item table under a sampled loss, updated by
- * lazy Adam) are averaged lazily, so a step costs its touched rows, never the catalog: a row that no step changes
- * keeps its live value w, and over a gap of untouched steps s+1..t the dense average reaches
- * w + (decay_{s+1} ... decay_t) (average_s - w) exactly. Each row keeps L at its last catch-up, where L is the
- * running float64 sum of log(decay_t); a row is caught up with exp(L_now - L_row) just before the optimizer changes it
- * (`beforeStep`) and every row is caught up before the average is read (`swap`). See docs/large-catalogs.md.
+ * lazy Adam) are averaged lazily, so a step costs its touched rows, never the catalog. While a row's live value w
+ * stays the same, average_t - w = decay_t (average_{t-1} - w), so over steps s+1..t the dense average reaches
+ * w + (decay_{s+1} ... decay_t) (average_s - w) exactly. Each row stores its average caught up to some step s and
+ * L_s, where L is the running float64 sum of log(decay_t) (the product is exp(L_t - L_s)); the formula holds with the
+ * row's current w as long as w has not changed in steps s+1..t. So a row is caught up to the previous step just
+ * before the optimizer changes it (`beforeStep`: its old w), which also covers the step that changes it (that step's
+ * update mixes in the new w), and every row is caught up before the average is read (`swap`). See
+ * docs/large-catalogs.md.
  *
  * Per step: trainStep(model, optimizer, batch, seed, () => average.beforeStep()); average.afterStep().
  */
@@ -378,8 +381,8 @@ export class WeightAverage {
   /** L: the sum of log(decay_t) over the steps so far. */
   private logDecay = 0;
   /**
-   * Rows of lazy groups read or written so far (caught up, averaged): per step twice the touched rows, whatever the
-   * table's size; every row when the average is read.
+   * Rows of lazy groups caught up so far: per step the touched rows, whatever the table's size; every row each time
+   * the average is read.
    */
   lazyRowVisits = 0;
 
@@ -394,35 +397,23 @@ export class WeightAverage {
   /** Catches up the rows the coming optimizer step changes (lazy groups), while they still hold their old values. */
   beforeStep(): void {
     this.groups.forEach((g, i) => {
-      const caughtUp = this.caughtUp[i];
-      if (!caughtUp) return;
+      if (!this.caughtUp[i]) return;
       const { rows, count } = g.sparse!;
       for (let u = 0; u < count; u++) this.catchUp(i, rows[u]);
       this.lazyRowVisits += count;
     });
   }
 
-  /** Averages in the step's new weights: every row of dense groups, the touched rows of lazy groups. */
+  /** Averages in the step's new weights: every value of dense groups; lazy groups only advance L. */
   afterStep(): void {
     this.updates++;
     const rate = 1 - Math.min(this.decay, (1 + this.updates) / (10 + this.updates));
     this.logDecay += Math.log1p(-rate);
     this.groups.forEach((g, i) => {
+      if (this.caughtUp[i]) return;
       const a = this.average[i];
       const p = g.param;
-      const caughtUp = this.caughtUp[i];
-      if (!caughtUp) {
-        for (let j = 0; j < a.length; j++) a[j] += rate * (p[j] - a[j]);
-        return;
-      }
-      const { rows, count } = g.sparse!;
-      const width = g.rowWidth;
-      for (let u = 0; u < count; u++) {
-        const r = rows[u];
-        for (let j = r * width; j < (r + 1) * width; j++) a[j] += rate * (p[j] - a[j]);
-        caughtUp[r] = this.logDecay;
-      }
-      this.lazyRowVisits += count;
+      for (let j = 0; j < a.length; j++) a[j] += rate * (p[j] - a[j]);
     });
   }
 
