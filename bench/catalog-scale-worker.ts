@@ -4,13 +4,18 @@
  * Builds a content-delta SASRec (d = 128, 2 blocks, 1 head, max length 128, dropout 0.3, k = 256 negatives for the
  * sampled loss, drawn per batch or, with NEGATIVES_PER = sequence, per sequence) over NUM_ITEMS items with random unit content and one batch of 128 full-length sequences of
  * uniformly random items, prints `ready`, then answers each stdin line: `step` times one training step (forward,
- * backward, Adam with the delta projection) and prints {"ms": ...}; `stats` prints peak RSS (MB) and the bytes of
- * item state per item.
+ * backward, Adam with the delta projection) and prints {"ms": ...}; `step ema-lazy` / `step ema-dense` time a step
+ * that also updates a weight average of decay 0.999 (--ema): the lazy one of the trainer (touched item rows only) or
+ * the dense one of every row (the trainer's average before lazy averaging: the same class given the groups without
+ * their sparse rows), and add {"emaMs": ...}, the time spent in the average's updates, and {"rows": ...}, the item rows the lazy average
+ * visited; `stats` prints peak RSS (MB) and
+ * the bytes of item state per item. The two averages are created on first use; each is updated only in its own
+ * steps, which times the same work as updating it in every step.
  */
 import { createInterface } from 'node:readline';
 import { kernels } from '../src/kernels/index.js';
 import { SASRec, sasrecConfig, type Batch, type LossKind, type NegativesPer } from '../src/model/sasrec.js';
-import { createOptimizer, trainStep } from '../src/train/trainer.js';
+import { createOptimizer, trainStep, WeightAverage } from '../src/train/trainer.js';
 import { Random } from '../src/util/random.js';
 
 const numItems = Number(process.argv[2]);
@@ -57,13 +62,43 @@ for (let i = 0; i < BATCH * T; i++) {
   batch.targets[i] = 1 + rng.nextInt(numItems);
 }
 
+const averages = new Map<string, WeightAverage>();
+function average(kind: string): WeightAverage {
+  let a = averages.get(kind);
+  if (!a) {
+    const groups = model.paramGroups();
+    a = new WeightAverage(
+      kind === 'ema-lazy' ? groups : groups.map((g) => ({ ...g, sparse: undefined })),
+      0.999,
+    );
+    averages.set(kind, a);
+  }
+  return a;
+}
+
 console.log('ready');
 for await (const line of createInterface({ input: process.stdin })) {
-  if (line === 'step') {
+  if (line === 'step' || line === 'step ema-lazy' || line === 'step ema-dense') {
+    const ema = line === 'step' ? null : average(line.slice(5));
+    const visits = ema?.lazyRowVisits ?? 0;
+    let emaMs = 0;
+    const averaging = (update: () => void) => {
+      const started = performance.now();
+      update();
+      emaMs += performance.now() - started;
+    };
     const started = performance.now();
-    const value = trainStep(model, optimizer, batch);
+    const value = trainStep(
+      model,
+      optimizer,
+      batch,
+      undefined,
+      ema ? () => averaging(() => ema.beforeStep()) : undefined,
+    );
+    if (ema) averaging(() => ema.afterStep());
+    const ms = performance.now() - started;
     if (!Number.isFinite(value)) throw new Error(`loss ${value}`);
-    console.log(JSON.stringify({ ms: performance.now() - started }));
+    console.log(JSON.stringify({ ms, emaMs, rows: (ema?.lazyRowVisits ?? 0) - visits }));
   } else if (line === 'stats') {
     let bytes = 0;
     for (const t of model.parameters())

@@ -27,7 +27,7 @@ const SIZES: [string, number][] = [
 const ROUNDS = 3;
 
 /** A worker process holding one model; one request line, one reply line. */
-class Worker {
+export class Worker {
   private readonly child: ChildProcessWithoutNullStreams;
   private readonly waiting: ((line: string) => void)[] = [];
   private stderr = '';
@@ -63,7 +63,7 @@ class Worker {
   }
 }
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
