@@ -420,13 +420,18 @@ export class WeightAverage {
   /** Brings row r of lazy group i up to date: average = w + exp(L - L_r) (average - w), in float64. */
   private catchUp(i: number, r: number): void {
     const caughtUp = this.caughtUp[i]!;
-    if (caughtUp[r] === this.logDecay) return;
-    const factor = Math.exp(this.logDecay - caughtUp[r]);
+    const gap = this.logDecay - caughtUp[r];
+    if (gap === 0) return;
     caughtUp[r] = this.logDecay;
+    const factor = Math.exp(gap);
     const a = this.average[i];
     const p = this.groups[i].param;
     const width = this.groups[i].rowWidth;
-    for (let j = r * width; j < (r + 1) * width; j++) a[j] = p[j] + factor * (a[j] - p[j]);
+    const end = (r + 1) * width;
+    for (let j = r * width; j < end; j++) {
+      const w = p[j];
+      a[j] = w + factor * (a[j] - w);
+    }
   }
 
   /** Exchanges the model's weights and the average, caught up in full (call twice to restore). */
