@@ -38,6 +38,8 @@ export interface TrainOptions extends AdamOptions {
    * min(ema, (1 + t) / (10 + t)) at the t-th step (the usual ramp, so the average follows the early steps), is what
    * `validate` scores, what the best epoch keeps and what the checkpoint holds; the model ends with the best epoch's
    * average. The training loss is the live weights'. 0 (default) is off; e.g. 0.995 averages over about 200 steps.
+   * With a sampled loss the item table's average is lazy (WeightAverage): the same average, at a cost per step of the
+   * rows the step touches.
    */
   ema?: number;
   /**
