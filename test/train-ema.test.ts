@@ -1,7 +1,7 @@
 /**
  * The lazy weight average (WeightAverage for item tables trained with sparse updates): it equals the dense average
  * of every step (a float64 reference) after sparse steps with random touched rows, rows never touched, rows touched
- * every step, through the ramp and with decays 0.9 and 0.999; for the full softmax (dense) and the sampled losses on a
+ * every step, through the ramp and with decays 0.9 to 0.9999; for the full softmax (dense) and the sampled losses on a
  * real model; what train() validates, keeps and saves is the caught-up average; and a step's work visits only the
  * touched rows.
  */
@@ -102,6 +102,7 @@ test('lazy average equals the dense average: random touched rows, rows never or 
       assert.equal(lazy.lazyRowVisits - visits, sparse.count, `step ${t}: visits only the touched rows`);
       if (reads.has(t)) {
         const before = lazy.lazyRowVisits;
+        const live = groups.map((g) => Float32Array.from(g.param));
         const read = readAverage(lazy, groups);
         assert.equal(
           lazy.lazyRowVisits - before,
@@ -112,11 +113,14 @@ test('lazy average equals the dense average: random touched rows, rows never or 
         assert.ok(error < tolerance, `decay ${decay}, step ${t}: lazy off the dense average by ${error}`);
         const denseError = worstError(readAverage(everyRow, groups), reference.average);
         assert.ok(
-          denseError < 2e-5,
+          denseError < 3e-5,
           `decay ${decay}, step ${t}: the float32 dense average off by ${denseError}`,
         );
-        // Reading changes nothing of what follows: the live weights are back.
-        assert.deepEqual(groups[1].param, param);
+        // Reading leaves the live weights as they were.
+        assert.deepEqual(
+          groups.map((g) => g.param),
+          live,
+        );
       }
     }
     const final = readAverage(lazy, groups);
