@@ -26,7 +26,7 @@ const SIZES: [string, number][] = [
 ];
 const ROUNDS = 3;
 
-/** A worker process holding one model; one request line, one reply line. */
+/** A worker process holding one model; one request line, one reply line (also used by ema-scale.bench.ts). */
 export class Worker {
   private readonly child: ChildProcessWithoutNullStreams;
   private readonly waiting: ((line: string) => void)[] = [];
