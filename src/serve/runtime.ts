@@ -41,8 +41,6 @@ export interface ChangeTarget {
   content: ItemContentEncoder | null;
   catalog: LiveCatalog;
   rows: RowSink;
-  /** Items the model was saved with. */
-  known: Set<string>;
   /** Puts recorded for another model that were re-encoded for this one (applyChange). */
   reencoded: number;
 }
@@ -123,7 +121,6 @@ export function changeTarget(
     content,
     catalog: new LiveCatalog(ids, num_warm),
     rows,
-    known: new Set(ids.slice(1)),
     reencoded: 0,
   };
 }
@@ -157,7 +154,7 @@ export function applyChange(rt: ChangeTarget, change: CatalogChange): ApplyResul
     }
     vector = change.vector;
   } else {
-    if (rt.known.has(change.id) && catalog.get(change.id)) return { existed: true };
+    if (catalog.isSaved(change.id) && catalog.get(change.id)) return { existed: true };
     vector = reencode(rt, change);
     rt.reencoded++;
   }
