@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
 import { test } from 'node:test';
+import { loadArtifact } from '../src/model/artifact.js';
 import { LiveCatalog, type ItemInfo } from '../src/serve/catalog.js';
 import { hashId, IdTable } from '../src/serve/id-table.js';
+import { loadRuntime, modelId } from '../src/serve/runtime.js';
 import { Random } from '../src/util/random.js';
+import { untrainedFixtureInTemp } from './serve-fixture.js';
 
 test('the id table finds every id it was given, through its growth, and gives each back unchanged', () => {
   const table = new IdTable(); // no room: the arrays and the slot table grow many times
@@ -171,4 +175,24 @@ test('a catalog of 1M ids holds them in array buffers of about 30 bytes per id',
   // The first put after the load writes into spare room (no copy of every row): a new row, found at once.
   assert.deepEqual(catalog.put('new'), { index: 1_000_001, reused: false, retired: 0 });
   assert.equal(catalog.rowId(1_000_001), 'new');
+});
+
+test("the service's artifact reads its item ids from the catalog: the same ids, the same model id", async () => {
+  const { root, modelDir } = await untrainedFixtureInTemp('deltarec-idtable-');
+  try {
+    const saved = await loadArtifact(modelDir, { weights: false });
+    const rt = await loadRuntime(modelDir, 0, {});
+    try {
+      rt.catalog.put('added-later'); // a new row: not one of the artifact's ids
+      rt.catalog.remove(saved.manifest.items.ids[1]);
+      assert.deepEqual(rt.artifact.manifest.items.ids, saved.manifest.items.ids);
+      assert.equal(rt.artifact.manifest.items.num_warm, saved.manifest.items.num_warm);
+      assert.equal(JSON.stringify(rt.artifact.manifest), JSON.stringify(saved.manifest));
+      assert.equal(modelId(rt.artifact), rt.modelId);
+    } finally {
+      await rt.engine.close();
+    }
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 });

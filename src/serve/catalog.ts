@@ -73,9 +73,9 @@ export class LiveCatalog {
     return key < 0 ? '' : this.ids.id(key);
   }
 
-  /** Every row's id (rowId of 0 .. numRows - 1): one string per row, for the batch commands. */
-  rowIds(): string[] {
-    return Array.from({ length: this.numRows }, (_, row) => this.rowId(row));
+  /** The ids of rows 0 .. count - 1 (default: every row), one string per row. */
+  rowIds(count = this.numRows): string[] {
+    return Array.from({ length: count }, (_, row) => this.rowId(row));
   }
 
   /** Bytes the catalog holds in array buffers (its text fields aside). */
