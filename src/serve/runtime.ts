@@ -27,6 +27,7 @@ import {
   type ScoreBackend,
 } from './engine.js';
 import { itemVectorWidth, loadScoringModel, modelStrategy } from './models.js';
+import type { WorkerOptions } from './worker.js';
 import { Scorer } from './scorer.js';
 
 /** What applyChange needs of a model: its live catalog, where new rows go, and how it encodes content. */
@@ -82,18 +83,7 @@ export async function loadRuntime(
       await Promise.all(started.map((w) => w.close()));
       throw error;
     }
-    // A worker that crashes is replaced by a new one on the same directory (the engine replays the changes).
-    const dir = artifact.dir;
-    restart = async () => {
-      const worker = new WorkerBackend(dir, workerOptions);
-      try {
-        await worker.ready;
-      } catch (error) {
-        await worker.close();
-        throw error;
-      }
-      return worker;
-    };
+    restart = workerRestart(artifact.dir, workerOptions);
   }
   const engine = new ScoringEngine(backends, { ...engineOptions, restart });
   try {
@@ -104,6 +94,23 @@ export async function loadRuntime(
     await engine.close();
     throw error;
   }
+}
+
+/**
+ * Replaces a worker that crashed by a new one on the same directory (the engine replays the changes). A function of
+ * its own so that the closure holds the directory, not the loaded artifact (loadRuntime's context).
+ */
+function workerRestart(dir: string, options: WorkerOptions): () => Promise<WorkerBackend> {
+  return async () => {
+    const worker = new WorkerBackend(dir, options);
+    try {
+      await worker.ready;
+    } catch (error) {
+      await worker.close();
+      throw error;
+    }
+    return worker;
+  };
 }
 
 /**
