@@ -9,16 +9,15 @@
  * string's UTF-16 code units in generalized UTF-8 (WTF-8: a lone surrogate is written as the 3 bytes of its code
  * point), so that every JS string, valid UTF-16 or not, has exactly one encoding and comes back unchanged.
  */
-import { extend } from '../util/growable.js';
+import { GROWTH } from '../util/growable.js';
 import { hash32 } from '../util/random.js';
 
 /** Most ids are ASCII: decoded with Buffer's latin1 path, the rest by `decode`. */
 const ASCII = 0x80;
 
 export class IdTable {
-  /** The ids' bytes, back to back: key k at starts[k] .. starts[k + 1]. */
-  private bytes: Uint8Array;
-  private bytesView: Buffer;
+  /** The ids' bytes, back to back: key k at starts[k] .. starts[k + 1] (both with spare room at the end). */
+  private bytes: Buffer;
   private starts: Int32Array;
   /**
    * Open addressing with linear probing, a power of 2 slots, at most half full: slot s is (hash, key + 1) at 2s and
@@ -29,10 +28,9 @@ export class IdTable {
 
   /** expected: how many ids to make room for (it grows beyond as needed). */
   constructor(expected = 0) {
-    // Views of length 0 (1 for starts) on buffers with room for `expected` ids of up to 8 bytes (`extend` grows them).
-    this.bytes = extend(new Uint8Array(Math.max(64, expected * 8)), 0);
-    this.bytesView = Buffer.from(this.bytes.buffer);
-    this.starts = extend(new Int32Array(Math.max(64, expected + 1)), 1);
+    // Room for `expected` ids of up to 8 bytes; beyond, they grow by GROWTH.
+    this.bytes = Buffer.alloc(Math.max(64, expected * 8));
+    this.starts = new Int32Array(Math.max(64, expected + 1));
     let slots = 64;
     while (slots < 2 * expected) slots *= 2;
     this.slots = new Int32Array(2 * slots);
@@ -40,7 +38,7 @@ export class IdTable {
 
   /** Bytes held by the table (its array buffers). */
   get byteSize(): number {
-    return this.bytes.buffer.byteLength + this.starts.buffer.byteLength + this.slots.byteLength;
+    return this.bytes.length + this.starts.byteLength + this.slots.byteLength;
   }
 
   /** The key of `id`, or -1. */
@@ -68,10 +66,17 @@ export class IdTable {
     const key = this.size++;
     const start = this.starts[key];
     const end = start + encodedLength(id);
-    this.bytes = extend(this.bytes, end);
-    if (this.bytes.buffer !== this.bytesView.buffer) this.bytesView = Buffer.from(this.bytes.buffer);
+    if (end > this.bytes.length) {
+      const bytes = Buffer.alloc(Math.max(end, Math.ceil(this.bytes.length * GROWTH)));
+      bytes.set(this.bytes);
+      this.bytes = bytes;
+    }
     encode(id, this.bytes, start);
-    this.starts = extend(this.starts, key + 2);
+    if (key + 2 > this.starts.length) {
+      const starts = new Int32Array(Math.ceil(this.starts.length * GROWTH) + 1);
+      starts.set(this.starts);
+      this.starts = starts;
+    }
     this.starts[key + 1] = end;
     this.slots[2 * s] = hash;
     this.slots[2 * s + 1] = key + 1;
@@ -84,7 +89,7 @@ export class IdTable {
     const start = this.starts[key];
     const end = this.starts[key + 1];
     for (let p = start; p < end; p++) if (this.bytes[p] >= ASCII) return decode(this.bytes, start, end);
-    return this.bytesView.toString('latin1', start, end);
+    return this.bytes.toString('latin1', start, end);
   }
 
   /** Twice as many slots, each used one moved to its place among them. */
