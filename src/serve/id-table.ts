@@ -63,9 +63,10 @@ export class IdTable {
       if (entry === 0) break;
       if (this.slots[2 * s] === hash && this.equals(entry - 1, id)) return entry - 1;
     }
-    const key = this.size++;
+    const key = this.size;
     const start = this.starts[key];
     const end = start + encodedLength(id);
+    if (end > 0x7fffffff) throw new Error('IdTable: the ids take more than 2 GiB (offsets are 32-bit)');
     if (end > this.bytes.length) {
       const bytes = Buffer.alloc(Math.max(end, Math.ceil(this.bytes.length * GROWTH)));
       bytes.set(this.bytes);
@@ -78,6 +79,7 @@ export class IdTable {
       this.starts = starts;
     }
     this.starts[key + 1] = end;
+    this.size++;
     this.slots[2 * s] = hash;
     this.slots[2 * s + 1] = key + 1;
     if (4 * this.size > this.slots.length) this.rehash(); // more than half of the slots used
