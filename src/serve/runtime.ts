@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { loadArtifact, type LoadedArtifact } from '../model/artifact.js';
+import { loadArtifact, type LoadedArtifact, type ModelManifest } from '../model/artifact.js';
 import { compactRecords, replayLog } from './catalog-log.js';
 import { LiveCatalog, putItem, type RowSink } from './catalog.js';
 import {
@@ -27,6 +27,7 @@ import {
   type ScoreBackend,
 } from './engine.js';
 import { itemVectorWidth, loadScoringModel, modelStrategy } from './models.js';
+import type { WorkerOptions } from './worker.js';
 import { Scorer } from './scorer.js';
 
 /** What applyChange needs of a model: its live catalog, where new rows go, and how it encodes content. */
@@ -41,8 +42,6 @@ export interface ChangeTarget {
   content: ItemContentEncoder | null;
   catalog: LiveCatalog;
   rows: RowSink;
-  /** Items the model was saved with. */
-  known: Set<string>;
   /** Puts recorded for another model that were re-encoded for this one (applyChange). */
   reencoded: number;
 }
@@ -84,27 +83,47 @@ export async function loadRuntime(
       await Promise.all(started.map((w) => w.close()));
       throw error;
     }
-    // A worker that crashes is replaced by a new one on the same directory (the engine replays the changes).
-    const dir = artifact.dir;
-    restart = async () => {
-      const worker = new WorkerBackend(dir, workerOptions);
-      try {
-        await worker.ready;
-      } catch (error) {
-        await worker.close();
-        throw error;
-      }
-      return worker;
-    };
+    restart = workerRestart(artifact.dir, workerOptions);
   }
   const engine = new ScoringEngine(backends, { ...engineOptions, restart });
   try {
     const content = await loadContentEncoder(artifact);
-    return { ...changeTarget(artifact, engine, content), content, artifact, engine, active: 0 };
+    const target = changeTarget(artifact, engine, content);
+    return { ...target, content, artifact: idsFromCatalog(artifact, target.catalog), engine, active: 0 };
   } catch (error) {
     await engine.close();
     throw error;
   }
+}
+
+/**
+ * Replaces a worker that crashed by a new one on the same directory (the engine replays the changes). A function of
+ * its own so that the closure holds the directory, not the loaded artifact (loadRuntime's context).
+ */
+function workerRestart(dir: string, options: WorkerOptions): () => Promise<WorkerBackend> {
+  return async () => {
+    const worker = new WorkerBackend(dir, options);
+    try {
+      await worker.ready;
+    } catch (error) {
+      await worker.close();
+      throw error;
+    }
+    return worker;
+  };
+}
+
+/**
+ * The artifact as the service keeps it: its manifest's item ids (1M strings at 1M items, about 33 MB of the main
+ * thread's heap that every full garbage collection marks) are dropped, since the live catalog holds them in typed
+ * arrays, and rebuilt from the catalog (rows 0 .. n-1 keep the artifact's ids) when something reads them.
+ */
+function idsFromCatalog(artifact: LoadedArtifact, catalog: LiveCatalog): LoadedArtifact {
+  const count = artifact.manifest.items.ids.length;
+  const items = {} as ModelManifest['items']; // ids first, as in the manifest (JSON.stringify gives the same text)
+  Object.defineProperty(items, 'ids', { enumerable: true, get: () => catalog.rowIds(count) });
+  items.num_warm = artifact.manifest.items.num_warm;
+  return { ...artifact, manifest: { ...artifact.manifest, items } };
 }
 
 /** A fresh catalog of the artifact's items whose new rows go to `rows` (the engine, or a Scorer in batch mode). */
@@ -123,7 +142,6 @@ export function changeTarget(
     content,
     catalog: new LiveCatalog(ids, num_warm),
     rows,
-    known: new Set(ids.slice(1)),
     reencoded: 0,
   };
 }
@@ -157,7 +175,7 @@ export function applyChange(rt: ChangeTarget, change: CatalogChange): ApplyResul
     }
     vector = change.vector;
   } else {
-    if (rt.known.has(change.id) && catalog.get(change.id)) return { existed: true };
+    if (catalog.isSaved(change.id) && catalog.get(change.id)) return { existed: true };
     vector = reencode(rt, change);
     rt.reencoded++;
   }

@@ -550,7 +550,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       if (stage !== 'serialize') metrics.observeStage(stage, result.stages[stage]);
     const items = new Array(result.indices.length);
     for (let i = 0; i < items.length; i++)
-      items[i] = { id: catalog.rowIds[result.indices[i]], score: result.scores[i] };
+      items[i] = { id: catalog.rowId(result.indices[i]), score: result.scores[i] };
     return { items };
   }
 

@@ -95,7 +95,7 @@ export async function run(args: string[]): Promise<number> {
         null,
       );
       const changes = await applyLogFile(target, loaded, logPath);
-      itemIds = target.catalog.rowIds;
+      itemIds = target.catalog.rowIds();
       console.error(`deltarec export: applied ${changes} catalog changes from ${logPath}`);
     }
     const lexicalWeight = loaded.lexical ? (await loadLexicalFusion(loaded.lexical.dir)).weight : 0;

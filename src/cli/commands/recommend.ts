@@ -206,7 +206,7 @@ export async function run(args: string[]): Promise<number> {
         const items: { id: string; score: number }[] = [];
         if (p.request && result) {
           for (let j = result.resultOffsets[r]; j < result.resultOffsets[r + 1]; j++) {
-            items.push({ id: catalog.rowIds[result.indices[j]], score: result.scores[j] });
+            items.push({ id: catalog.rowId(result.indices[j]), score: result.scores[j] });
           }
           r++;
         }

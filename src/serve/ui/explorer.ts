@@ -176,7 +176,7 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
     };
     if (primary.get(request.query.q ?? '')) consider(request.query.q!, undefined);
     for (let row = primary.numRows - 1; row > primary.numWarm && found.length < limit; row--) {
-      const id = primary.rowIds[row]; // items added through the API, newest first
+      const id = primary.rowId(row); // items added through the API, newest first
       const info = primary.get(id);
       if (info?.added && info.index === row) consider(id, info.fields?.[titleField ?? 'title']);
     }
@@ -185,7 +185,7 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
         consider(catalog.ids[r], titles[r]);
     else
       for (let row = 1; row < primary.numRows && found.length < limit; row++)
-        consider(primary.rowIds[row], undefined);
+        consider(primary.rowId(row), undefined);
     return { items: found.map((id) => ({ id, fields: fieldsOf(id) })) };
   });
 
@@ -284,7 +284,7 @@ export async function installExplorer(app: FastifyInstance, options: ExplorerOpt
 
   function rowOf(model: ModelEntry, fusion: NonNullable<ModelInfo['fusion']>, index: number): CsrMatrix {
     if (index < fusion.saved.rows) return sliceRows(fusion.saved, index);
-    const info = model.service.catalog.get(model.service.catalog.rowIds[index]);
+    const info = model.service.catalog.get(model.service.catalog.rowId(index));
     return fusion.rowsFor([info?.index === index ? info.fields : undefined]);
   }
 }
