@@ -28,14 +28,14 @@ test('ids with equal hashes are told apart by their bytes', () => {
   const pairs: [string, string][] = [];
   for (let i = 0; pairs.length < 3 && i < 1 << 20; i++) {
     const id = `x${i.toString(36)}`;
-    const other = byHash.get(hashId(id));
+    const other = byHash.get(hashId(id, 0));
     if (other !== undefined) pairs.push([other, id]);
-    else byHash.set(hashId(id), id);
+    else byHash.set(hashId(id, 0), id);
   }
   assert.equal(pairs.length, 3, 'found 3 colliding pairs');
-  const table = new IdTable();
+  const table = new IdTable(0, 0); // the seed the pairs collide under
   for (const [a, b] of pairs) {
-    assert.equal(hashId(a), hashId(b));
+    assert.equal(hashId(a, 0), hashId(b, 0));
     assert.equal(table.find(b), -1);
     const ka = table.add(a);
     assert.equal(table.find(b), -1, `${b} is not ${a}`);
@@ -45,6 +45,28 @@ test('ids with equal hashes are told apart by their bytes', () => {
     assert.equal(table.find(b), kb);
     assert.equal(table.id(kb), b);
   }
+});
+
+test('the hash is seeded per table: ids that collide under one seed do not under another, and keys do not depend on it', () => {
+  const byHash = new Map<number, string>();
+  let pair: [string, string] | undefined;
+  for (let i = 0; !pair && i < 1 << 20; i++) {
+    const id = `x${i.toString(36)}`;
+    const other = byHash.get(hashId(id, 0));
+    if (other !== undefined) pair = [other, id];
+    else byHash.set(hashId(id, 0), id);
+  }
+  assert.ok(pair, 'found a colliding pair under seed 0');
+  const [a, b] = pair;
+  assert.equal(hashId(a, 0), hashId(b, 0));
+  assert.notEqual(hashId(a, 12345), hashId(b, 12345));
+  assert.equal(new IdTable().find('x'), -1); // a fresh table knows no id
+  const ids = Array.from({ length: 5000 }, (_, i) => `item-${i}`);
+  const tables = [new IdTable(0, 0), new IdTable(0, 0xdeadbeef), new IdTable()];
+  const keys = tables.map((table) => ids.map((id) => table.add(id)));
+  for (const table of tables) for (let i = 0; i < ids.length; i += 97) assert.equal(table.find(ids[i]), i);
+  assert.deepEqual(keys[1], keys[0]);
+  assert.deepEqual(keys[2], keys[0]);
 });
 
 test('the id table keeps unicode ids exact: 2-, 3- and 4-byte characters, and lone surrogates', () => {

@@ -9,6 +9,7 @@
  * string's UTF-16 code units in generalized UTF-8 (WTF-8: a lone surrogate is written as the 3 bytes of its code
  * point), so that every JS string, valid UTF-16 or not, has exactly one encoding and comes back unchanged.
  */
+import { randomInt } from 'node:crypto';
 import { GROWTH } from '../util/growable.js';
 import { hash32 } from '../util/random.js';
 
@@ -26,8 +27,15 @@ export class IdTable {
   private slots: Int32Array;
   size = 0;
 
-  /** expected: how many ids to make room for (it grows beyond as needed). */
-  constructor(expected = 0) {
+  /**
+   * expected: how many ids to make room for (it grows beyond as needed). seed: of the hash, random per table by
+   * default, as V8 seeds its own string hashes, so that ids crafted to collide in one process do not collide in
+   * another (only the slots depend on it: keys and answers do not).
+   */
+  constructor(
+    expected = 0,
+    private readonly seed = randomInt(2 ** 32),
+  ) {
     // Room for `expected` ids of up to 8 bytes; beyond, they grow by GROWTH.
     this.bytes = Buffer.alloc(Math.max(64, expected * 8));
     this.starts = new Int32Array(Math.max(64, expected + 1));
@@ -43,7 +51,7 @@ export class IdTable {
 
   /** The key of `id`, or -1. */
   find(id: string): number {
-    const hash = hashId(id);
+    const hash = hashId(id, this.seed);
     const slots = this.slots;
     const mask = slots.length / 2 - 1;
     for (let s = hash & mask; ; s = (s + 1) & mask) {
@@ -55,7 +63,7 @@ export class IdTable {
 
   /** The key of `id`, added when new. */
   add(id: string): number {
-    const hash = hashId(id);
+    const hash = hashId(id, this.seed);
     const mask = this.slots.length / 2 - 1;
     let s = hash & mask;
     for (; ; s = (s + 1) & mask) {
@@ -147,9 +155,12 @@ export class IdTable {
   }
 }
 
-/** FNV-1a over the UTF-16 code units, then a finalizer that spreads the low bits (the slot is hash & mask). */
-export function hashId(id: string): number {
-  let h = 0x811c9dc5;
+/**
+ * FNV-1a over the UTF-16 code units from a seeded start, then a finalizer that spreads the low bits (the slot is
+ * hash & mask). Not a keyed PRF: the seed only keeps collisions found for one process from carrying to another.
+ */
+export function hashId(id: string, seed: number): number {
+  let h = 0x811c9dc5 ^ seed;
   for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
   return hash32(h) | 0;
 }
